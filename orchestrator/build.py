@@ -1,0 +1,70 @@
+"""The build stage: the project copied into a fresh container and built with the job's
+interpreter (`python -m build --wheel`)."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from orchestrator.container import Session
+from orchestrator.plan import Job
+from orchestrator.recipe.model import Recipe
+
+SRC = "/orch/src"
+DIST = "/orch/dist"
+# Never copied into the container: VCS data and previous outputs.
+EXCLUDED_NAMES = {".git", ".hg", ".svn", ".tox", ".nox", ".venv", "__pycache__", "wheelhouse", ".orch"}
+
+
+def python_bin(job: Job) -> str:
+    return f"/opt/python/{job.python_tag}/bin/python"
+
+
+def project_tar(recipe: Recipe) -> bytes:
+    """The project as a tar for the container: a copy (the user's tree is never mounted)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        if recipe.project.kind == "sdist":
+            tar.add(str(recipe.project.path), arcname=recipe.project.path.name)
+        else:
+            root = recipe.project.path
+            tar.add(str(root), arcname="src", filter=_exclude(root))
+    return buf.getvalue()
+
+
+def _exclude(root: Path) -> object:
+    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        parts = Path(info.name).parts
+        if any(p in EXCLUDED_NAMES or p.endswith(".egg-info") for p in parts[1:]):
+            return None
+        if len(parts) > 1 and parts[1] in ("build", "dist"):
+            return None  # setuptools' leftovers from a host build
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        return info
+
+    return keep
+
+
+def copy_project(session: Session, recipe: Recipe, tar: bytes) -> None:
+    session.run("prepare", ["mkdir", "-p", "/orch", DIST])
+    session.put_tar(tar, "/orch")
+    if recipe.project.kind == "sdist":
+        name = recipe.project.path.name
+        session.run(
+            "prepare",
+            f"mkdir -p {SRC} && tar -xzf /orch/{name} -C {SRC} --strip-components=1 && rm /orch/{name}",
+        )
+
+
+def build_wheel(session: Session, job: Job, recipe: Recipe, env: Mapping[str, str]) -> None:
+    for command in recipe.before_build:
+        session.run("before-build", command, env=env, workdir=SRC)
+    session.run(
+        "build",
+        [python_bin(job), "-m", "build", "--wheel", "--outdir", DIST, SRC],
+        env=env,
+        workdir=SRC,
+    )

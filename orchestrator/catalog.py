@@ -1,0 +1,164 @@
+"""The image catalog: which policy exists for which architecture, and which image runs it.
+
+Data lives in ``images/catalog.yaml``; this module answers questions about it without
+touching the engine (so `orch plan` works offline).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from orchestrator import archs
+from orchestrator.errors import ConfigError
+from orchestrator.resources import data_dir
+
+# PEP 600 names of the legacy aliases, both ways.
+ALIASES = {
+    "manylinux1": "manylinux_2_5",
+    "manylinux2010": "manylinux_2_12",
+    "manylinux2014": "manylinux_2_17",
+}
+PEP600_TO_ALIAS = {v: k for k, v in ALIASES.items()}
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    name: str  # as the catalog keys it: manylinux2014, manylinux_2_31, musllinux_1_2
+    pep600: str  # manylinux_2_17
+    libc: str  # glibc | musl
+    libc_version: str
+    archs: tuple[str, ...]
+    eol: str | None
+    pythons: tuple[str, ...]
+    reference: str  # with {arch}
+
+
+@dataclass(frozen=True)
+class LocalInfo:
+    policy: str
+    suite: str
+    libc_version: str
+    archs: tuple[str, ...]
+    pythons_by_arch: Mapping[str, tuple[str, ...]]
+
+    def pythons(self, arch: str) -> tuple[str, ...]:
+        return self.pythons_by_arch.get(arch, self.pythons_by_arch["default"])
+
+
+@dataclass(frozen=True)
+class ImageChoice:
+    """The image a job runs in, and where it comes from."""
+
+    source: str  # "local" | "pypa" | "explicit"
+    ref: str  # build image
+    runtime_ref: str | None  # clean verification image (local images have one)
+    policy: str  # PEP 600 policy name: manylinux_2_31
+    pythons: tuple[str, ...]  # what the catalog says the image ships
+    libc_version: str
+
+
+@dataclass(frozen=True)
+class Catalog:
+    pypa: Mapping[str, PolicyInfo]
+    local: Mapping[str, LocalInfo]
+
+    def known_policies(self) -> list[str]:
+        names = set(self.pypa) | set(self.local) | {p.pep600 for p in self.pypa.values()}
+        return sorted(names)
+
+    def canonical(self, policy: str) -> str:
+        """Any accepted spelling -> the PEP 600 name (manylinux2014 -> manylinux_2_17)."""
+        if policy in ALIASES:
+            return ALIASES[policy]
+        if policy in self.pypa:
+            return self.pypa[policy].pep600
+        if policy in self.local or any(p.pep600 == policy for p in self.pypa.values()):
+            return policy
+        raise KeyError(policy)
+
+    def pypa_policy(self, pep600: str) -> PolicyInfo | None:
+        for info in self.pypa.values():
+            if info.pep600 == pep600:
+                return info
+        return None
+
+    def archs_for(self, pep600: str) -> tuple[str, ...]:
+        found: list[str] = []
+        pypa = self.pypa_policy(pep600)
+        if pypa:
+            found += pypa.archs
+        if pep600 in self.local:
+            found += self.local[pep600].archs
+        return tuple(a for a in archs.ARCHS if a in found)
+
+    def choose(self, pep600: str, arch: str, preference: str | None = None) -> ImageChoice:
+        """The image for (policy, arch); preference: 'local', 'pypa' or an explicit ref.
+
+        Raises KeyError when no image exists for the combination.
+        """
+        local = self.local.get(pep600)
+        pypa = self.pypa_policy(pep600)
+        if preference not in (None, "local", "pypa"):
+            libc = (local.libc_version if local else pypa.libc_version if pypa else "")
+            pythons = (local.pythons(arch) if local else pypa.pythons if pypa else ())
+            return ImageChoice("explicit", str(preference), None, pep600, pythons, libc)
+        if local and arch in local.archs and preference != "pypa":
+            from orchestrator.images.local import local_image_ref
+
+            return ImageChoice(
+                "local",
+                local_image_ref(arch, "build", local.suite),
+                local_image_ref(arch, "runtime", local.suite),
+                pep600,
+                local.pythons(arch),
+                local.libc_version,
+            )
+        if pypa and arch in pypa.archs and preference != "local":
+            ref = pypa.reference.format(arch=arch)
+            return ImageChoice("pypa", ref, None, pep600, pypa.pythons, pypa.libc_version)
+        raise KeyError((pep600, arch))
+
+
+@functools.cache
+def load() -> Catalog:
+    raw: dict[str, Any] = yaml.safe_load((data_dir("images") / "catalog.yaml").read_text())
+    pypa = {
+        name: PolicyInfo(
+            name=name,
+            pep600=str(v["pep600"]),
+            libc=str(v["libc"]),
+            libc_version=str(v["libc_version"]),
+            archs=tuple(v["archs"]),
+            eol=v.get("eol"),
+            pythons=tuple(str(p) for p in v["pythons"]),
+            reference=str(v["reference"]),
+        )
+        for name, v in raw["pypa"].items()
+    }
+    local = {
+        name: LocalInfo(
+            policy=name,
+            suite=str(v["suite"]),
+            libc_version=str(v["libc_version"]),
+            archs=tuple(v["archs"]),
+            pythons_by_arch={k: tuple(str(p) for p in ps) for k, ps in v["pythons"].items()},
+        )
+        for name, v in raw["local"].items()
+    }
+    return Catalog(pypa=pypa, local=local)
+
+
+def policy_error(policy: str, where: str, field: str) -> ConfigError:
+    import difflib
+
+    known = load().known_policies()
+    hint = difflib.get_close_matches(policy, known, n=1)
+    did = f" (did you mean '{hint[0]}'?)" if hint else ""
+    return ConfigError(
+        f"{where}: {field}: '{policy}' is not a known policy{did}; known: {', '.join(known)}"
+    )

@@ -1,0 +1,274 @@
+"""The `orch` command line: parses arguments and calls the stage modules; no logic here.
+
+Exit codes: 0 success; 1 a job or check failed; 2 configuration error (recipe or command
+line; nothing was started); 3 environment problem (engine, image, emulation); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator import __version__
+from orchestrator.errors import EXIT_BUILD_FAILED, EXIT_INTERRUPTED, EXIT_OK, ConfigError, OrchError
+
+EPILOG = (
+    "exit codes: 0 ok, 1 build/check failed, 2 configuration error, 3 environment problem, "
+    "130 interrupted"
+)
+
+
+def _recipe_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-f", "--file", default="orch.yaml", metavar="PATH",
+        help="the recipe (default: ./orch.yaml); a directory means DIR/orch.yaml",
+    )
+
+
+def _selection_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--only", action="append", default=[], metavar="ID",
+                   help="run only this job id or glob (repeatable), e.g. cp311-manylinux_2_31_x86_64")
+    p.add_argument("--shard", metavar="K/N", help="run only shard K of N (whole image/arch groups)")
+    p.add_argument("--arch", action="append", default=[], help="restrict to these architectures")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orch",
+        description="Build, repair and verify Python wheels with native code in manylinux containers.",
+        epilog=EPILOG,
+    )
+    parser.add_argument("--version", action="version", version=f"orch {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    b = sub.add_parser("build", help="build, repair, verify and audit wheels (the main job)",
+                       description="Build every job of the recipe's matrix in fresh containers, "
+                       "repair with auditwheel, verify in clean containers, audit, and land the "
+                       "wheels atomically in the output directory.", epilog=EPILOG)
+    _recipe_arg(b)
+    _selection_args(b)
+    b.add_argument("-o", "--output-dir", default="wheelhouse", help="the wheelhouse (default: ./wheelhouse)")
+    b.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 2,
+                   help="jobs run at once (default: number of CPUs)")
+    b.add_argument("--keep-container", action="store_true",
+                   help="keep a failed job's container and print how to enter it")
+    b.add_argument("--keep-failed", action="store_true",
+                   help="keep wheels that fail verification in OUTPUT/.orch/failed")
+    b.add_argument("--no-verify", action="store_true", help="skip clean-container verification")
+    b.add_argument("--no-audit", action="store_true", help="skip orch audit of each wheel")
+    b.add_argument("--no-build-images", action="store_true",
+                   help="fail instead of building missing local images")
+    b.add_argument("--report", type=Path, help="report JSON path (default: OUTPUT/.orch/report.json)")
+    b.add_argument("--plain", action="store_true", help="plain progress lines instead of a live table")
+
+    p = sub.add_parser("plan", help="show the job matrix (table or --json)",
+                       description="Show the jobs the recipe asks for, their images, and why "
+                       "combinations were excluded. Needs no engine.", epilog=EPILOG)
+    _recipe_arg(p)
+    _selection_args(p)
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+    m = sub.add_parser("matrix", help="print a GitHub Actions matrix (JSON) of shards",
+                       description="Group jobs by image and architecture into at most "
+                       "--max-shards shards and print {\"include\": [...]} for strategy.matrix.")
+    _recipe_arg(m)
+    m.add_argument("--max-shards", type=int, default=8)
+
+    i = sub.add_parser("images", help="list images or build the local ones",
+                       description="Without a subcommand: list the catalog and what is present.")
+    isub = i.add_subparsers(dest="images_command", metavar="SUBCOMMAND")
+    bl = isub.add_parser("build-local", help="build manylinux-compatible images with debootstrap (no registry)")
+    bl.add_argument("--arch", action="append", default=[], help="architecture(s) (default: x86_64)")
+    bl.add_argument("--suite", default="bullseye", help="Debian suite (default: bullseye -> manylinux_2_31)")
+    bl.add_argument("--rebuild", action="store_true", help="rebuild even if the definition is unchanged")
+    isub.add_parser("list", help="list the catalog and the images present")
+
+    d = sub.add_parser("doctor", help="check the engine, emulation, disk and images",
+                       description="Report whether this host can run orch's jobs, and how to fix what is missing.")
+    d.add_argument("--json", action="store_true")
+
+    sub.add_parser("setup-emulation", help="register QEMU binfmt handlers (root)",
+                   description="Register binfmt_misc handlers with the F flag from the host's "
+                   "qemu-user-static (update-binfmts).")
+
+    sub.add_parser("clean", help="remove containers orch left behind (e.g. --keep-container)")
+
+    a = sub.add_parser("audit", help="audit wheels: symbols, versions, exports, RPATHs, RECORD",
+                       description="Checks auditwheel does not do. Exit 1 if an error-level check fails.")
+    try:
+        from orchestrator.audit.cli import configure_parser
+    except ImportError:  # pragma: no cover - during development only
+        a.add_argument("wheels", nargs="+")
+    else:
+        configure_parser(a)
+
+    s = sub.add_parser("schema", help="print the recipe JSON Schema (for editors)")
+    s.add_argument("--path", action="store_true", help="print the schema file's path instead")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        return int(COMMANDS[args.command](args, console))
+    except OrchError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        return EXIT_INTERRUPTED
+
+
+# --- commands -------------------------------------------------------------------------
+
+
+def _recipe_path(arg: str) -> Path:
+    path = Path(arg)
+    return path / "orch.yaml" if path.is_dir() else path
+
+
+def _load_plan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from orchestrator.plan import make_plan
+    from orchestrator.recipe import load_recipe
+
+    recipe = load_recipe(_recipe_path(args.file))
+    plan = make_plan(recipe)
+    if getattr(args, "arch", None):
+        plan = plan.select([f"*_{a}" for a in args.arch])
+    plan = plan.select(getattr(args, "only", []) or [])
+    if getattr(args, "shard", None):
+        k, n = _parse_shard(args.shard)
+        plan = plan.shard(k, n)
+    return recipe, plan
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard {text}: expected K/N, e.g. 2/4") from None
+    return k, n
+
+
+def cmd_build(args: argparse.Namespace, console: Console) -> int:
+    from orchestrator.runner import RunOptions, print_failures, run, summary_table
+
+    recipe, plan = _load_plan(args)
+    if not plan.jobs:
+        console.print("nothing to build: the selection matches no job")
+        return EXIT_OK
+    opts = RunOptions(
+        output_dir=Path(args.output_dir).resolve(),
+        jobs=args.jobs,
+        keep_container=args.keep_container,
+        keep_failed=args.keep_failed,
+        report_path=args.report,
+        build_images=not args.no_build_images,
+        verify=not args.no_verify,
+        audit=not args.no_audit,
+        shard=args.shard,
+        live=False if args.plain else None,
+    )
+    report = run(recipe, plan, opts, console)
+    out = Console()
+    out.print(summary_table(report))
+    print_failures(report, console)
+    out.print(f"report: {opts.report_file}", highlight=False)
+    return EXIT_OK if report.ok() else EXIT_BUILD_FAILED
+
+
+def cmd_plan(args: argparse.Namespace, console: Console) -> int:
+    _recipe, plan = _load_plan(args)
+    if args.json:
+        print(plan.dumps())
+        return EXIT_OK
+    table = Table(title=f"plan: {plan.recipe}")
+    for col in ("job", "image", "source", "emulated", "group"):
+        table.add_column(col)
+    for job in plan.jobs:
+        table.add_row(job.id, job.image, job.image_source, "yes" if job.emulated else "", job.group)
+    out = Console()
+    out.print(table)
+    if plan.dep_order:
+        out.print(f"dependencies (build order): {', '.join(plan.dep_order)}")
+    for ex in plan.excluded:
+        out.print(f"[dim]excluded {ex.id}: {ex.reason}[/]", highlight=False)
+    return EXIT_OK
+
+
+def cmd_matrix(args: argparse.Namespace, console: Console) -> int:
+    from orchestrator.matrix import github_matrix
+
+    _recipe, plan = _load_plan(args)
+    print(json.dumps(github_matrix(plan, args.max_shards)))
+    return EXIT_OK
+
+
+def cmd_images(args: argparse.Namespace, console: Console) -> int:
+    from orchestrator.images import commands
+
+    if args.images_command == "build-local":
+        return commands.build_local(args.arch or ["x86_64"], args.suite, args.rebuild, console)
+    return commands.list_images(console)
+
+
+def cmd_doctor(args: argparse.Namespace, console: Console) -> int:
+    from orchestrator.doctor import diagnose, render
+
+    result = diagnose()
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        render(result, Console())
+    return result.exit_code()
+
+
+def cmd_setup_emulation(args: argparse.Namespace, console: Console) -> int:
+    from orchestrator.doctor import setup_emulation
+
+    return setup_emulation(console)
+
+
+def cmd_clean(args: argparse.Namespace, console: Console) -> int:
+    from orchestrator import engine
+
+    n = engine.remove_containers({engine.LABEL: "1"})
+    console.print(f"removed {n} container(s)")
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace, console: Console) -> int:
+    from orchestrator.audit.cli import run as run_audit
+
+    return int(run_audit(args))
+
+
+def cmd_schema(args: argparse.Namespace, console: Console) -> int:
+    from orchestrator.recipe.load import SCHEMA_FILE
+
+    print(SCHEMA_FILE if args.path else SCHEMA_FILE.read_text(), end="" if not args.path else "\n")
+    return EXIT_OK
+
+
+COMMANDS = {
+    "build": cmd_build,
+    "plan": cmd_plan,
+    "matrix": cmd_matrix,
+    "images": cmd_images,
+    "doctor": cmd_doctor,
+    "setup-emulation": cmd_setup_emulation,
+    "clean": cmd_clean,
+    "audit": cmd_audit,
+    "schema": cmd_schema,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

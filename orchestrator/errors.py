@@ -1,0 +1,33 @@
+"""Error types and the process exit codes they map to (documented in the README)."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_BUILD_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_ENVIRONMENT = 3
+EXIT_INTERRUPTED = 130
+
+
+class OrchError(Exception):
+    """Base class: an error orch reports as one message, without a traceback."""
+
+    exit_code = EXIT_BUILD_FAILED
+
+
+class ConfigError(OrchError):
+    """The recipe or the command line asks for something invalid. Nothing was started."""
+
+    exit_code = EXIT_CONFIG
+
+
+class EnvironmentProblem(OrchError):
+    """The host cannot do what was asked (no engine, no image, no binfmt handler...)."""
+
+    exit_code = EXIT_ENVIRONMENT
+
+
+class BuildFailed(OrchError):
+    """One or more jobs failed."""
+
+    exit_code = EXIT_BUILD_FAILED

@@ -1,0 +1,350 @@
+"""Runs a plan: images -> dependencies -> (build -> repair -> verify -> audit) per job ->
+wheelhouse and report. Jobs run concurrently, each in its own fresh container."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator import archs, emulation, engine
+from orchestrator.images import pull as images
+from orchestrator.build import build_wheel, copy_project, project_tar
+from orchestrator.container import Cancelled, Session, StageFailed
+from orchestrator.errors import EnvironmentProblem, OrchError
+from orchestrator.hostenv import HostEnv, host_env
+from orchestrator.joblog import JobLog
+from orchestrator.plan import Job, Plan
+from orchestrator.progress import ProgressView
+from orchestrator.recipe.model import Recipe
+from orchestrator.repair import REPAIRED, repair_wheel
+from orchestrator.report import ImageResult, JobResult, RunReport
+from orchestrator.wheelhouse import extract_wheels, land, set_aside, wheel_info
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    output_dir: Path
+    jobs: int = max(1, (os.cpu_count() or 2))
+    keep_container: bool = False
+    keep_failed: bool = False
+    report_path: Path | None = None
+    log_dir: Path | None = None
+    build_images: bool = True
+    verify: bool = True
+    audit: bool = True
+    shard: str | None = None
+    live: bool | None = None
+
+    @property
+    def meta_dir(self) -> Path:
+        return self.output_dir / ".orch"
+
+    @property
+    def logs(self) -> Path:
+        return self.log_dir or self.meta_dir / "logs"
+
+    @property
+    def report_file(self) -> Path:
+        return self.report_path or self.meta_dir / "report.json"
+
+
+@dataclass
+class RunState:
+    """Everything the stages of one run share."""
+
+    recipe: Recipe
+    plan: Plan
+    opts: RunOptions
+    view: ProgressView
+    report: RunReport
+    host: HostEnv
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    cancel: threading.Event = field(default_factory=threading.Event)
+    project: bytes = b""
+    dep_tars: dict[str, bytes | None] = field(default_factory=dict)  # group -> prefix tar
+    dep_env: dict[str, dict[str, str]] = field(default_factory=dict)  # group -> build env
+    image_ids: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {engine.LABEL_RUN: self.run_id}
+
+
+def run(recipe: Recipe, plan: Plan, opts: RunOptions, console: Console | None = None) -> RunReport:
+    report = RunReport(recipe=str(recipe.path), name=recipe.name, shard=opts.shard)
+    report.excluded = [{"id": e.id, "reason": e.reason} for e in plan.excluded]
+    report.jobs = [_job_result(j) for j in plan.jobs]
+    view = ProgressView(console, live=opts.live)
+    state = RunState(recipe, plan, opts, view, report, host_env())
+    try:
+        with view:
+            _prepare_images(state)
+            state.project = project_tar(recipe)
+            _run_dependencies(state)
+            _run_jobs(state)
+    except KeyboardInterrupt:
+        state.cancel.set()
+        view.print("interrupted: stopping containers...")
+        raise
+    finally:
+        kept = {j.kept_container for j in report.jobs if j.kept_container}
+        removed = engine.remove_containers(state.labels, keep=kept) if _engine_used(state) else 0
+        if removed:
+            view.print(f"removed {removed} container(s)")
+        report.finished = time.time()
+        report.write(opts.report_file)
+        shutil.rmtree(opts.meta_dir / "staging" / state.run_id, ignore_errors=True)
+    return report
+
+
+def _engine_used(state: RunState) -> bool:
+    return bool(state.image_ids)
+
+
+def _job_result(job: Job) -> JobResult:
+    return JobResult(
+        id=job.id,
+        python=job.python,
+        platform_tag=job.platform_tag,
+        arch=job.arch,
+        policy=job.policy,
+        image=job.image,
+        emulated=job.emulated,
+    )
+
+
+# --- images -------------------------------------------------------------------------
+
+
+def _prepare_images(state: RunState) -> None:
+    """Every image the plan needs, present before any job starts; else one clear error."""
+    needed: dict[str, Job] = {}
+    for job in state.plan.jobs:
+        needed.setdefault(job.image, job)
+    for arch in sorted({j.arch for j in state.plan.jobs}):
+        emulation.require(arch)
+    for ref, job in needed.items():
+        key = f"image:{ref}"
+        state.view.add(key, "image", f"{job.policy}_{job.arch}", job.image_source)
+        state.view.stage(key, "checking")
+        t0 = time.monotonic()
+        info, status = images.ensure(job, build=state.opts.build_images, on_line=_image_logger(state, ref))
+        state.image_ids[ref] = info.id
+        state.report.images.append(
+            ImageResult(ref, job.arch, info.id, job.image_source, status, time.monotonic() - t0)
+        )
+        state.view.finish(key, "ok", status)
+    for result in state.report.jobs:
+        result.image_id = state.image_ids.get(result.image)
+
+
+def _image_logger(state: RunState, ref: str) -> Callable[[str], None]:
+    log = JobLog(state.opts.logs / f"image-{ref.replace('/', '_').replace(':', '_')}.log")
+    return log.line
+
+
+# --- dependencies -------------------------------------------------------------------
+
+
+def _run_dependencies(state: RunState) -> None:
+    if not state.recipe.dependencies:
+        return
+    from orchestrator.deps.builder import build_dependencies
+
+    build_dependencies(state)
+
+
+# --- jobs ---------------------------------------------------------------------------
+
+
+def _run_jobs(state: RunState) -> None:
+    jobs = sorted(state.plan.jobs, key=lambda j: (not j.emulated, j.id))  # longest first
+    n = max(1, state.opts.jobs)
+    has_native = any(not j.emulated for j in jobs)
+    # Emulated jobs may not take every slot while native ones wait (~20x slower).
+    emulated_slots = threading.Semaphore(max(1, n - 1) if has_native and n > 1 else n)
+    for job in jobs:
+        state.view.add(job.id, "job", job.id, "emulated" if job.emulated else "")
+    results = {r.id: r for r in state.report.jobs}
+    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="job") as pool:
+        futures: list[Future[None]] = []
+        for job in jobs:
+            futures.append(pool.submit(_guarded, state, job, results[job.id], emulated_slots))
+        try:
+            while True:
+                done, pending = wait(futures, timeout=0.5)
+                if not pending:
+                    break
+        except KeyboardInterrupt:
+            state.cancel.set()
+            for f in futures:
+                f.cancel()
+            engine.remove_containers(state.labels)
+            raise
+
+
+def _guarded(state: RunState, job: Job, result: JobResult, slots: threading.Semaphore) -> None:
+    if job.emulated:
+        with slots:
+            _run_job(state, job, result)
+    else:
+        _run_job(state, job, result)
+
+
+def _run_job(state: RunState, job: Job, result: JobResult) -> None:
+    view, opts = state.view, state.opts
+    log = JobLog(opts.logs / f"{job.id}.log")
+    result.log = str(log.path)
+    staging = opts.meta_dir / "staging" / state.run_id / job.id
+    t0 = time.monotonic()
+    stage = "start"
+    try:
+        if state.cancel.is_set():
+            raise Cancelled("cancelled")
+        dep_tar = state.dep_tars.get(job.group, b"")
+        if dep_tar is None:
+            raise StageFailed("deps", "a dependency of this job failed to build")
+        env = {**state.recipe.environment, **state.dep_env.get(job.group, {})}
+        session = Session(
+            job.image,
+            platform=archs.get(job.arch).platform,
+            labels=state.labels | {engine.LABEL_JOB: job.id},
+            host=state.host,
+            log=log,
+            cancel=state.cancel,
+            keep_on_failure=opts.keep_container,
+        )
+        try:
+            with session:
+                stage = "copy in"
+                view.stage(job.id, stage)
+                log.stage(stage)
+                copy_project(session, state.recipe, state.project)
+                if dep_tar:
+                    session.put_tar(dep_tar, "/opt/orch")
+                stage = "build"
+                view.stage(job.id, stage)
+                log.stage(stage)
+                build_wheel(session, job, state.recipe, env)
+                stage = "repair"
+                view.stage(job.id, stage)
+                log.stage(stage)
+                repair_wheel(session, job, state.recipe)
+                stage = "copy out"
+                view.stage(job.id, stage)
+                wheels = extract_wheels(session.get(REPAIRED), staging)
+        finally:
+            if session.kept and session.container is not None:
+                result.kept_container = session.container.name
+        if len(wheels) != 1:
+            raise StageFailed("repair", f"expected one repaired wheel, found {len(wheels)}")
+        wheel = wheels[0]
+        passed = _check(state, job, result, wheel, log, view)
+        if not passed:
+            stage = "verify"
+            aside = set_aside(wheel, opts.meta_dir / "failed") if opts.keep_failed else None
+            raise StageFailed(
+                "verify", "verification or audit failed" + (f"; wheel kept at {aside}" if aside else "")
+            )
+        result.wheel = wheel_info(wheel)
+        land(wheel, opts.output_dir)
+        result.status = "ok"
+        view.finish(job.id, "ok", result.wheel.filename)
+    except Cancelled:
+        result.status = "cancelled"
+        view.finish(job.id, "cancelled")
+    except (StageFailed, OrchError) as exc:
+        result.status = "failed"
+        result.failed_stage = getattr(exc, "stage", stage)
+        result.error = str(exc)
+        result.log_tail = log.tail(25)
+        view.finish(job.id, "failed", f"{result.failed_stage}: {exc}")
+    except Exception as exc:  # an engine error or a bug: this job fails, the others go on
+        result.status = "failed"
+        result.failed_stage = stage
+        result.error = f"{type(exc).__name__}: {exc}"
+        result.log_tail = log.tail(25)
+        view.finish(job.id, "failed", f"{stage}: {result.error}")
+    finally:
+        result.seconds = time.monotonic() - t0
+        result.stages = view.stage_times(job.id)
+        log.close()
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check(
+    state: RunState, job: Job, result: JobResult, wheel: Path, log: JobLog, view: ProgressView
+) -> bool:
+    """Clean-container verification and the audit; results go into the job's report."""
+    ok = True
+    if state.opts.audit:
+        view.stage(job.id, "audit")
+        log.stage("audit")
+        from orchestrator.verify import audit_job_wheel
+
+        audit = audit_job_wheel(wheel, state.recipe, log)
+        result.audit = audit.to_json()
+        ok = ok and audit.ok()
+    if state.opts.verify and ok:
+        view.stage(job.id, "verify")
+        log.stage("verify")
+        from orchestrator.verify import verify_wheel
+
+        outcomes = verify_wheel(state, job, wheel, log)
+        result.verify = [o.to_json() for o in outcomes]
+        ok = ok and all(o.ok for o in outcomes)
+    return ok
+
+
+# --- summary ------------------------------------------------------------------------
+
+
+def summary_table(report: RunReport) -> Table:
+    table = Table(title=f"orch: {report.name}", show_lines=False)
+    for col in ("job", "status", "time", "wheel", "size"):
+        table.add_column(col, justify="right" if col in ("time", "size") else "left")
+    order = {"failed": 0, "cancelled": 1, "blocked": 2, "ok": 3}
+    for j in sorted(report.jobs, key=lambda j: (order.get(j.status, 9), j.id)):
+        style = {"ok": "green", "failed": "bold red"}.get(j.status, "yellow")
+        table.add_row(
+            j.id,
+            f"[{style}]{j.status}[/]" + (f" ({j.failed_stage})" if j.failed_stage else ""),
+            f"{j.seconds:.1f}s",
+            j.wheel.filename if j.wheel else "-",
+            f"{j.wheel.size / 1024:.0f} KiB" if j.wheel else "-",
+        )
+    return table
+
+
+def print_failures(report: RunReport, console: Console) -> None:
+    for j in report.jobs:
+        if j.status != "failed":
+            continue
+        console.rule(f"[bold red]{j.id} failed in {j.failed_stage}")
+        console.print(j.error or "", markup=False)
+        if j.log_tail:
+            console.print("\n".join(j.log_tail), markup=False, highlight=False)
+        console.print(f"full log: {j.log}", markup=False)
+        if j.kept_container:
+            console.print(
+                f"container kept: docker exec -it {j.kept_container} bash   "
+                f"(remove it with: orch clean)",
+                markup=False,
+            )
+
+
+def require_engine() -> None:
+    try:
+        engine.client()
+    except EnvironmentProblem:
+        raise

@@ -1,0 +1,217 @@
+"""The verify stage: each repaired wheel installed and tested in fresh containers that
+never saw the build (the runtime image: interpreters only, no compiler, no dependency
+prefix, no source tree), plus any images the recipe lists. And the audit of each wheel."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import time
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from orchestrator import archs, engine
+from orchestrator.container import Session, StageFailed
+from orchestrator.joblog import JobLog
+from orchestrator.plan import Job
+from orchestrator.recipe.model import Recipe
+
+if TYPE_CHECKING:
+    from orchestrator.audit import AuditResult
+    from orchestrator.runner import RunState
+
+WHEEL_DIR = "/orch/verify"
+TEST_DIR = "/tmp/orch-test"  # outside any source tree
+
+
+@dataclass(frozen=True)
+class VerifyOutcome:
+    image: str
+    status: str  # passed | failed | incompatible
+    detail: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "passed"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class WheelTags:
+    python: str  # cp311
+    platforms: tuple[str, ...]  # manylinux_2_31_x86_64, ...
+
+    @property
+    def arch(self) -> str:
+        for plat in self.platforms:
+            for name in sorted(archs.ARCHS, key=len, reverse=True):
+                if plat.endswith("_" + name):
+                    return name
+        return "unknown"
+
+    @property
+    def min_glibc(self) -> tuple[int, int] | None:
+        best: tuple[int, int] | None = None
+        legacy = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+        for plat in self.platforms:
+            m = re.match(r"manylinux_(\d+)_(\d+)_", plat)
+            v = (int(m.group(1)), int(m.group(2))) if m else legacy.get(plat.split("_")[0])
+            if v and (best is None or v < best):
+                best = v
+        return best
+
+
+def wheel_tags(wheel: Path) -> WheelTags:
+    # name-version(-build)?-python-abi-platform.whl; platform may be a dotted set
+    parts = wheel.name[: -len(".whl")].split("-")
+    return WheelTags(python=parts[-3], platforms=tuple(parts[-1].split(".")))
+
+
+def top_level_modules(wheel: Path) -> list[str]:
+    """Importable top-level names: top_level.txt if present, else from the file list."""
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        for n in names:
+            if n.endswith(".dist-info/top_level.txt"):
+                mods = [m.strip() for m in zf.read(n).decode().splitlines() if m.strip()]
+                return [m for m in mods if not m.startswith("_")] or mods
+    mods = set()
+    for n in names:
+        first = n.split("/", 1)[0]
+        if first.endswith((".dist-info", ".data", ".libs")):
+            continue
+        if "/" in n:
+            mods.add(first)
+        elif n.endswith(".py") or ".so" in n:
+            mods.add(n.split(".", 1)[0])
+    return sorted(m for m in mods if m.isidentifier())
+
+
+# --- audit ------------------------------------------------------------------------------
+
+
+def audit_job_wheel(wheel: Path, recipe: Recipe, log: JobLog) -> AuditResult:
+    from orchestrator.audit import audit_wheel
+
+    result = audit_wheel(
+        wheel,
+        allow_exports=recipe.audit.allow_exports,
+        downgrade=recipe.audit.downgrade,
+        bundled_static=[d.name for d in recipe.dependencies],
+    )
+    for f in result.findings:
+        items = ", ".join(f.items[:8]) + (f" (+{len(f.items) - 8} more)" if len(f.items) > 8 else "")
+        log.line(f"[audit] {f.severity:7} {f.check}: {f.message}{': ' + items if items else ''}")
+    return result
+
+
+# --- clean-container verification -------------------------------------------------------
+
+
+def verify_wheel(state: RunState, job: Job, wheel: Path, log: JobLog) -> list[VerifyOutcome]:
+    images = [job.runtime_image or job.image, *state.recipe.test.verify_images]
+    return [verify_in_image(state, job, wheel, ref, log) for ref in dict.fromkeys(images)]
+
+
+def verify_in_image(state: RunState, job: Job, wheel: Path, ref: str, log: JobLog) -> VerifyOutcome:
+    t0 = time.monotonic()
+    tags = wheel_tags(wheel)
+    info = _image(ref, job, log)
+    problem = _incompatibility(info, tags)
+    if problem:
+        log.line(f"[verify] {ref}: cannot run this wheel: {problem}")
+        return VerifyOutcome(ref, "incompatible", problem, time.monotonic() - t0)
+    session = Session(
+        ref,
+        platform=engine.image_platform_string(info),
+        labels=state.labels | {engine.LABEL_JOB: f"{job.id}-verify"},
+        host=state.host,
+        log=log,
+        cancel=state.cancel,
+    )
+    try:
+        with session:
+            _run_checks(session, state.recipe, job, wheel, tags, log)
+    except StageFailed as exc:
+        return VerifyOutcome(ref, "failed", f"{exc}; see the log", time.monotonic() - t0)
+    return VerifyOutcome(ref, "passed", "installed, imported and tested", time.monotonic() - t0)
+
+
+def _image(ref: str, job: Job, log: JobLog) -> engine.ImageInfo:
+    info = engine.inspect_image(ref)
+    if info is None and ref == job.runtime_image:
+        from orchestrator.images.local import ensure_local_image
+
+        info = ensure_local_image(job.arch, "runtime", on_line=log.line)
+    if info is None:
+        from orchestrator.errors import EnvironmentProblem
+
+        raise EnvironmentProblem(f"verification image {ref} is not present (test.verify-images)")
+    return info
+
+
+def _incompatibility(info: engine.ImageInfo, tags: WheelTags) -> str | None:
+    """Why an image cannot run a wheel by its tag: architecture, then glibc."""
+    want = archs.ARCHS.get(tags.arch)
+    if want is None:
+        return f"wheel platform {'.'.join(tags.platforms)} names no known architecture"
+    if info.architecture != want.oci.split("/")[0]:
+        return f"image is {info.architecture}, the wheel is {tags.arch} ({want.oci})"
+    glibc = info.labels.get("io.orch.glibc")
+    need = tags.min_glibc
+    if glibc and need:
+        have = tuple(int(x) for x in glibc.split(".")[:2])
+        if have < need:
+            return f"image has glibc {glibc}, the wheel needs {need[0]}.{need[1]}"
+    return None
+
+
+def _run_checks(
+    session: Session, recipe: Recipe, job: Job, wheel: Path, tags: WheelTags, log: JobLog
+) -> None:
+    py_dir = f"/opt/python/{job.python_tag}/bin"
+    env = {"PATH": f"{py_dir}:/usr/local/bin:/usr/bin:/bin", "PIP_NO_INPUT": "1"}
+    session.run("verify", ["mkdir", "-p", WHEEL_DIR, TEST_DIR])
+    session.put(wheel, WHEEL_DIR, arcname=wheel.name)
+    session.run(
+        "verify: interpreter",
+        f"test -x {py_dir}/python || {{ echo 'no {tags.python} interpreter at {py_dir}'; exit 1; }}",
+        env=env,
+    )
+    requires = " ".join(shlex.quote(r) for r in recipe.test.requires)
+    session.run(
+        "verify: install",
+        f"python -m pip install --disable-pip-version-check {WHEEL_DIR}/{shlex.quote(wheel.name)} {requires}",
+        env=env,
+        workdir=TEST_DIR,
+    )
+    modules = list(recipe.test.imports) or top_level_modules(wheel)
+    if modules:
+        code = "; ".join(f"import {m}" for m in modules) + "; print('imported: " + ", ".join(modules) + "')"
+        session.run("verify: import", ["python", "-c", code], env=env, workdir=TEST_DIR)
+    if recipe.test.command:
+        session.run("verify: test-command", recipe.test.command, env=env, workdir=TEST_DIR)
+    if recipe.test.coexist:
+        _coexist(session, recipe, modules, env)
+
+
+def _coexist(session: Session, recipe: Recipe, modules: list[str], env: dict[str, str]) -> None:
+    """Import the wheel together with other packages, both orders (weak-symbol clashes
+    depend on which library loads first)."""
+    others = [o.split("=")[0].split("<")[0].split(">")[0].strip() for o in recipe.test.coexist]
+    session.run(
+        "verify: coexist install",
+        "python -m pip install " + " ".join(shlex.quote(o) for o in recipe.test.coexist),
+        env=env,
+        workdir=TEST_DIR,
+    )
+    for other in others:
+        mod = other.replace("-", "_")
+        for first, second in ((modules, [mod]), ([mod], modules)):
+            code = "; ".join(f"import {m}" for m in (*first, *second))
+            session.run("verify: coexist", ["python", "-c", code], env=env, workdir=TEST_DIR)
