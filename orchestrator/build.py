@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from orchestrator.container import Session
@@ -15,7 +15,17 @@ from orchestrator.recipe.model import Recipe
 SRC = "/orch/src"
 DIST = "/orch/dist"
 # Never copied into the container: VCS data and previous outputs.
-EXCLUDED_NAMES = {".git", ".hg", ".svn", ".tox", ".nox", ".venv", "__pycache__", "wheelhouse", ".orch"}
+EXCLUDED_NAMES = {
+    ".git",
+    ".hg",
+    ".svn",
+    ".tox",
+    ".nox",
+    ".venv",
+    "__pycache__",
+    "wheelhouse",
+    ".orch",
+}
 
 
 def python_bin(job: Job) -> str:
@@ -34,7 +44,7 @@ def project_tar(recipe: Recipe) -> bytes:
     return buf.getvalue()
 
 
-def _exclude(root: Path) -> object:
+def _exclude(root: Path) -> Callable[[tarfile.TarInfo], tarfile.TarInfo | None]:
     def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
         parts = Path(info.name).parts
         if any(p in EXCLUDED_NAMES or p.endswith(".egg-info") for p in parts[1:]):

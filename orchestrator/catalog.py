@@ -104,8 +104,8 @@ class Catalog:
         local = self.local.get(pep600)
         pypa = self.pypa_policy(pep600)
         if preference not in (None, "local", "pypa"):
-            libc = (local.libc_version if local else pypa.libc_version if pypa else "")
-            pythons = (local.pythons(arch) if local else pypa.pythons if pypa else ())
+            libc = local.libc_version if local else pypa.libc_version if pypa else ""
+            pythons = local.pythons(arch) if local else pypa.pythons if pypa else ()
             return ImageChoice("explicit", str(preference), None, pep600, pythons, libc)
         if local and arch in local.archs and preference != "pypa":
             from orchestrator.images.local import local_image_ref

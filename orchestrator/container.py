@@ -63,7 +63,9 @@ class Session:
             platform=self.platform,
             network_mode=self.network_mode,
         )
-        self.log.line(f"[orch] container {self.container.short_id} of {self.image} ({self.platform})")
+        self.log.line(
+            f"[orch] container {self.container.short_id} of {self.image} ({self.platform})"
+        )
         return self
 
     def __exit__(

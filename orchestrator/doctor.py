@@ -33,7 +33,10 @@ class Diagnosis:
         return EXIT_OK if all(c.ok for c in self.checks) else EXIT_ENVIRONMENT
 
     def to_json(self) -> dict[str, Any]:
-        return {"checks": [asdict(c) for c in self.checks], "archs": [asdict(a) for a in self.archs]}
+        return {
+            "checks": [asdict(c) for c in self.checks],
+            "archs": [asdict(a) for a in self.archs],
+        }
 
 
 def diagnose() -> Diagnosis:
@@ -42,9 +45,12 @@ def diagnose() -> Diagnosis:
     d.archs = [emulation.support(a) for a in archs.ARCHS]
     d.checks.append(_disk_check())
     d.checks.append(
-        Check("debootstrap", shutil.which("debootstrap") is not None,
-              shutil.which("debootstrap") or "not installed (needed by `orch images build-local`)",
-              "apt-get install -y debootstrap")
+        Check(
+            "debootstrap",
+            shutil.which("debootstrap") is not None,
+            shutil.which("debootstrap") or "not installed (needed by `orch images build-local`)",
+            "apt-get install -y debootstrap",
+        )
     )
     if d.checks[0].ok:
         d.checks.append(_local_images_check())
@@ -58,13 +64,17 @@ def _engine_check() -> Check:
         v = engine.engine_version()
     except EnvironmentProblem as exc:
         return Check("engine", False, str(exc).splitlines()[0], "bash scripts/setup-host.sh")
-    return Check("engine", True, f"Docker {v.get('Version')} (API {v.get('ApiVersion')}, {v.get('Arch')})")
+    return Check(
+        "engine", True, f"Docker {v.get('Version')} (API {v.get('ApiVersion')}, {v.get('Arch')})"
+    )
 
 
 def _disk_check(path: Path = Path("/var/lib/docker")) -> Check:
     target = path if path.exists() else Path("/")
     free = shutil.disk_usage(target).free / 2**30
-    return Check("disk", free > 10, f"{free:.1f} GiB free at {target}", "free space (docker system prune)")
+    return Check(
+        "disk", free > 10, f"{free:.1f} GiB free at {target}", "free space (docker system prune)"
+    )
 
 
 def _local_images_check() -> Check:
@@ -75,7 +85,9 @@ def _local_images_check() -> Check:
     return Check(
         "local images",
         True,
-        ", ".join(names) if names else "none built yet (`orch images build-local`, or `orch build` builds them)",
+        ", ".join(names)
+        if names
+        else "none built yet (`orch images build-local`, or `orch build` builds them)",
     )
 
 
@@ -85,10 +97,15 @@ def render(d: Diagnosis, console: Console) -> None:
     table.add_column("")
     table.add_column("detail")
     for c in d.checks:
-        table.add_row(c.name, "[green]ok[/]" if c.ok else "[bold red]FAIL[/]",
-                      c.detail + (f"\n[dim]fix: {c.fix}[/]" if not c.ok and c.fix else ""))
+        table.add_row(
+            c.name,
+            "[green]ok[/]" if c.ok else "[bold red]FAIL[/]",
+            c.detail + (f"\n[dim]fix: {c.fix}[/]" if not c.ok and c.fix else ""),
+        )
     for a in d.archs:
-        mark = {"native": "[green]native[/]", "emulated": "[cyan]qemu[/]"}.get(a.mode, "[bold red]no[/]")
+        mark = {"native": "[green]native[/]", "emulated": "[cyan]qemu[/]"}.get(
+            a.mode, "[bold red]no[/]"
+        )
         table.add_row(f"arch {a.arch}", mark, a.detail)
     console.print(table)
 
@@ -105,7 +122,9 @@ def setup_emulation(console: Console) -> int:
             "(or, where a registry is reachable: docker run --privileged --rm tonistiigi/binfmt --install all)"
         )
     subprocess.run([tool, "--enable"], check=False, capture_output=True)
-    bad = [s for s in (emulation.support(a) for a in archs.ARCHS) if s.mode in ("missing", "broken")]
+    bad = [
+        s for s in (emulation.support(a) for a in archs.ARCHS) if s.mode in ("missing", "broken")
+    ]
     for s in bad:
         console.print(f"[red]{s.arch}[/]: {s.detail}")
     if not bad:

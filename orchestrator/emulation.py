@@ -34,9 +34,12 @@ def support(arch: str, binfmt_dir: Path = BINFMT_DIR, host: str | None = None) -
         return ArchSupport(arch, "missing", f"no binfmt handler {handler.name}; {FIX}")
     text = handler.read_text()
     enabled = text.splitlines()[0].strip() == "enabled" if text else False
-    flags = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("flags:")), "")
+    flags = next(
+        (ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("flags:")), ""
+    )
     interp = next(
-        (ln.split(None, 1)[1].strip() for ln in text.splitlines() if ln.startswith("interpreter")), ""
+        (ln.split(None, 1)[1].strip() for ln in text.splitlines() if ln.startswith("interpreter")),
+        "",
     )
     if not enabled:
         return ArchSupport(arch, "broken", f"{handler.name} is disabled; {FIX}", interp, flags)

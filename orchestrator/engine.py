@@ -6,6 +6,7 @@ rest of orch can be read (and unit-tested) without the Docker SDK in mind.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import tarfile
@@ -131,10 +132,8 @@ def build_image(
 
 
 def remove_image(ref: str) -> None:
-    try:
+    with contextlib.suppress(docker.errors.ImageNotFound):
         client().images.remove(ref, force=True)
-    except docker.errors.ImageNotFound:
-        pass
 
 
 def list_images(label: str) -> list[ImageInfo]:
@@ -290,10 +289,8 @@ def list_containers(labels: Mapping[str, str]) -> list[Container]:
 
 
 def kill_container(container_id: str) -> None:
-    try:
+    with contextlib.suppress(docker.errors.APIError):
         client().containers.get(container_id).kill()
-    except docker.errors.APIError:
-        pass
 
 
 def image_platform_string(info: ImageInfo) -> str:

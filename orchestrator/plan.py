@@ -126,14 +126,19 @@ def make_plan(recipe: Recipe, host_arch: str | None = None) -> Plan:
             except KeyError:
                 for py in recipe.python:
                     excluded.append(
-                        Excluded(f"{python_tag(py).split('-')[0]}-{tag}", f"{policy} has no {arch} image")
+                        Excluded(
+                            f"{python_tag(py).split('-')[0]}-{tag}", f"{policy} has no {arch} image"
+                        )
                     )
                 continue
             for py in recipe.python:
                 job_id = f"{python_tag(py).split('-')[0]}-{tag}"
                 if py not in image.pythons:
                     excluded.append(
-                        Excluded(job_id, f"{image.ref} has no CPython {py} (has {', '.join(image.pythons)})")
+                        Excluded(
+                            job_id,
+                            f"{image.ref} has no CPython {py} (has {', '.join(image.pythons)})",
+                        )
                     )
                     continue
                 if not _selected(job_id, recipe.build_selectors, recipe.skip_selectors):

@@ -55,7 +55,9 @@ class ProgressView:
 
     def __enter__(self) -> ProgressView:
         if self._live_enabled:
-            self._live = Live(get_renderable=self.render, console=self.console, refresh_per_second=4)
+            self._live = Live(
+                get_renderable=self.render, console=self.console, refresh_per_second=4
+            )
             self._live.__enter__()
         return self
 

@@ -19,5 +19,5 @@ def repair_wheel(session: Session, job: Job, recipe: Recipe) -> None:
     session.run(
         "repair",
         f"mkdir -p {REPAIRED} && for w in {DIST}/*.whl; do "
-        f"auditwheel repair --plat {job.platform_tag} {excludes} -w {REPAIRED} \"$w\"; done",
+        f'auditwheel repair --plat {job.platform_tag} {excludes} -w {REPAIRED} "$w"; done',
     )

@@ -80,6 +80,7 @@ class RunReport:
         default_factory=lambda: {"machine": platform.machine(), "node": platform.node()}
     )
     shard: str | None = None
+    run_id: str = ""
     jobs: list[JobResult] = field(default_factory=list)
     deps: list[DepResult] = field(default_factory=list)
     images: list[ImageResult] = field(default_factory=list)

@@ -17,11 +17,11 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator import archs, emulation, engine
-from orchestrator.images import pull as images
 from orchestrator.build import build_wheel, copy_project, project_tar
 from orchestrator.container import Cancelled, Session, StageFailed
 from orchestrator.errors import EnvironmentProblem, OrchError
 from orchestrator.hostenv import HostEnv, host_env
+from orchestrator.images import pull as images
 from orchestrator.joblog import JobLog
 from orchestrator.plan import Job, Plan
 from orchestrator.progress import ProgressView
@@ -29,6 +29,10 @@ from orchestrator.recipe.model import Recipe
 from orchestrator.repair import REPAIRED, repair_wheel
 from orchestrator.report import ImageResult, JobResult, RunReport
 from orchestrator.wheelhouse import extract_wheels, land, set_aside, wheel_info
+
+
+class Blocked(OrchError):
+    """A job cannot start: something it needs (a dependency) failed."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class RunState:
     project: bytes = b""
     dep_tars: dict[str, bytes | None] = field(default_factory=dict)  # group -> prefix tar
     dep_env: dict[str, dict[str, str]] = field(default_factory=dict)  # group -> build env
+    dep_failures: dict[str, list[str]] = field(default_factory=dict)  # group -> failed deps
     image_ids: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -86,6 +91,7 @@ def run(recipe: Recipe, plan: Plan, opts: RunOptions, console: Console | None = 
     report.jobs = [_job_result(j) for j in plan.jobs]
     view = ProgressView(console, live=opts.live)
     state = RunState(recipe, plan, opts, view, report, host_env())
+    report.run_id = state.run_id
     try:
         with view:
             _prepare_images(state)
@@ -138,7 +144,9 @@ def _prepare_images(state: RunState) -> None:
         state.view.add(key, "image", f"{job.policy}_{job.arch}", job.image_source)
         state.view.stage(key, "checking")
         t0 = time.monotonic()
-        info, status = images.ensure(job, build=state.opts.build_images, on_line=_image_logger(state, ref))
+        info, status = images.ensure(
+            job, build=state.opts.build_images, on_line=_image_logger(state, ref)
+        )
         state.image_ids[ref] = info.id
         state.report.images.append(
             ImageResult(ref, job.arch, info.id, job.image_source, status, time.monotonic() - t0)
@@ -182,7 +190,7 @@ def _run_jobs(state: RunState) -> None:
             futures.append(pool.submit(_guarded, state, job, results[job.id], emulated_slots))
         try:
             while True:
-                done, pending = wait(futures, timeout=0.5)
+                _done, pending = wait(futures, timeout=0.5)
                 if not pending:
                     break
         except KeyboardInterrupt:
@@ -213,7 +221,8 @@ def _run_job(state: RunState, job: Job, result: JobResult) -> None:
             raise Cancelled("cancelled")
         dep_tar = state.dep_tars.get(job.group, b"")
         if dep_tar is None:
-            raise StageFailed("deps", "a dependency of this job failed to build")
+            failed = ", ".join(state.dep_failures.get(job.group, []))
+            raise Blocked(f"blocked: dependency {failed} failed to build")
         env = {**state.recipe.environment, **state.dep_env.get(job.group, {})}
         session = Session(
             job.image,
@@ -254,7 +263,8 @@ def _run_job(state: RunState, job: Job, result: JobResult) -> None:
             stage = "verify"
             aside = set_aside(wheel, opts.meta_dir / "failed") if opts.keep_failed else None
             raise StageFailed(
-                "verify", "verification or audit failed" + (f"; wheel kept at {aside}" if aside else "")
+                "verify",
+                "verification or audit failed" + (f"; wheel kept at {aside}" if aside else ""),
             )
         result.wheel = wheel_info(wheel)
         land(wheel, opts.output_dir)
@@ -263,6 +273,11 @@ def _run_job(state: RunState, job: Job, result: JobResult) -> None:
     except Cancelled:
         result.status = "cancelled"
         view.finish(job.id, "cancelled")
+    except Blocked as exc:
+        result.status = "blocked"
+        result.failed_stage = "deps"
+        result.error = str(exc)
+        view.finish(job.id, "blocked", str(exc))
     except (StageFailed, OrchError) as exc:
         result.status = "failed"
         result.failed_stage = getattr(exc, "stage", stage)

@@ -78,9 +78,9 @@ def top_level_modules(wheel: Path) -> list[str]:
         names = zf.namelist()
         for n in names:
             if n.endswith(".dist-info/top_level.txt"):
-                mods = [m.strip() for m in zf.read(n).decode().splitlines() if m.strip()]
-                return [m for m in mods if not m.startswith("_")] or mods
-    mods = set()
+                listed = [m.strip() for m in zf.read(n).decode().splitlines() if m.strip()]
+                return [m for m in listed if not m.startswith("_")] or listed
+    mods: set[str] = set()
     for n in names:
         first = n.split("/", 1)[0]
         if first.endswith((".dist-info", ".data", ".libs")):
@@ -105,7 +105,9 @@ def audit_job_wheel(wheel: Path, recipe: Recipe, log: JobLog) -> AuditResult:
         bundled_static=[d.name for d in recipe.dependencies],
     )
     for f in result.findings:
-        items = ", ".join(f.items[:8]) + (f" (+{len(f.items) - 8} more)" if len(f.items) > 8 else "")
+        items = ", ".join(f.items[:8]) + (
+            f" (+{len(f.items) - 8} more)" if len(f.items) > 8 else ""
+        )
         log.line(f"[audit] {f.severity:7} {f.check}: {f.message}{': ' + items if items else ''}")
     return result
 
@@ -192,7 +194,12 @@ def _run_checks(
     )
     modules = list(recipe.test.imports) or top_level_modules(wheel)
     if modules:
-        code = "; ".join(f"import {m}" for m in modules) + "; print('imported: " + ", ".join(modules) + "')"
+        code = (
+            "; ".join(f"import {m}" for m in modules)
+            + "; print('imported: "
+            + ", ".join(modules)
+            + "')"
+        )
         session.run("verify: import", ["python", "-c", code], env=env, workdir=TEST_DIR)
     if recipe.test.command:
         session.run("verify: test-command", recipe.test.command, env=env, workdir=TEST_DIR)

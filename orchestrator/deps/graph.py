@@ -20,7 +20,7 @@ def topological_order(requires: Mapping[str, Sequence[str]]) -> list[str]:
         if state.get(node) == 2:
             return
         if state.get(node) == 1:
-            raise CycleError([*stack[stack.index(node):], node])
+            raise CycleError([*stack[stack.index(node) :], node])
         state[node] = 1
         for req in requires.get(node, ()):
             visit(req, [*stack, node])

@@ -17,16 +17,24 @@ def list_images(console: Console) -> int:
     for p in cat.pypa.values():
         for arch in p.archs:
             ref = p.reference.format(arch=arch)
-            table.add_row(p.name, "pypa", f"{p.libc} {p.libc_version}", arch, p.eol or "",
-                          ref, _present(ref))
+            table.add_row(
+                p.name, "pypa", f"{p.libc} {p.libc_version}", arch, p.eol or "", ref, _present(ref)
+            )
     from orchestrator.images.local import local_image_ref
 
     for loc in cat.local.values():
         for arch in loc.archs:
             for variant in ("build", "runtime"):
                 ref = local_image_ref(arch, variant, loc.suite)
-                table.add_row(loc.policy, f"local ({loc.suite}, {variant})", f"glibc {loc.libc_version}",
-                              arch, "", ref, _present(ref))
+                table.add_row(
+                    loc.policy,
+                    f"local ({loc.suite}, {variant})",
+                    f"glibc {loc.libc_version}",
+                    arch,
+                    "",
+                    ref,
+                    _present(ref),
+                )
     Console().print(table)
     return EXIT_OK
 
@@ -45,7 +53,10 @@ def build_local(arch_names: list[str], suite: str, rebuild: bool, console: Conso
         for variant in ("runtime", "build"):
             console.print(f"[bold]{arch} {variant}[/] ({suite})")
             info = ensure_local_image(
-                arch, variant, suite=suite, rebuild=rebuild,
+                arch,
+                variant,
+                suite=suite,
+                rebuild=rebuild,
                 on_line=lambda line: console.print(f"  {line}", markup=False, highlight=False),
             )
             console.print(f"  -> {info.ref} ({info.architecture})")

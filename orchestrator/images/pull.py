@@ -30,7 +30,9 @@ def mirrored(ref: str) -> str | None:
     return None
 
 
-def ensure(job: Job, *, build: bool, on_line: Callable[[str], None]) -> tuple[engine.ImageInfo, str]:
+def ensure(
+    job: Job, *, build: bool, on_line: Callable[[str], None]
+) -> tuple[engine.ImageInfo, str]:
     """(image info, how it was obtained: present | built | pulled)."""
     info = engine.inspect_image(job.image)
     if info is not None:

@@ -7,6 +7,7 @@ dependency DAG). Every error names file:line:column and the field path.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import json
@@ -69,7 +70,9 @@ def _describe(err: jsonschema.ValidationError, doc: Located) -> tuple[tuple[int,
         where = doc.where((*path, key), key=True)
         hint = difflib.get_close_matches(key, allowed, n=1)
         did = f" (did you mean '{hint[0]}'?)" if hint else ""
-        msg = f"{format_path((*path, key))}: unknown key '{key}'{did}; allowed: {', '.join(allowed)}"
+        msg = (
+            f"{format_path((*path, key))}: unknown key '{key}'{did}; allowed: {', '.join(allowed)}"
+        )
     elif v == "required":
         msg = f"{field}: {err.message.replace('is a required property', 'is required')}"
     elif v == "type":
@@ -160,7 +163,9 @@ def load_recipe(file: Path | str) -> Recipe:
         try:
             cat.canonical(policy)
         except KeyError:
-            raise catalog.policy_error(policy, doc.where(("platforms", i)), f"platforms[{i}]") from None
+            raise catalog.policy_error(
+                policy, doc.where(("platforms", i)), f"platforms[{i}]"
+            ) from None
     arch_list = tuple(data.get("archs", DEFAULT_ARCHS))
     for i, arch in enumerate(arch_list):
         if arch not in archs.ARCHS:
@@ -241,7 +246,9 @@ def _env_value(value: object) -> str:
 
 def _repair(raw: Mapping[str, Any]) -> RepairOptions:
     return RepairOptions(
-        plat=raw.get("plat"), exclude=tuple(raw.get("exclude", ())), enabled=raw.get("enabled", True)
+        plat=raw.get("plat"),
+        exclude=tuple(raw.get("exclude", ())),
+        enabled=raw.get("enabled", True),
     )
 
 
@@ -268,10 +275,8 @@ def _audit(raw: Mapping[str, Any]) -> AuditOptions:
 def library_dirs(recipe_file: Path) -> list[Path]:
     """Where `use: NAME` looks: the project's own recipes/ first, then orch's library."""
     dirs = [recipe_file.parent / "recipes"]
-    try:
+    with contextlib.suppress(FileNotFoundError):
         dirs.append(data_dir("recipes"))
-    except FileNotFoundError:
-        pass
     return [d for d in dirs if d.is_dir()]
 
 
@@ -335,7 +340,9 @@ def _dependency(
     if "system" not in build:
         raise ConfigError(f"{where}: {label} ({data['name']}): missing 'build.system'")
     if build["system"] == "script" and not build.get("script"):
-        raise ConfigError(f"{where}: {label} ({data['name']}): build.system is script but no build.script")
+        raise ConfigError(
+            f"{where}: {label} ({data['name']}): build.system is script but no build.script"
+        )
     src = data["source"]
     urls = tuple(_as_list(src["url"]))
     patches = tuple((defined_in.file.parent / p).resolve() for p in src.get("patches", ()))

@@ -90,9 +90,11 @@ def _convert(
                 raise ConfigError(f"{file}:{line}:{col}: mapping keys must be strings, got {key!r}")
             if key in out:
                 line, col = _mark(key_node)
-                raise ConfigError(f"{file}:{line}:{col}: {format_path((*path, key))}: duplicate key")
-            key_marks[(*path, key)] = _mark(key_node)
-            out[key] = _convert(value_node, (*path, key), marks, key_marks, file)
+                raise ConfigError(
+                    f"{file}:{line}:{col}: {format_path((*path, key))}: duplicate key"
+                )
+            key_marks[path + (key,)] = _mark(key_node)
+            out[key] = _convert(value_node, path + (key,), marks, key_marks, file)
         return out
     if isinstance(node, yaml.SequenceNode):
         return [

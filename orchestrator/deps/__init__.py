@@ -1,0 +1,1 @@
+"""Third-party dependencies: order (graph), sources (fetch), built artifacts (cache, registry)."""

@@ -1,0 +1,169 @@
+"""`orch images build-local`: manylinux-compatible images built on this host.
+
+For one architecture and Debian suite there are two images, tagged by the hash of their
+definition (see `definition.py`):
+
+- ``orch-local/<policy>_<arch>-runtime:<hash12>``: interpreters only, in the manylinux
+  layout ``/opt/python/<tag>/bin/python``; for installing and testing wheels.
+- ``orch-local/<policy>_<arch>:<hash12>``: the runtime plus compilers, build systems,
+  Python headers, ``build`` in every interpreter and auditwheel/patchelf on PATH.
+
+A wheel repaired by auditwheel in these images is manylinux_<glibc> because nothing in them
+is newer than the suite's glibc. Present tags are reused as they are; a changed definition
+gives a new tag, so "rebuild when the definition changes" needs no bookkeeping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from filelock import FileLock
+
+from orchestrator import engine
+from orchestrator.errors import OrchError
+from orchestrator.images import definition, rootfs
+from orchestrator.images.definition import ImagePlan
+
+# Debian suite -> (auditwheel policy, glibc). Each must exist in auditwheel's policy list
+# (checked by the tests) and have an images/local/<suite>.yaml.
+LOCAL_POLICY_BY_SUITE: dict[str, tuple[str, str]] = {
+    "bullseye": ("manylinux_2_31", "2.31"),
+    "bookworm": ("manylinux_2_36", "2.36"),
+}
+DEFAULT_SUITE = "bullseye"
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY")
+
+Log = Callable[[str], None]
+
+
+def _quiet(_line: str) -> None:
+    pass
+
+
+def local_image_ref(
+    arch: str, variant: str, suite: str = DEFAULT_SUITE, pythons: tuple[str, ...] | None = None
+) -> str:
+    """The tag the image would have (computed from the definition files; no Docker)."""
+    return definition.plan_image(arch, suite, pythons).ref(variant)
+
+
+def ensure_local_image(
+    arch: str,
+    variant: str = "build",
+    suite: str = DEFAULT_SUITE,
+    pythons: tuple[str, ...] | None = None,
+    on_line: Log | None = None,
+    rebuild: bool = False,
+) -> engine.ImageInfo:
+    """The image for (arch, variant, suite), built only when its tag is absent.
+
+    ``rebuild`` debootstraps afresh and builds even when the tag exists (picking up Debian
+    updates); the tag stays the same, since the definition did not change.
+    """
+    plan = definition.plan_image(arch, suite, pythons)
+    return _ensure(plan, variant, on_line or _quiet, force=rebuild, fresh_rootfs=rebuild)
+
+
+def build_local_images(
+    archs: Sequence[str],
+    suite: str = DEFAULT_SUITE,
+    on_line: Log | None = None,
+    rebuild: bool = False,
+    pythons: tuple[str, ...] | None = None,
+) -> list[engine.ImageInfo]:
+    """Runtime and build images for each architecture (existing tags are reused)."""
+    log = on_line or _quiet
+    plans = [definition.plan_image(a, suite, pythons) for a in archs]  # fail fast on bad input
+    out = []
+    for plan in plans:
+        out.append(_ensure(plan, "runtime", log, force=rebuild, fresh_rootfs=rebuild))
+        out.append(_ensure(plan, "build", log, force=rebuild, fresh_rootfs=False))
+    return out
+
+
+def _ensure(
+    plan: ImagePlan, variant: str, log: Log, force: bool, fresh_rootfs: bool
+) -> engine.ImageInfo:
+    ref = plan.ref(variant)
+    engine.client()  # an unreachable engine is reported before any slow work
+    if not force:
+        info = engine.inspect_image(ref)
+        if info is not None:
+            return info
+    rootfs.check_binfmt(plan.arch)
+    lock = rootfs.cache_dir() / "images" / "locks" / f"{plan.plat}-{plan.tag}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock)):
+        if not force:
+            info = engine.inspect_image(ref)  # built by another process while we waited
+            if info is not None:
+                return info
+        return _build(plan, variant, log, fresh_rootfs)
+
+
+def _build(plan: ImagePlan, variant: str, log: Log, fresh_rootfs: bool) -> engine.ImageInfo:
+    ref = plan.ref(variant)
+    tarball = rootfs.ensure_rootfs(
+        plan.defn.suite, plan.arch, plan.rootfs_key, log, refresh=fresh_rootfs
+    )
+    start = time.monotonic()
+    log(f"[orch] building {ref} ({plan.arch.platform}, pythons {', '.join(plan.pythons)})")
+    with tempfile.TemporaryDirectory(prefix="orch-image-") as tmp:
+        context = _make_context(Path(tmp), plan, tarball)
+        info = engine.build_image(
+            context,
+            tag=ref,
+            platform=plan.arch.platform,
+            buildargs={**plan.buildargs, **_proxy_args()},
+            labels=plan.labels(variant),
+            target=variant,
+            on_line=log,
+        )
+    _check_built(plan, info)
+    log(f"[orch] built {ref} in {time.monotonic() - start:.1f} s")
+    return info
+
+
+def _make_context(tmp: Path, plan: ImagePlan, tarball: Path) -> Path:
+    """Dockerfile + scripts + rootfs.tar.gz + host-ca.crt (empty when the host has none)."""
+    base = definition.definition_dir()
+    for src in definition.definition_files(plan.defn):
+        dst = tmp / src.relative_to(base)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
+    try:
+        os.link(tarball, tmp / "rootfs.tar.gz")  # the tarball is big: no copy when possible
+    except OSError:
+        shutil.copy2(tarball, tmp / "rootfs.tar.gz")
+    ca = tmp / "host-ca.crt"
+    bundle = Path(os.environ.get("SSL_CERT_FILE") or HOST_CA_BUNDLE)
+    if bundle.is_file():
+        shutil.copyfile(bundle, ca)
+    else:
+        ca.write_bytes(b"")
+    return tmp
+
+
+def _proxy_args() -> dict[str, str]:
+    """The host's proxy settings, passed to the build (Docker does not record them)."""
+    out = {}
+    for name in PROXY_VARS:
+        for key in (name, name.lower()):
+            if os.environ.get(key):
+                out[key] = os.environ[key]
+    return out
+
+
+def _check_built(plan: ImagePlan, info: engine.ImageInfo) -> None:
+    want = plan.arch.oci.split("/")[0]
+    if info.architecture != want:
+        raise OrchError(
+            f"{info.ref} was built as {info.architecture or 'unknown'}, not {want}: "
+            "the engine ignored --platform (needs Docker >= 20.10)"
+        )

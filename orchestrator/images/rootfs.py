@@ -1,0 +1,160 @@
+"""Debootstrap root file systems, cached on disk as the tarballs the images start from.
+
+No container registry is reachable, so every local image starts from `debootstrap
+--variant=minbase` run on the host (foreign architectures through the host's QEMU binfmt
+handlers). The tarball is cached under the orch cache dir, keyed by what it depends on,
+and only ever appears complete (written to a temporary name, then renamed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from filelock import FileLock
+
+from orchestrator import archs, paths
+from orchestrator.archs import Arch
+from orchestrator.errors import EnvironmentProblem, OrchError
+
+BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
+# Left out of the tarball: the engine provides /dev, /proc and /sys, and apt's downloads
+# and indexes are stale by the time the image is built.
+TAR_EXCLUDES = (
+    "./dev/*",
+    "./proc/*",
+    "./sys/*",
+    "./tmp/*",
+    "./var/cache/apt/archives/*.deb",
+    "./var/cache/apt/*.bin",
+    "./var/lib/apt/lists/*",
+    "./debootstrap",
+)
+
+Log = Callable[[str], None]
+
+
+def cache_dir() -> Path:
+    return paths.cache_dir()
+
+
+def rootfs_dir() -> Path:
+    return cache_dir() / "images" / "rootfs"
+
+
+def tarball_path(suite: str, arch: Arch, key: str) -> Path:
+    return rootfs_dir() / f"{suite}-{arch.debian}-{key[:16]}.tar.gz"
+
+
+def check_binfmt(arch: Arch) -> None:
+    """A foreign architecture needs an enabled QEMU binfmt handler (with the F flag for chroots
+    and containers, since the interpreter is not inside the root)."""
+    if archs.runs_natively(arch.name):
+        return
+    handler = BINFMT_DIR / f"qemu-{arch.qemu}"
+    try:
+        text = handler.read_text()
+    except OSError:
+        raise EnvironmentProblem(
+            f"{arch.name} is emulated on this {archs.host_arch()} host, but the binfmt handler "
+            f"{handler} is missing.\n  Fix (as root): `bash scripts/setup-host.sh` "
+            "(installs qemu-user-static and binfmt-support and enables the handlers)."
+        ) from None
+    if not text.startswith("enabled"):
+        raise EnvironmentProblem(
+            f"binfmt handler {handler} is disabled; run `update-binfmts --enable`"
+        )
+    flags = next((ln.split(":", 1)[1] for ln in text.splitlines() if ln.startswith("flags:")), "")
+    if "F" not in flags:
+        raise EnvironmentProblem(
+            f"binfmt handler {handler} lacks the F (fix binary) flag, so it cannot run inside "
+            "containers; reinstall qemu-user-static (its handlers set F)."
+        )
+
+
+def check_debootstrap() -> str:
+    exe = shutil.which("debootstrap")
+    if exe is None:
+        raise EnvironmentProblem(
+            "debootstrap is not installed; it makes the root file system of local images.\n"
+            "  Fix (as root): `apt-get install debootstrap`, or `bash scripts/setup-host.sh`."
+        )
+    if os.geteuid() != 0:
+        raise EnvironmentProblem(
+            "debootstrap must run as root to build local images (run orch as root)"
+        )
+    return exe
+
+
+def ensure_rootfs(suite: str, arch: Arch, key: str, on_line: Log, refresh: bool = False) -> Path:
+    """The cached minbase tarball for (suite, arch), made with debootstrap when missing."""
+    path = tarball_path(suite, arch, key)
+    if path.is_file() and not refresh:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if path.is_file() and not refresh:  # another process made it while we waited
+            return path
+        exe = check_debootstrap()
+        check_binfmt(arch)
+        _make_tarball(exe, suite, arch, path, on_line)
+    return path
+
+
+def _make_tarball(exe: str, suite: str, arch: Arch, path: Path, on_line: Log) -> None:
+    work = Path(tempfile.mkdtemp(prefix=".debootstrap-", dir=path.parent))
+    root = work / "root"
+    try:
+        start = time.monotonic()
+        on_line(f"[orch] debootstrap --variant=minbase --arch={arch.debian} {suite} (into {root})")
+        _run([exe, "--variant=minbase", f"--arch={arch.debian}", suite, str(root)], on_line)
+        on_line(f"[orch] debootstrap {suite}/{arch.debian}: {time.monotonic() - start:.1f} s")
+        tmp = work / "rootfs.tar.gz"
+        excludes = [f"--exclude={pattern}" for pattern in TAR_EXCLUDES]
+        _run(["tar", "--numeric-owner", "-C", str(root), *excludes, "-czf", str(tmp), "."], on_line)
+        os.replace(tmp, path)
+        size_mb = path.stat().st_size / 1e6
+        on_line(
+            f"[orch] rootfs tarball {path} ({size_mb:.0f} MB): {time.monotonic() - start:.1f} s"
+        )
+    finally:
+        _remove_tree(work)
+
+
+def _run(cmd: list[str], on_line: Log) -> None:
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True
+    )
+    assert proc.stdout is not None
+    tail: list[str] = []
+    for line in proc.stdout:
+        on_line(line.rstrip("\n"))
+        tail = [*tail[-19:], line.rstrip("\n")]
+    if proc.wait() != 0:
+        raise OrchError(f"{cmd[0]} failed (exit {proc.returncode}):\n  " + "\n  ".join(tail))
+
+
+def _remove_tree(path: Path) -> None:
+    """rm -rf, after unmounting whatever a killed debootstrap left mounted inside (proc, sys):
+    deleting through a live mount would reach the host's files."""
+    prefix = str(path.resolve()) + "/"
+    mounts = [m for m in _mount_points() if m.startswith(prefix)]
+    for mount in sorted(mounts, key=len, reverse=True):
+        subprocess.run(["umount", "-l", mount], check=False, stdin=subprocess.DEVNULL)
+    if any(m.startswith(prefix) for m in _mount_points()):
+        raise OrchError(f"could not unmount everything under {path}; remove it by hand")
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _mount_points() -> list[str]:
+    try:
+        lines = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return []
+    # Fields are octal-escaped (a space is \040).
+    return [ln.split()[1].encode().decode("unicode_escape") for ln in lines if len(ln.split()) > 1]

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The full test suite, on a fresh Debian/Ubuntu machine as root. Installs and starts what
+# the tests need (Docker engine, QEMU binfmt handlers, debootstrap, a local OCI registry,
+# Chromium), builds the local images, then runs pytest. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup-host.sh
+bash scripts/setup-venv.sh
+export PATH="$PWD/.venv/bin:$PATH"
+
+# Test-only tools: a real registry (cache push/pull, image mirror) and a browser (HTML report).
+missing=()
+for pkg in docker-registry apache2-utils; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Images the integration tests use; built once, reused while their definition is unchanged.
+orch images build-local --arch x86_64 --arch i686 --arch aarch64
+
+exec python -m pytest -ra "$@"

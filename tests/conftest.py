@@ -1,0 +1,79 @@
+"""Shared fixtures. Integration tests (marked `docker`) drive the real engine and the local
+images; when the engine is unreachable they fail (CI installs it: .ci/run), never skip
+silently, unless ORCH_TEST_NO_DOCKER=1 asks for unit tests only."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("ORCH_TEST_NO_DOCKER") == "1":
+        skip = pytest.mark.skip(reason="ORCH_TEST_NO_DOCKER=1: unit tests only")
+        for item in items:
+            if "docker" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    from orchestrator import engine
+
+    engine.client()  # raises a clear EnvironmentProblem if the engine is down
+
+
+@pytest.fixture(scope="session")
+def x86_images(docker_engine: None) -> tuple[str, str]:
+    from orchestrator.images.local import ensure_local_image
+
+    runtime = ensure_local_image("x86_64", "runtime")
+    build = ensure_local_image("x86_64", "build")
+    return build.ref, runtime.ref
+
+
+@pytest.fixture()
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "cache"
+    monkeypatch.setenv("ORCH_CACHE_DIR", str(d))
+    return d
+
+
+def orch(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 1800
+) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess (as a user would)."""
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        cwd=cwd or ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def containers_with_label(label: str) -> list[str]:
+    out = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label={label}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.split()
+
+
+@pytest.fixture()
+def project_copy(tmp_path: Path) -> Iterator[Path]:
+    dest = tmp_path / "hello-bz2"
+    shutil.copytree(EXAMPLES / "hello-bz2", dest)
+    yield dest
