@@ -69,6 +69,31 @@ def copy_project(session: Session, recipe: Recipe, tar: bytes) -> None:
         )
 
 
+def job_env(job: Job, image_env: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    """The job's interpreter first on PATH, so `python`/`pip` in before-build and in build
+    backends' subprocesses mean the job's Python (as in cibuildwheel)."""
+    path = image_env.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    return {"PATH": f"/opt/python/{job.python_tag}/bin:{path}", **extra}
+
+
+FLAG_VARS = ("CFLAGS", "CPPFLAGS", "CXXFLAGS", "LDFLAGS")
+PATH_VARS = ("PKG_CONFIG_PATH", "CMAKE_PREFIX_PATH")
+
+
+def merge_env(base: Mapping[str, str], user: Mapping[str, str]) -> dict[str, str]:
+    """The recipe's environment over the dependency flags: compiler flags and search
+    paths are combined (a user's CFLAGS must not drop the prefix's -I), others replaced."""
+    out = dict(base)
+    for key, value in user.items():
+        if key in out and key in FLAG_VARS:
+            out[key] = f"{out[key]} {value}"
+        elif key in out and key in PATH_VARS:
+            out[key] = f"{value}:{out[key]}"
+        else:
+            out[key] = value
+    return out
+
+
 def build_wheel(session: Session, job: Job, recipe: Recipe, env: Mapping[str, str]) -> None:
     for command in recipe.before_build:
         session.run("before-build", command, env=env, workdir=SRC)

@@ -255,7 +255,7 @@ def cmd_build(args: argparse.Namespace, console: Console) -> int:
         live=False if args.plain else None,
     )
     report = run(recipe, plan, opts, console)
-    out = Console()
+    out = Console(width=max(Console().width, 140))
     out.print(summary_table(report))
     print_failures(report, console)
     out.print(f"report: {opts.report_file}", highlight=False)

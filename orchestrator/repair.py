@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from orchestrator.build import DIST
 from orchestrator.container import Session
 from orchestrator.plan import Job
@@ -15,9 +17,13 @@ def repair_wheel(session: Session, job: Job, recipe: Recipe) -> None:
     if not recipe.repair.enabled:
         session.run("repair", f"mkdir -p {REPAIRED} && cp {DIST}/*.whl {REPAIRED}/")
         return
-    excludes = " ".join(f"--exclude {e}" for e in recipe.repair.exclude)
+    flags = [f"--exclude {shlex.quote(e)}" for e in recipe.repair.exclude]
+    if recipe.repair.only_plat:
+        # Exactly the job's tag; auditwheel would otherwise add every older policy the
+        # wheel happens to satisfy (manylinux1...), which the recipe did not ask for.
+        flags.append("--only-plat")
     session.run(
         "repair",
         f"mkdir -p {REPAIRED} && for w in {DIST}/*.whl; do "
-        f'auditwheel repair --plat {job.platform_tag} {excludes} -w {REPAIRED} "$w"; done',
+        f'auditwheel repair --plat {job.platform_tag} {" ".join(flags)} -w {REPAIRED} "$w"; done',
     )

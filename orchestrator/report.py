@@ -106,6 +106,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2, sort_keys=False)
             f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the report from CI uploaders
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -3,6 +3,7 @@ wheelhouse and report. Jobs run concurrently, each in its own fresh container.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -17,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator import archs, emulation, engine
-from orchestrator.build import build_wheel, copy_project, project_tar
+from orchestrator.build import build_wheel, copy_project, job_env, merge_env, project_tar
 from orchestrator.container import Cancelled, Session, StageFailed
 from orchestrator.errors import EnvironmentProblem, OrchError
 from orchestrator.hostenv import HostEnv, host_env
@@ -79,6 +80,7 @@ class RunState:
     dep_env: dict[str, dict[str, str]] = field(default_factory=dict)  # group -> build env
     dep_failures: dict[str, list[str]] = field(default_factory=dict)  # group -> failed deps
     image_ids: dict[str, str] = field(default_factory=dict)
+    image_env: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def labels(self) -> dict[str, str]:
@@ -110,6 +112,8 @@ def run(recipe: Recipe, plan: Plan, opts: RunOptions, console: Console | None = 
         report.finished = time.time()
         report.write(opts.report_file)
         shutil.rmtree(opts.meta_dir / "staging" / state.run_id, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            (opts.meta_dir / "staging").rmdir()  # only when no other run is staging
     return report
 
 
@@ -148,6 +152,7 @@ def _prepare_images(state: RunState) -> None:
             job, build=state.opts.build_images, on_line=_image_logger(state, ref)
         )
         state.image_ids[ref] = info.id
+        state.image_env[ref] = dict(info.env)
         state.report.images.append(
             ImageResult(ref, job.arch, info.id, job.image_source, status, time.monotonic() - t0)
         )
@@ -223,7 +228,11 @@ def _run_job(state: RunState, job: Job, result: JobResult) -> None:
         if dep_tar is None:
             failed = ", ".join(state.dep_failures.get(job.group, []))
             raise Blocked(f"blocked: dependency {failed} failed to build")
-        env = {**state.recipe.environment, **state.dep_env.get(job.group, {})}
+        env = job_env(
+            job,
+            state.image_env.get(job.image, {}),
+            merge_env(state.dep_env.get(job.group, {}), state.recipe.environment),
+        )
         session = Session(
             job.image,
             platform=archs.get(job.arch).platform,
@@ -327,7 +336,10 @@ def _check(
 def summary_table(report: RunReport) -> Table:
     table = Table(title=f"orch: {report.name}", show_lines=False)
     for col in ("job", "status", "time", "wheel", "size"):
-        table.add_column(col, justify="right" if col in ("time", "size") else "left")
+        table.add_column(
+            col, justify="right" if col in ("time", "size") else "left", overflow="fold",
+            no_wrap=col in ("time", "size", "status"),
+        )
     order = {"failed": 0, "cancelled": 1, "blocked": 2, "ok": 3}
     for j in sorted(report.jobs, key=lambda j: (order.get(j.status, 9), j.id)):
         style = {"ok": "green", "failed": "bold red"}.get(j.status, "yellow")

@@ -80,7 +80,7 @@ def test_killed_container_fails_only_its_job(
     )
     victim = None
     deadline = time.monotonic() + 300
-    while victim is None and time.monotonic() < deadline:
+    while victim is None and time.monotonic() < deadline and proc.poll() is None:
         ids = containers_with_label("io.orch.job=cp39-manylinux_2_31_x86_64")
         if ids:
             ps = subprocess.run(["docker", "top", ids[0]], capture_output=True, text=True)
@@ -128,7 +128,7 @@ def test_ctrl_c_leaves_no_container_and_no_wheel(
         text=True,
     )
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and proc.poll() is None:
         ids = containers_with_label("io.orch.job=cp311-manylinux_2_31_x86_64")
         if (
             ids

@@ -81,9 +81,11 @@ class Context:
                 if not allowed_export(s.name, self.demangle(s.name), self.allow_exports)]
 
     def describe(self, sym: DynSymbol) -> str:
-        text = f"{sym.nm_letter} {sym.name}"
+        """nm-style letter, readable name, then the mangled one (what allowlists match)."""
         shown = self.demangle(sym.name)
-        return text if shown == sym.name else f"{text}  ({shown})"
+        if shown == sym.name:
+            return f"{sym.nm_letter} {sym.name}"
+        return f"{sym.nm_letter} {shown}  [{sym.name}]"
 
 
 def is_loader(name: str) -> bool:

@@ -128,10 +128,10 @@ def split_version(version: str) -> tuple[str, str]:
 def allowed(policy: Policy, exact: bool, claimed: tuple[int, int], version: str) -> bool:
     """Whether a required symbol version is within what the claimed tag promises."""
     namespace, number = split_version(version)
-    known = policy.symbol_versions.get(namespace)
+    known = policy.symbol_versions.get(namespace)  # the policy lists bare numbers: "2.17"
     if known is None:
         return True  # a namespace the policy does not govern (a bundled library's own)
-    if version in known:
+    if number in known:
         return True
     if not exact and namespace == "GLIBC" and re.fullmatch(r"[\d.]+", number):
         return version_tuple(number) <= claimed

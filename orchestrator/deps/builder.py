@@ -9,6 +9,7 @@ are ready. A failure blocks only the jobs (and dependencies) that need it.
 from __future__ import annotations
 
 import io
+import os
 import shlex
 import tarfile
 import tempfile
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator import archs, engine, paths
 from orchestrator.container import Cancelled, Session, StageFailed
+from orchestrator.deps import registry
 from orchestrator.deps.buildsys import build_script, flags_for_project
 from orchestrator.deps.cache import DepCache, dependency_key
 from orchestrator.deps.fetch import fetch_source
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
     from orchestrator.runner import RunState
 
 PREFIX = "/opt/orch/deps"
+REGISTRY_ENV = "ORCH_CACHE_REGISTRY"  # e.g. 127.0.0.1:5000
+REPOSITORY_ENV = "ORCH_CACHE_REPOSITORY"
 WORK = "/orch/dep"
 
 
@@ -128,6 +132,12 @@ def _one(
                 state.view.finish(task, "cached", "cache hit")
                 log.line(f"[orch] cache hit {key}")
                 return hit
+            pulled = _pull_from_registry(cache, key, log)
+            if pulled is not None:
+                result.status = "cached"
+                state.view.note(task, "registry hit")
+                state.view.finish(task, "cached", "registry hit")
+                return pulled
             state.view.note(task, "cache miss")
             state.view.stage(task, "fetch")
             with sources_lock:
@@ -152,6 +162,7 @@ def _one(
                 },
             )
             artifact.unlink(missing_ok=True)
+            _push_to_registry(cache, key, log)
             result.status = "built"
             state.view.finish(task, "ok", f"built in {seconds:.0f}s")
             return stored
@@ -171,6 +182,33 @@ def _one(
     finally:
         result.seconds = time.monotonic() - t0
         log.close()
+
+
+def _registry() -> tuple[str, str] | None:
+    """The OCI registry shared as a dependency cache, if configured (CI runners share it)."""
+    url = os.environ.get(REGISTRY_ENV, "").strip()
+    return (url, os.environ.get(REPOSITORY_ENV, "orch/deps")) if url else None
+
+
+def _pull_from_registry(cache: DepCache, key: str, log: JobLog) -> Path | None:
+    where = _registry()
+    if where is None:
+        return None
+    try:
+        return registry.pull(cache, key, where[0], where[1], log=log.line)
+    except OrchError as exc:  # an unreachable cache is a miss, not a failure
+        log.line(f"[orch] registry cache unavailable: {exc}")
+        return None
+
+
+def _push_to_registry(cache: DepCache, key: str, log: JobLog) -> None:
+    where = _registry()
+    if where is None:
+        return
+    try:
+        registry.push(cache, key, where[0], where[1], log=log.line)
+    except OrchError as exc:
+        log.line(f"[orch] could not push to the registry cache: {exc}")
 
 
 def _build(

@@ -54,7 +54,9 @@ def cmake_args(prefix: str) -> list[str]:
         "-DCMAKE_CXX_VISIBILITY_PRESET=hidden",
         "-DCMAKE_VISIBILITY_INLINES_HIDDEN=ON",
         f"-DCMAKE_INSTALL_PREFIX={prefix}",
-        "-DCMAKE_INSTALL_LIBDIR=lib",
+        # Typed: an untyped relative PATH entry is made absolute against the build dir by
+        # projects that re-declare it (libjpeg-turbo's GNUInstallDirs copy does).
+        "-DCMAKE_INSTALL_LIBDIR:PATH=lib",
         "-DCMAKE_BUILD_TYPE=Release",
         # CMake 4 refuses projects that declare cmake_minimum_required < 3.5 (libjpeg-turbo,
         # brotli, zlib 1.3.1 ...) unless told which policy floor to assume.

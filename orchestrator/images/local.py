@@ -41,6 +41,9 @@ PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY")
 
 Log = Callable[[str], None]
 
+# Roots debootstrapped afresh by this process (see `rebuild`).
+_refreshed_rootfs: set[str] = set()
+
 
 def _quiet(_line: str) -> None:
     pass
@@ -63,11 +66,16 @@ def ensure_local_image(
 ) -> engine.ImageInfo:
     """The image for (arch, variant, suite), built only when its tag is absent.
 
-    ``rebuild`` debootstraps afresh and builds even when the tag exists (picking up Debian
-    updates); the tag stays the same, since the definition did not change.
+    ``rebuild`` builds even when the tag exists, from a fresh debootstrap (once per process
+    and root, so rebuilding runtime then build debootstraps once) to pick up Debian updates.
+    The tag stays the same, since the definition did not change.
     """
     plan = definition.plan_image(arch, suite, pythons)
-    return _ensure(plan, variant, on_line or _quiet, force=rebuild, fresh_rootfs=rebuild)
+    fresh = rebuild and plan.rootfs_key not in _refreshed_rootfs
+    info = _ensure(plan, variant, on_line or _quiet, force=rebuild, fresh_rootfs=fresh)
+    if fresh:
+        _refreshed_rootfs.add(plan.rootfs_key)
+    return info
 
 
 def build_local_images(
@@ -78,13 +86,40 @@ def build_local_images(
     pythons: tuple[str, ...] | None = None,
 ) -> list[engine.ImageInfo]:
     """Runtime and build images for each architecture (existing tags are reused)."""
-    log = on_line or _quiet
-    plans = [definition.plan_image(a, suite, pythons) for a in archs]  # fail fast on bad input
-    out = []
-    for plan in plans:
-        out.append(_ensure(plan, "runtime", log, force=rebuild, fresh_rootfs=rebuild))
-        out.append(_ensure(plan, "build", log, force=rebuild, fresh_rootfs=False))
-    return out
+    for arch in archs:
+        definition.plan_image(arch, suite, pythons)  # fail fast on bad input, before building
+    return [
+        ensure_local_image(arch, variant, suite, pythons, on_line, rebuild)
+        for arch in archs
+        for variant in definition.VARIANTS
+    ]
+
+
+def stale_local_images() -> list[str]:
+    """Tags of local images whose definition has changed since they were built."""
+    stale = []
+    for info in engine.list_images("io.orch.image=local"):
+        labels = info.labels
+        try:
+            current = local_image_ref(
+                labels["io.orch.arch"],
+                labels["io.orch.variant"],
+                labels.get("io.orch.suite", DEFAULT_SUITE),
+                tuple(labels["io.orch.pythons"].split(",")),
+            )
+        except (KeyError, OrchError):  # unreadable labels or a suite no longer defined
+            current = ""
+        if info.ref != current:
+            stale.append(info.ref)
+    return sorted(stale)
+
+
+def remove_stale_local_images(on_line: Log | None = None) -> list[str]:
+    removed = stale_local_images()
+    for ref in removed:
+        (on_line or _quiet)(f"[orch] removing stale local image {ref}")
+        engine.remove_image(ref)
+    return removed
 
 
 def _ensure(

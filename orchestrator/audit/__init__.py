@@ -1,0 +1,21 @@
+"""`orch audit`: what auditwheel never checks in a built wheel.
+
+Exported C++ standard-library and third-party symbols, the C++ string ABI, symbol versions
+named one by one, DT_NEEDED, RPATH, RECORD and the stable ABI, on wheels of any architecture.
+
+Decisions worth knowing:
+- A `linux_<arch>` tag (a wheel nobody repaired) is a `tag` error naming the manylinux tag
+  auditwheel could give it; audit before repair with a downgrade such as
+  `("tag", "info", "not repaired yet")`.
+- Downgrades only lower a check's severity, and append the reason to every finding they touch.
+- auditwheel computes the tag (`python -m auditwheel show --json`); when it gives no answer,
+  orch's own reading of the ELF files and auditwheel's policy data is used instead.
+"""
+
+from __future__ import annotations
+
+from .audit import audit_wheel
+from .model import CHECKS, AuditResult, Finding
+from .wheel import WheelError
+
+__all__ = ["CHECKS", "AuditResult", "Finding", "WheelError", "audit_wheel"]

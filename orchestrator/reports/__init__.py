@@ -1,0 +1,18 @@
+"""Reports people read, made from run reports (`<output>/.orch/report.json`): merged
+across shards, as JUnit XML, Markdown, a self-contained HTML page, and GitHub annotations."""
+
+from orchestrator.reports.checks import expect_plan, expect_wheels, github_annotations
+from orchestrator.reports.htmlreport import to_html
+from orchestrator.reports.junit import to_junit
+from orchestrator.reports.markdown import to_markdown
+from orchestrator.reports.merge import merge
+
+__all__ = [
+    "expect_plan",
+    "expect_wheels",
+    "github_annotations",
+    "merge",
+    "to_html",
+    "to_junit",
+    "to_markdown",
+]
