@@ -59,7 +59,7 @@ def _exclude(root: Path) -> Callable[[tarfile.TarInfo], tarfile.TarInfo | None]:
 
 
 def copy_project(session: Session, recipe: Recipe, tar: bytes) -> None:
-    session.run("prepare", ["mkdir", "-p", "/orch", DIST])
+    session.run("prepare", ["mkdir", "-p", "/orch", DIST, "/opt/orch"])
     session.put_tar(tar, "/orch")
     if recipe.project.kind == "sdist":
         name = recipe.project.path.name

@@ -103,14 +103,17 @@ class ProgressView:
             return dict(self.tasks[key].stage_times)
 
     def print(self, text: str) -> None:
-        self.console.print(text, markup=False, highlight=False)
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def _plain(self, t: Task, what: str) -> None:
         if self._live is None:
             stamp = time.monotonic() - self._t0
             note = f" ({t.note})" if t.note else ""
             self.console.print(
-                f"[{stamp:7.1f}s] {t.kind} {t.label}{note}: {what}", markup=False, highlight=False
+                f"[{stamp:7.1f}s] {t.kind} {t.label}{note}: {what}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
             )
 
     def render(self) -> Table:

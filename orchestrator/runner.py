@@ -227,7 +227,7 @@ def _run_job(state: RunState, job: Job, result: JobResult) -> None:
         dep_tar = state.dep_tars.get(job.group, b"")
         if dep_tar is None:
             failed = ", ".join(state.dep_failures.get(job.group, []))
-            raise Blocked(f"blocked: dependency {failed} failed to build")
+            raise Blocked(f"dependency {failed} failed to build")
         env = job_env(
             job,
             state.image_env.get(job.image, {}),
@@ -358,10 +358,10 @@ def print_failures(report: RunReport, console: Console) -> None:
         if j.status != "failed":
             continue
         console.rule(f"[bold red]{j.id} failed in {j.failed_stage}")
-        console.print(j.error or "", markup=False)
+        console.print(j.error or "", markup=False, soft_wrap=True)
         if j.log_tail:
-            console.print("\n".join(j.log_tail), markup=False, highlight=False)
-        console.print(f"full log: {j.log}", markup=False)
+            console.print("\n".join(j.log_tail), markup=False, highlight=False, soft_wrap=True)
+        console.print(f"full log: {j.log}", markup=False, soft_wrap=True)
         if j.kept_container:
             console.print(
                 f"container kept: docker exec -it {j.kept_container} bash   "

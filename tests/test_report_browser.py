@@ -38,9 +38,18 @@ def _chromium() -> str:
 def _browser(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     profile = tmp_path / "chromium-profile"
     cmd = [
-        _chromium(), "--headless", "--disable-gpu", "--no-sandbox", "--disable-dev-shm-usage",
-        "--no-first-run", "--disable-extensions", "--hide-scrollbars", "--force-color-profile=srgb",
-        f"--user-data-dir={profile}", f"--window-size={WINDOW[0]},{WINDOW[1]}", *args,
+        _chromium(),
+        "--headless",
+        "--disable-gpu",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-extensions",
+        "--hide-scrollbars",
+        "--force-color-profile=srgb",
+        f"--user-data-dir={profile}",
+        f"--window-size={WINDOW[0]},{WINDOW[1]}",
+        *args,
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, f"chromium failed ({done.returncode}):\n{done.stderr[-3000:]}"
@@ -84,7 +93,11 @@ class _Dom(HTMLParser):
         return found[0]
 
     def cells(self) -> list[dict[str, str]]:
-        return [e["attrs"] for e in self.elements if e["tag"] == "td" and "cell" in e["attrs"].get("class", "")]
+        return [
+            e["attrs"]
+            for e in self.elements
+            if e["tag"] == "td" and "cell" in e["attrs"].get("class", "")
+        ]
 
 
 def _dom(tmp_path: Path, url: str) -> _Dom:
@@ -112,14 +125,28 @@ def test_grid_matches_the_report_and_the_failure_comes_first(
     assert set(cells) == {j["id"] for j in report["jobs"]}
     for job in report["jobs"]:
         cell = cells[job["id"]]
-        assert (cell["data-status"], cell["data-python"], cell["data-arch"], cell["data-policy"]) == (
-            job["status"], job["python"], job["arch"], job["policy"],
+        assert (
+            cell["data-status"],
+            cell["data-python"],
+            cell["data-arch"],
+            cell["data-policy"],
+        ) == (
+            job["status"],
+            job["python"],
+            job["arch"],
+            job["policy"],
         )
         assert f"st-{job['status']}" in cell["class"].split()
     # Failures above the grid, and the first one opened in the panel.
-    order = [e["attrs"].get("id") for e in dom.elements if e["attrs"].get("id") in ("failures", "matrix")]
+    order = [
+        e["attrs"].get("id") for e in dom.elements if e["attrs"].get("id") in ("failures", "matrix")
+    ]
     assert order == ["failures", "matrix"]
-    problems = [e["attrs"]["data-job"] for e in dom.elements if e["tag"] == "li" and "data-job" in e["attrs"]]
+    problems = [
+        e["attrs"]["data-job"]
+        for e in dom.elements
+        if e["tag"] == "li" and "data-job" in e["attrs"]
+    ]
     assert problems == [FAILED_JOB]
     assert dom.by_id("panel")["attrs"]["data-job"] == FAILED_JOB
     detail = dom.by_id(f"detail-{FAILED_JOB}")
@@ -127,11 +154,15 @@ def test_grid_matches_the_report_and_the_failure_comes_first(
     text = "".join(detail["text"])
     assert "needs GLIBC_2.34 > 2.31" in text and "memcpy@GLIBC_2.34 from libc.so.6" in text
     assert "selected" in cells[FAILED_JOB]["class"].split()
-    shown = [e["attrs"]["id"] for e in dom.elements if "shown" in e["attrs"].get("class", "").split()]
+    shown = [
+        e["attrs"]["id"] for e in dom.elements if "shown" in e["attrs"].get("class", "").split()
+    ]
     assert shown == [f"detail-{FAILED_JOB}"]
 
 
-def test_an_address_fragment_opens_that_job(page: tuple[dict[str, Any], Path], tmp_path: Path) -> None:
+def test_an_address_fragment_opens_that_job(
+    page: tuple[dict[str, Any], Path], tmp_path: Path
+) -> None:
     report, path = page
     ok_job = next(j for j in report["jobs"] if j["status"] == "ok" and j["emulated"])
     dom = _dom(tmp_path, f"{path.as_uri()}#job={ok_job['id']}")
@@ -140,7 +171,9 @@ def test_an_address_fragment_opens_that_job(page: tuple[dict[str, Any], Path], t
     assert ok_job["wheel"]["filename"] in text and "imports ok" in text and "yes (QEMU)" in text
 
 
-def test_screenshot(page: tuple[dict[str, Any], Path], tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_screenshot(
+    page: tuple[dict[str, Any], Path], tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     _report, path = page
     shot = tmp_path / "report.png"
     _browser(tmp_path, f"--screenshot={shot}", path.as_uri())
@@ -179,7 +212,10 @@ def _unfilter(raw: bytes, stride: int, bpp: int, height: int) -> list[bytes]:
     rows: list[bytes] = []
     prev = bytearray(stride)
     for y in range(height):
-        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
+        kind, line = (
+            raw[y * (stride + 1)],
+            bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)]),
+        )
         for i in range(stride):
             left = line[i - bpp] if i >= bpp else 0
             up, up_left = prev[i], prev[i - bpp] if i >= bpp else 0

@@ -118,7 +118,7 @@ def _one(
     try:
         req_artifacts = [f.result() for f in requirements]
     except (DepFailed, Cancelled) as exc:
-        state.view.finish(task, "blocked", f"blocked: {exc}")
+        state.view.finish(task, "blocked", f"blocked by {exc}")
         raise DepFailed(f"{dep.name} needs {exc}") from None
     t0 = time.monotonic()
     log = JobLog(state.opts.logs / "deps" / f"{ctx.arch}-{dep.name}-{key[:12]}.log")

@@ -23,7 +23,9 @@ from orchestrator.reports.common import Report
 ANNOTATION_TAIL = 15  # log lines per annotation; the summary page truncates long ones
 
 
-def expect_plan(report: Report, plan: Mapping[str, Any], wheelhouse: Path | None = None) -> list[str]:
+def expect_plan(
+    report: Report, plan: Mapping[str, Any], wheelhouse: Path | None = None
+) -> list[str]:
     """Problems (empty: all good) of the report against the plan's jobs."""
     by_id = {str(j.get("id")): j for j in common.jobs(report)}
     problems = []
@@ -37,10 +39,15 @@ def expect_plan(report: Report, plan: Mapping[str, Any], wheelhouse: Path | None
     return problems
 
 
-def _job_problems(job_id: str, job: common.Job, platform_tag: str, wheelhouse: Path | None) -> list[str]:
+def _job_problems(
+    job_id: str, job: common.Job, platform_tag: str, wheelhouse: Path | None
+) -> list[str]:
     status = common.status(job)
     if status != "ok":
-        return [f"{job_id}: {status}" + (f" in {job['failed_stage']}" if job.get("failed_stage") else "")]
+        return [
+            f"{job_id}: {status}"
+            + (f" in {job['failed_stage']}" if job.get("failed_stage") else "")
+        ]
     name = common.wheel_name(job)
     if not name:
         return [f"{job_id}: ok but no wheel recorded"]
@@ -74,9 +81,15 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def expect_wheels(report: Report, patterns: Sequence[str], wheelhouse: Path | None = None) -> list[str]:
+def expect_wheels(
+    report: Report, patterns: Sequence[str], wheelhouse: Path | None = None
+) -> list[str]:
     """Problems: patterns no built wheel (or, with a wheelhouse, no file there) matches."""
-    names = [n for n in (common.wheel_name(j) for j in common.jobs(report) if common.status(j) == "ok") if n]
+    names = [
+        n
+        for n in (common.wheel_name(j) for j in common.jobs(report) if common.status(j) == "ok")
+        if n
+    ]
     if wheelhouse is not None:
         names = [n for n in names if (wheelhouse / n).is_file()]
     where = f" in {wheelhouse}" if wheelhouse is not None else ""
@@ -93,11 +106,21 @@ def expect_wheels(report: Report, patterns: Sequence[str], wheelhouse: Path | No
 def github_annotations(report: Report) -> list[str]:
     """Workflow command lines: an error per failed job and dependency build, a warning for
     blocked jobs and for audit warnings of jobs that passed."""
-    lines = [_job_error(j) for j in common.problems_first(common.jobs(report)) if common.status(j) == "failed"]
+    lines = [
+        _job_error(j)
+        for j in common.problems_first(common.jobs(report))
+        if common.status(j) == "failed"
+    ]
     lines += [_dep_error(d) for d in common.deps(report) if d.get("status") == "failed"]
-    blocked = [str(j.get("id")) for j in common.jobs(report) if common.status(j) in ("blocked", "cancelled")]
+    blocked = [
+        str(j.get("id"))
+        for j in common.jobs(report)
+        if common.status(j) in ("blocked", "cancelled")
+    ]
     if blocked:
-        lines.append(_command("warning", f"orch: {len(blocked)} job(s) not built", ", ".join(blocked)))
+        lines.append(
+            _command("warning", f"orch: {len(blocked)} job(s) not built", ", ".join(blocked))
+        )
     for job in common.jobs(report):
         if common.status(job) == "ok":
             lines += _audit_warnings(job)

@@ -33,24 +33,49 @@ DESCRIPTION = (
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.description = DESCRIPTION
-    p.add_argument("reports", nargs="+", type=Path, metavar="REPORT",
-                   help="report.json files, or output directories holding .orch/report.json")
+    p.add_argument(
+        "reports",
+        nargs="+",
+        type=Path,
+        metavar="REPORT",
+        help="report.json files, or output directories holding .orch/report.json",
+    )
     out = p.add_argument_group("outputs (default: Markdown on stdout; '-' writes to stdout)")
     out.add_argument("--merge-out", type=Path, metavar="PATH", help="write the merged report JSON")
     out.add_argument("--junit", type=Path, metavar="PATH", help="write JUnit XML")
     out.add_argument("--markdown", type=Path, metavar="PATH", help="write the Markdown summary")
     out.add_argument("--html", type=Path, metavar="PATH", help="write the self-contained HTML page")
-    out.add_argument("--github-annotations", action="store_true",
-                     help="print ::error/::warning workflow commands for failures (stdout)")
+    out.add_argument(
+        "--github-annotations",
+        action="store_true",
+        help="print ::error/::warning workflow commands for failures (stdout)",
+    )
     chk = p.add_argument_group("checks (exit 1 when one fails)")
-    chk.add_argument("--expect-plan", type=Path, metavar="PLAN.json",
-                     help="every job of this `orch plan --json` must have come back ok with its wheel")
-    chk.add_argument("--expect-wheels", nargs="+", action="extend", default=[], metavar="PATTERN",
-                     help="wheel file name globs that must each match a built wheel")
-    chk.add_argument("--wheelhouse", type=Path, metavar="DIR",
-                     help="with --expect-*: the wheels must also be in DIR (sha256 checked)")
-    chk.add_argument("--strict", action="store_true",
-                     help="exit 1 when any job or dependency build did not succeed")
+    chk.add_argument(
+        "--expect-plan",
+        type=Path,
+        metavar="PLAN.json",
+        help="every job of this `orch plan --json` must have come back ok with its wheel",
+    )
+    chk.add_argument(
+        "--expect-wheels",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="PATTERN",
+        help="wheel file name globs that must each match a built wheel",
+    )
+    chk.add_argument(
+        "--wheelhouse",
+        type=Path,
+        metavar="DIR",
+        help="with --expect-*: the wheels must also be in DIR (sha256 checked)",
+    )
+    chk.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when any job or dependency build did not succeed",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,7 +112,9 @@ def read_report(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{file} is not an orch run report (no jobs list)")
     schema = data.get("schema")
     if not isinstance(schema, int) or schema > REPORT_SCHEMA:
-        raise ConfigError(f"{file}: report schema {schema!r}; this orch reads schema {REPORT_SCHEMA} and older")
+        raise ConfigError(
+            f"{file}: report schema {schema!r}; this orch reads schema {REPORT_SCHEMA} and older"
+        )
     return data
 
 
@@ -109,7 +136,9 @@ def _check(report: dict[str, Any], args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"orch report: expected: {problem}", file=sys.stderr)
     if args.strict and not _succeeded(report):
-        print("orch report: --strict: not every job and dependency build succeeded", file=sys.stderr)
+        print(
+            "orch report: --strict: not every job and dependency build succeeded", file=sys.stderr
+        )
         return EXIT_BUILD_FAILED
     return EXIT_BUILD_FAILED if problems else EXIT_OK
 

@@ -45,7 +45,8 @@ def _by_platform(jobs: Iterable[common.Job]) -> list[tuple[str, list[common.Job]
         policy, arch = common.column_of(job)
         groups.setdefault(f"{policy}_{arch}", []).append(job)
     return sorted(
-        (k, sorted(v, key=lambda j: common.version_key(str(j.get("python", ""))))) for k, v in groups.items()
+        (k, sorted(v, key=lambda j: common.version_key(str(j.get("python", "")))))
+        for k, v in groups.items()
     )
 
 
@@ -60,7 +61,11 @@ def _suite(root: ET.Element, name: str, stamp: str, host: str) -> ET.Element:
 
 def _job_case(suite: ET.Element, job: common.Job, classname: str) -> None:
     case = ET.SubElement(
-        suite, "testcase", name=str(job.get("id")), classname=classname, time=_secs(job.get("seconds"))
+        suite,
+        "testcase",
+        name=str(job.get("id")),
+        classname=classname,
+        time=_secs(job.get("seconds")),
     )
     status = common.status(job)
     error = common.clean_text(job.get("error") or status)
@@ -88,19 +93,27 @@ def _failure_text(job: common.Job, error: str) -> str:
 def _job_output(job: common.Job) -> str:
     lines = []
     if common.wheel_name(job):
-        lines.append(f"wheel: {common.wheel_name(job)} ({common.human_size(common.wheel_size(job))})")
+        lines.append(
+            f"wheel: {common.wheel_name(job)} ({common.human_size(common.wheel_size(job))})"
+        )
     lines.append(f"image: {job.get('image', '')}" + (" (emulated)" if job.get("emulated") else ""))
     stages = job.get("stages") or {}
     if stages:
-        lines.append("stages: " + ", ".join(f"{k} {common.human_seconds(v)}" for k, v in stages.items()))
+        lines.append(
+            "stages: " + ", ".join(f"{k} {common.human_seconds(v)}" for k, v in stages.items())
+        )
     for finding in common.audit_findings(job):
-        lines.append(f"audit {finding.get('severity')}: [{finding.get('check')}] {finding.get('message')}")
+        lines.append(
+            f"audit {finding.get('severity')}: [{finding.get('check')}] {finding.get('message')}"
+        )
     return common.clean_text("\n".join(lines))
 
 
 def _dep_case(suite: ET.Element, dep: Mapping[str, Any], classname: str) -> None:
     name = f"{dep.get('name')} {dep.get('version')} ({dep.get('arch')})"
-    case = ET.SubElement(suite, "testcase", name=name, classname=classname, time=_secs(dep.get("seconds")))
+    case = ET.SubElement(
+        suite, "testcase", name=name, classname=classname, time=_secs(dep.get("seconds"))
+    )
     status = str(dep.get("status"))
     error = common.clean_text(dep.get("error") or status)
     if status == "failed":
@@ -109,7 +122,9 @@ def _dep_case(suite: ET.Element, dep: Mapping[str, Any], classname: str) -> None
     elif status not in common.DEP_OK:
         ET.SubElement(case, "skipped", message=f"{status}: {error}")
     else:
-        ET.SubElement(case, "system-out").text = f"{status} (key {dep.get('key')}, group {dep.get('group')})"
+        ET.SubElement(
+            case, "system-out"
+        ).text = f"{status} (key {dep.get('key')}, group {dep.get('group')})"
 
 
 def _totals(element: ET.Element) -> None:

@@ -17,7 +17,11 @@ ICONS = {"ok": "✅", "failed": "❌", "blocked": "⛔", "cancelled": "⚪", "wa
 
 
 def to_markdown(report: Report) -> str:
-    lines = [f"### orch: {_cell(report.get('name') or 'report')}", "", f"**{common.headline(report)}**"]
+    lines = [
+        f"### orch: {_cell(report.get('name') or 'report')}",
+        "",
+        f"**{common.headline(report)}**",
+    ]
     lines += _context(report)
     lines += ["", "| job | status | time | wheel | size |", "| --- | --- | ---: | --- | ---: |"]
     lines += [_row(job) for job in common.problems_first(common.jobs(report))]

@@ -30,7 +30,9 @@ def merge(reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         raise ConfigError("no reports to merge")
     names = sorted({str(r.get("name", "")) for r in reports})
     if len(names) > 1:
-        raise ConfigError(f"reports are of different projects ({', '.join(names)}); merge one at a time")
+        raise ConfigError(
+            f"reports are of different projects ({', '.join(names)}); merge one at a time"
+        )
     ordered = sorted(reports, key=_run_time)  # oldest first: later ones override
     sources = [s for r in ordered for s in _sources(r)]
     jobs, duplicates = _merge_jobs(ordered)
@@ -51,9 +53,14 @@ def merge(reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "merged_from": sources,
         "duplicates": duplicates,
         "jobs": jobs,
-        "deps": _dedupe(ordered, "deps", _dep_key, lambda d: d.get("status") in ("built", "cached")),
+        "deps": _dedupe(
+            ordered, "deps", _dep_key, lambda d: d.get("status") in ("built", "cached")
+        ),
         "images": _dedupe(
-            ordered, "images", _image_key, lambda i: i.get("status") in ("present", "built", "pulled")
+            ordered,
+            "images",
+            _image_key,
+            lambda i: i.get("status") in ("present", "built", "pulled"),
         ),
         "excluded": _dedupe(ordered, "excluded", lambda e: e.get("id"), lambda _e: False),
     }
@@ -70,7 +77,9 @@ def _sources(report: Mapping[str, Any]) -> list[Item]:
     host = report.get("host") or {}
     return [
         {
-            "run_id": str(report.get("run_id") or f"unnamed-{_digest([repr(report.get('started'))])}"),
+            "run_id": str(
+                report.get("run_id") or f"unnamed-{_digest([repr(report.get('started'))])}"
+            ),
             "shard": report.get("shard"),
             "machine": str(host.get("machine", "")),
             "node": str(host.get("node", "")),
@@ -94,7 +103,12 @@ def _merge_jobs(ordered: Sequence[Mapping[str, Any]]) -> tuple[list[Item], list[
             winner, loser, reason = _choose(old, job)
             kept[job["id"]] = winner  # dicts keep the first position of the key
             duplicates.append(
-                {"id": job["id"], "kept": _brief(winner), "dropped": _brief(loser), "reason": reason}
+                {
+                    "id": job["id"],
+                    "kept": _brief(winner),
+                    "dropped": _brief(loser),
+                    "reason": reason,
+                }
             )
     return list(kept.values()), duplicates
 

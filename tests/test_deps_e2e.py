@@ -1,0 +1,208 @@
+"""Static dependencies end to end on the real engine: generated source tarballs served
+from 127.0.0.1, built once per (image, arch) in containers, cached by content key,
+reused by every Python version; invalidation, corruption, bad checksums, dead URLs with
+a mirror, and a failing dependency."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import containers_with_label, orch
+from tests.support.sourceserver import make_tarball, serve_directory, unused_port
+
+pytestmark = pytest.mark.docker
+
+MAKEFILE = """\
+lib{n}.a: {n}.o
+\tar rcs $@ $^
+{n}.o: {n}.c
+\t$(CC) $(CPPFLAGS) $(CFLAGS) -c {n}.c -o $@
+install: lib{n}.a
+\tmkdir -p $(PREFIX)/lib $(PREFIX)/include
+\tcp lib{n}.a $(PREFIX)/lib/ && cp {n}.h $(PREFIX)/include/
+"""
+
+
+def make_dep(srcdir: Path, n: str, value: str, requires: str = "") -> tuple[Path, str]:
+    include = f'#include "{requires}.h"\n' if requires else ""
+    body = f"{requires}_value() + {value}" if requires else value
+    return make_tarball(srcdir, f"{n}-1.0", {
+        "Makefile": MAKEFILE.format(n=n),
+        f"{n}.h": f"int {n}_value(void);\n",
+        f"{n}.c": f"{include}#include \"{n}.h\"\nint {n}_value(void) {{ return {body}; }}\n",
+    })
+
+
+PROJECT_SETUP = """\
+from setuptools import Extension, setup
+setup(name="depuser", version="1.0", packages=[],
+      ext_modules=[Extension("depuser", ["depuser.c"], libraries=["orchb", "orcha", "orchc"])])
+"""
+PROJECT_C = """\
+#include <Python.h>
+#include "orchb.h"
+#include "orchc.h"
+static PyObject *total(PyObject *s, PyObject *a) { return PyLong_FromLong(orchb_value() + orchc_value()); }
+static PyMethodDef m[] = {{"total", total, METH_NOARGS, ""}, {0}};
+static struct PyModuleDef d = {PyModuleDef_HEAD_INIT, "depuser", 0, -1, m};
+PyMODINIT_FUNC PyInit_depuser(void) { return PyModule_Create(&d); }
+"""
+
+
+def dep_yaml(name: str, url: str, sha: str, requires: list[str], options: str = "[]",
+             extra_urls: tuple[str, ...] = ()) -> str:
+    urls = json.dumps([*extra_urls, url])
+    return textwrap.indent(textwrap.dedent(f"""\
+        - name: {name}
+          version: "1.0"
+          source: {{url: {urls}, sha256: "{sha}"}}
+          build: {{system: make, options: {options}}}
+          requires: {json.dumps(requires)}
+          exports: {{libs: [{name}]}}
+        """), "  ")
+
+
+@pytest.fixture()
+def world(tmp_path: Path, cache_dir: Path):  # type: ignore[no-untyped-def]
+    """Three tiny libraries (orchb requires orcha) behind a local HTTP server, and a
+    project using them."""
+    srv_dir = tmp_path / "srv"
+    srv_dir.mkdir()
+    tarballs = {
+        "orcha": make_dep(srv_dir, "orcha", "40"),
+        "orchb": make_dep(srv_dir, "orchb", "2", requires="orcha"),
+        "orchc": make_dep(srv_dir, "orchc", "100"),
+    }
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "setup.py").write_text(PROJECT_SETUP)
+    (proj / "depuser.c").write_text(PROJECT_C)
+    with serve_directory(srv_dir) as base:
+        yield tmp_path, base, tarballs, proj
+
+
+def write_recipe(tmp_path: Path, base: str, tarballs: dict[str, tuple[Path, str]],
+                 b_options: str = "[]", mirrors: str = "", first_url_dead: bool = False,
+                 sha_override: dict[str, str] | None = None, python: str = '["3.9", "3.11"]') -> Path:
+    dead = (f"http://127.0.0.1:{unused_port()}/gone.tar.gz",) if first_url_dead else ()
+    sha = {n: (sha_override or {}).get(n, t[1]) for n, t in tarballs.items()}
+    url = {n: f"{base}/{t[0].name}" for n, t in tarballs.items()}
+    recipe = tmp_path / "orch.yaml"
+    recipe.write_text(
+        f"schema: 1\nproject: proj\npython: {python}\n"
+        "test:\n  command: python -c \"import depuser; assert depuser.total() == 142, depuser.total()\"\n"
+        + mirrors
+        + "dependencies:\n"
+        + dep_yaml("orcha", url["orcha"], sha["orcha"], [], extra_urls=dead)
+        + dep_yaml("orchb", url["orchb"], sha["orchb"], ["orcha"], options=b_options)
+        + dep_yaml("orchc", url["orchc"], sha["orchc"], [])
+    )
+    return recipe
+
+
+def dep_status(report_dir: Path) -> dict[str, str]:
+    report = json.loads((report_dir / ".orch" / "report.json").read_text())
+    return {d["name"]: d["status"] for d in report["deps"]}
+
+
+def build(recipe: Path, out: Path, *extra: str):  # type: ignore[no-untyped-def]
+    return orch("build", "-f", str(recipe), "-o", str(out), "--plain", *extra)
+
+
+def test_cold_warm_and_invalidation(x86_images: tuple[str, str], world) -> None:  # type: ignore[no-untyped-def]
+    tmp_path, base, tarballs, _ = world
+    recipe = write_recipe(tmp_path, base, tarballs)
+    cold = build(recipe, tmp_path / "wh1")
+    assert cold.returncode == 0, cold.stdout + cold.stderr
+    assert dep_status(tmp_path / "wh1") == {"orcha": "built", "orchb": "built", "orchc": "built"}
+    assert len(list((tmp_path / "wh1").glob("*.whl"))) == 2  # both Pythons, one build per dep
+    # the DAG order: orcha finished before orchb started
+    text = cold.stderr
+    assert text.index("orcha 1.0 (x86_64) (cache miss): ok") < text.index("orchb 1.0 (x86_64) (cache miss): build")
+
+    warm = build(recipe, tmp_path / "wh2")
+    assert warm.returncode == 0, warm.stderr
+    assert dep_status(tmp_path / "wh2") == {"orcha": "cached", "orchb": "cached", "orchc": "cached"}
+
+    # Changing orchb's options rebuilds orchb only (it has no dependents).
+    recipe = write_recipe(tmp_path, base, tarballs, b_options='["EXTRA=1"]')
+    third = build(recipe, tmp_path / "wh3")
+    assert third.returncode == 0, third.stderr
+    assert dep_status(tmp_path / "wh3") == {"orcha": "cached", "orchb": "built", "orchc": "cached"}
+
+
+def test_requirement_change_rebuilds_dependents(x86_images: tuple[str, str], world, cache_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    tmp_path, base, tarballs, _ = world
+    recipe = write_recipe(tmp_path, base, tarballs, python='["3.9"]')
+    assert build(recipe, tmp_path / "wh1").returncode == 0
+    # A new orcha tarball (another value): orcha and its dependent orchb rebuild; orchc not.
+    tarballs["orcha"] = make_dep(tmp_path / "srv", "orcha", "40 + 0")
+    recipe = write_recipe(tmp_path, base, tarballs, python='["3.9"]')
+    second = build(recipe, tmp_path / "wh2")
+    assert second.returncode == 0, second.stderr
+    assert dep_status(tmp_path / "wh2") == {"orcha": "built", "orchb": "built", "orchc": "cached"}
+
+
+def test_corrupted_entry_is_rebuilt(x86_images: tuple[str, str], world, cache_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    tmp_path, base, tarballs, _ = world
+    recipe = write_recipe(tmp_path, base, tarballs, python='["3.9"]')
+    assert build(recipe, tmp_path / "wh1").returncode == 0
+    report = json.loads((tmp_path / "wh1" / ".orch" / "report.json").read_text())
+    key = next(d["key"] for d in report["deps"] if d["name"] == "orchc")
+    artifact = next(cache_dir.glob(f"deps/*/{key}/artifact.tar.gz"))
+    artifact.write_bytes(artifact.read_bytes()[:-10] + b"corrupted!")
+    second = build(recipe, tmp_path / "wh2")
+    assert second.returncode == 0, second.stderr
+    assert dep_status(tmp_path / "wh2") == {"orcha": "cached", "orchb": "cached", "orchc": "built"}
+
+
+def test_bad_checksum_fails_clearly_and_keeps_nothing(x86_images: tuple[str, str], world, cache_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    tmp_path, base, tarballs, _ = world
+    wrong = "0" * 64
+    recipe = write_recipe(tmp_path, base, tarballs, sha_override={"orchc": wrong}, python='["3.9"]')
+    proc = build(recipe, tmp_path / "wh")
+    assert proc.returncode == 1
+    out = proc.stdout + proc.stderr
+    assert f"{base}/orchc-1.0.tar.gz" in out and wrong in out and tarballs["orchc"][1] in out
+    assert dep_status(tmp_path / "wh")["orchc"] == "failed"
+    assert not list((tmp_path / "wh").glob("*.whl"))
+    report = json.loads((tmp_path / "wh" / ".orch" / "report.json").read_text())
+    assert report["jobs"][0]["status"] == "blocked"
+    assert not (cache_dir / "sources" / wrong).exists()
+    assert not any(p.name.startswith(".part") for p in cache_dir.rglob("*"))
+    assert not containers_with_label(f"io.orch.run={report['run_id']}")
+
+
+def test_dead_url_then_mirror(x86_images: tuple[str, str], world, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    tmp_path, base, tarballs, _ = world
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    path, sha = tarballs["orcha"]
+    (mirror / sha).write_bytes(path.read_bytes())
+    path.unlink()  # only the mirror has orcha now; its first URL is dead too
+    recipe = write_recipe(
+        tmp_path, base, tarballs, python='["3.9"]', first_url_dead=True,
+        mirrors=f"mirrors:\n  - directory: {mirror}\n",
+    )
+    proc = build(recipe, tmp_path / "wh")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert dep_status(tmp_path / "wh")["orcha"] == "built"
+
+
+def test_failing_dependency_blocks_jobs_and_shows_log(x86_images: tuple[str, str], world) -> None:  # type: ignore[no-untyped-def]
+    tmp_path, base, tarballs, _ = world
+    recipe = write_recipe(tmp_path, base, tarballs, b_options='["CC=false-compiler"]', python='["3.9"]')
+    proc = build(recipe, tmp_path / "wh")
+    assert proc.returncode == 1
+    out = proc.stdout + proc.stderr
+    assert "dependency orchb (x86_64) failed" in out and "false-compiler" in out  # the log tail
+    status = dep_status(tmp_path / "wh")
+    assert status["orchb"] == "failed" and status["orcha"] == "built" and status["orchc"] == "built"
+    report = json.loads((tmp_path / "wh" / ".orch" / "report.json").read_text())
+    assert report["jobs"][0]["status"] == "blocked" and "orchb" in report["jobs"][0]["error"]
+    log = next(d["log"] for d in report["deps"] if d["name"] == "orchb")
+    assert "false-compiler" in Path(log).read_text()
