@@ -193,9 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         bench(
             local, args.reps, "local images: manylinux_2_31 x 6 archs (image tags from definitions)"
         )
-    print(
-        f"\nengine contacted while planning: {'yes: ' + ', '.join(engine_calls) if engine_calls else 'no'}"
-    )
+    contacted = "yes: " + ", ".join(engine_calls) if engine_calls else "no"
+    print(f"\nengine contacted while planning: {contacted}")
     return 1 if engine_calls else 0
 
 

@@ -267,14 +267,11 @@ def _run_job(state: RunState, job: Job, result: JobResult) -> None:
         if len(wheels) != 1:
             raise StageFailed("repair", f"expected one repaired wheel, found {len(wheels)}")
         wheel = wheels[0]
-        passed = _check(state, job, result, wheel, log, view)
-        if not passed:
-            stage = "verify"
+        refused = _check(state, job, result, wheel, log, view)
+        if refused:
+            stage = "audit" if refused.startswith("audit") else "verify"
             aside = set_aside(wheel, opts.meta_dir / "failed") if opts.keep_failed else None
-            raise StageFailed(
-                "verify",
-                "verification or audit failed" + (f"; wheel kept at {aside}" if aside else ""),
-            )
+            raise StageFailed(stage, refused + (f"; wheel kept at {aside}" if aside else ""))
         result.wheel = wheel_info(wheel)
         land(wheel, opts.output_dir)
         result.status = "ok"
@@ -308,9 +305,9 @@ def _run_job(state: RunState, job: Job, result: JobResult) -> None:
 
 def _check(
     state: RunState, job: Job, result: JobResult, wheel: Path, log: JobLog, view: ProgressView
-) -> bool:
-    """Clean-container verification and the audit; results go into the job's report."""
-    ok = True
+) -> str | None:
+    """Audit, then clean-container verification; results go into the job's report.
+    Returns why the wheel is refused, or None."""
     if state.opts.audit:
         view.stage(job.id, "audit")
         log.stage("audit")
@@ -318,16 +315,22 @@ def _check(
 
         audit = audit_job_wheel(wheel, state.recipe, log)
         result.audit = audit.to_json()
-        ok = ok and audit.ok()
-    if state.opts.verify and ok:
+        errors = sorted({f.check for f in audit.findings if f.severity == "error"})
+        if errors:
+            return f"audit failed: {', '.join(errors)}"
+    if state.opts.verify:
         view.stage(job.id, "verify")
         log.stage("verify")
         from orchestrator.verify import verify_wheel
 
         outcomes = verify_wheel(state, job, wheel, log)
         result.verify = [o.to_json() for o in outcomes]
-        ok = ok and all(o.ok for o in outcomes)
-    return ok
+        for o in outcomes:
+            if o.status == "incompatible":
+                return f"configuration error: verify image {o.image} cannot run this wheel: {o.detail}"
+            if not o.ok:
+                return f"verification failed in {o.image}: {o.detail}"
+    return None
 
 
 # --- summary ------------------------------------------------------------------------

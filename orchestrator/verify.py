@@ -207,18 +207,26 @@ def _run_checks(
         _coexist(session, recipe, modules, env)
 
 
+def coexist_entry(entry: str) -> tuple[str, str]:
+    """'requirement' or 'requirement:module' -> (requirement, module to import)."""
+    req, _, module = entry.partition(":")
+    if not module:
+        name = re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0]
+        module = name.lower().replace("-", "_").replace(".", "_")
+    return req.strip(), module.strip()
+
+
 def _coexist(session: Session, recipe: Recipe, modules: list[str], env: dict[str, str]) -> None:
     """Import the wheel together with other packages, both orders (weak-symbol clashes
     depend on which library loads first)."""
-    others = [o.split("=")[0].split("<")[0].split(">")[0].strip() for o in recipe.test.coexist]
+    pairs = [coexist_entry(entry) for entry in recipe.test.coexist]
     session.run(
         "verify: coexist install",
-        "python -m pip install " + " ".join(shlex.quote(o) for o in recipe.test.coexist),
+        "python -m pip install " + " ".join(shlex.quote(req) for req, _mod in pairs),
         env=env,
         workdir=TEST_DIR,
     )
-    for other in others:
-        mod = other.replace("-", "_")
+    for _req, mod in pairs:
         for first, second in ((modules, [mod]), ([mod], modules)):
             code = "; ".join(f"import {m}" for m in (*first, *second))
             session.run("verify: coexist", ["python", "-c", code], env=env, workdir=TEST_DIR)

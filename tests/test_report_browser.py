@@ -205,7 +205,8 @@ def _read_png(data: bytes) -> tuple[int, int, list[tuple[int, int, int]]]:
     assert depth == 8 and colour in (2, 6) and interlace == 0, (depth, colour, interlace)
     channels = 4 if colour == 6 else 3
     rows = _unfilter(zlib.decompress(idat), width * channels, channels, height)
-    return width, height, [tuple(r[i : i + 3]) for r in rows for i in range(0, len(r), channels)]  # type: ignore[misc]
+    pixels = [(r[i], r[i + 1], r[i + 2]) for r in rows for i in range(0, len(r), channels)]
+    return width, height, pixels
 
 
 def _unfilter(raw: bytes, stride: int, bpp: int, height: int) -> list[bytes]:

@@ -93,8 +93,9 @@ def _convert(
                 raise ConfigError(
                     f"{file}:{line}:{col}: {format_path((*path, key))}: duplicate key"
                 )
-            key_marks[path + (key,)] = _mark(key_node)
-            out[key] = _convert(value_node, path + (key,), marks, key_marks, file)
+            child = (*path, key)
+            key_marks[child] = _mark(key_node)
+            out[key] = _convert(value_node, child, marks, key_marks, file)
         return out
     if isinstance(node, yaml.SequenceNode):
         return [

@@ -139,7 +139,7 @@ def _job_error(job: common.Job) -> str:
 
 
 def _dep_error(dep: Mapping[str, Any]) -> str:
-    title = f"orch: dependency {dep.get('name')} {dep.get('version')} ({dep.get('arch')}) failed"
+    title = f"orch: dependency {common.dep_label(dep)} failed"
     body = common.clean_text(dep.get("error") or "failed")
     return _command("error", title, body + (f"\nfull log: {dep['log']}" if dep.get("log") else ""))
 

@@ -46,8 +46,20 @@ def is_problem(job: Job) -> bool:
 
 
 def problems_first(items: Iterable[Job]) -> list[Job]:
-    """Failures first, then blocked, cancelled, ok; by job id within each."""
-    return sorted(items, key=lambda j: (STATUS_ORDER.get(status(j), 3), str(j.get("id"))))
+    """Failures first, then blocked, cancelled, ok; by Python, policy, arch within each."""
+    return sorted(items, key=lambda j: (STATUS_ORDER.get(status(j), 3), *job_order(j)))
+
+
+def job_order(job: Job) -> tuple[tuple[int, ...], list[Any], int]:
+    """Python versions numerically (3.9 < 3.10), policies naturally, archs in catalog order."""
+    policy, arch = column_of(job)
+    natural = [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", policy)]
+    order = list(archs.ARCHS)
+    return (
+        version_key(str(job.get("python", ""))),
+        natural,
+        order.index(arch) if arch in order else 99,
+    )
 
 
 def status_counts(report: Report) -> Counter[str]:
@@ -93,6 +105,14 @@ def clean_text(text: object) -> str:
 
 def log_tail(job: Job) -> list[str]:
     return [clean_text(line) for line in (job.get("log_tail") or [])]
+
+
+def dep_label(dep: Mapping[str, Any]) -> str:
+    """'zstd 1.5.7 (ppc64le, manylinux_2_28:2026.01)': the same library is built once per
+    image and architecture, so the image tells two of its builds apart."""
+    image = str(dep.get("group") or "").split("|", 1)[0].rsplit("/", 1)[-1]
+    where = ", ".join(str(p) for p in (dep.get("arch"), image) if p)
+    return f"{dep.get('name')} {dep.get('version')} ({where})"
 
 
 def number(value: object) -> float | None:

@@ -110,7 +110,7 @@ def _job_output(job: common.Job) -> str:
 
 
 def _dep_case(suite: ET.Element, dep: Mapping[str, Any], classname: str) -> None:
-    name = f"{dep.get('name')} {dep.get('version')} ({dep.get('arch')})"
+    name = common.dep_label(dep)
     case = ET.SubElement(
         suite, "testcase", name=name, classname=classname, time=_secs(dep.get("seconds"))
     )

@@ -13,6 +13,7 @@ from typing import Any
 from orchestrator.reports import common
 from orchestrator.reports.common import Report
 
+FOLD_OK_ABOVE = 20  # ok rows, beyond which they fold under the problems
 ICONS = {"ok": "✅", "failed": "❌", "blocked": "⛔", "cancelled": "⚪", "waiting": "⏳"}
 
 
@@ -23,8 +24,7 @@ def to_markdown(report: Report) -> str:
         f"**{common.headline(report)}**",
     ]
     lines += _context(report)
-    lines += ["", "| job | status | time | wheel | size |", "| --- | --- | ---: | --- | ---: |"]
-    lines += [_row(job) for job in common.problems_first(common.jobs(report))]
+    lines += _tables(common.problems_first(common.jobs(report)))
     extra = [common.deps_line(report), _excluded_line(report), _duplicates_line(report)]
     lines += ["", *[f"{text}  " for text in extra if text]]
     for job in common.problems_first(common.jobs(report)):
@@ -48,6 +48,17 @@ def _context(report: Report) -> list[str]:
     if report.get("started"):
         parts.append(f"started {common.timestamp(report['started'])}")
     return ["", " · ".join(parts)] if parts else []
+
+
+def _tables(jobs: list[common.Job]) -> list[str]:
+    """One table; in a large run the ok rows fold away below the problems."""
+    head = ["", "| job | status | time | wheel | size |", "| --- | --- | ---: | --- | ---: |"]
+    problems = [j for j in jobs if common.is_problem(j)]
+    ok = [j for j in jobs if not common.is_problem(j)]
+    if len(ok) <= FOLD_OK_ABOVE or not problems:
+        return head + [_row(j) for j in jobs]
+    folded = ["", f"<details><summary>{len(ok)} ok jobs</summary>", *head, *map(_row, ok)]
+    return head + [_row(j) for j in problems] + folded + ["", "</details>"]
 
 
 def _row(job: common.Job) -> str:
@@ -93,7 +104,7 @@ def _job_details(job: common.Job) -> list[str]:
 
 
 def _dep_details(dep: Mapping[str, Any]) -> list[str]:
-    summary = f"dependency <b>{_html(dep.get('name'))} {_html(dep.get('version'))}</b> ({_html(dep.get('arch'))}) failed"
+    summary = f"dependency <b>{_html(common.dep_label(dep))}</b> failed"
     body = [_fenced(common.clean_text(dep.get("error") or "failed"))]
     if dep.get("log"):
         body.append(f"full log: `{dep['log']}`")

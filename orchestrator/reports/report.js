@@ -43,7 +43,8 @@
     if (select(id)) {
       ev.preventDefault();
       history.replaceState(null, "", "#job=" + encodeURIComponent(id));
-      if (window.matchMedia("(max-width: 1000px)").matches) {
+      var below = panel.parentElement.classList.contains("stacked");
+      if (below || window.matchMedia("(max-width: 1000px)").matches) {
         panel.scrollIntoView({ behavior: "smooth", block: "start" });
       }
     }
