@@ -31,16 +31,20 @@ def spec(system: str = "autotools", **kw: object) -> DependencySpec:
     base = DependencySpec(
         name="tiny",
         version="1.0",
-        source=SourceSpec(urls=("https://example.invalid/tiny-1.0.tar.gz",), sha256="0" * 64,
-                          filename="tiny-1.0.tar.gz"),
+        source=SourceSpec(
+            urls=("https://example.invalid/tiny-1.0.tar.gz",),
+            sha256="0" * 64,
+            filename="tiny-1.0.tar.gz",
+        ),
         build_system=system,
         exports=Exports(libs=("tiny",)),
     )
     return replace(base, **kw)  # type: ignore[arg-type]
 
 
-def script_for(dep: DependencySpec, *, src: str = SRC, build: str = BUILD, prefix: str = PREFIX,
-               jobs: int = 4) -> str:
+def script_for(
+    dep: DependencySpec, *, src: str = SRC, build: str = BUILD, prefix: str = PREFIX, jobs: int = 4
+) -> str:
     return build_script(dep, src_dir=src, build_dir=build, prefix=prefix, jobs=jobs)
 
 
@@ -50,7 +54,10 @@ def commands(script: str, program: str) -> list[list[str]]:
     for line in script.splitlines():
         if line.startswith("#") or not line.strip():
             continue
-        argv = shlex.split(line)
+        try:
+            argv = shlex.split(line)
+        except ValueError:  # a line inside a multi-line quoted argument
+            continue
         if argv and argv[0] == program:
             out.append(argv)
     return out
@@ -77,8 +84,14 @@ def test_autotools_flags_then_options() -> None:
     s = script_for(spec("autotools", options=("--without-python", "--enable-shared")))
     [configure] = [a for a in (shlex.split(x) for x in s.splitlines() if "configure" in x) if a]
     assert configure[0] == f"{SRC}/configure"
-    assert configure[1:] == [f"--prefix={PREFIX}", "--enable-static", "--disable-shared", "--with-pic",
-                             "--without-python", "--enable-shared"]
+    assert configure[1:] == [
+        f"--prefix={PREFIX}",
+        "--enable-static",
+        "--disable-shared",
+        "--with-pic",
+        "--without-python",
+        "--enable-shared",
+    ]
     assert f"cd {BUILD}" in s  # out of tree
     assert commands(s, "make") == [["make", "-j4"], ["make", "install"]]
 
@@ -87,10 +100,16 @@ def test_cmake_flags_then_options() -> None:
     s = script_for(spec("cmake", options=("-DZLIB_BUILD_EXAMPLES=OFF",)), jobs=3)
     configure, build, install = commands(s, "cmake")
     assert configure[:5] == ["cmake", "-S", SRC, "-B", BUILD]
-    for flag in ("-DBUILD_SHARED_LIBS=OFF", "-DCMAKE_POSITION_INDEPENDENT_CODE=ON",
-                 "-DCMAKE_C_VISIBILITY_PRESET=hidden", "-DCMAKE_CXX_VISIBILITY_PRESET=hidden",
-                 "-DCMAKE_VISIBILITY_INLINES_HIDDEN=ON", f"-DCMAKE_INSTALL_PREFIX={PREFIX}",
-                 "-DCMAKE_INSTALL_LIBDIR:PATH=lib", "-DCMAKE_BUILD_TYPE=Release"):
+    for flag in (
+        "-DBUILD_SHARED_LIBS=OFF",
+        "-DCMAKE_POSITION_INDEPENDENT_CODE=ON",
+        "-DCMAKE_C_VISIBILITY_PRESET=hidden",
+        "-DCMAKE_CXX_VISIBILITY_PRESET=hidden",
+        "-DCMAKE_VISIBILITY_INLINES_HIDDEN=ON",
+        f"-DCMAKE_INSTALL_PREFIX={PREFIX}",
+        "-DCMAKE_INSTALL_LIBDIR:PATH=lib",
+        "-DCMAKE_BUILD_TYPE=Release",
+    ):
         assert flag in configure
     assert configure[-1] == "-DZLIB_BUILD_EXAMPLES=OFF"  # last, so the recipe can override
     assert build == ["cmake", "--build", BUILD, "-j", "3"]
@@ -101,8 +120,13 @@ def test_meson_flags_then_options() -> None:
     s = script_for(spec("meson", options=("-Dtests=false",)), jobs=2)
     setup, compile_, install = commands(s, "meson")
     assert setup[:4] == ["meson", "setup", BUILD, SRC]
-    for flag in (f"--prefix={PREFIX}", "--libdir=lib", "--default-library=static", "-Db_staticpic=true",
-                 "--wrap-mode=nodownload"):
+    for flag in (
+        f"--prefix={PREFIX}",
+        "--libdir=lib",
+        "--default-library=static",
+        "-Db_staticpic=true",
+        "--wrap-mode=nodownload",
+    ):
         assert flag in setup
     assert setup[-1] == "-Dtests=false"
     assert compile_ == ["meson", "compile", "-C", BUILD, "-j", "2"]
@@ -111,15 +135,23 @@ def test_meson_flags_then_options() -> None:
 
 def test_make_prefix_options_install() -> None:
     s = script_for(spec("make", options=("CC=gcc", "BUILD_SHARED=no")), jobs=8)
-    assert commands(s, "make") == [["make", "-j8", f"PREFIX={PREFIX}", "CC=gcc", "BUILD_SHARED=no", "install"]]
+    assert commands(s, "make") == [
+        ["make", "-j8", f"PREFIX={PREFIX}", "CC=gcc", "BUILD_SHARED=no", "install"]
+    ]
     assert f"cd {SRC}" in s
 
 
 def test_script_exports_paths_and_runs_recipe_script() -> None:
     s = script_for(spec("script", script="./build-it --fast\n", options=("a b",)), jobs=5)
     assert f"export PREFIX={PREFIX} JOBS=5 SRC_DIR={SRC} BUILD_DIR={BUILD}" in s
-    [run] = commands(s, "bash")
-    assert run[:3] == ["bash", "-euo", "pipefail"] and run[3] == "-c"
+    lexer = shlex.shlex(s[s.index("bash -euo pipefail -c ") :], posix=True)
+    lexer.whitespace_split, lexer.commenters = True, ""
+    run = []
+    for token in lexer:
+        run.append(token)
+        if token == "orch-tiny":
+            break
+    assert run[:4] == ["bash", "-euo", "pipefail", "-c"] and run[5] == "orch-tiny"
     body = run[4]
     assert body.rstrip().endswith("./build-it --fast")
     assert "ORCH_OPTIONS=('a b')" in body
@@ -133,15 +165,16 @@ def test_recipe_env_after_base_and_quoted() -> None:
     base = lines.index(f"export CFLAGS={shlex.quote(BASE_CFLAGS)}")
     mine = lines.index("export CFLAGS='-O3 -fPIC'")
     assert mine > base
-    assert f"export WEIRD={shlex.quote(chr(39).join(['it', 's $HOME `x`']))}" in lines
+    assert f"export WEIRD={shlex.quote('it' + chr(39) + 's $HOME `x`')}" in lines
 
 
 def test_paths_and_options_are_quoted() -> None:
-    s = script_for(spec("cmake", options=("-DX=a b; rm -rf /",)), prefix="/opt/my deps", src="/w/s rc")
+    s = script_for(
+        spec("cmake", options=("-DX=a b; rm -rf /",)), src="/w/it's src", build="/w/$HOME"
+    )
     [configure, *_] = commands(s, "cmake")
     assert "-DX=a b; rm -rf /" in configure  # one argument, not a second command
-    assert "-DCMAKE_INSTALL_PREFIX=/opt/my deps" in configure
-    assert "'/opt/my deps'/lib" in s or "'/opt/my deps/lib'" in s
+    assert configure[2:5] == ["/w/it's src", "-B", "/w/$HOME"]
 
 
 def test_post_install_removes_shared_and_checks_libs() -> None:
@@ -168,9 +201,13 @@ def test_no_exports_no_check() -> None:
         (spec(exports=Exports(libs=("../evil",))), {}, ConfigError, "not a library link name"),
         (spec(), {"jobs": 0}, ValueError, "jobs"),
         (spec(), {"prefix": "relative/prefix"}, ValueError, "absolute"),
+        (spec(), {"prefix": "/opt/my deps"}, ValueError, "plain path"),
+        (spec(), {"prefix": "/opt/it's"}, ValueError, "plain path"),
     ],
 )
-def test_rejects(dep: DependencySpec, kw: dict[str, object], error: type[Exception], match: str) -> None:
+def test_rejects(
+    dep: DependencySpec, kw: dict[str, object], error: type[Exception], match: str
+) -> None:
     with pytest.raises(error, match=match):
         script_for(dep, **kw)  # type: ignore[arg-type]
 
@@ -191,7 +228,8 @@ def test_flags_for_project() -> None:
 # --- real builds on the host --------------------------------------------------------------
 
 needs_toolchain = pytest.mark.skipif(
-    not all(shutil.which(t) for t in ("cc", "make", "ar", "readelf", "nm")), reason="needs a C toolchain"
+    not all(shutil.which(t) for t in ("cc", "make", "ar", "readelf", "nm")),
+    reason="needs a C toolchain",
 )
 
 TINY_C = """\
@@ -231,8 +269,7 @@ srcdir=$(cd "$(dirname "$0")" && pwd)
 prefix=
 for a in "$@"; do case $a in --prefix=*) prefix=${a#--prefix=};; esac; done
 printf '%s\\n' "$@" > configure.args
-sed -e "s#^MARK ?= none#MARK ?= configured#" "$srcdir/Makefile.in" > Makefile
-printf 'PREFIX = %s\\nSRCDIR = %s/\\n' "$prefix" "$srcdir" >> Makefile
+{ printf 'PREFIX = %s\\nSRCDIR = %s/\\n' "$prefix" "$srcdir"; cat "$srcdir/Makefile.in"; } > Makefile
 """
 
 CMAKELISTS = """\
@@ -259,17 +296,23 @@ def tiny_project(root: Path, *files: tuple[str, str]) -> Path:
     (src / "tiny.c").write_text(TINY_C)
     (src / "tiny.h").write_text(TINY_H)
     for name, text in files:
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
         (src / name).write_text(text)
     return src
 
 
-def run(dep: DependencySpec, src: Path, root: Path, prefix: Path | None = None,
-        ) -> subprocess.CompletedProcess[str]:
-    build = root / "build"
+def run(
+    dep: DependencySpec,
+    src: Path,
+    root: Path,
+    prefix: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    build = root / "build dir"
     prefix = prefix or root / "prefix"
     script = build_script(dep, src_dir=str(src), build_dir=str(build), prefix=str(prefix), jobs=2)
-    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=src,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=src, capture_output=True, text=True
+    )
 
 
 def symbols(obj: Path) -> dict[str, str]:
@@ -290,7 +333,9 @@ def absolute_relocations(obj: Path) -> list[str]:
     for line in out.stdout.splitlines():
         if line.startswith("Relocation section"):
             section = line.split("'")[1]
-        elif not section.startswith(".rela.debug") and ("R_X86_64_32 " in line or "R_X86_64_32S" in line):
+        elif not section.startswith(".rela.debug") and (
+            "R_X86_64_32 " in line or "R_X86_64_32S" in line
+        ):
             found.append(line)
     return found
 
@@ -307,14 +352,30 @@ def check_static_pic_hidden(prefix: Path, root: Path) -> None:
         assert absolute_relocations(archive) == []
     # ...and the project's link, with orch's flags, keeps it out of the extension's exports.
     ext_c = root / "ext.c"
-    ext_c.write_text('#include "tiny.h"\n__attribute__((visibility("default"))) '
-                     "int PyInit_ext(void) { return tiny_public(); }\n")
-    env = flags_for_project(str(prefix))
+    ext_c.write_text(
+        '#include "tiny.h"\n__attribute__((visibility("default"))) '
+        "int PyInit_ext(void) { return tiny_public(); }\n"
+    )
+    # What flags_for_project gives (as argv: the prefix may contain spaces here).
     ext = root / "ext.so"
-    subprocess.run(["cc", "-shared", "-fPIC", *env["CFLAGS"].split(), "-o", str(ext), str(ext_c),
-                    *env["LDFLAGS"].split(), "-ltiny"], check=True)
-    dynamic = subprocess.run(["nm", "-D", "--defined-only", str(ext)], capture_output=True, text=True,
-                             check=True).stdout
+    subprocess.run(
+        [
+            "cc",
+            "-shared",
+            "-fPIC",
+            f"-I{prefix}/include",
+            "-o",
+            str(ext),
+            str(ext_c),
+            f"-L{prefix}/lib",
+            EXCLUDE_LIBS,
+            "-ltiny",
+        ],
+        check=True,
+    )
+    dynamic = subprocess.run(
+        ["nm", "-D", "--defined-only", str(ext)], capture_output=True, text=True, check=True
+    ).stdout
     names = {line.split()[-1] for line in dynamic.splitlines() if line.strip()}
     assert "PyInit_ext" in names
     assert not {n for n in names if n.startswith("tiny_")}, names
@@ -325,8 +386,10 @@ def check_static_pic_hidden(prefix: Path, root: Path) -> None:
 def test_pic_check_sees_non_pic_code(tmp_path: Path) -> None:
     """The control: without -fPIC the relocation check does fire."""
     src = tiny_project(tmp_path)
-    subprocess.run(["cc", "-O2", "-fno-pic", "-c", str(src / "tiny.c"), "-o", str(tmp_path / "t.o")],
-                   check=True)
+    subprocess.run(
+        ["cc", "-O2", "-fno-pic", "-c", str(src / "tiny.c"), "-o", str(tmp_path / "t.o")],
+        check=True,
+    )
     assert absolute_relocations(tmp_path / "t.o")
 
 
@@ -348,9 +411,14 @@ def test_autotools_build_out_of_tree(tmp_path: Path) -> None:
     result = run(spec("autotools", options=("--disable-docs",)), src, tmp_path)
     assert result.returncode == 0, result.stderr
     prefix = tmp_path / "prefix"
-    args = (tmp_path / "build" / "configure.args").read_text().split("\n")
-    assert args[:5] == [f"--prefix={prefix}", "--enable-static", "--disable-shared", "--with-pic",
-                        "--disable-docs"]
+    args = (tmp_path / "build dir" / "configure.args").read_text().split("\n")
+    assert args[:5] == [
+        f"--prefix={prefix}",
+        "--enable-static",
+        "--disable-shared",
+        "--with-pic",
+        "--disable-docs",
+    ]
     assert not (src / "tiny.o").exists()  # built in build_dir
     check_static_pic_hidden(prefix, tmp_path)
 
@@ -365,7 +433,9 @@ def test_cmake_build(tmp_path: Path) -> None:
 
 
 @needs_toolchain
-@pytest.mark.skipif(not (shutil.which("meson") and shutil.which("ninja")), reason="needs meson and ninja")
+@pytest.mark.skipif(
+    not (shutil.which("meson") and shutil.which("ninja")), reason="needs meson and ninja"
+)
 def test_meson_build(tmp_path: Path) -> None:
     src = tiny_project(tmp_path, ("meson.build", MESON_BUILD))
     result = run(spec("meson"), src, tmp_path)
@@ -376,32 +446,44 @@ def test_meson_build(tmp_path: Path) -> None:
 @needs_toolchain
 @pytest.mark.skipif(not shutil.which("cmake"), reason="needs cmake")
 def test_script_build_with_helper_arrays_and_awkward_paths(tmp_path: Path) -> None:
-    root = tmp_path / "a dir with 'quotes'"
-    src = tiny_project(root / "x", ("sub/CMakeLists.txt", ""))
-    (src / "sub" / "CMakeLists.txt").write_text(
-        CMAKELISTS.replace("tiny.c", "../tiny.c").replace("FILES tiny.h", "FILES ../tiny.h"))
+    root = tmp_path / "it's"  # quotes and spaces in the source and build dirs
+    sub = CMAKELISTS.replace("tiny tiny.c", "tiny ../tiny.c").replace(
+        "FILES tiny.h", "FILES ../tiny.h"
+    )
+    src = tiny_project(root / "the source", ("sub/CMakeLists.txt", sub))
     script = textwrap.dedent("""\
         test "$PWD" = "$SRC_DIR"
-        printf '%s\\n' "$JOBS" "$WEIRD" ${ORCH_OPTIONS[@]+"${ORCH_OPTIONS[@]}"} > "$BUILD_DIR/../seen"
+        printf '%s\\n' "$JOBS" "$WEIRD" ${ORCH_OPTIONS[@]+"${ORCH_OPTIONS[@]}"} > "$PREFIX/../seen"
         cmake -S "$SRC_DIR/sub" -B "$BUILD_DIR" "${ORCH_CMAKE_ARGS[@]}"
         cmake --build "$BUILD_DIR" -j "$JOBS"
         cmake --install "$BUILD_DIR"
         exit 0
         """)
-    dep = spec("script", script=script, options=("two words", "$NOT_EXPANDED"),
-               env=(("WEIRD", "it's \"odd\" $HOME"),))
-    result = run(dep, src, root)
+    dep = spec(
+        "script",
+        script=script,
+        options=("two words", "$NOT_EXPANDED"),
+        env=(("WEIRD", 'it\'s "odd" $HOME'),),
+    )
+    result = run(dep, src, root, prefix=tmp_path / "prefix")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert (root / "seen").read_text().splitlines() == ["2", "it's \"odd\" $HOME", "two words",
-                                                        "$NOT_EXPANDED"]
-    check_static_pic_hidden(root / "prefix", root)
+    assert (tmp_path / "seen").read_text().splitlines() == [
+        "2",
+        'it\'s "odd" $HOME',
+        "two words",
+        "$NOT_EXPANDED",
+    ]
+    check_static_pic_hidden(tmp_path / "prefix", tmp_path)
 
 
 @needs_toolchain
 def test_missing_export_fails_even_after_exit_0(tmp_path: Path) -> None:
     src = tiny_project(tmp_path, ("Makefile", MAKEFILE))
-    dep = spec("script", script='make PREFIX="$PREFIX" SRCDIR= install\nexit 0\n',
-               exports=Exports(libs=("tiny", "nothere")))
+    dep = spec(
+        "script",
+        script='make PREFIX="$PREFIX" SRCDIR= install\nexit 0\n',
+        exports=Exports(libs=("tiny", "nothere")),
+    )
     result = run(dep, src, tmp_path)
     assert result.returncode == 1
     assert "libnothere.a" in result.stderr and "exports.libs" in result.stderr

@@ -90,7 +90,11 @@ def with_requirements(name: str, specs: dict[str, DependencySpec]) -> list[Depen
 
 
 def in_mirror(mirror: Path, src: SourceSpec) -> Path | None:
-    for candidate in (mirror / src.sha256, mirror / src.filename, mirror / src.sha256 / src.filename):
+    for candidate in (
+        mirror / src.sha256,
+        mirror / src.filename,
+        mirror / src.sha256 / src.filename,
+    ):
         if candidate.is_file() and sha256_of(candidate) == src.sha256:
             return candidate
     return None
@@ -113,7 +117,14 @@ def build_dependency(dep: DependencySpec, tarball: Path, prefix: Path, work: Pat
     src.mkdir(parents=True)
     build.mkdir(parents=True)
     subprocess.run(
-        ["tar", "-xf", str(tarball), "-C", str(src), f"--strip-components={dep.source.strip_components}"],
+        [
+            "tar",
+            "-xf",
+            str(tarball),
+            "-C",
+            str(src),
+            f"--strip-components={dep.source.strip_components}",
+        ],
         check=True,
     )
     for patch in dep.source.patches:
@@ -125,11 +136,16 @@ def build_dependency(dep: DependencySpec, tarball: Path, prefix: Path, work: Pat
     log = work / dep.name / "build.log"
     with log.open("wb") as out:
         result = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", script], cwd=src, stdout=out, stderr=subprocess.STDOUT
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=src,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     if result.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-60:])
-        pytest.fail(f"{dep.name} {dep.version}: build failed ({result.returncode}); log tail:\n{tail}")
+        pytest.fail(
+            f"{dep.name} {dep.version}: build failed ({result.returncode}); log tail:\n{tail}"
+        )
 
 
 Builder = Callable[[DependencySpec, Path, Path, Path], None]
@@ -185,7 +201,10 @@ def check_installed(dep: DependencySpec, prefix: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PKG_CONFIG_PATH": f"{lib}/pkgconfig:{prefix}/share/pkgconfig"}
     for pc in dep.exports.pkg_config:
         result = subprocess.run(
-            ["pkg-config", "--static", "--libs", "--cflags", pc], env=env, capture_output=True, text=True
+            ["pkg-config", "--static", "--libs", "--cflags", pc],
+            env=env,
+            capture_output=True,
+            text=True,
         )
         assert result.returncode == 0, f"pkg-config {pc}: {result.stderr}"
         assert str(prefix) in result.stdout or "-l" in result.stdout
@@ -195,14 +214,27 @@ def check_links_into_extension(archive: Path, tmp_path: Path) -> None:
     """Every member links into a shared object (so it is PIC), and exports nothing from it."""
     out = tmp_path / f"{archive.stem}-ext.so"
     stub = tmp_path / "ext.c"
-    stub.write_text("__attribute__((visibility(\"default\"))) int PyInit_ext(void) { return 0; }\n")
+    stub.write_text('__attribute__((visibility("default"))) int PyInit_ext(void) { return 0; }\n')
     cc = shutil.which("cc") or "gcc"
     link = subprocess.run(
-        [cc, "-shared", "-fPIC", "-o", str(out), str(stub), EXCLUDE_LIBS,
-         "-Wl,--whole-archive", str(archive), "-Wl,--no-whole-archive"],
-        capture_output=True, text=True,
+        [
+            cc,
+            "-shared",
+            "-fPIC",
+            "-o",
+            str(out),
+            str(stub),
+            EXCLUDE_LIBS,
+            "-Wl,--whole-archive",
+            str(archive),
+            "-Wl,--no-whole-archive",
+        ],
+        capture_output=True,
+        text=True,
     )
-    assert link.returncode == 0, f"{archive.name} does not link into a shared object:\n{link.stderr[-3000:]}"
+    assert link.returncode == 0, (
+        f"{archive.name} does not link into a shared object:\n{link.stderr[-3000:]}"
+    )
     listing = subprocess.run(
         ["nm", "-D", "--defined-only", str(out)], capture_output=True, text=True, check=True
     ).stdout
@@ -217,12 +249,16 @@ def check_links_into_extension(archive: Path, tmp_path: Path) -> None:
 
 def absolute_relocations(obj: Path) -> list[str]:
     """R_X86_64_32[S] relocations against loaded sections (debug info may keep them)."""
-    relocs = subprocess.run(["readelf", "-rW", str(obj)], capture_output=True, text=True, check=True)
+    relocs = subprocess.run(
+        ["readelf", "-rW", str(obj)], capture_output=True, text=True, check=True
+    )
     found: list[str] = []
     section = ""
     for line in relocs.stdout.splitlines():
         if line.startswith("Relocation section"):
             section = line.split("'")[1]
-        elif not section.startswith(".rela.debug") and ("R_X86_64_32 " in line or "R_X86_64_32S" in line):
+        elif not section.startswith(".rela.debug") and (
+            "R_X86_64_32 " in line or "R_X86_64_32S" in line
+        ):
             found.append(f"{section}: {line.strip()}")
     return found

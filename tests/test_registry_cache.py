@@ -10,10 +10,8 @@ import shutil
 import subprocess
 import tarfile
 import threading
-import time
 import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -22,9 +20,9 @@ import requests
 
 from orchestrator.deps.cache import DepCache
 from orchestrator.deps.registry import RegistryError, pull, push
+from tests.support.registry import REGISTRY_BIN, Registry, start_registry
 from tests.support.sourceserver import unused_port
 
-REGISTRY_BIN = "/usr/bin/docker-registry"
 KEY = "3f" * 32
 USER, PASSWORD = "orch", "s3cret-pw"
 
@@ -34,65 +32,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@dataclass
-class Registry:
-    url: str  # host:port
-    storage: Path
-
-
-def _config(tmp: Path, port: int, htpasswd: Path | None) -> Path:
-    auth = ""
-    if htpasswd is not None:
-        auth = f"auth:\n  htpasswd:\n    realm: orch-test\n    path: {htpasswd}\n"
-    cfg = tmp / "config.yml"
-    cfg.write_text(
-        "version: 0.1\n"
-        "log:\n  level: error\n  accesslog:\n    disabled: true\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {tmp / 'storage'}\n"
-        "  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n  secret: orch-test-secret\n" + auth
-    )
-    return cfg
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"docker-registry exited: {log.read_text()[-2000:]}")
-        try:
-            if requests.get(f"http://{url}/v2/", timeout=1).status_code in (200, 401):
-                return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    pytest.fail(f"docker-registry did not answer on {url}")
-
-
-def _start(tmp: Path, htpasswd: Path | None) -> Iterator[Registry]:
-    tmp.mkdir(parents=True, exist_ok=True)
-    port = unused_port()
-    log = tmp / "registry.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [REGISTRY_BIN, "serve", str(_config(tmp, port, htpasswd))],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_ready(f"127.0.0.1:{port}", proc, log)
-        yield Registry(f"127.0.0.1:{port}", tmp / "storage")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[Registry]:
-    yield from _start(tmp_path / "reg", None)
+    yield from start_registry(tmp_path / "reg", None)
 
 
 @pytest.fixture
@@ -105,7 +47,7 @@ def auth_registry(tmp_path: Path) -> Iterator[Registry]:
         ["htpasswd", "-Bbn", USER, PASSWORD], check=True, capture_output=True, text=True
     ).stdout
     htpasswd.write_text(line)
-    yield from _start(tmp_path / "reg", htpasswd)
+    yield from start_registry(tmp_path / "reg", htpasswd)
 
 
 def _cache_with_entry(root: Path) -> tuple[DepCache, bytes]:

@@ -366,6 +366,37 @@ def test_markdown_lists_failures_first_with_their_log_tail() -> None:
     assert "`depsdemo-1.0-cp39-cp39-manylinux_2_31_x86_64.whl` | 147 KiB |" in md
 
 
+def test_markdown_orders_by_python_version_and_folds_ok_rows_of_large_runs() -> None:
+    jobs = [
+        make_job(py, arch, policy)
+        for policy in ("manylinux_2_17", "manylinux_2_28")
+        for arch in ("x86_64", "i686", "aarch64")
+        for py in ("3.10", "3.9", "3.11", "3.12")
+    ]
+    md = to_markdown(make_report(jobs, {"cp312-manylinux_2_28_i686": "failed"}))
+
+    main, folded = md.split("<details><summary>23 ok jobs</summary>")
+    assert [r for r in main.splitlines() if r.startswith("| `")] == [
+        "| `cp312-manylinux_2_28_i686` | ❌ failed (audit) | 59.0s | - | - |"
+    ]
+    ok_ids = [r.split("`")[1] for r in folded.splitlines() if r.startswith("| `")]
+    assert len(ok_ids) == 23
+    assert ok_ids[:3] == [
+        "cp39-manylinux_2_17_x86_64",
+        "cp39-manylinux_2_17_i686",
+        "cp39-manylinux_2_17_aarch64",
+    ]
+    assert ok_ids.index("cp39-manylinux_2_28_aarch64") < ok_ids.index("cp310-manylinux_2_17_x86_64")
+    small = to_markdown(make_report(jobs[:4]))
+    assert "<details>" not in small  # few jobs: one table
+    assert [r.split("`")[1][:5] for r in small.splitlines() if r.startswith("| `")] == [
+        "cp39-",
+        "cp310",
+        "cp311",
+        "cp312",
+    ]
+
+
 def test_markdown_fences_a_log_that_contains_backticks() -> None:
     report = realistic_report()
     report["jobs"][1]["log_tail"] = ["```", "inside"]

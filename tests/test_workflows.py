@@ -63,7 +63,7 @@ def _binary_linter() -> Linter | None:
             check=False,
         )
         assert done.returncode in (0, 1), done.stderr  # 1: findings, anything else: broken
-        return list(json.loads(done.stdout or "[]"))
+        return list(json.loads(done.stdout or "null") or [])  # no findings may print null
 
     return lint
 
@@ -290,7 +290,7 @@ def test_every_script_parses(tmp_path: Path) -> None:
         assert done.returncode == 0, f"{where}: {done.stderr}\n{script}"
         if shellcheck:
             done = subprocess.run(
-                [shellcheck, "-s", "bash", "-S", "warning", str(file)],
+                [shellcheck, "-s", "bash", str(file)],
                 capture_output=True,
                 text=True,
                 check=False,
@@ -330,3 +330,123 @@ def test_orch_commands_in_scripts_parse_with_orchs_own_parser() -> None:
                 build_parser().parse_args(argv)
             except SystemExit:
                 pytest.fail(f"{where}: `orch {' '.join(argv)}` does not parse")
+
+
+# --- the action's scripts, run as the runner would ------------------------------------
+
+
+class _Runner:
+    """Runs action.yml's `run` steps with bash the way a composite action does: inputs
+    and earlier steps' outputs substituted into `env`, GITHUB_OUTPUT collected."""
+
+    def __init__(self, tmp_path: Path, inputs: dict[str, str]) -> None:
+        self.tmp = tmp_path
+        self.action = _load(ACTION)
+        self.inputs = {k: str(v.get("default", "")) for k, v in self.action["inputs"].items()}
+        self.inputs.update(inputs)
+        self.outputs: dict[str, dict[str, str]] = {}
+        self.summary = tmp_path / "step-summary.md"
+        bin_dir = tmp_path / "bin"  # `orch` and `python` as the installed action has them
+        bin_dir.mkdir()
+        for name, argv in (
+            ("orch", f'"{sys.executable}" -m orchestrator'),
+            ("python", f'"{sys.executable}"'),
+        ):
+            (bin_dir / name).write_text(f'#!/bin/sh\nexec {argv} "$@"\n')
+            (bin_dir / name).chmod(0o755)
+        self.path = f"{bin_dir}:/usr/bin:/bin"
+
+    def _expand(self, text: str) -> str:
+        def value(m: re.Match[str]) -> str:
+            expr = m.group(1)
+            if expr.startswith("inputs."):
+                return self.inputs[expr.removeprefix("inputs.")]
+            step, _outputs, name = expr.removeprefix("steps.").split(".", 2)
+            return self.outputs.get(step, {}).get(name, "")
+
+        return EXPR.sub(value, text)
+
+    def run(self, step_id: str) -> subprocess.CompletedProcess[str]:
+        (step,) = [s for s in self.action["runs"]["steps"] if s.get("id") == step_id]
+        out_file = self.tmp / f"{step_id}.out"
+        out_file.touch()
+        env = {k: self._expand(str(v)) for k, v in step.get("env", {}).items()}
+        env |= {
+            "PATH": self.path,
+            "HOME": str(self.tmp),
+            "RUNNER_TEMP": str(self.tmp / "runner-temp"),
+            "GITHUB_OUTPUT": str(out_file),
+            "GITHUB_STEP_SUMMARY": str(self.summary),
+            "GITHUB_ACTION_PATH": str(ROOT),
+            "PYTHONPATH": str(ROOT),
+        }
+        (self.tmp / "runner-temp").mkdir(exist_ok=True)
+        done = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+            cwd=self.tmp,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, f"step {step_id} failed:\n{done.stdout}\n{done.stderr}"
+        lines = out_file.read_text().splitlines()
+        self.outputs[step_id] = dict(line.split("=", 1) for line in lines if "=" in line)
+        return done
+
+
+def test_the_action_plan_step_works_out_what_the_host_needs(tmp_path: Path) -> None:
+    from orchestrator import archs
+
+    (tmp_path / "cp39-decoy").touch()  # an unquoted glob would expand to this file name
+    recipe = str(ROOT / "examples" / "multi-deps" / "orch.yaml")
+    runner = _Runner(
+        tmp_path,
+        {"recipe": recipe, "shard": "1/1", "only": "cp39-*\ncp311-*", "archs": "aarch64 x86_64"},
+    )
+    done = runner.run("plan")
+
+    out = runner.outputs["plan"]
+    assert out["wheelhouse"] == str(tmp_path / "wheelhouse")
+    assert out["report"] == str(tmp_path / "wheelhouse" / ".orch" / "report.json")
+    assert out["cache"] == str(tmp_path / "runner-temp" / "orch-cache")
+    assert out["slug"] == "shard-1-of-1"
+    assert out["foreign"] == " ".join(
+        a for a in ("aarch64", "x86_64") if not archs.runs_natively(a)
+    )
+    assert out["local-images"] == "true"  # multi-deps builds in orch's local manylinux_2_31 image
+    assert "selected 2 job(s)" in done.stdout
+
+    runner.inputs.update({"archs": "", "cache-dir": str(tmp_path / "mine"), "shard": ""})
+    runner.run("plan")
+    assert runner.outputs["plan"]["foreign"] == ""  # the recipe's own archs: x86_64 only
+    assert runner.outputs["plan"]["cache"] == str(tmp_path / "mine")
+    assert runner.outputs["plan"]["slug"] == "shard-all"
+
+
+def test_the_action_summary_step_writes_the_summary_and_annotations(tmp_path: Path) -> None:
+    from orchestrator.cli import build_parser
+    from tests.test_reports import realistic_report
+
+    try:
+        build_parser().parse_args(["report", "report.json"])
+    except SystemExit:
+        pytest.fail(
+            "`orch report` is not wired into orchestrator/cli.py yet (orchestrator.reports.cli)"
+        )
+    report = tmp_path / "wheelhouse" / ".orch" / "report.json"
+    report.parent.mkdir(parents=True)
+    report.write_text(json.dumps(realistic_report()))
+    runner = _Runner(tmp_path, {})
+    runner.outputs["plan"] = {"report": str(report)}
+
+    done = runner.run("summary")
+
+    assert runner.summary.read_text().startswith("### orch: depsdemo")
+    assert done.stdout.startswith(
+        "::error title=orch%3A cp311-manylinux_2_31_x86_64 failed in audit::"
+    )
+    assert runner.outputs["summary"]["changed"] == "true"  # aarch64's dependencies were built
+    report.unlink()
+    done = runner.run("summary")
+    assert "::warning title=orch::no report at" in done.stdout

@@ -28,6 +28,7 @@ EXCLUDE_LIBS = "-Wl,--exclude-libs,ALL"
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LIB_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+_PLAIN_PATH = re.compile(r"^/[A-Za-z0-9_.+/-]*$")
 
 
 def build_env(prefix: str) -> list[tuple[str, str]]:
@@ -76,7 +77,9 @@ def meson_args(prefix: str) -> list[str]:
     ]
 
 
-def build_script(dep: DependencySpec, *, src_dir: str, build_dir: str, prefix: str, jobs: int) -> str:
+def build_script(
+    dep: DependencySpec, *, src_dir: str, build_dir: str, prefix: str, jobs: int
+) -> str:
     """A bash script that builds ``dep`` from ``src_dir`` and installs it into ``prefix``."""
     if dep.build_system not in BUILD_SYSTEMS:
         raise ConfigError(
@@ -88,6 +91,10 @@ def build_script(dep: DependencySpec, *, src_dir: str, build_dir: str, prefix: s
     for path in (src_dir, build_dir, prefix):
         if not path.startswith("/"):
             raise ValueError(f"build paths must be absolute, not {path!r}")
+    if not _PLAIN_PATH.match(prefix):
+        # It travels inside CFLAGS/LDFLAGS-style variables, which build systems split on
+        # whitespace and paste into their own shell commands unquoted.
+        raise ValueError(f"the prefix must be a plain path (letters, digits, ._+-/): {prefix!r}")
     if dep.build_system == "script" and not dep.script.strip():
         raise ConfigError(f"{_label(dep)}: build.system is script but build.script is empty")
     for key, _ in dep.env:
@@ -180,7 +187,10 @@ def _meson(dep: DependencySpec, src: str, build: str, prefix: str, jobs: int) ->
 def _make(dep: DependencySpec, src: str, build: str, prefix: str, jobs: int) -> list[str]:
     # Options are make variables (NAME=value) given on the command line, so they override
     # the Makefile's own assignments; the flags above arrive through the environment.
-    return [f"cd {shlex.quote(src)}", _command(["make", f"-j{jobs}", f"PREFIX={prefix}", *dep.options, "install"])]
+    return [
+        f"cd {shlex.quote(src)}",
+        _command(["make", f"-j{jobs}", f"PREFIX={prefix}", *dep.options, "install"]),
+    ]
 
 
 def _script(dep: DependencySpec, src: str, build: str, prefix: str, jobs: int) -> list[str]:
@@ -217,7 +227,11 @@ def _post_install(dep: DependencySpec, prefix: str) -> list[str]:
     ]
     if not dep.exports.libs:
         return out
-    out += ["", "# Every library the recipe exports must now exist as a static archive.", 'orch_missing=""']
+    out += [
+        "",
+        "# Every library the recipe exports must now exist as a static archive.",
+        'orch_missing=""',
+    ]
     for name in dep.exports.libs:
         archive = f"lib{name}.a"
         out.append(f'[ -f {q(f"{lib}/{archive}")} ] || orch_missing="$orch_missing {archive}"')
