@@ -186,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
         cp.add_argument("--repository", default="orch/deps")
         cp.add_argument("--key", action="append", default=[], help="keys (push: default all)")
 
+    r = sub.add_parser("report", help="merge run reports; write JUnit, Markdown, HTML, annotations",
+                       description="Merge the reports of shards into one and render it as JUnit XML, "
+                       "Markdown (job summary) or a self-contained HTML page.")
+    from orchestrator.reports.cli import configure_parser as configure_report
+
+    configure_report(r)
+
     s = sub.add_parser("schema", help="print the recipe JSON Schema (for editors)")
     s.add_argument("--path", action="store_true", help="print the schema file's path instead")
     return parser
@@ -368,6 +375,12 @@ def cmd_cache(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from orchestrator.reports.cli import run as run_report
+
+    return int(run_report(args))
+
+
 def cmd_schema(args: argparse.Namespace, console: Console) -> int:
     from orchestrator.recipe.load import SCHEMA_FILE
 
@@ -386,6 +399,7 @@ COMMANDS = {
     "audit": cmd_audit,
     "schema": cmd_schema,
     "cache": cmd_cache,
+    "report": cmd_report,
 }
 
 if __name__ == "__main__":

