@@ -16,6 +16,7 @@ for pkg in docker-registry apache2-utils chromium shellcheck; do
 done
 command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null
 fi
 

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples"
+from tests.support.run import EXAMPLES, ROOT, containers_with_label, orch
+
+__all__ = ["EXAMPLES", "ROOT", "containers_with_label", "orch"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -48,32 +47,12 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return d
 
 
-def orch(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 1800
-) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI in a subprocess (as a user would)."""
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
-        cwd=cwd or ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def containers_with_label(label: str) -> list[str]:
-    out = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label={label}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.split()
-
-
 @pytest.fixture()
 def project_copy(tmp_path: Path) -> Iterator[Path]:
     dest = tmp_path / "hello-bz2"
     shutil.copytree(EXAMPLES / "hello-bz2", dest)
     yield dest
+
+
+# Fixtures shared by several integration test modules.
+from tests.support.depworld import world  # noqa: E402, F401

@@ -14,7 +14,7 @@ import pytest
 
 from orchestrator.images.local import ensure_local_image
 from tests.conftest import orch
-from tests.test_deps_e2e import world, write_recipe  # noqa: F401 (fixture)
+from tests.support.depworld import write_recipe
 
 pytestmark = pytest.mark.docker
 
@@ -78,5 +78,5 @@ def test_aarch64_wheel_refused_by_x86_64_container(world, tmp_path: Path) -> Non
     assert by_image[x86_runtime]["status"] == "incompatible"
     assert "image is amd64, the wheel is aarch64" in by_image[x86_runtime]["detail"]
     # and the aarch64 runtime image, listed first, accepted it
-    assert [v["status"] for v in job["verify"]][0] == "passed"
+    assert job["verify"][0]["status"] == "passed"
     assert not list(out.glob("*.whl"))

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import orch
+from tests.support.depworld import dep_status, write_recipe
 from tests.support.registry import Registry, start_registry
-from tests.test_deps_e2e import dep_status, world, write_recipe  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.docker
 

@@ -70,5 +70,3 @@ def start_registry(tmp: Path, htpasswd: Path | None) -> Iterator[Registry]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
-
-
