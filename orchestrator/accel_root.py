@@ -31,6 +31,7 @@ from orchestrator.images import definition, rootfs
 
 FORMAT_VERSION = 1
 CROSS_SUBDIR = "cross"
+ENV_CROSS_DIR = "ORCH_CROSS_DIR"
 PREFIX = "/opt/orch-cross"  # where the root appears inside containers
 WRAPPER_SUBDIR = "orch/bin"  # inside the root: the directory put first on PATH
 MANIFEST = "orch/manifest.json"
@@ -42,12 +43,34 @@ INSTALL_METHODS = ("include", "apt")
 # image's multiarch include directory, which Debian's native gcc searches and the cross
 # gcc does not; the other tools are symlinks. Value: the cross program's name after
 # "<triplet>-".
-DRIVERS = {"gcc": "gcc-{major}", "cc": "gcc-{major}", "cpp": "cpp-{major}",
-           "g++": "g++-{major}", "c++": "g++-{major}"}
+DRIVERS = {
+    "gcc": "gcc-{major}",
+    "cc": "gcc-{major}",
+    "cpp": "cpp-{major}",
+    "g++": "g++-{major}",
+    "c++": "g++-{major}",
+}
 PREFIXED_DRIVERS = ("gcc", "g++", "cpp")  # also as <triplet>-gcc, ... (Python's sysconfig)
-BINUTILS = ("ar", "as", "ld", "ld.bfd", "ld.gold", "nm", "objcopy", "objdump", "ranlib",
-            "readelf", "size", "strings", "strip", "addr2line", "c++filt",
-            "gcc-ar", "gcc-nm", "gcc-ranlib")
+BINUTILS = (
+    "ar",
+    "as",
+    "ld",
+    "ld.bfd",
+    "ld.gold",
+    "nm",
+    "objcopy",
+    "objdump",
+    "ranlib",
+    "readelf",
+    "size",
+    "strings",
+    "strip",
+    "addr2line",
+    "c++filt",
+    "gcc-ar",
+    "gcc-nm",
+    "gcc-ranlib",
+)
 
 Log = Callable[[str], None]
 
@@ -138,7 +161,10 @@ def root_key(defn: CrossDefinition, arch: Arch) -> str:
 
 
 def cross_dir() -> Path:
-    return paths.cache_dir() / CROSS_SUBDIR
+    """``$ORCH_CROSS_DIR``, else <cache>/cross: tests and benchmarks that start from an
+    empty cache can still share one root (it is a toolchain, like an image, not a cache)."""
+    override = os.environ.get(ENV_CROSS_DIR, "").strip()
+    return Path(override).expanduser().absolute() if override else paths.cache_dir() / CROSS_SUBDIR
 
 
 def root_path(defn: CrossDefinition, arch: Arch) -> Path:
@@ -238,20 +264,31 @@ def _install(exe: str, defn: CrossDefinition, arch: Arch, root: Path, log: Log) 
 def _chroot(root: Path, cmd: list[str], log: Log) -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
     proc = subprocess.run(
-        ["chroot", str(root), *cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, text=True, env=env, check=False,
+        ["chroot", str(root), *cmd],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        check=False,
     )
     for line in proc.stdout.splitlines():
         log(line)
     if proc.returncode != 0:
         tail = "\n  ".join(proc.stdout.splitlines()[-20:])
-        raise OrchError(f"{' '.join(cmd)} in the cross root failed (exit {proc.returncode}):\n  {tail}")
+        raise OrchError(
+            f"{' '.join(cmd)} in the cross root failed (exit {proc.returncode}):\n  {tail}"
+        )
 
 
 def _chroot_output(root: Path, cmd: list[str]) -> str:
     proc = subprocess.run(
-        ["chroot", str(root), *cmd], capture_output=True, text=True, check=False,
-        stdin=subprocess.DEVNULL, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"},
+        ["chroot", str(root), *cmd],
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"},
     )
     if proc.returncode != 0:
         raise OrchError(f"{' '.join(cmd)} in the cross root failed: {proc.stderr.strip()}")
@@ -323,10 +360,7 @@ def _write_wrappers(root: Path, defn: CrossDefinition, arch: Arch) -> None:
     for name, real in drivers.items():
         target = f"{PREFIX}/usr/bin/{t}-{real.format(major=major)}"
         script = bindir / name
-        script.write_text(
-            f"#!{shell}\n"
-            f'exec {target} -idirafter /usr/include/{t} "$@"\n'
-        )
+        script.write_text(f'#!{shell}\nexec {target} -idirafter /usr/include/{t} "$@"\n')
         script.chmod(0o755)
     for tool in BINUTILS:
         if (root / "usr/bin" / f"{t}-{tool}").exists():

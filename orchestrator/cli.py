@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep wheels that fail verification in OUTPUT/.orch/failed",
     )
+    b.add_argument(
+        "--emulation",
+        choices=["auto", "accelerated", "plain"],
+        default="plain",
+        help="emulated architectures: compile with a native cross compiler where it applies "
+        "(auto), always or fail (accelerated), or compile under QEMU (plain; default for now)",
+    )
     b.add_argument("--no-verify", action="store_true", help="skip clean-container verification")
     b.add_argument("--no-audit", action="store_true", help="skip orch audit of each wheel")
     b.add_argument(
@@ -260,6 +267,7 @@ def cmd_build(args: argparse.Namespace, console: Console) -> int:
         audit=not args.no_audit,
         shard=args.shard,
         live=False if args.plain else None,
+        emulation=args.emulation,
     )
     report = run(recipe, plan, opts, console)
     out = Console(width=max(Console().width, 140))

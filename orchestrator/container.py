@@ -12,6 +12,7 @@ from types import TracebackType
 from docker.models.containers import Container
 
 from orchestrator import engine
+from orchestrator.accel import Accel, apply
 from orchestrator.errors import OrchError
 from orchestrator.hostenv import HostEnv
 from orchestrator.joblog import JobLog
@@ -42,6 +43,7 @@ class Session:
         cancel: threading.Event,
         keep_on_failure: bool = False,
         network_mode: str | None = None,
+        accel: Accel | None = None,
     ) -> None:
         self.image = image
         self.platform = platform
@@ -51,6 +53,7 @@ class Session:
         self.cancel = cancel
         self.keep_on_failure = keep_on_failure
         self.network_mode = network_mode
+        self.accel = accel  # native cross compiler mounts for an emulated build (accel.py)
         self.container: Container | None = None
         self.kept = False
 
@@ -58,13 +61,14 @@ class Session:
         self.container = engine.create_container(
             self.image,
             labels=self.labels,
-            env=self.host.env,
-            mounts=self.host.mounts,
+            env=apply(self.accel, self.host.env) if self.accel else self.host.env,
+            mounts=[*self.host.mounts, *(self.accel.mounts if self.accel else [])],
             platform=self.platform,
             network_mode=self.network_mode,
         )
         self.log.line(
             f"[orch] container {self.container.short_id} of {self.image} ({self.platform})"
+            + (f", {self.accel.describe()}" if self.accel else "")
         )
         return self
 
@@ -95,6 +99,8 @@ class Session:
         if self.cancel.is_set():
             raise Cancelled("cancelled")
         argv = ["bash", "-euo", "pipefail", "-c", cmd] if isinstance(cmd, str) else list(cmd)
+        if self.accel is not None and env is not None:
+            env = apply(self.accel, env)  # a command's own PATH keeps the wrappers first
         self.log.line(f"$ {cmd if isinstance(cmd, str) else shlex.join(argv)}")
         result = engine.exec_stream(self.c, argv, self.log.write_bytes, env=env, workdir=workdir)
         if self.cancel.is_set():

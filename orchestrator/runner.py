@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator import archs, emulation, engine
+from orchestrator.accel import Accel, Fallback, plan_accel
 from orchestrator.build import build_wheel, copy_project, job_env, merge_env, project_tar
 from orchestrator.container import Cancelled, Session, StageFailed
 from orchestrator.errors import EnvironmentProblem, OrchError
@@ -49,6 +50,7 @@ class RunOptions:
     audit: bool = True
     shard: str | None = None
     live: bool | None = None
+    emulation: str = "plain"  # auto | accelerated | plain (accel.py)
 
     @property
     def meta_dir(self) -> Path:
@@ -81,6 +83,7 @@ class RunState:
     dep_failures: dict[str, list[str]] = field(default_factory=dict)  # group -> failed deps
     image_ids: dict[str, str] = field(default_factory=dict)
     image_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    accel: dict[str, Accel | Fallback] = field(default_factory=dict)  # emulated image -> plan
 
     @property
     def labels(self) -> dict[str, str]:
@@ -156,6 +159,10 @@ def _prepare_images(state: RunState) -> None:
         state.report.images.append(
             ImageResult(ref, job.arch, info.id, job.image_source, status, time.monotonic() - t0)
         )
+        if job.emulated:
+            log = _image_logger(state, ref)
+            state.accel[ref] = plan_accel(job.arch, info, state.opts.emulation, log)
+            state.view.note(key, state.accel[ref].describe())
         state.view.finish(key, "ok", status)
     for result in state.report.jobs:
         result.image_id = state.image_ids.get(result.image)
@@ -187,7 +194,7 @@ def _run_jobs(state: RunState) -> None:
     # Emulated jobs may not take every slot while native ones wait (~20x slower).
     emulated_slots = threading.Semaphore(max(1, n - 1) if has_native and n > 1 else n)
     for job in jobs:
-        state.view.add(job.id, "job", job.id, "emulated" if job.emulated else "")
+        state.view.add(job.id, "job", job.id, emulation_label(state, job))
     results = {r.id: r for r in state.report.jobs}
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="job") as pool:
         futures: list[Future[None]] = []
@@ -204,6 +211,20 @@ def _run_jobs(state: RunState) -> None:
                 f.cancel()
             engine.remove_containers(state.labels)
             raise
+
+
+def accel_for(state: RunState, image: str) -> Accel | None:
+    plan = state.accel.get(image)
+    return plan if isinstance(plan, Accel) else None
+
+
+def emulation_label(state: RunState, job: Job) -> str:
+    if not job.emulated:
+        return ""
+    plan = state.accel.get(job.image)
+    if isinstance(plan, Accel):
+        return "emulated, accelerated"
+    return f"emulated ({plan.describe() if plan else 'plain'})"
 
 
 def _guarded(state: RunState, job: Job, result: JobResult, slots: threading.Semaphore) -> None:
@@ -241,6 +262,7 @@ def _run_job(state: RunState, job: Job, result: JobResult) -> None:
             log=log,
             cancel=state.cancel,
             keep_on_failure=opts.keep_container,
+            accel=accel_for(state, job.image),
         )
         try:
             with session:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestrator import archs, engine, paths
+from orchestrator.accel import Accel
 from orchestrator.container import Cancelled, Session, StageFailed
 from orchestrator.deps import registry
 from orchestrator.deps.buildsys import build_script, flags_for_project
@@ -95,10 +96,21 @@ def _keys(
             dep_keys={r: keys[r] for r in specs[name].requires},
             image_id=ctx.image_id,
             arch=ctx.arch,
-            toolchain=ctx.image_id,  # the image pins the compiler; its id covers it
+            toolchain=_toolchain(state, ctx),
             recipe_dir=state.recipe.path.parent,
         )
     return keys
+
+
+def _accel(state: RunState, ctx: GroupContext) -> Accel | None:
+    plan = state.accel.get(ctx.image)
+    return plan if isinstance(plan, Accel) else None
+
+
+def _toolchain(state: RunState, ctx: GroupContext) -> str:
+    """The image pins the compiler; its id covers it, plus the cross root when accelerated."""
+    accel = _accel(state, ctx)
+    return f"{ctx.image_id}+{accel.cache_tag}" if accel else ctx.image_id
 
 
 def _one(
@@ -229,6 +241,7 @@ def _build(
         host=state.host,
         log=log,
         cancel=state.cancel,
+        accel=_accel(state, ctx),
     )
     with session:
         session.run(

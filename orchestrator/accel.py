@@ -1,0 +1,278 @@
+"""Emulated builds at near-native speed: the target's cross compiler, run natively.
+
+Under QEMU every compiler process is emulated (~20x slower). On an x86_64 host, orch
+mounts an amd64 root holding Debian's cross compiler for the target (the same GCC release
+and Debian patches as the image's own gcc; see `accel_root`) read-only into the emulated
+build container and puts wrappers first on PATH: gcc, cc, g++, <triplet>-gcc, ar, ld, ...
+then run natively (the kernel runs x86_64 ELF files directly), while Python, pip, build
+backends, configure's test programs and the tests stay emulated.
+
+`plan_accel` decides per (architecture, image) and says why when it does not apply;
+`apply` puts the wrappers into a container's or a command's environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from orchestrator import archs, engine
+from orchestrator.accel_root import (
+    HOST_LIBDIR,
+    LOADER,
+    PREFIX,
+    WRAPPER_SUBDIR,
+    CrossRoot,
+    cross_dir,
+    ensure_cross_root,
+    ensure_root,
+    load_definition,
+)
+from orchestrator.errors import ConfigError, EnvironmentProblem, OrchError
+
+__all__ = ["MODES", "Accel", "Fallback", "apply", "ensure_cross_root", "plan_accel"]
+
+MODES = ("auto", "accelerated", "plain")
+MODE_ALIASES = {"off": "plain", "on": "accelerated"}
+WRAPPER_DIR = f"{PREFIX}/{WRAPPER_SUBDIR}"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PROBE_VERSION = 1
+PYPA_REASON = (
+    "not an orch local Debian image: pypa images compile with the devtoolset GCC of "
+    "CentOS/AlmaLinux, and no cross build of that toolchain exists for an x86_64 host "
+    "(see docs/emulation.md)"
+)
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Accel:
+    """Acceleration applies: the mounts and environment a build container needs."""
+
+    arch: str
+    triplet: str
+    root: Path
+    mounts: list[engine.Mount]
+    env: dict[str, str]  # PATH is a prefix: merge it with `apply`, never assign it
+    image_path: str  # the image's own PATH, for environments that do not set one
+    gcc_version: str
+    package_version: str
+    key: str
+
+    def describe(self) -> str:
+        return f"accelerated: native {self.triplet}-gcc {self.gcc_version}"
+
+    @property
+    def cache_tag(self) -> str:
+        """For cache keys of what it builds: same compiler release, different binary."""
+        return f"cross-{self.package_version}-{self.key[:12]}"
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """Plain emulation, and why (shown to the user)."""
+
+    reason: str
+
+    def describe(self) -> str:
+        return f"plain: {self.reason}"
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What a probe of the image found (cached per image id and root)."""
+
+    compiler_version: str  # "" when the compiler package is not installed
+    existing: list[str] = field(default_factory=list)  # mount targets already present
+    smoke: str = ""  # "" when the cross compiler built and ran a program in the image
+
+
+def normalize_mode(mode: str) -> str:
+    mode = MODE_ALIASES.get(mode, mode)
+    if mode not in MODES:
+        raise ConfigError(f"unknown emulation mode {mode!r} (use {', '.join(MODES)})")
+    return mode
+
+
+def plan_accel(
+    arch: str, image: engine.ImageInfo, mode: str = "auto", on_line: Log | None = None
+) -> Accel | Fallback:
+    """Accel when compiling for `arch` in `image` can run natively, else Fallback.
+
+    mode "plain" (alias "off") never accelerates; "auto" accelerates where it applies;
+    "accelerated" raises EnvironmentProblem where it does not (an architecture that runs
+    natively is never an error: there is nothing to accelerate). The first call for an
+    architecture may build the cross root (about a minute) and probes the image once.
+    """
+    mode = normalize_mode(mode)
+    if mode == "plain":
+        return Fallback("--emulation=plain")
+    if archs.runs_natively(arch):
+        return Fallback(f"{arch} runs natively on this host")
+    try:
+        return _plan(arch, image, on_line)
+    except _NotApplicable as exc:
+        if mode == "accelerated":
+            raise EnvironmentProblem(
+                f"cannot accelerate {arch} builds in {image.ref}: {exc}"
+            ) from None
+        return Fallback(str(exc))
+
+
+def apply(accel: Accel | Fallback | None, base_env: Mapping[str, str]) -> dict[str, str]:
+    """base_env with the wrappers first on PATH (base_env's PATH, else the image's).
+
+    Idempotent, so it can be applied to a container's environment and again to a command's.
+    Other variables of the Accel are set unless base_env already sets them.
+    """
+    env = dict(base_env)
+    if not isinstance(accel, Accel):
+        return env
+    for key, value in accel.env.items():
+        if key != "PATH":
+            env.setdefault(key, value)
+    path = env.get("PATH") or accel.image_path
+    dirs = [d for d in path.split(":") if d and d != WRAPPER_DIR]
+    env["PATH"] = ":".join([WRAPPER_DIR, *dirs])
+    return env
+
+
+class _NotApplicable(Exception):
+    pass
+
+
+def _plan(arch: str, image: engine.ImageInfo, on_line: Log | None) -> Accel:
+    if archs.host_arch() != "x86_64":
+        raise _NotApplicable(
+            f"the cross toolchains run on x86_64 hosts (this is {archs.host_arch()})"
+        )
+    if image.labels.get("io.orch.image") != "local":
+        raise _NotApplicable(f"{image.ref} is {PYPA_REASON}")
+    suite = image.labels.get("io.orch.suite", "")
+    defn = load_definition(suite)
+    if defn is None or arch not in defn.archs:
+        raise _NotApplicable(f"no cross toolchain defined for {arch} on {suite or 'this suite'}")
+    want = archs.get(arch).oci.split("/")[0]
+    if image.architecture != want:
+        raise _NotApplicable(f"{image.ref} is {image.architecture}, not {want}")
+    try:
+        root = ensure_root(arch, suite, on_line)
+    except OrchError as exc:
+        raise _NotApplicable(f"the cross toolchain could not be built: {exc}") from None
+    accel = _accel_for(root, image.env.get("PATH") or DEFAULT_PATH)
+    facts = _facts(image, root, defn.compiler_package, accel)
+    _check(facts, root, defn.compiler_package)
+    return accel
+
+
+def _accel_for(root: CrossRoot, image_path: str) -> Accel:
+    mounts = [
+        engine.Mount(str(root.path), PREFIX),
+        engine.Mount(str(root.path / root.loader), f"/{LOADER}"),
+        engine.Mount(str(root.path / HOST_LIBDIR), f"/{HOST_LIBDIR}"),
+        engine.Mount(str(root.path / "usr" / root.triplet), f"/usr/{root.triplet}"),
+    ]
+    return Accel(
+        arch=root.arch,
+        triplet=root.triplet,
+        root=root.path,
+        mounts=mounts,
+        env={"PATH": WRAPPER_DIR},
+        image_path=image_path,
+        gcc_version=root.gcc_version,
+        package_version=root.package_version,
+        key=root.key,
+    )
+
+
+def _check(facts: ImageFacts, root: CrossRoot, package: str) -> None:
+    if facts.existing:
+        raise _NotApplicable(f"the image already has {', '.join(facts.existing)}")
+    if not facts.compiler_version:
+        raise _NotApplicable(f"the image has no {package} (it is not a build image)")
+    if facts.compiler_version != root.native_equivalent:
+        raise _NotApplicable(
+            f"the image's {package} is {facts.compiler_version}, the cross compiler is "
+            f"{root.package_version}: a different compiler could change the wheel"
+        )
+    if facts.smoke:
+        raise _NotApplicable(f"the cross compiler does not work in the image: {facts.smoke}")
+
+
+# --- the image probe ----------------------------------------------------------------
+
+
+def _targets(root: CrossRoot) -> list[str]:
+    # /lib/x86_64-linux-gnu is not mounted (the loader also searches /usr/lib/...), but an
+    # amd64 library directory there would be searched first.
+    return [
+        PREFIX,
+        f"/{LOADER}",
+        f"/{HOST_LIBDIR}",
+        "/lib/x86_64-linux-gnu",
+        f"/usr/{root.triplet}",
+    ]
+
+
+def _facts(image: engine.ImageInfo, root: CrossRoot, package: str, accel: Accel) -> ImageFacts:
+    path = _probe_path(image, root)
+    try:
+        data = json.loads(path.read_text())
+        return ImageFacts(str(data["compiler_version"]), list(data["existing"]), str(data["smoke"]))
+    except (OSError, ValueError, KeyError):
+        pass
+    facts = _probe(image, root, package, accel)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(facts), sort_keys=True))
+    tmp.replace(path)
+    return facts
+
+
+def _probe_path(image: engine.ImageInfo, root: CrossRoot) -> Path:
+    digest = hashlib.sha256(f"{PROBE_VERSION}:{image.id}:{root.key}".encode()).hexdigest()
+    return cross_dir() / "probes" / f"{digest[:24]}.json"
+
+
+def _probe(image: engine.ImageInfo, root: CrossRoot, package: str, accel: Accel) -> ImageFacts:
+    """Two short containers: the image as it is (compiler version, paths the mounts would
+    cover), then with the mounts (a program compiled natively must run emulated)."""
+    checks = " ".join(_targets(root))
+    script = (
+        f"dpkg-query -W -f='version=${{Version}}\\n' {package} 2>/dev/null || true; "
+        f'for p in {checks}; do if [ -e "$p" ] || [ -L "$p" ]; then echo "exists=$p"; fi; done'
+    )
+    lines = _run_in(image, [], {}, script)
+    version = next((ln[8:] for ln in lines if ln.startswith("version=")), "")
+    existing = [ln[7:] for ln in lines if ln.startswith("exists=")]
+    if existing or version != root.native_equivalent:
+        return ImageFacts(version, existing)
+    smoke = (
+        "printf 'int main(void){return 0;}\\n' > /tmp/orch-accel.c && "
+        "gcc -o /tmp/orch-accel /tmp/orch-accel.c && /tmp/orch-accel && echo smoke=ok"
+    )
+    out = _run_in(image, accel.mounts, apply(accel, image.env), smoke)
+    ok = "smoke=ok" in out
+    return ImageFacts(version, [], "" if ok else (" | ".join(out[-3:]) or "no output"))
+
+
+def _run_in(
+    image: engine.ImageInfo, mounts: list[engine.Mount], env: Mapping[str, str], script: str
+) -> list[str]:
+    chunks: list[bytes] = []
+    container = engine.create_container(
+        image.ref,
+        labels={engine.LABEL_JOB: "accel-probe"},
+        env=env,
+        mounts=mounts,
+        platform=engine.image_platform_string(image),
+    )
+    try:
+        engine.exec_stream(container, ["sh", "-c", script], chunks.append, env=env)
+    finally:
+        engine.remove_container(container)
+    return b"".join(chunks).decode(errors="replace").splitlines()
