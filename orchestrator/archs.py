@@ -54,3 +54,10 @@ def host_arch() -> str:
 
 def runs_natively(name: str, host: str | None = None) -> bool:
     return name in NATIVE_FAMILY.get(host or host_arch(), (host or host_arch(),))
+
+
+def personality(name: str) -> tuple[str, ...]:
+    """Command prefix for execs: 32-bit userlands run under a 32-bit personality so that
+    `uname -m` (configure, cmake, pip) agrees with the interpreter, as the pypa images do
+    in their entrypoint (which `docker exec` bypasses)."""
+    return ("linux32",) if ARCHS[name].bits == 32 else ()

@@ -44,6 +44,7 @@ class Session:
         keep_on_failure: bool = False,
         network_mode: str | None = None,
         accel: Accel | None = None,
+        personality: tuple[str, ...] = (),
     ) -> None:
         self.image = image
         self.platform = platform
@@ -53,6 +54,7 @@ class Session:
         self.cancel = cancel
         self.keep_on_failure = keep_on_failure
         self.network_mode = network_mode
+        self.personality = personality
         self.accel = accel  # native cross compiler mounts for an emulated build (accel.py)
         self.container: Container | None = None
         self.kept = False
@@ -99,6 +101,7 @@ class Session:
         if self.cancel.is_set():
             raise Cancelled("cancelled")
         argv = ["bash", "-euo", "pipefail", "-c", cmd] if isinstance(cmd, str) else list(cmd)
+        argv = [*self.personality, *argv]
         if self.accel is not None and env is not None:
             env = apply(self.accel, env)  # a command's own PATH keeps the wrappers first
         self.log.line(f"$ {cmd if isinstance(cmd, str) else shlex.join(argv)}")

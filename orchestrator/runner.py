@@ -263,6 +263,7 @@ def _run_job(state: RunState, job: Job, result: JobResult) -> None:
             cancel=state.cancel,
             keep_on_failure=opts.keep_container,
             accel=accel_for(state, job.image),
+            personality=archs.personality(job.arch),
         )
         try:
             with session:

@@ -135,6 +135,7 @@ def verify_in_image(state: RunState, job: Job, wheel: Path, ref: str, log: JobLo
         host=state.host,
         log=log,
         cancel=state.cancel,
+        personality=archs.personality(tags.arch),
     )
     try:
         with session:

@@ -242,6 +242,7 @@ def _build(
         log=log,
         cancel=state.cancel,
         accel=_accel(state, ctx),
+        personality=archs.personality(ctx.arch),
     )
     with session:
         session.run(

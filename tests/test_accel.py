@@ -1,0 +1,579 @@
+"""Accelerated emulated builds (orchestrator/accel.py): the target's cross compiler from an
+amd64 root, run natively inside the emulated build container.
+
+Unit tests need nothing. The others (docker, emulated) use the aarch64 build image and the
+cross root (built once, about a minute, in $ORCH_CROSS_DIR or the orch cache). Where a test
+must prove that the cross compiler did the work, the image's own compiler is made
+unexecutable in that throw-away container first: a build that still succeeds cannot have
+used it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import shlex
+import shutil
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from elftools.elf.elffile import ELFFile
+
+from orchestrator import accel, accel_root, archs, engine
+from orchestrator.accel import Accel, Fallback
+from orchestrator.errors import ConfigError, EnvironmentProblem, OrchError
+from orchestrator.images.local import ensure_local_image
+from tests.support.depworld import write_recipe
+from tests.support.run import EXAMPLES, orch
+
+ON_X86 = archs.host_arch() == "x86_64"
+needs_x86 = pytest.mark.skipif(not ON_X86, reason="cross roots are amd64: x86_64 hosts only")
+TRIPLET = "aarch64-linux-gnu"
+WRAPPERS = accel.WRAPPER_DIR
+MIRROR_ENV = "ORCH_TEST_LIBRARY_MIRROR"
+# The image's own compiler, made unexecutable where a test proves the cross one was used.
+NATIVE_COMPILER = (
+    f"/usr/bin/{TRIPLET}-gcc-10 /usr/bin/{TRIPLET}-g++-10 /usr/bin/{TRIPLET}-cpp-10 "
+    f"/usr/lib/gcc/{TRIPLET}/10/cc1 /usr/lib/gcc/{TRIPLET}/10/cc1plus"
+)
+
+
+# --- unit tests -------------------------------------------------------------------------
+
+
+def test_definition_names_debian_cross_packages() -> None:
+    defn = accel_root.load_definition("bullseye")
+    assert defn is not None
+    assert defn.compiler_package == "gcc-10" and defn.gcc_major == "10"
+    expect = {
+        "aarch64": "aarch64-linux-gnu",
+        "ppc64le": "powerpc64le-linux-gnu",
+        "s390x": "s390x-linux-gnu",
+        "armv7l": "arm-linux-gnueabihf",
+    }
+    assert set(defn.archs) == set(expect)  # i686 runs natively on x86_64: nothing to do
+    for arch, triplet in expect.items():
+        pkgs = defn.packages_for(archs.get(arch))
+        assert pkgs == [f"gcc-{triplet}", f"g++-{triplet}", f"binutils-{triplet}"]
+        assert defn.cross_compiler_package(archs.get(arch)) == f"gcc-10-{triplet}"
+    assert accel_root.load_definition("no-such-suite") is None
+
+
+def test_root_key_follows_definition_and_arch() -> None:
+    defn = accel_root.load_definition("bullseye")
+    assert defn is not None
+    arm, ppc = archs.get("aarch64"), archs.get("ppc64le")
+    key = accel_root.root_key(defn, arm)
+    assert key == accel_root.root_key(defn, arm)
+    assert key != accel_root.root_key(defn, ppc)
+    edited = dataclasses.replace(defn, text=defn.text + "\n# edited\n")
+    assert key != accel_root.root_key(edited, arm)
+
+
+def test_cross_dir_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv(accel_root.ENV_CROSS_DIR, raising=False)
+    assert accel_root.cross_dir() == tmp_path / "cache" / "cross"
+    monkeypatch.setenv(accel_root.ENV_CROSS_DIR, str(tmp_path / "shared"))
+    assert accel_root.cross_dir() == tmp_path / "shared"
+
+
+def test_resolve_in_root_stays_inside_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "usr/lib/x86_64-linux-gnu").mkdir(parents=True)
+    (root / "usr/lib64").mkdir(parents=True)
+    (root / "usr/lib/x86_64-linux-gnu/ld-2.31.so").write_bytes(b"\x7fELF")
+    (root / "lib").symlink_to("usr/lib")
+    (root / "lib64").symlink_to("usr/lib64")
+    # absolute, as Debian ships it: resolved on the host it would reach the host's /lib
+    (root / "usr/lib64/ld-linux-x86-64.so.2").symlink_to("/lib/x86_64-linux-gnu/ld-2.31.so")
+    got = accel_root.resolve_in_root(root, "lib64/ld-linux-x86-64.so.2")
+    assert got == root / "usr/lib/x86_64-linux-gnu/ld-2.31.so"
+    (root / "loop").symlink_to("/loop")
+    with pytest.raises(OrchError, match="too many symbolic links"):
+        accel_root.resolve_in_root(root, "loop/x")
+
+
+def test_wrappers(tmp_path: Path) -> None:
+    defn = accel_root.load_definition("bullseye")
+    assert defn is not None
+    root = tmp_path / "root"
+    (root / "usr/bin").mkdir(parents=True)
+    for tool in ("ar", "ranlib", "ld", "gcc-ar"):
+        (root / "usr/bin" / f"{TRIPLET}-{tool}").write_text("")
+    accel_root._write_wrappers(root, defn, archs.get("aarch64"))
+    bindir = root / accel_root.WRAPPER_SUBDIR
+    gcc = (bindir / "gcc").read_text().splitlines()
+    assert gcc[0] == "#!/opt/orch-cross/usr/bin/dash"  # the root's amd64 shell, not QEMU's
+    assert gcc[1] == (
+        f'exec /opt/orch-cross/usr/bin/{TRIPLET}-gcc-10 -idirafter /usr/include/{TRIPLET} "$@"'
+    )
+    assert f"{TRIPLET}-g++-10 " in (bindir / "c++").read_text()
+    for name in ("cc", "cpp", "g++", f"{TRIPLET}-gcc", f"{TRIPLET}-g++", "gcc-10"):
+        assert os.access(bindir / name, os.X_OK), name
+    assert os.readlink(bindir / "ar") == f"/opt/orch-cross/usr/bin/{TRIPLET}-ar"
+    assert os.readlink(bindir / f"{TRIPLET}-gcc-ar") == f"/opt/orch-cross/usr/bin/{TRIPLET}-gcc-ar"
+    assert not (bindir / "ld.gold").exists()  # only tools the root has
+
+
+def _fake_accel() -> Accel:
+    return Accel(
+        arch="aarch64",
+        triplet=TRIPLET,
+        root=Path("/nowhere"),
+        mounts=[],
+        env={"PATH": WRAPPERS, "ORCH_X": "accel"},
+        image_path="/usr/sbin:/usr/bin",
+        gcc_version="10.2.1",
+        package_version="10.2.1-6cross1",
+        key="0" * 64,
+    )
+
+
+def test_apply_puts_wrappers_first_once() -> None:
+    a = _fake_accel()
+    env = accel.apply(a, {"PATH": "/opt/python/cp39-cp39/bin:/usr/bin", "ORCH_X": "user"})
+    assert env["PATH"] == f"{WRAPPERS}:/opt/python/cp39-cp39/bin:/usr/bin"
+    assert env["ORCH_X"] == "user"  # a variable the caller sets wins
+    assert accel.apply(a, env) == env
+    assert accel.apply(a, {})["PATH"] == f"{WRAPPERS}:/usr/sbin:/usr/bin"  # the image's PATH
+    base = {"PATH": "/usr/bin"}
+    assert accel.apply(Fallback("x"), base) == base
+    assert accel.apply(None, base) is not base
+
+
+def test_modes() -> None:
+    assert accel.normalize_mode("off") == "plain"
+    assert accel.normalize_mode("on") == "accelerated"
+    with pytest.raises(ConfigError):
+        accel.normalize_mode("fast")
+
+
+def _image(labels: dict[str, str], architecture: str = "arm64") -> engine.ImageInfo:
+    return engine.ImageInfo("img:1", "sha256:1", architecture, "", labels, {}, ())
+
+
+@needs_x86
+def test_plan_falls_back_with_reasons() -> None:
+    local = {"io.orch.image": "local", "io.orch.suite": "bullseye"}
+    pypa = accel.plan_accel("aarch64", _image({}))
+    assert isinstance(pypa, Fallback) and "devtoolset" in pypa.reason
+    with pytest.raises(EnvironmentProblem, match="devtoolset"):
+        accel.plan_accel("aarch64", _image({}), "accelerated")
+    assert accel.plan_accel("aarch64", _image(local), "plain") == Fallback("--emulation=plain")
+    native = accel.plan_accel("x86_64", _image(local, "amd64"), "accelerated")
+    assert isinstance(native, Fallback) and "natively" in native.reason
+    other = accel.plan_accel("aarch64", _image({**local, "io.orch.suite": "sid"}))
+    assert isinstance(other, Fallback) and "no cross toolchain" in other.reason
+    wrong = accel.plan_accel("aarch64", _image(local, "ppc64le"))
+    assert isinstance(wrong, Fallback) and "not arm64" in wrong.reason
+
+
+# --- in the aarch64 build image ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shared_cross_dir() -> Iterator[Path]:
+    """One cross root for every test, even those that start from an empty orch cache."""
+    path = accel_root.cross_dir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(accel_root.ENV_CROSS_DIR, str(path))
+        yield path
+
+
+@pytest.fixture(scope="module")
+def arm_image() -> engine.ImageInfo:
+    return ensure_local_image("aarch64", "build")
+
+
+@pytest.fixture(scope="module")
+def arm_accel(shared_cross_dir: Path, arm_image: engine.ImageInfo) -> Accel:
+    plan = accel.plan_accel("aarch64", arm_image, "accelerated")
+    assert isinstance(plan, Accel)
+    return plan
+
+
+class Box:
+    """A container of the image, with the accel mounts when given."""
+
+    def __init__(self, image: engine.ImageInfo, plan: Accel | None) -> None:
+        base = {"PATH": f"/opt/python/cp39-cp39/bin:{image.env.get('PATH', accel.DEFAULT_PATH)}"}
+        self.env = accel.apply(plan, base)
+        self.c = engine.create_container(
+            image.ref,
+            env=self.env,
+            mounts=plan.mounts if plan else [],
+            platform=engine.image_platform_string(image),
+            labels={engine.LABEL_JOB: "test-accel"},
+        )
+
+    def sh(self, script: str, ok: bool = True) -> str:
+        chunks: list[bytes] = []
+        res = engine.exec_stream(self.c, ["bash", "-euo", "pipefail", "-c", script], chunks.append)
+        out = b"".join(chunks).decode(errors="replace")
+        if ok:
+            assert res.exit_code == 0, out[-4000:]
+        return out
+
+    def timed(self, script: str) -> float:
+        """Seconds the command took, timed inside the container (no exec overhead)."""
+        out = self.sh(f"date +%s.%N; ( {script} ) > /dev/null 2>&1; date +%s.%N").split()
+        return float(out[-1]) - float(out[-2])
+
+    def close(self) -> None:
+        engine.remove_container(self.c)
+
+
+@pytest.fixture()
+def box(arm_image: engine.ImageInfo, arm_accel: Accel) -> Iterator[Box]:
+    b = Box(arm_image, arm_accel)
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+@pytest.fixture()
+def cross_only(box: Box) -> Box:
+    """The accelerated box with the image's own compiler unexecutable."""
+    box.sh(f"chmod a-x {NATIVE_COMPILER}")
+    return box
+
+
+C_PROGRAM = r"""
+#include <Python.h>
+#include <bzlib.h>
+#include <zlib.h>
+#include <stdio.h>
+static unsigned mix(const char *s) { unsigned h = 2166136261u; while (*s) h = (h ^ (unsigned char)*s++) * 16777619u; return h; }
+int main(void) {
+    printf("%s %s %u %d\n", BZ2_bzlibVersion(), zlibVersion(), mix("orch"), PY_MAJOR_VERSION);
+    return 0;
+}
+"""
+PY_FLAGS = "-I/usr/include/python3.9 -O2 -Wall"
+
+
+@pytest.mark.docker
+@pytest.mark.emulated
+@needs_x86
+def test_x86_compiler_runs_natively_in_the_arm64_container(box: Box) -> None:
+    out = box.sh(
+        "/opt/orch-cross/usr/bin/uname -m; uname -m; command -v gcc; gcc -dumpmachine; "
+        f'file -bL /opt/orch-cross/usr/bin/{TRIPLET}-gcc-10; file -bL "$(gcc -print-prog-name=cc1)"; '
+        f"command -v {TRIPLET}-gcc cc c++ ar ld"
+    ).splitlines()
+    assert out[0] == "x86_64"  # an amd64 program sees the real kernel: no QEMU in between
+    assert out[1] == "aarch64"  # the container's own programs are emulated
+    assert out[2] == f"{WRAPPERS}/gcc"
+    assert out[3] == TRIPLET
+    assert "x86-64" in out[4] and "x86-64" in out[5]
+    assert all(line.startswith(f"{WRAPPERS}/") for line in out[6:11]), out
+
+
+@pytest.mark.docker
+@pytest.mark.emulated
+@needs_x86
+def test_program_is_aarch64_runs_and_matches_the_images_gcc(box: Box) -> None:
+    """Same source, same flags: the cross compiler's code is byte-identical to what the
+    image's own (emulated) gcc makes, and about 20 times faster to get."""
+    box.sh(f"mkdir -p /t && cat > /t/p.c <<'EOF'\n{C_PROGRAM}\nEOF")
+    compile_cross = f"cd /t && gcc {PY_FLAGS} -c p.c -o cross.o"
+    compile_image = f"cd /t && /usr/bin/{TRIPLET}-gcc-10 {PY_FLAGS} -c p.c -o image.o"
+    box.sh(compile_cross + " && " + compile_image)
+    box.sh(
+        "cd /t && for o in cross image; do "
+        f"{TRIPLET}-objcopy -O binary --only-section=.text $o.o $o.text; done && cmp cross.text image.text"
+    )
+    out = box.sh(
+        "cd /t && gcc cross.o -o p -lbz2 -lz && ./p && file -b p && "
+        "/opt/orch-cross/usr/bin/uname -m"
+    ).splitlines()
+    assert out[0].startswith("1.0.8") and out[0].endswith(" 3")
+    assert "ARM aarch64" in out[1]
+    cross = min(box.timed(compile_cross) for _ in range(3))
+    image = min(box.timed(compile_image) for _ in range(2))
+    print(f"compile p.c: accelerated {cross:.3f} s, emulated {image:.3f} s ({image / cross:.0f}x)")
+    assert cross * 4 < image
+
+
+@pytest.mark.docker
+@pytest.mark.emulated
+@needs_x86
+def test_pythons_configured_compilers_are_the_wrappers(box: Box) -> None:
+    out = box.sh(
+        "python -c 'import sysconfig as s; print(*(s.get_config_var(v).split()[0] "
+        'for v in ("CC", "CXX", "LDSHARED", "AR")))\' | xargs -n1 sh -c \'command -v "$0"\''
+    ).split()
+    assert len(out) == 4 and all(p.startswith(f"{WRAPPERS}/{TRIPLET}-") for p in out), out
+
+
+SETUP_PY = """\
+from setuptools import Extension, setup
+setup(name="accdemo", version="1.0", ext_modules=[
+    Extension("accdemo", ["accdemo.c"], libraries=["bz2"]),
+    Extension("accpp", ["accpp.cpp"], language="c++"),
+])
+"""
+EXT_C = r"""
+#include <Python.h>
+#include <bzlib.h>
+static PyObject *v(PyObject *s, PyObject *a) { return PyUnicode_FromString(BZ2_bzlibVersion()); }
+static PyMethodDef m[] = {{"bz", v, METH_NOARGS, ""}, {0}};
+static struct PyModuleDef d = {PyModuleDef_HEAD_INIT, "accdemo", 0, -1, m};
+PyMODINIT_FUNC PyInit_accdemo(void) { return PyModule_Create(&d); }
+"""
+EXT_CPP = r"""
+#include <Python.h>
+#include <string>
+#include <map>
+static PyObject *v(PyObject *, PyObject *) {
+    std::map<std::string, int> m{{"a", 1}, {"b", 2}};
+    return PyLong_FromLong(m["a"] + m["b"]);
+}
+static PyMethodDef m[] = {{"three", v, METH_NOARGS, ""}, {nullptr}};
+static struct PyModuleDef d = {PyModuleDef_HEAD_INIT, "accpp", nullptr, -1, m};
+PyMODINIT_FUNC PyInit_accpp(void) { return PyModule_Create(&d); }
+"""
+
+
+def _write(box: Box, files: dict[str, str]) -> None:
+    for path, text in files.items():
+        box.sh(
+            f"mkdir -p {shlex.quote(str(Path(path).parent))} && cat > {path} <<'EOF'\n{text}\nEOF"
+        )
+
+
+@pytest.mark.docker
+@pytest.mark.emulated
+@needs_x86
+def test_setuptools_extension_builds_with_the_cross_compiler_only(cross_only: Box) -> None:
+    box = cross_only
+    assert "Permission denied" in box.sh(f"/usr/bin/{TRIPLET}-gcc-10 --version 2>&1", ok=False)
+    _write(box, {"/p/setup.py": SETUP_PY, "/p/accdemo.c": EXT_C, "/p/accpp.cpp": EXT_CPP})
+    box.sh("cd /p && python -m build --wheel --no-isolation --outdir /p/dist . > /p/build.log 2>&1")
+    out = box.sh(
+        "cd /tmp && python -m pip install -q /p/dist/*.whl && "
+        "python -c 'import accdemo, accpp; print(accdemo.bz(), accpp.three())' && "
+        "file -b $(python -c 'import accdemo; print(accdemo.__file__)')"
+    ).splitlines()
+    assert out[-2] == "1.0.8, 13-Jul-2019 3"
+    assert "ARM aarch64" in out[-1]
+
+
+CMAKE_FILES = {
+    "/cm/CMakeLists.txt": (
+        "cmake_minimum_required(VERSION 3.13)\nproject(acc C CXX)\n"
+        "add_library(sq STATIC sq.c)\nadd_executable(app app.cpp)\ntarget_link_libraries(app sq)\n"
+    ),
+    "/cm/sq.c": "int sq(int x) { return x * x; }\n",
+    "/cm/app.cpp": (
+        '#include <iostream>\nextern "C" int sq(int);\n'
+        'int main() { std::cout << "sq " << sq(7) << std::endl; }\n'
+    ),
+}
+
+
+@pytest.mark.docker
+@pytest.mark.emulated
+@needs_x86
+def test_cmake_project(cross_only: Box) -> None:
+    box = cross_only
+    _write(box, CMAKE_FILES)
+    box.sh(
+        "cmake -S /cm -B /cm/b -DCMAKE_BUILD_TYPE=Release > /cm/log 2>&1 && cmake --build /cm/b >> /cm/log 2>&1"
+    )
+    cache = box.sh("grep -E '^CMAKE_(C_COMPILER|CXX_COMPILER|AR):' /cm/b/CMakeCache.txt")
+    assert f"CMAKE_C_COMPILER:FILEPATH={WRAPPERS}/cc" in cache or f"={WRAPPERS}/gcc" in cache
+    assert "CMAKE_AR:FILEPATH=/opt/orch-cross/" in cache
+    out = box.sh("/cm/b/app && file -b /cm/b/app").splitlines()
+    assert out[0] == "sq 49" and "ARM aarch64" in out[1]
+
+
+AUTOTOOLS_FILES = {
+    "/at/configure.ac": (
+        "AC_INIT([acc], [1.0])\nAM_INIT_AUTOMAKE([foreign])\nAC_PROG_CC\nAC_PROG_RANLIB\n"
+        "AC_CHECK_LIB([bz2], [BZ2_bzlibVersion])\n"
+        "AC_RUN_IFELSE([AC_LANG_PROGRAM([], [return 0;])], [], [AC_MSG_ERROR([cannot run])])\n"
+        "AC_CONFIG_FILES([Makefile])\nAC_OUTPUT\n"
+    ),
+    "/at/Makefile.am": "noinst_LIBRARIES = libsq.a\nlibsq_a_SOURCES = sq.c\nbin_PROGRAMS = hi\nhi_LDADD = libsq.a\n",
+    "/at/sq.c": "int sq(int x) { return x * x; }\n",
+    "/at/hi.c": (
+        "#include <stdio.h>\n#include <bzlib.h>\nint sq(int);\n"
+        'int main(void) { printf("hi %d %s\\n", sq(6), BZ2_bzlibVersion()); return 0; }\n'
+    ),
+}
+
+
+@pytest.mark.docker
+@pytest.mark.emulated
+@needs_x86
+def test_autotools_project(cross_only: Box) -> None:
+    """configure's test programs are compiled natively and run emulated (not a cross build)."""
+    box = cross_only
+    _write(box, AUTOTOOLS_FILES)
+    box.sh("cd /at && autoreconf -fi > log 2>&1 && ./configure > configure.out && make >> log 2>&1")
+    configure = box.sh("cat /at/configure.out")
+    assert "checking whether we are cross compiling... no" in configure
+    assert "checking for BZ2_bzlibVersion in -lbz2... yes" in configure
+    assert "CC='gcc'" in box.sh("cat /at/config.log")
+    out = box.sh("/at/hi && file -b /at/hi").splitlines()
+    assert out[0].startswith("hi 36 1.0.8") and "ARM aarch64" in out[1]
+
+
+@pytest.mark.docker
+@pytest.mark.emulated
+@needs_x86
+def test_meson_project(cross_only: Box) -> None:
+    box = cross_only
+    _write(
+        box,
+        {
+            "/ms/meson.build": "project('acc', 'c')\nexecutable('hi', 'hi.c')\n",
+            "/ms/hi.c": '#include <stdio.h>\nint main(void) { puts("meson ok"); return 0; }\n',
+        },
+    )
+    box.sh("cd /ms && meson setup b > log 2>&1 && ninja -C b >> log 2>&1")
+    out = box.sh("/ms/b/hi && file -b /ms/b/hi").splitlines()
+    assert out[0] == "meson ok" and "ARM aarch64" in out[1]
+
+
+@pytest.mark.docker
+@pytest.mark.emulated
+@needs_x86
+def test_probe_refuses_what_it_cannot_accelerate(shared_cross_dir: Path) -> None:
+    """The runtime image has no gcc-10: plain emulation, with the reason; forced, an error."""
+    runtime = ensure_local_image("aarch64", "runtime")
+    plan = accel.plan_accel("aarch64", runtime)
+    assert isinstance(plan, Fallback) and "has no gcc-10" in plan.reason
+    with pytest.raises(EnvironmentProblem, match="has no gcc-10"):
+        accel.plan_accel("aarch64", runtime, "accelerated")
+
+
+# --- whole builds: accelerated against plain ----------------------------------------------
+
+
+def _so_text(wheel: Path) -> tuple[str, bytes]:
+    with zipfile.ZipFile(wheel) as zf:
+        name = next(n for n in zf.namelist() if n.endswith(".so") and ".libs/" not in n)
+        data = zf.read(name)
+    elf = ELFFile(io.BytesIO(data))
+    text = elf.get_section_by_name(".text")
+    assert text is not None
+    return name, text.data()
+
+
+def _build_both(recipe: Path, tmp: Path, *extra: str) -> dict[str, Path]:
+    out = {}
+    for mode in ("accelerated", "plain"):
+        dest = tmp / f"wh-{mode}"
+        proc = orch(
+            "build", "-f", str(recipe), "-o", str(dest), "--plain", f"--emulation={mode}", *extra
+        )
+        assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+        out[mode] = dest
+    return out
+
+
+def _check_report(dest: Path, mode: str) -> list[str]:
+    report = json.loads((dest / ".orch" / "report.json").read_text())
+    names = []
+    for job in report["jobs"]:
+        assert job["status"] == "ok" and job["emulated"] is True
+        assert job["verify"] and all(v["status"] == "passed" for v in job["verify"])
+        assert not [f for f in job["audit"]["findings"] if f["severity"] == "error"]
+        log = Path(job["log"]).read_text()
+        assert ("accelerated: native" in log) is (mode == "accelerated")
+        names.append(job["wheel"]["filename"])
+    return sorted(names)
+
+
+@pytest.mark.docker
+@pytest.mark.emulated
+@needs_x86
+def test_orch_build_accelerated_equals_plain(shared_cross_dir: Path, tmp_path: Path) -> None:
+    """hello-bz2 for aarch64 both ways: same wheel name and tags, both audited and verified
+    (tests run in the emulated runtime image), and the same machine code."""
+    proj = tmp_path / "hb"
+    shutil.copytree(EXAMPLES / "hello-bz2", proj)
+    recipe = proj / "orch.yaml"
+    recipe.write_text(recipe.read_text().replace("archs: [x86_64]", "archs: [aarch64]"))
+    out = _build_both(recipe, tmp_path, "--only", "cp39-*")
+    names = {mode: _check_report(dest, mode) for mode, dest in out.items()}
+    assert (
+        names["accelerated"]
+        == names["plain"]
+        == ["orch_example_bzdemo-1.0.0-cp39-cp39-manylinux_2_31_aarch64.whl"]
+    )
+    wheels = {mode: next(dest.glob("*.whl")) for mode, dest in out.items()}
+    audit = orch("audit", str(wheels["accelerated"]))
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert _so_text(wheels["accelerated"]) == _so_text(wheels["plain"])
+
+
+@pytest.mark.docker
+@pytest.mark.emulated
+@needs_x86
+def test_dependencies_accelerated_equal_plain(  # type: ignore[no-untyped-def]
+    shared_cross_dir: Path, world, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Static dependencies (make) and a project using them, for aarch64 both ways."""
+    monkeypatch.setenv(accel_root.ENV_CROSS_DIR, str(shared_cross_dir))
+    tmp, base, tarballs, _ = world
+    recipe = write_recipe(tmp, base, tarballs, python='["3.9"]')
+    recipe.write_text(recipe.read_text() + "archs: [aarch64]\n")
+    out = _build_both(recipe, tmp)
+    names = {mode: _check_report(dest, mode) for mode, dest in out.items()}
+    assert (
+        names["accelerated"]
+        == names["plain"]
+        == ["depuser-1.0-cp39-cp39-manylinux_2_31_aarch64.whl"]
+    )
+    for mode, dest in out.items():
+        report = json.loads((dest / ".orch" / "report.json").read_text())
+        # separate cache keys: the plain run rebuilt what the accelerated one had built
+        assert {d["status"] for d in report["deps"]} == {"built"}, mode
+    wheels = {mode: next(dest.glob("*.whl")) for mode, dest in out.items()}
+    assert _so_text(wheels["accelerated"]) == _so_text(wheels["plain"])
+
+
+MULTI_DEPS = ("zlib", "bzip2", "zstd", "lz4", "snappy")
+
+
+def _mirror_has(mirror: Path, names: tuple[str, ...]) -> list[str]:
+    missing = []
+    for name in names:
+        spec = yaml.safe_load(
+            (Path(__file__).resolve().parents[1] / "recipes" / f"{name}.yaml").read_text()
+        )
+        src = spec["source"]
+        if not ((mirror / src["sha256"]).is_file() or (mirror / src["filename"]).is_file()):
+            missing.append(name)
+    return missing
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+@pytest.mark.emulated
+@needs_x86
+def test_multi_deps_accelerated_equals_plain(
+    shared_cross_dir: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    mirror = Path(os.environ.get(MIRROR_ENV, "/nonexistent"))
+    missing = _mirror_has(mirror, MULTI_DEPS) if mirror.is_dir() else list(MULTI_DEPS)
+    if missing:
+        pytest.skip(f"{MIRROR_ENV} lacks the sources of {', '.join(missing)}")
+    proj = tmp_path / "md"
+    shutil.copytree(EXAMPLES / "multi-deps", proj)
+    recipe = proj / "orch.yaml"
+    text = recipe.read_text().replace("archs: [x86_64]", "archs: [aarch64]")
+    recipe.write_text(text + f"mirrors:\n  - directory: {mirror}\n")
+    out = _build_both(recipe, tmp_path, "--only", "cp39-*")
+    names = {mode: _check_report(dest, mode) for mode, dest in out.items()}
+    assert names["accelerated"] == names["plain"]
