@@ -1,9 +1,9 @@
 """The extension links the static libraries orch built into its dependency prefix.
 
 orch passes CPPFLAGS/LDFLAGS/PKG_CONFIG_PATH for the prefix, so nothing here names a
-path. The prefix holds only static archives, so `-lz` etc. resolve to them. Hidden
-visibility and --exclude-libs keep the libraries' symbols out of the module's exports:
-only PyInit__depsdemo is exported (orch audit checks it).
+path. The prefix holds only static archives, so `-lbz2` etc. resolve to them (not to the
+image's shared libbz2). Hidden visibility and --exclude-libs keep the libraries' symbols
+out of the module's exports: only PyInit__depsdemo is exported (orch audit checks it).
 """
 
 from setuptools import Extension, setup
@@ -13,7 +13,7 @@ setup(
         Extension(
             "depsdemo._depsdemo",
             sources=["src/depsdemo/_depsdemo.cpp"],
-            libraries=["snappy", "zstd", "lz4", "bz2", "z"],
+            libraries=["snappy", "lz4", "lzma", "brotlienc", "brotlidec", "brotlicommon", "bz2"],
             language="c++",
             extra_compile_args=["-fvisibility=hidden", "-fvisibility-inlines-hidden", "-std=c++11"],
             extra_link_args=["-Wl,--exclude-libs,ALL"],

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 PREFIX = "/opt/orch/deps"
 REGISTRY_ENV = "ORCH_CACHE_REGISTRY"  # e.g. 127.0.0.1:5000
 REPOSITORY_ENV = "ORCH_CACHE_REPOSITORY"
+SOURCE_MIRROR_ENV = "ORCH_SOURCE_MIRROR"
 WORK = "/orch/dep"
 
 
@@ -155,7 +156,7 @@ def _one(
             with sources_lock:
                 src = fetch_source(
                     dep.source,
-                    mirrors=state.recipe.mirrors,
+                    mirrors=[*state.recipe.mirrors, *env_mirrors()],
                     store=paths.source_store(),
                     log=log.line,
                     name=dep.name,
@@ -194,6 +195,13 @@ def _one(
     finally:
         result.seconds = time.monotonic() - t0
         log.close()
+
+
+def env_mirrors() -> list[dict[str, str]]:
+    """Mirrors given at run time (ORCH_SOURCE_MIRROR: comma-separated directories or URL
+    templates), for air-gapped machines, without editing recipes."""
+    items = [i.strip() for i in os.environ.get(SOURCE_MIRROR_ENV, "").split(",") if i.strip()]
+    return [{"template": i} if "://" in i else {"directory": i} for i in items]
 
 
 def _registry() -> tuple[str, str] | None:

@@ -1,0 +1,302 @@
+"""Emulated builds: native x86_64 against aarch64 under plain QEMU and aarch64 accelerated.
+
+    python benchmarks/emulation.py [--mirror DIR] [--project NAME|PATH] [--python 3.9]
+                                   [--reps 5] [--json FILE]
+
+One run measures, one after the other on this host:
+
+1. compiling a small C file (Python.h, bzlib.h) inside the build containers: x86_64 native,
+   aarch64 with the image's own gcc (emulated), aarch64 with the cross gcc (accelerated);
+   best of --reps, timed inside the container;
+2. the same project end to end with the real CLI, `orch build --only cp39-* --emulation=...`:
+   x86_64, aarch64 plain, aarch64 accelerated, each from an empty orch cache (so static
+   dependencies are built cold), with its audit and its verification (tests run in the
+   target's runtime image, emulated for aarch64).
+
+The project is examples/multi-deps (five static dependencies) when the sources of all its
+dependencies are in the mirror directory (--mirror or $ORCH_TEST_LIBRARY_MIRROR; files
+named by sha256 or by filename), else examples/hello-bz2; --project picks one (an example
+name or a directory with an orch.yaml). The output says which was used and why.
+
+Images and the cross toolchain root are prepared first and not timed (like images, the
+root is built once per host); $ORCH_CROSS_DIR points every measurement at that root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from orchestrator import accel, accel_root, engine  # noqa: E402
+from orchestrator.images.local import ensure_local_image  # noqa: E402
+
+EXAMPLES = ROOT / "examples"
+RECIPES = ROOT / "recipes"
+MIRROR_ENV = "ORCH_TEST_LIBRARY_MIRROR"
+RUNS = (
+    ("x86_64", "native", "plain"),
+    ("aarch64", "plain", "plain"),
+    ("aarch64", "accelerated", "accelerated"),
+)
+C_FILE = r"""
+#include <Python.h>
+#include <bzlib.h>
+#include <stdio.h>
+static unsigned mix(const char *s) { unsigned h = 2166136261u; while (*s) h = (h ^ (unsigned char)*s++) * 16777619u; return h; }
+int main(void) { printf("%s %u %d\n", BZ2_bzlibVersion(), mix("orch"), PY_MAJOR_VERSION); return 0; }
+"""
+CFLAGS = "-I/usr/include/python3.9 -O2 -Wall -c /b/p.c -o /b/p.o"
+
+
+@dataclass
+class Run:
+    label: str
+    arch: str
+    mode: str
+    seconds: float  # wall time of `orch build`
+    ok: bool
+    wheel: str
+    deps_seconds: float  # sum over dependency builds (they run in parallel)
+    stages: dict[str, float]
+
+
+# --- which project ----------------------------------------------------------------------
+
+
+def dependency_names(project: Path) -> list[str]:
+    data = yaml.safe_load((project / "orch.yaml").read_text())
+    return [str(d["use"]) for d in data.get("dependencies") or [] if "use" in d]
+
+
+def missing_sources(project: Path, mirror: Path | None) -> list[str]:
+    missing = []
+    for name in dependency_names(project):
+        src = yaml.safe_load((RECIPES / f"{name}.yaml").read_text())["source"]
+        here = mirror is not None and any(
+            (mirror / str(src[k])).is_file() for k in ("sha256", "filename") if k in src
+        )
+        if not here:
+            missing.append(name)
+    return missing
+
+
+def pick_project(choice: str | None, mirror: Path | None) -> tuple[Path, str]:
+    if choice:
+        path = EXAMPLES / choice if (EXAMPLES / choice).is_dir() else Path(choice).resolve()
+        missing = missing_sources(path, mirror)
+        if missing:
+            raise SystemExit(f"{path.name}: the mirror lacks the sources of {', '.join(missing)}")
+        return path, "asked for with --project"
+    multi = EXAMPLES / "multi-deps"
+    missing = missing_sources(multi, mirror)
+    if not missing:
+        return multi, f"every dependency's source is in {mirror}"
+    where = f"the mirror {mirror}" if mirror else "no mirror given"
+    return EXAMPLES / "hello-bz2", (
+        f"examples/multi-deps needs {', '.join(missing)}, not in {where}: fell back"
+    )
+
+
+def project_copy(src: Path, dest: Path, arch: str, mirror: Path | None) -> Path:
+    """The project with archs: [arch] (and the mirror), in a directory of its own."""
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("wheelhouse", ".orch", "build"))
+    recipe = dest / "orch.yaml"
+    text = re.sub(r"(?m)^archs:.*$", f"archs: [{arch}]", recipe.read_text())
+    if not re.search(r"(?m)^archs:", text):
+        text += f"archs: [{arch}]\n"
+    if mirror is not None and dependency_names(dest):
+        text += f"mirrors:\n  - directory: {mirror}\n"
+    recipe.write_text(text)
+    return recipe
+
+
+# --- preparation (not timed) ------------------------------------------------------------
+
+
+def prepare() -> accel.Accel:
+    for arch in ("x86_64", "aarch64"):
+        for variant in ("runtime", "build"):
+            t0 = time.monotonic()
+            info = ensure_local_image(arch, variant, on_line=_quiet)
+            print(f"image {info.ref}: ready ({time.monotonic() - t0:.1f} s)")
+    t0 = time.monotonic()
+    image = ensure_local_image("aarch64", "build")
+    plan = accel.plan_accel("aarch64", image, "accelerated", on_line=_quiet)
+    assert isinstance(plan, accel.Accel)
+    print(f"cross root {plan.root}: ready ({time.monotonic() - t0:.1f} s), {plan.describe()}")
+    return plan
+
+
+def _quiet(_line: str) -> None:
+    pass
+
+
+# --- 1. compiling one file --------------------------------------------------------------
+
+
+def compile_times(plan: accel.Accel, reps: int) -> dict[str, float]:
+    cases = {
+        "x86_64 native": ("x86_64", None, "gcc"),
+        "aarch64 emulated gcc": ("aarch64", None, "gcc"),
+        "aarch64 accelerated": ("aarch64", plan, "gcc"),
+    }
+    return {label: _best_compile(arch, p, cc, reps) for label, (arch, p, cc) in cases.items()}
+
+
+def _best_compile(arch: str, plan: accel.Accel | None, cc: str, reps: int) -> float:
+    image = ensure_local_image(arch, "build")
+    env = accel.apply(plan, {"PATH": image.env.get("PATH", accel.DEFAULT_PATH)})
+    container = engine.create_container(
+        image.ref,
+        env=env,
+        mounts=plan.mounts if plan else [],
+        platform=engine.image_platform_string(image),
+        labels={engine.LABEL_JOB: "bench-emulation"},
+    )
+    try:
+        _exec(container, f"mkdir -p /b && cat > /b/p.c <<'EOF'\n{C_FILE}\nEOF\n{cc} {CFLAGS}")
+        script = f"date +%s.%N; {cc} {CFLAGS}; date +%s.%N"
+        times = []
+        for _ in range(reps):
+            start, end = _exec(container, script).split()[-2:]
+            times.append(float(end) - float(start))
+        return min(times)
+    finally:
+        engine.remove_container(container)
+
+
+def _exec(container: Any, script: str) -> str:
+    chunks: list[bytes] = []
+    res = engine.exec_stream(container, ["bash", "-euo", "pipefail", "-c", script], chunks.append)
+    out = b"".join(chunks).decode(errors="replace")
+    if res.exit_code != 0:
+        raise SystemExit(f"benchmark command failed ({res.exit_code}):\n{out[-2000:]}")
+    return out
+
+
+# --- 2. the project end to end ----------------------------------------------------------
+
+
+def end_to_end(
+    project: Path, mirror: Path | None, python: str, work: Path, cross: Path
+) -> list[Run]:
+    runs = []
+    tag = "cp" + python.replace(".", "")
+    for arch, label, mode in RUNS:
+        name = f"{arch}-{label}"
+        recipe = project_copy(project, work / name / "project", arch, mirror)
+        out = work / name / "wheelhouse"
+        env = {
+            **os.environ,
+            "ORCH_CACHE_DIR": str(work / name / "cache"),  # cold: dependencies built again
+            accel_root.ENV_CROSS_DIR: str(cross),
+        }
+        cmd = [sys.executable, "-m", "orchestrator", "build", "-f", str(recipe), "-o", str(out),
+               "--plain", "--only", f"{tag}-*", f"--emulation={mode}"]  # fmt: skip
+        t0 = time.monotonic()
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        seconds = time.monotonic() - t0
+        runs.append(_result(f"{arch} {label}", arch, mode, seconds, out, proc))
+        print(
+            f"  {runs[-1].label}: {seconds:.1f} s, {'ok' if runs[-1].ok else 'FAILED'}", flush=True
+        )
+    return runs
+
+
+def _result(label: str, arch: str, mode: str, seconds: float, out: Path, proc: Any) -> Run:
+    try:
+        report = json.loads((out / ".orch" / "report.json").read_text())
+    except OSError:
+        report = {"jobs": [], "deps": []}
+    jobs = report["jobs"]
+    ok = proc.returncode == 0 and bool(jobs) and all(j["status"] == "ok" for j in jobs)
+    if not ok:
+        print(proc.stdout[-3000:], proc.stderr[-2000:], sep="\n", file=sys.stderr)
+    stages: dict[str, float] = {}
+    for job in jobs:
+        for stage, secs in (job.get("stages") or {}).items():
+            stages[stage] = round(stages.get(stage, 0.0) + secs, 1)
+    wheels = [j["wheel"]["filename"] for j in jobs if j.get("wheel")]
+    deps = round(sum(d.get("seconds") or 0.0 for d in report["deps"]), 1)
+    return Run(label, arch, mode, round(seconds, 1), ok, ", ".join(wheels), deps, stages)
+
+
+# --- report -----------------------------------------------------------------------------
+
+
+def show(project: Path, why: str, compiles: dict[str, float], runs: list[Run]) -> dict[str, Any]:
+    print(
+        f"\nproject: {project.relative_to(ROOT) if project.is_relative_to(ROOT) else project} ({why})"
+    )
+    base = compiles["x86_64 native"]
+    print("\ncompile one C file (best of reps, inside the container):")
+    for label, secs in compiles.items():
+        print(f"  {label:24} {secs:7.3f} s  {secs / base:5.1f}x native")
+    native = runs[0].seconds
+    print("\norch build, cold dependencies (wall time; deps = sum of dependency builds):")
+    print(f"  {'run':24} {'total':>8} {'ratio':>6} {'deps':>8} {'build':>7} {'verify':>7}  wheel")
+    for r in runs:
+        print(
+            f"  {r.label:24} {r.seconds:7.1f}s {r.seconds / native:5.2f}x {r.deps_seconds:7.1f}s "
+            f"{r.stages.get('build', 0):6.1f}s {r.stages.get('verify', 0):6.1f}s  "
+            f"{r.wheel if r.ok else 'FAILED'}"
+        )
+    plain, fast = runs[1], runs[2]
+    ratios = {"plain": plain.seconds / native, "accelerated": fast.seconds / native}
+    print(
+        f"\naarch64/x86_64: plain {ratios['plain']:.2f}x, accelerated {ratios['accelerated']:.2f}x "
+        f"(accelerated is {plain.seconds / fast.seconds:.1f}x faster than plain)"
+    )
+    same = plain.ok and fast.ok and plain.wheel == fast.wheel
+    print(f"same wheel name and tags, plain and accelerated: {'yes' if same else 'NO'}")
+    return {
+        "project": str(project),
+        "why": why,
+        "compile_seconds": compiles,
+        "runs": [asdict(r) for r in runs],
+        "ratios": ratios,
+        "same_wheels": same,
+        "host": {"cpus": os.cpu_count(), "load": os.getloadavg()},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--mirror", type=Path, default=os.environ.get(MIRROR_ENV) or None)
+    ap.add_argument("--project", help="example name or project directory (default: see above)")
+    ap.add_argument("--python", default="3.9", help="the one interpreter built (default 3.9)")
+    ap.add_argument("--reps", type=int, default=5, help="repetitions of the compile timing")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    args = ap.parse_args(argv)
+    mirror = Path(args.mirror).resolve() if args.mirror else None
+    project, why = pick_project(args.project, mirror)
+    print(f"project: {project.name} ({why})")
+    plan = prepare()
+    compiles = compile_times(plan, args.reps)
+    with tempfile.TemporaryDirectory(prefix="orch-bench-emulation-") as tmp:
+        runs = end_to_end(project, mirror, args.python, Path(tmp), plan.root.parent)
+    figures = show(project, why, compiles, runs)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0 if all(r.ok for r in runs) and figures["same_wheels"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

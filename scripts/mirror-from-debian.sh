@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Fill a local source mirror (a directory of <sha256> files) with the upstream tarballs of
+# orch's recipe library that Debian ships byte-identical as `.orig` tarballs. For machines
+# whose network reaches Debian's archive but not the upstream hosts (as this project's CI).
+#
+#   bash scripts/mirror-from-debian.sh DIR
+#
+# The archive's address is read from this machine's own apt configuration, never written
+# down. Only files whose sha256 equals a recipe's upstream sha256 are kept, so what lands in
+# DIR is exactly what the recipes ask for.
+set -euo pipefail
+dest=$(realpath -m "${1:?usage: mirror-from-debian.sh DIR}")
+here=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$dest"
+
+mirror=$(
+  { grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' || true
+    grep -hsE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list | awk '{for (i=2;i<=NF;i++) if ($i ~ /^https?:/) {print $i; break}}' || true
+  } | grep -v security | head -n1 || true
+)
+[ -n "$mirror" ] || { echo "no Debian mirror in this machine's apt configuration" >&2; exit 1; }
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$work/dl"
+keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+for suite in bookworm trixie; do
+  echo "deb-src [signed-by=$keyring] $mirror $suite main"
+done > "$work/sources.list"
+cat > "$work/apt.conf" <<CONF
+Dir::Etc::SourceList "$work/sources.list";
+Dir::Etc::SourceParts "/nonexistent";
+Dir::State::Lists "$work/lists";
+Dir::Cache "$work/cache";
+APT::Sandbox::User "root";
+CONF
+export APT_CONFIG="$work/apt.conf"
+apt-get update -q >/dev/null
+
+# recipe -> Debian source package
+declare -A srcpkg=(
+  [bzip2]=bzip2 [lz4]=lz4 [snappy]=snappy [xz]=xz-utils [brotli]=brotli [libyaml]=libyaml
+  [libffi]=libffi [libjpeg-turbo]=libjpeg-turbo [openssl]=openssl [zlib]=zlib [zstd]=libzstd
+  [libxml2]=libxml2 [libxslt]=libxslt [libpng]=libpng1.6
+)
+cd "$work/dl"
+for recipe in "${!srcpkg[@]}"; do
+  for suite in bookworm trixie; do
+    apt-get source -q --download-only "${srcpkg[$recipe]}/$suite" >/dev/null 2>&1 || true
+  done
+done
+
+kept=0
+for yaml in "$here"/recipes/*.yaml; do
+  want=$(sed -n 's/^ *sha256: *"\{0,1\}\([0-9a-f]\{64\}\)"\{0,1\}.*/\1/p' "$yaml" | head -n1)
+  name=$(basename "$yaml" .yaml)
+  for f in "$work"/dl/*.orig.tar.*; do
+    [ -f "$f" ] || continue
+    if [ "$(sha256sum "$f" | cut -d' ' -f1)" = "$want" ]; then
+      cp "$f" "$dest/$want.tmp" && mv "$dest/$want.tmp" "$dest/$want"
+      echo "mirror: $name <- $(basename "$f")"
+      kept=$((kept + 1))
+      break
+    fi
+  done
+done
+echo "mirror: $kept recipe source(s) in $dest"
