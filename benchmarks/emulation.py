@@ -15,8 +15,12 @@ One run measures, one after the other on this host:
 
 The project is examples/multi-deps (five static dependencies) when the sources of all its
 dependencies are in the mirror directory (--mirror or $ORCH_TEST_LIBRARY_MIRROR; files
-named by sha256 or by filename), else examples/hello-bz2; --project picks one (an example
-name or a directory with an orch.yaml). The output says which was used and why.
+named by sha256 or by filename); else "static-subset", a C++ extension generated here that
+links four recipes of orch's library (bzip2 and lz4 built with make, snappy with CMake, xz
+with autotools) when the mirror has those; else examples/hello-bz2 (no dependencies: its
+build is mostly pip under emulation, so it shows little of what acceleration does).
+--project picks one (static-subset, an example name, or a directory with an orch.yaml).
+The output says which was used and why.
 
 Images and the cross toolchain root are prepared first and not timed (like images, the
 root is built once per host); $ORCH_CROSS_DIR points every measurement at that root.
@@ -95,9 +99,9 @@ def missing_sources(project: Path, mirror: Path | None) -> list[str]:
     return missing
 
 
-def pick_project(choice: str | None, mirror: Path | None) -> tuple[Path, str]:
+def pick_project(choice: str | None, mirror: Path | None, work: Path) -> tuple[Path, str]:
     if choice:
-        path = EXAMPLES / choice if (EXAMPLES / choice).is_dir() else Path(choice).resolve()
+        path = _named_project(choice, work)
         missing = missing_sources(path, mirror)
         if missing:
             raise SystemExit(f"{path.name}: the mirror lacks the sources of {', '.join(missing)}")
@@ -107,9 +111,133 @@ def pick_project(choice: str | None, mirror: Path | None) -> tuple[Path, str]:
     if not missing:
         return multi, f"every dependency's source is in {mirror}"
     where = f"the mirror {mirror}" if mirror else "no mirror given"
-    return EXAMPLES / "hello-bz2", (
-        f"examples/multi-deps needs {', '.join(missing)}, not in {where}: fell back"
-    )
+    why = f"examples/multi-deps needs {', '.join(missing)}, not in {where}"
+    subset = static_subset(work)
+    if not missing_sources(subset, mirror):
+        return subset, f"{why}; the static-subset dependencies are there"
+    return EXAMPLES / "hello-bz2", f"{why}: fell back"
+
+
+def _named_project(choice: str, work: Path) -> Path:
+    if choice == "static-subset":
+        return static_subset(work)
+    return EXAMPLES / choice if (EXAMPLES / choice).is_dir() else Path(choice).resolve()
+
+
+SUBSET_RECIPE = """\
+schema: 1
+name: statsub
+project: .
+python: ["3.9"]
+platforms: [manylinux_2_31]
+archs: [x86_64]
+dependencies:
+  - use: bzip2
+  - use: lz4
+  - use: snappy
+  - use: xz
+test:
+  imports: [statsub]
+  command: python -c "import statsub; print(statsub.versions(), statsub.roundtrip(b'orch ' * 4096))"
+"""
+SUBSET_PYPROJECT = """\
+[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "orch-bench-statsub"
+version = "1.0.0"
+"""
+SUBSET_SETUP = """\
+from setuptools import Extension, setup
+
+setup(ext_modules=[Extension(
+    "statsub", ["statsub.cpp"], libraries=["snappy", "lz4", "lzma", "bz2"], language="c++",
+    extra_compile_args=["-fvisibility=hidden"], extra_link_args=["-Wl,--exclude-libs,ALL"])])
+"""
+SUBSET_CPP = r"""
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <bzlib.h>
+#include <lz4.h>
+#include <lzma.h>
+#include <snappy-c.h>
+
+#include <cstdint>
+#include <vector>
+
+static PyObject *versions(PyObject *, PyObject *) {
+    return Py_BuildValue("{s:s,s:s,s:s}", "bzip2", BZ2_bzlibVersion(), "lz4",
+                         LZ4_versionString(), "xz", lzma_version_string());
+}
+
+// Compress and decompress with every library; returns the compressed sizes.
+static PyObject *roundtrip(PyObject *, PyObject *args) {
+    Py_buffer in;
+    if (!PyArg_ParseTuple(args, "y*", &in)) return nullptr;
+    const char *src = static_cast<const char *>(in.buf);
+    const size_t n = static_cast<size_t>(in.len);
+    std::vector<char> back(n + 1);
+
+    size_t snlen = snappy_max_compressed_length(n), backlen = n;
+    std::vector<char> sn(snlen);
+    bool ok = snappy_compress(src, n, sn.data(), &snlen) == SNAPPY_OK &&
+              snappy_uncompress(sn.data(), snlen, back.data(), &backlen) == SNAPPY_OK &&
+              backlen == n;
+
+    const int in_len = static_cast<int>(n);
+    std::vector<char> lz(LZ4_compressBound(in_len));
+    int lzlen = LZ4_compress_default(src, lz.data(), in_len, static_cast<int>(lz.size()));
+    ok = ok && LZ4_decompress_safe(lz.data(), back.data(), lzlen, in_len) == in_len;
+
+    unsigned bzlen = static_cast<unsigned>(n + n / 100 + 600), bzback = static_cast<unsigned>(n);
+    std::vector<char> bz(bzlen);
+    ok = ok &&
+         BZ2_bzBuffToBuffCompress(bz.data(), &bzlen, const_cast<char *>(src),
+                                  static_cast<unsigned>(n), 9, 0, 0) == BZ_OK &&
+         BZ2_bzBuffToBuffDecompress(back.data(), &bzback, bz.data(), bzlen, 0, 0) == BZ_OK &&
+         bzback == n;
+
+    std::vector<uint8_t> xz(lzma_stream_buffer_bound(n));
+    size_t xzlen = 0, inpos = 0, outpos = 0;
+    uint64_t limit = UINT64_MAX;
+    const uint8_t *usrc = reinterpret_cast<const uint8_t *>(src);
+    ok = ok &&
+         lzma_easy_buffer_encode(6, LZMA_CHECK_CRC64, nullptr, usrc, n, xz.data(), &xzlen,
+                                 xz.size()) == LZMA_OK &&
+         lzma_stream_buffer_decode(&limit, 0, nullptr, xz.data(), &inpos, xzlen,
+                                   reinterpret_cast<uint8_t *>(back.data()), &outpos,
+                                   n) == LZMA_OK &&
+         outpos == n;
+
+    PyBuffer_Release(&in);
+    if (!ok) {
+        PyErr_SetString(PyExc_RuntimeError, "a roundtrip failed");
+        return nullptr;
+    }
+    return Py_BuildValue("(nnin)", static_cast<Py_ssize_t>(snlen), static_cast<Py_ssize_t>(bzlen),
+                         lzlen, static_cast<Py_ssize_t>(xzlen));
+}
+
+static PyMethodDef methods[] = {{"versions", versions, METH_NOARGS, ""},
+                                {"roundtrip", roundtrip, METH_VARARGS, ""},
+                                {nullptr, nullptr, 0, nullptr}};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "statsub", nullptr, -1, methods};
+PyMODINIT_FUNC PyInit_statsub(void) { return PyModule_Create(&module); }
+"""
+
+
+def static_subset(work: Path) -> Path:
+    """A project statically linking four recipes of orch's library (see the docstring)."""
+    path = work / "static-subset"
+    if not path.is_dir():
+        path.mkdir(parents=True)
+        (path / "orch.yaml").write_text(SUBSET_RECIPE)
+        (path / "pyproject.toml").write_text(SUBSET_PYPROJECT)
+        (path / "setup.py").write_text(SUBSET_SETUP)
+        (path / "statsub.cpp").write_text(SUBSET_CPP)
+    return path
 
 
 def project_copy(src: Path, dest: Path, arch: str, mirror: Path | None) -> Path:
@@ -240,9 +368,8 @@ def _result(label: str, arch: str, mode: str, seconds: float, out: Path, proc: A
 
 
 def show(project: Path, why: str, compiles: dict[str, float], runs: list[Run]) -> dict[str, Any]:
-    print(
-        f"\nproject: {project.relative_to(ROOT) if project.is_relative_to(ROOT) else project} ({why})"
-    )
+    name = project.relative_to(ROOT) if project.is_relative_to(ROOT) else project.name
+    print(f"\nproject: {name} ({why})")
     base = compiles["x86_64 native"]
     print("\ncompile one C file (best of reps, inside the container):")
     for label, secs in compiles.items():
@@ -286,13 +413,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
     mirror = Path(args.mirror).resolve() if args.mirror else None
-    project, why = pick_project(args.project, mirror)
-    print(f"project: {project.name} ({why})")
-    plan = prepare()
-    compiles = compile_times(plan, args.reps)
     with tempfile.TemporaryDirectory(prefix="orch-bench-emulation-") as tmp:
+        project, why = pick_project(args.project, mirror, Path(tmp))
+        print(f"project: {project.name} ({why})")
+        plan = prepare()
+        compiles = compile_times(plan, args.reps)
         runs = end_to_end(project, mirror, args.python, Path(tmp), plan.root.parent)
-    figures = show(project, why, compiles, runs)
+        figures = show(project, why, compiles, runs)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0 if all(r.ok for r in runs) and figures["same_wheels"] else 1

@@ -5,31 +5,35 @@ directory named by ``ORCH_TEST_LIBRARY_MIRROR`` (files named by sha256 or by fil
 as orch's own ``mirrors: [{directory: ...}]``). Without it the tests skip; a recipe
 whose tarball (or a requirement's) is missing from the mirror skips too.
 
-Each recipe is built with its requirements, in DAG order, into a fresh prefix by
-:func:`build_dependency` (the host today; the container builder later), and then must
-hold static, position-independent archives for its exports and no shared library.
+All recipes whose tarballs are in the mirror are built by one real `orch build` (each
+dependency in its own container of the local manylinux_2_31 x86_64 image, in DAG order);
+each cached artifact must then hold static, position-independent archives for its
+exports, no shared library, and nothing exported once linked with --exclude-libs.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import shutil
 import subprocess
-from collections.abc import Callable
+import sys
+import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from orchestrator.deps.buildsys import EXCLUDE_LIBS, build_script
+from orchestrator.deps.buildsys import EXCLUDE_LIBS
 from orchestrator.recipe.model import DependencySpec, Exports, SourceSpec
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 MIRROR_ENV = "ORCH_TEST_LIBRARY_MIRROR"
 
-pytestmark = [pytest.mark.optin, pytest.mark.slow]
+pytestmark = [pytest.mark.optin, pytest.mark.slow, pytest.mark.docker]
 
 # Defined by the linker in every shared object, not by the archive under test.
 LINKER_SYMBOLS = frozenset({"_init", "_fini", "_edata", "_end", "__bss_start"})
@@ -108,47 +112,63 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-# --- the builder: swap this for the container builder -------------------------------------
+# --- the builder: orch itself, in the local manylinux_2_31 x86_64 image -------------------
 
 
-def build_dependency(dep: DependencySpec, tarball: Path, prefix: Path, work: Path) -> None:
-    """Unpack, patch, and run orch's build script for ``dep`` on this host."""
-    src, build = work / dep.name / "src", work / dep.name / "build"
-    src.mkdir(parents=True)
-    build.mkdir(parents=True)
-    subprocess.run(
+PROJECT_SETUP = """\
+from setuptools import Extension, setup
+setup(name="libprobe", version="1.0", ext_modules=[Extension("libprobe", ["libprobe.c"])])
+"""
+PROJECT_C = """\
+#include <Python.h>
+static struct PyModuleDef d = {PyModuleDef_HEAD_INIT, "libprobe", 0, -1, 0};
+PyMODINIT_FUNC PyInit_libprobe(void) { return PyModule_Create(&d); }
+"""
+
+
+def build_library_with_orch(
+    names: list[str], mirror: Path, work: Path
+) -> tuple[dict[str, Any], Path]:
+    """One `orch build` whose recipe uses every named library recipe: each dependency is
+    fetched from the mirror and built in its own container; returns (report, cache dir)."""
+    project = work / "probe"
+    project.mkdir(parents=True)
+    (project / "setup.py").write_text(PROJECT_SETUP)
+    (project / "libprobe.c").write_text(PROJECT_C)
+    recipe = work / "orch.yaml"
+    recipe.write_text(
+        "schema: 1\nproject: probe\npython: ['3.9']\ndependencies:\n"
+        + "".join(f"  - use: {n}\n" for n in names)
+    )
+    cache = work / "cache"
+    proc = subprocess.run(
         [
-            "tar",
-            "-xf",
-            str(tarball),
-            "-C",
-            str(src),
-            f"--strip-components={dep.source.strip_components}",
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "build",
+            "-f",
+            str(recipe),
+            "-o",
+            str(work / "wh"),
+            "--plain",
+            "--no-verify",
         ],
-        check=True,
+        env={**os.environ, "ORCH_CACHE_DIR": str(cache), "ORCH_SOURCE_MIRROR": str(mirror)},
+        capture_output=True,
+        text=True,
+        timeout=5400,
     )
-    for patch in dep.source.patches:
-        subprocess.run(["patch", "-p1", "-d", str(src), "-i", str(patch)], check=True)
-    script = build_script(
-        dep, src_dir=str(src), build_dir=str(build), prefix=str(prefix), jobs=os.cpu_count() or 2
-    )
-    (work / dep.name / "build.sh").write_text(script)
-    log = work / dep.name / "build.log"
-    with log.open("wb") as out:
-        result = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", script],
-            cwd=src,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    if result.returncode != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-60:])
-        pytest.fail(
-            f"{dep.name} {dep.version}: build failed ({result.returncode}); log tail:\n{tail}"
-        )
+    report = json.loads((work / "wh" / ".orch" / "report.json").read_text())
+    report["_output"] = proc.stdout + proc.stderr
+    return report, cache
 
 
-Builder = Callable[[DependencySpec, Path, Path, Path], None]
+def extract_artifact(cache: Path, key: str, prefix: Path) -> None:
+    artifact = next(cache.glob(f"deps/*/{key}/artifact.tar.gz"))
+    prefix.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(artifact) as tar:
+        tar.extractall(prefix, filter="data")
 
 
 # --- tests ---------------------------------------------------------------------------------
@@ -173,20 +193,38 @@ def mirror() -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def library_build(
+    mirror: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict[str, Any], Path]:
+    specs = library()
+    buildable = [
+        n
+        for n in sorted(specs)
+        if all(in_mirror(mirror, d.source) for d in with_requirements(n, specs))
+    ]
+    if not buildable:
+        pytest.fail(f"no recipe's tarball is in {mirror}")
+    return build_library_with_orch(buildable, mirror, tmp_path_factory.mktemp("library"))
+
+
 @pytest.mark.parametrize("name", sorted(library()))
-def test_recipe_builds_static_pic(name: str, mirror: Path, tmp_path: Path) -> None:
+def test_recipe_builds_static_pic(
+    name: str, mirror: Path, library_build: tuple[dict[str, Any], Path], tmp_path: Path
+) -> None:
     specs = library()
     chain = with_requirements(name, specs)
-    tarballs = {dep.name: in_mirror(mirror, dep.source) for dep in chain}
-    missing = [f"{n} ({specs[n].source.filename})" for n, t in tarballs.items() if t is None]
+    missing = [
+        f"{d.name} ({d.source.filename})" for d in chain if in_mirror(mirror, d.source) is None
+    ]
     if missing:
         pytest.skip(f"not in the mirror: {', '.join(missing)}")
-    prefix, work = tmp_path / "prefix", tmp_path / "work"
-    builder: Builder = build_dependency
-    for dep in chain:
-        tarball = tarballs[dep.name]
-        assert tarball is not None
-        builder(dep, tarball, prefix, work)
+    report, cache = library_build
+    deps = {d["name"]: d for d in report["deps"]}
+    assert deps[name]["status"] == "built", report["_output"][-4000:]
+    prefix = tmp_path / "prefix"
+    for dep in chain:  # the dependency's own artifact plus its requirements' (for pkg-config)
+        extract_artifact(cache, deps[dep.name]["key"], prefix)
     check_installed(specs[name], prefix, tmp_path)
 
 
