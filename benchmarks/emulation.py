@@ -154,7 +154,7 @@ from setuptools import Extension, setup
 
 setup(ext_modules=[Extension(
     "statsub", ["statsub.cpp"], libraries=["snappy", "lz4", "lzma", "bz2"], language="c++",
-    extra_compile_args=["-fvisibility=hidden"], extra_link_args=["-Wl,--exclude-libs,ALL"])])
+    extra_compile_args=["-fvisibility=hidden", "-fvisibility-inlines-hidden"], extra_link_args=["-Wl,--exclude-libs,ALL"])])
 """
 SUBSET_CPP = r"""
 #define PY_SSIZE_T_CLEAN

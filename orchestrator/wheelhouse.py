@@ -4,13 +4,13 @@ failed or cancelled job leaves nothing in the wheelhouse."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import shutil
 import tarfile
 from pathlib import Path
 
+from orchestrator.hashing import sha256_file
 from orchestrator.report import WheelInfo
 
 
@@ -33,11 +33,7 @@ def extract_wheels(tar_bytes: bytes, staging: Path) -> list[Path]:
 
 
 def wheel_info(path: Path) -> WheelInfo:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return WheelInfo(filename=path.name, size=path.stat().st_size, sha256=h.hexdigest())
+    return WheelInfo(filename=path.name, size=path.stat().st_size, sha256=sha256_file(path))
 
 
 def land(wheel: Path, wheelhouse: Path) -> Path:

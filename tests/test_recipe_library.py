@@ -13,7 +13,6 @@ exports, no shared library, and nothing exported once linked with --exclude-libs
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -25,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from orchestrator.deps.buildsys import EXCLUDE_LIBS
-from orchestrator.recipe.model import DependencySpec, Exports, SourceSpec
+from orchestrator.hashing import sha256_file
+from orchestrator.recipe.load import load_dependency_file
+from orchestrator.recipe.model import DependencySpec, SourceSpec
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 MIRROR_ENV = "ORCH_TEST_LIBRARY_MIRROR"
@@ -42,39 +42,8 @@ LINKER_SYMBOLS = frozenset({"_init", "_fini", "_edata", "_end", "__bss_start"})
 # --- the library -------------------------------------------------------------------------
 
 
-def load_library_recipe(file: Path) -> DependencySpec:
-    """One recipe file as the model (a plain reading, until the loader is used here)."""
-    data = yaml.safe_load(file.read_text())
-    src = data["source"]
-    urls = (src["url"],) if isinstance(src["url"], str) else tuple(src["url"])
-    build = data.get("build", {})
-    exports = data.get("exports", {})
-    return DependencySpec(
-        name=str(data["name"]),
-        version=str(data["version"]),
-        source=SourceSpec(
-            urls=urls,
-            sha256=str(src["sha256"]),
-            filename=str(src.get("filename") or urls[0].rsplit("/", 1)[-1]),
-            strip_components=int(src.get("strip-components", 1)),
-            patches=tuple((file.parent / p).resolve() for p in src.get("patches", ())),
-        ),
-        build_system=str(build["system"]),
-        options=tuple(str(o) for o in build.get("options", ())),
-        script=str(build.get("script", "")),
-        env=tuple(sorted((str(k), str(v)) for k, v in build.get("env", {}).items())),
-        requires=tuple(data.get("requires", ())),
-        exports=Exports(
-            libs=tuple(exports.get("libs", ())),
-            pkg_config=tuple(exports.get("pkg-config", ())),
-            cmake_packages=tuple(exports.get("cmake", ())),
-        ),
-        origin=str(file),
-    )
-
-
 def library() -> dict[str, DependencySpec]:
-    return {spec.name: spec for spec in map(load_library_recipe, sorted(RECIPES.glob("*.yaml")))}
+    return {spec.name: spec for spec in map(load_dependency_file, sorted(RECIPES.glob("*.yaml")))}
 
 
 def with_requirements(name: str, specs: dict[str, DependencySpec]) -> list[DependencySpec]:
@@ -99,17 +68,9 @@ def in_mirror(mirror: Path, src: SourceSpec) -> Path | None:
         mirror / src.filename,
         mirror / src.sha256 / src.filename,
     ):
-        if candidate.is_file() and sha256_of(candidate) == src.sha256:
+        if candidate.is_file() and sha256_file(candidate) == src.sha256:
             return candidate
     return None
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 16), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # --- the builder: orch itself, in the local manylinux_2_31 x86_64 image -------------------

@@ -29,6 +29,7 @@ from typing import Any, Literal
 import filelock
 
 from orchestrator.errors import ConfigError, OrchError
+from orchestrator.hashing import sha256_file
 from orchestrator.recipe.model import DependencySpec
 
 FORMAT_VERSION = 1  # bump when the artifact layout or the build recipe semantics change
@@ -97,14 +98,6 @@ def _patch_hash(patch: Path, recipe_dir: Path, dep_name: str) -> str:
         return sha256_file(path)
     except OSError as exc:
         raise ConfigError(f"dependency {dep_name}: cannot read patch {path}: {exc}") from exc
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_key(key: str) -> str:

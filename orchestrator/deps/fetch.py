@@ -23,6 +23,7 @@ from typing import Protocol
 import requests
 
 from orchestrator.errors import ConfigError, OrchError
+from orchestrator.hashing import sha256_file
 from orchestrator.recipe.model import SourceSpec
 
 CHUNK = 1 << 16
@@ -128,14 +129,6 @@ def _check_spec(src: SourceSpec) -> None:
     name = src.filename
     if not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith("."):
         raise ConfigError(f"source filename {name!r} must be a plain file name")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def fetch_source(

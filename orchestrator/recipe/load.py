@@ -293,6 +293,15 @@ def load_library_recipe(name: str, dirs: Iterable[Path]) -> tuple[Located, dict[
     return None
 
 
+def load_dependency_file(file: Path) -> DependencySpec:
+    """A library recipe file (recipes/<name>.yaml) as the model, validated."""
+    found = load_library_recipe(file.stem, [file.parent])
+    if found is None:
+        raise ConfigError(f"{file}: no such dependency recipe")
+    doc, data = found
+    return _dependency(data, doc, (), doc)
+
+
 def _dependencies(doc: Located, entries: list[dict[str, Any]]) -> tuple[DependencySpec, ...]:
     dirs = library_dirs(doc.file)
     specs: list[DependencySpec] = []

@@ -12,11 +12,11 @@
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from orchestrator.hashing import sha256_file
 from orchestrator.reports import common
 from orchestrator.reports.common import Report
 
@@ -68,17 +68,9 @@ def _wheel_file_problems(job_id: str, job: common.Job, wheelhouse: Path) -> list
     if not path.is_file():
         return [f"{job_id}: {wheel['filename']} is not in {wheelhouse}"]
     expected = wheel.get("sha256")
-    if expected and _sha256(path) != expected:
+    if expected and sha256_file(path) != expected:
         return [f"{job_id}: {path} does not match the sha256 the build recorded"]
     return []
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def expect_wheels(
