@@ -144,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rebuild", action="store_true", help="rebuild even if the definition is unchanged"
     )
     isub.add_parser("list", help="list the catalog and the images present")
+    isub.add_parser("prune", help="remove local images whose definition has changed")
 
     d = sub.add_parser(
         "doctor",
@@ -309,6 +310,12 @@ def cmd_images(args: argparse.Namespace, console: Console) -> int:
 
     if args.images_command == "build-local":
         return commands.build_local(args.arch or ["x86_64"], args.suite, args.rebuild, console)
+    if args.images_command == "prune":
+        from orchestrator.images.local import remove_stale_local_images
+
+        removed = remove_stale_local_images(lambda line: console.print(line, markup=False))
+        console.print(f"removed {len(removed)} stale image(s)")
+        return EXIT_OK
     return commands.list_images(console)
 
 

@@ -79,23 +79,21 @@ def _disk_check(path: Path = Path("/var/lib/docker")) -> Check:
 
 def _local_images_check() -> Check:
     from orchestrator import engine
+    from orchestrator.images.local import stale_local_images
 
-    present = engine.list_images("io.orch.image=local")
-    names = sorted({i.ref for i in present})
-    return Check(
-        "local images",
-        True,
-        ", ".join(names)
-        if names
-        else "none built yet (`orch images build-local`, or `orch build` builds them)",
-    )
+    stale = set(stale_local_images())
+    current = sorted({i.ref for i in engine.list_images("io.orch.image=local")} - stale)
+    detail = ", ".join(current) if current else "none built yet (`orch images build-local`; `orch build` builds them)"
+    if stale:
+        detail += f"\n{len(stale)} stale (definition changed): `orch images prune` removes them"
+    return Check("local images", True, detail)
 
 
 def render(d: Diagnosis, console: Console) -> None:
     table = Table(title="orch doctor")
     table.add_column("check")
     table.add_column("")
-    table.add_column("detail")
+    table.add_column("detail", overflow="fold")
     for c in d.checks:
         table.add_row(
             c.name,
