@@ -27,6 +27,9 @@ installed() {
 install_packages() {
     missing=""
     for pkg in $PACKAGES; do
+        # An engine that already answers (e.g. docker-ce on CI runners) is kept: docker.io
+        # would conflict with it.
+        if [ "$pkg" = docker.io ] && docker info >/dev/null 2>&1; then continue; fi
         installed "$pkg" || missing="$missing $pkg"
     done
     if [ -z "$missing" ]; then
