@@ -76,6 +76,8 @@ class Run:
     ok: bool
     wheel: str
     deps_seconds: float  # sum over dependency builds (they run in parallel)
+    deps: dict[str, float]  # each dependency's build
+    load: float  # the host's 1-minute load average when the run started (others' work)
     stages: dict[str, float]
 
 
@@ -336,17 +338,20 @@ def end_to_end(
         }
         cmd = [sys.executable, "-m", "orchestrator", "build", "-f", str(recipe), "-o", str(out),
                "--plain", "--only", f"{tag}-*", f"--emulation={mode}"]  # fmt: skip
+        load = os.getloadavg()[0]
         t0 = time.monotonic()
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         seconds = time.monotonic() - t0
-        runs.append(_result(f"{arch} {label}", arch, mode, seconds, out, proc))
+        runs.append(_result(f"{arch} {label}", arch, mode, seconds, out, proc, load))
         print(
             f"  {runs[-1].label}: {seconds:.1f} s, {'ok' if runs[-1].ok else 'FAILED'}", flush=True
         )
     return runs
 
 
-def _result(label: str, arch: str, mode: str, seconds: float, out: Path, proc: Any) -> Run:
+def _result(
+    label: str, arch: str, mode: str, seconds: float, out: Path, proc: Any, load: float
+) -> Run:
     try:
         report = json.loads((out / ".orch" / "report.json").read_text())
     except OSError:
@@ -360,8 +365,11 @@ def _result(label: str, arch: str, mode: str, seconds: float, out: Path, proc: A
         for stage, secs in (job.get("stages") or {}).items():
             stages[stage] = round(stages.get(stage, 0.0) + secs, 1)
     wheels = [j["wheel"]["filename"] for j in jobs if j.get("wheel")]
-    deps = round(sum(d.get("seconds") or 0.0 for d in report["deps"]), 1)
-    return Run(label, arch, mode, round(seconds, 1), ok, ", ".join(wheels), deps, stages)
+    deps = {str(d["name"]): round(d.get("seconds") or 0.0, 1) for d in report["deps"]}
+    total = round(sum(deps.values()), 1)
+    return Run(
+        label, arch, mode, round(seconds, 1), ok, ", ".join(wheels), total, deps, load, stages
+    )
 
 
 # --- report -----------------------------------------------------------------------------
@@ -376,13 +384,22 @@ def show(project: Path, why: str, compiles: dict[str, float], runs: list[Run]) -
         print(f"  {label:24} {secs:7.3f} s  {secs / base:5.1f}x native")
     native = runs[0].seconds
     print("\norch build, cold dependencies (wall time; deps = sum of dependency builds):")
-    print(f"  {'run':24} {'total':>8} {'ratio':>6} {'deps':>8} {'build':>7} {'verify':>7}  wheel")
+    print(
+        f"  {'run':24} {'total':>8} {'ratio':>6} {'deps':>8} {'build':>7} {'verify':>7} "
+        f"{'load':>5}  wheel"
+    )
     for r in runs:
         print(
             f"  {r.label:24} {r.seconds:7.1f}s {r.seconds / native:5.2f}x {r.deps_seconds:7.1f}s "
-            f"{r.stages.get('build', 0):6.1f}s {r.stages.get('verify', 0):6.1f}s  "
+            f"{r.stages.get('build', 0):6.1f}s {r.stages.get('verify', 0):6.1f}s {r.load:5.1f}  "
             f"{r.wheel if r.ok else 'FAILED'}"
         )
+    names = sorted({n for r in runs for n in r.deps})
+    if names:
+        print("\neach dependency's build (seconds):")
+        print(f"  {'run':24} " + " ".join(f"{n:>8}" for n in names))
+        for r in runs:
+            print(f"  {r.label:24} " + " ".join(f"{r.deps.get(n, 0):8.1f}" for n in names))
     plain, fast = runs[1], runs[2]
     ratios = {"plain": plain.seconds / native, "accelerated": fast.seconds / native}
     print(

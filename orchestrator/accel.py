@@ -4,8 +4,10 @@ Under QEMU every compiler process is emulated (~20x slower). On an x86_64 host, 
 mounts an amd64 root holding Debian's cross compiler for the target (the same GCC release
 and Debian patches as the image's own gcc; see `accel_root`) read-only into the emulated
 build container and puts wrappers first on PATH: gcc, cc, g++, <triplet>-gcc, ar, ld, ...
-then run natively (the kernel runs x86_64 ELF files directly), while Python, pip, build
-backends, configure's test programs and the tests stay emulated.
+then run natively (the kernel runs x86_64 ELF files directly), and on little-endian
+targets so do the shell and arch-neutral text tools configure and libtool start by the
+hundred. Python, pip, build backends, make, cmake, uname, configure's test programs and the
+tests stay emulated. docs/emulation.md has the details and the figures.
 
 `plan_accel` decides per (architecture, image) and says why when it does not apply;
 `apply` puts the wrappers into a container's or a command's environment.
@@ -15,8 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from orchestrator import archs, engine
@@ -24,6 +27,7 @@ from orchestrator.accel_root import (
     HOST_LIBDIR,
     LOADER,
     PREFIX,
+    SHELL,
     WRAPPER_SUBDIR,
     CrossRoot,
     cross_dir,
@@ -39,7 +43,7 @@ MODES = ("auto", "accelerated", "plain")
 MODE_ALIASES = {"off": "plain", "on": "accelerated"}
 WRAPPER_DIR = f"{PREFIX}/{WRAPPER_SUBDIR}"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-PROBE_VERSION = 1
+PROBE_VERSION = 2
 PYPA_REASON = (
     "not an orch local Debian image: pypa images compile with the devtoolset GCC of "
     "CentOS/AlmaLinux, and no cross build of that toolchain exists for an x86_64 host "
@@ -62,9 +66,11 @@ class Accel:
     gcc_version: str
     package_version: str
     key: str
+    native_tools: bool  # the shell and text tools run natively too
 
     def describe(self) -> str:
-        return f"accelerated: native {self.triplet}-gcc {self.gcc_version}"
+        tools = " and shell tools" if self.native_tools else ""
+        return f"accelerated: native {self.triplet}-gcc {self.gcc_version}{tools}"
 
     @property
     def cache_tag(self) -> str:
@@ -87,8 +93,9 @@ class ImageFacts:
     """What a probe of the image found (cached per image id and root)."""
 
     compiler_version: str  # "" when the compiler package is not installed
-    existing: list[str] = field(default_factory=list)  # mount targets already present
-    smoke: str = ""  # "" when the cross compiler built and ran a program in the image
+    existing: list[str]  # mount targets already present in the image
+    shell: str  # where /bin/sh leads
+    dash_version: str
 
 
 def normalize_mode(mode: str) -> str:
@@ -163,30 +170,45 @@ def _plan(arch: str, image: engine.ImageInfo, on_line: Log | None) -> Accel:
         root = ensure_root(arch, suite, on_line)
     except OrchError as exc:
         raise _NotApplicable(f"the cross toolchain could not be built: {exc}") from None
-    accel = _accel_for(root, image.env.get("PATH") or DEFAULT_PATH)
-    facts = _facts(image, root, defn.compiler_package, accel)
+    facts = _facts(image, root, defn.compiler_package)
     _check(facts, root, defn.compiler_package)
+    accel = _accel_for(root, image.env.get("PATH") or DEFAULT_PATH, _same_shell(facts, root))
+    problem = _smoke(image, accel)
+    if problem:
+        raise _NotApplicable(f"the cross compiler does not work in the image: {problem}")
     return accel
 
 
-def _accel_for(root: CrossRoot, image_path: str) -> Accel:
+def _accel_for(root: CrossRoot, image_path: str, over_sh: bool) -> Accel:
     mounts = [
         engine.Mount(str(root.path), PREFIX),
         engine.Mount(str(root.path / root.loader), f"/{LOADER}"),
         engine.Mount(str(root.path / HOST_LIBDIR), f"/{HOST_LIBDIR}"),
         engine.Mount(str(root.path / "usr" / root.triplet), f"/usr/{root.triplet}"),
     ]
+    env = {"PATH": WRAPPER_DIR}
+    if root.native_tools:
+        env["CONFIG_SHELL"] = f"{PREFIX}/{SHELL}"  # configure, libtool and their Makefiles
+    if root.native_tools and over_sh:  # /bin/sh for everything else (CMake's Makefiles...)
+        mounts.append(engine.Mount(str(root.path / SHELL), f"/{SHELL}"))
     return Accel(
         arch=root.arch,
         triplet=root.triplet,
         root=root.path,
         mounts=mounts,
-        env={"PATH": WRAPPER_DIR},
+        env=env,
         image_path=image_path,
         gcc_version=root.gcc_version,
         package_version=root.package_version,
         key=root.key,
+        native_tools=root.native_tools,
     )
+
+
+def _same_shell(facts: ImageFacts, root: CrossRoot) -> bool:
+    """The image's /bin/sh is the same dash release as the root's: swapping the binary
+    changes nothing but the speed (dash, unlike bash, compiles in nothing of the CPU)."""
+    return facts.shell == f"/{SHELL}" and facts.dash_version == root.dash_version != ""
 
 
 def _check(facts: ImageFacts, root: CrossRoot, package: str) -> None:
@@ -199,8 +221,6 @@ def _check(facts: ImageFacts, root: CrossRoot, package: str) -> None:
             f"the image's {package} is {facts.compiler_version}, the cross compiler is "
             f"{root.package_version}: a different compiler could change the wheel"
         )
-    if facts.smoke:
-        raise _NotApplicable(f"the cross compiler does not work in the image: {facts.smoke}")
 
 
 # --- the image probe ----------------------------------------------------------------
@@ -218,46 +238,67 @@ def _targets(root: CrossRoot) -> list[str]:
     ]
 
 
-def _facts(image: engine.ImageInfo, root: CrossRoot, package: str, accel: Accel) -> ImageFacts:
-    path = _probe_path(image, root)
+def _facts(image: engine.ImageInfo, root: CrossRoot, package: str) -> ImageFacts:
+    """The image as it is: compiler and shell versions, paths the mounts would cover."""
+    path = _probe_path(f"{image.id}:{root.key}")
     try:
-        data = json.loads(path.read_text())
-        return ImageFacts(str(data["compiler_version"]), list(data["existing"]), str(data["smoke"]))
-    except (OSError, ValueError, KeyError):
+        return ImageFacts(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
         pass
-    facts = _probe(image, root, package, accel)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(facts), sort_keys=True))
-    tmp.replace(path)
-    return facts
-
-
-def _probe_path(image: engine.ImageInfo, root: CrossRoot) -> Path:
-    digest = hashlib.sha256(f"{PROBE_VERSION}:{image.id}:{root.key}".encode()).hexdigest()
-    return cross_dir() / "probes" / f"{digest[:24]}.json"
-
-
-def _probe(image: engine.ImageInfo, root: CrossRoot, package: str, accel: Accel) -> ImageFacts:
-    """Two short containers: the image as it is (compiler version, paths the mounts would
-    cover), then with the mounts (a program compiled natively must run emulated)."""
     checks = " ".join(_targets(root))
+    query = "dpkg-query -W -f='${Version}'"
     script = (
-        f"dpkg-query -W -f='version=${{Version}}\\n' {package} 2>/dev/null || true; "
+        f"echo version=$({query} {package} 2>/dev/null); echo dash=$({query} dash 2>/dev/null); "
+        "echo shell=$(readlink -f /bin/sh); "
         f'for p in {checks}; do if [ -e "$p" ] || [ -L "$p" ]; then echo "exists=$p"; fi; done'
     )
     lines = _run_in(image, [], {}, script)
-    version = next((ln[8:] for ln in lines if ln.startswith("version=")), "")
-    existing = [ln[7:] for ln in lines if ln.startswith("exists=")]
-    if existing or version != root.native_equivalent:
-        return ImageFacts(version, existing)
-    smoke = (
-        "printf 'int main(void){return 0;}\\n' > /tmp/orch-accel.c && "
-        "gcc -o /tmp/orch-accel /tmp/orch-accel.c && /tmp/orch-accel && echo smoke=ok"
+    facts = ImageFacts(
+        compiler_version=_field(lines, "version"),
+        existing=[ln[7:] for ln in lines if ln.startswith("exists=")],
+        shell=_field(lines, "shell"),
+        dash_version=_field(lines, "dash"),
     )
-    out = _run_in(image, accel.mounts, apply(accel, image.env), smoke)
-    ok = "smoke=ok" in out
-    return ImageFacts(version, [], "" if ok else (" | ".join(out[-3:]) or "no output"))
+    _store(path, asdict(facts))
+    return facts
+
+
+def _smoke(image: engine.ImageInfo, accel: Accel) -> str:
+    """With the mounts, a program compiled natively must run (emulated), and the shell's
+    programs must still see the target: "" when all is well (remembered), else why not."""
+    mounts = sorted((m.source, m.target) for m in accel.mounts)
+    path = _probe_path(f"smoke:{image.id}:{accel.key}:{mounts}")
+    if path.is_file():
+        return ""
+    script = (
+        "printf 'int main(void){return 0;}\\n' > /tmp/orch-accel.c && "
+        "gcc -o /tmp/orch-accel /tmp/orch-accel.c && /tmp/orch-accel && "
+        f'test "$(uname -m)" = {accel.arch} && echo smoke=ok'
+    )
+    try:
+        out = _run_in(image, accel.mounts, apply(accel, image.env), script)
+    except OrchError as exc:  # e.g. the engine refused a mount
+        return str(exc).splitlines()[0]
+    if "smoke=ok" not in out:  # not remembered: it may have been transient
+        return " | ".join(out[-3:]) or "no output"
+    _store(path, {"ok": True})
+    return ""
+
+
+def _field(lines: list[str], name: str) -> str:
+    return next((ln[len(name) + 1 :] for ln in lines if ln.startswith(f"{name}=")), "")
+
+
+def _probe_path(what: str) -> Path:
+    digest = hashlib.sha256(f"{PROBE_VERSION}:{what}".encode()).hexdigest()
+    return cross_dir() / "probes" / f"{digest[:24]}.json"
+
+
+def _store(path: Path, data: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, sort_keys=True))
+    tmp.replace(path)
 
 
 def _run_in(

@@ -72,6 +72,24 @@ BINUTILS = (
     "gcc-ranlib",
 )
 
+# Arch-neutral programs that also run natively on little-endian targets (symlinks in the
+# wrapper directory, and the shell through autoconf's CONFIG_SHELL and over /bin/sh): a
+# configure script or libtool starts hundreds of them. Name on PATH -> program in the root.
+# Left emulated on purpose: uname and arch (config.guess must see the target), bash
+# ($HOSTTYPE/$MACHTYPE are compiled in), make ($(MAKE_HOST)), perl and python (their
+# build configuration), pkg-config and ldd (arch-specific search paths), getconf, nproc,
+# od (byte order), cmake (it takes the processor from uname). Big-endian targets get none:
+# the native C library cannot read their locale files, so sort or grep could behave
+# differently.
+_SAME_NAME = """
+    dash sed grep mawk find xargs diff cmp tar gzip xz bzip2 cat cp mv rm ln mkdir rmdir chmod
+    touch ls sort uniq tr cut head tail wc tee basename dirname expr comm mktemp realpath
+    readlink install sleep
+"""
+NATIVE_TOOLS = {**{name: name for name in _SAME_NAME.split()}, "sh": "dash", "awk": "mawk"}
+LITTLE_ENDIAN = ("aarch64", "ppc64le", "armv7l")
+SHELL = "usr/bin/dash"  # the root's dash: CONFIG_SHELL, and mounted over the image's
+
 Log = Callable[[str], None]
 
 
@@ -108,6 +126,8 @@ class CrossRoot:
     gcc_version: str  # what `<triplet>-gcc -dumpfullversion` printed: 10.2.1
     package_version: str  # Debian version of gcc-10-<triplet>: 10.2.1-6cross1
     loader: str  # the ELF interpreter's real file, relative to the root
+    native_tools: bool  # shell and text tools run natively too (NATIVE_TOOLS)
+    dash_version: str  # Debian version of the root's dash
 
     @property
     def native_equivalent(self) -> str:
@@ -183,6 +203,8 @@ def load_root(path: Path) -> CrossRoot | None:
             gcc_version=str(data["gcc_version"]),
             package_version=str(data["package_version"]),
             loader=str(data["loader"]),
+            native_tools=bool(data.get("native_tools", False)),
+            dash_version=str(data.get("dash_version", "")),
         )
     except (OSError, ValueError, KeyError):
         return None
@@ -303,14 +325,17 @@ def _trim(root: Path) -> None:
                 item.unlink()
 
 
-def _describe(defn: CrossDefinition, arch: Arch, root: Path, final: Path) -> dict[str, str]:
+def _describe(defn: CrossDefinition, arch: Arch, root: Path, final: Path) -> dict[str, Any]:
     """What the manifest records; also proves the compiler runs."""
     gcc = f"{arch.triplet}-gcc-{defn.gcc_major}"
     version = _chroot_output(root, [gcc, "-dumpfullversion"])
     pkg = defn.cross_compiler_package(arch)
     package_version = _chroot_output(root, ["dpkg-query", "-W", "-f=${Version}", pkg])
     loader = resolve_in_root(root, LOADER)
+    dash = _chroot_output(root, ["dpkg-query", "-W", "-f=${Version}", "dash"])
     return {
+        "native_tools": arch.name in LITTLE_ENDIAN,
+        "dash_version": dash,
         "arch": arch.name,
         "triplet": arch.triplet,
         "key": root_key(defn, arch),
@@ -366,3 +391,13 @@ def _write_wrappers(root: Path, defn: CrossDefinition, arch: Arch) -> None:
         if (root / "usr/bin" / f"{t}-{tool}").exists():
             for name in (tool, f"{t}-{tool}"):
                 (bindir / name).symlink_to(f"{PREFIX}/usr/bin/{t}-{tool}")
+    if arch.name in LITTLE_ENDIAN:
+        _link_tools(root, bindir)
+
+
+def _link_tools(root: Path, bindir: Path) -> None:
+    for name, program in NATIVE_TOOLS.items():
+        for where in ("usr/bin", "bin"):  # merged /usr or not
+            if (root / where / program).is_file():
+                (bindir / name).symlink_to(f"{PREFIX}/{where}/{program}")
+                break

@@ -89,9 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--emulation",
         choices=["auto", "accelerated", "plain"],
-        default="plain",
-        help="emulated architectures: compile with a native cross compiler where it applies "
-        "(auto), always or fail (accelerated), or compile under QEMU (plain; default for now)",
+        default=os.environ.get("ORCH_EMULATION", "auto"),
+        help="emulated architectures: compile with a native cross compiler where it applies, "
+        "else plain QEMU with a message (auto, the default; env ORCH_EMULATION), always or "
+        "fail (accelerated), or compile under QEMU (plain)",
     )
     b.add_argument("--no-verify", action="store_true", help="skip clean-container verification")
     b.add_argument("--no-audit", action="store_true", help="skip orch audit of each wheel")

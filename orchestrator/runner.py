@@ -50,7 +50,7 @@ class RunOptions:
     audit: bool = True
     shard: str | None = None
     live: bool | None = None
-    emulation: str = "plain"  # auto | accelerated | plain (accel.py)
+    emulation: str = "auto"  # auto | accelerated | plain (accel.py)
 
     @property
     def meta_dir(self) -> Path:

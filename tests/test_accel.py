@@ -16,9 +16,12 @@ import json
 import os
 import shlex
 import shutil
+import time
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -59,7 +62,8 @@ def test_definition_names_debian_cross_packages() -> None:
     assert set(defn.archs) == set(expect)  # i686 runs natively on x86_64: nothing to do
     for arch, triplet in expect.items():
         pkgs = defn.packages_for(archs.get(arch))
-        assert pkgs == [f"gcc-{triplet}", f"g++-{triplet}", f"binutils-{triplet}"]
+        assert pkgs[:3] == [f"gcc-{triplet}", f"g++-{triplet}", f"binutils-{triplet}"]
+        assert {"xz-utils", "bzip2"} <= set(pkgs)  # tools that run natively too
         assert defn.cross_compiler_package(archs.get(arch)) == f"gcc-10-{triplet}"
     assert accel_root.load_definition("no-such-suite") is None
 
@@ -121,6 +125,57 @@ def test_wrappers(tmp_path: Path) -> None:
     assert not (bindir / "ld.gold").exists()  # only tools the root has
 
 
+def test_native_tools_only_for_little_endian_targets(tmp_path: Path) -> None:
+    defn = accel_root.load_definition("bullseye")
+    assert defn is not None
+    for arch in ("aarch64", "s390x"):
+        root = tmp_path / arch
+        (root / "usr/bin").mkdir(parents=True)
+        for program in ("dash", "sed", "mawk", "uname", "make", "bash"):
+            (root / "usr/bin" / program).write_text("")
+        accel_root._write_wrappers(root, defn, archs.get(arch))
+        bindir = root / accel_root.WRAPPER_SUBDIR
+        linked = {
+            p.name for p in bindir.iterdir() if p.is_symlink() and "-linux-" not in os.readlink(p)
+        }
+        if arch == "aarch64":
+            assert linked == {"dash", "sh", "sed", "mawk", "awk"}
+            assert os.readlink(bindir / "sh") == "/opt/orch-cross/usr/bin/dash"
+        else:  # big-endian: the native C library cannot read the image's locale files
+            assert linked == set()
+    # the host's CPU would show through these: they never run natively
+    assert not {"uname", "arch", "bash", "make", "pkg-config", "perl", "od"} & set(
+        accel_root.NATIVE_TOOLS
+    )
+
+
+def test_concurrent_callers_build_the_root_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock and the second look under it: a slow build is not repeated by a caller that
+    waited for it (debootstrap itself is exercised by the engine tests below)."""
+    monkeypatch.setenv(accel_root.ENV_CROSS_DIR, str(tmp_path))
+    calls: list[str] = []
+
+    def slow_build(defn: Any, arch: Any, path: Path, log: Any) -> accel_root.CrossRoot:
+        calls.append(path.name)
+        time.sleep(0.5)
+        (path / "orch").mkdir(parents=True)
+        manifest = {"arch": arch.name, "triplet": arch.triplet, "key": "k", "loader": "l",
+                    "gcc_version": "10.2.1", "package_version": "10.2.1-6cross1",
+                    "native_tools": True, "dash_version": "0.5.11"}  # fmt: skip
+        (path / accel_root.MANIFEST).write_text(json.dumps(manifest))
+        found = accel_root.load_root(path)
+        assert found is not None
+        return found
+
+    monkeypatch.setattr(accel_root, "_build", slow_build)
+    with ThreadPoolExecutor(2) as pool:
+        roots = list(pool.map(lambda _: accel_root.ensure_root("aarch64"), range(2)))
+    assert len(calls) == 1 and roots[0] == roots[1]
+    assert roots[0].native_equivalent == "10.2.1-6"
+
+
 def _fake_accel() -> Accel:
     return Accel(
         arch="aarch64",
@@ -132,6 +187,7 @@ def _fake_accel() -> Accel:
         gcc_version="10.2.1",
         package_version="10.2.1-6cross1",
         key="0" * 64,
+        native_tools=True,
     )
 
 
@@ -266,7 +322,7 @@ def test_x86_compiler_runs_natively_in_the_arm64_container(box: Box) -> None:
     out = box.sh(
         "/opt/orch-cross/usr/bin/uname -m; uname -m; command -v gcc; gcc -dumpmachine; "
         f'file -bL /opt/orch-cross/usr/bin/{TRIPLET}-gcc-10; file -bL "$(gcc -print-prog-name=cc1)"; '
-        f"command -v {TRIPLET}-gcc cc c++ ar ld"
+        f"command -v {TRIPLET}-gcc cc c++ ar ld; file -bL /bin/sh; sh -c 'uname -m'"
     ).splitlines()
     assert out[0] == "x86_64"  # an amd64 program sees the real kernel: no QEMU in between
     assert out[1] == "aarch64"  # the container's own programs are emulated
@@ -274,6 +330,8 @@ def test_x86_compiler_runs_natively_in_the_arm64_container(box: Box) -> None:
     assert out[3] == TRIPLET
     assert "x86-64" in out[4] and "x86-64" in out[5]
     assert all(line.startswith(f"{WRAPPERS}/") for line in out[6:11]), out
+    assert "x86-64" in out[11]  # /bin/sh is the same dash release, built for amd64
+    assert out[12] == "aarch64"  # and what it starts still sees the target
 
 
 @pytest.mark.docker
@@ -398,14 +456,16 @@ def test_cmake_project(cross_only: Box) -> None:
 AUTOTOOLS_FILES = {
     "/at/configure.ac": (
         "AC_INIT([acc], [1.0])\nAM_INIT_AUTOMAKE([foreign])\nAC_PROG_CC\nAC_PROG_RANLIB\n"
-        "AC_CHECK_LIB([bz2], [BZ2_bzlibVersion])\n"
+        "AC_CONFIG_HEADERS([config.h])\nAC_C_BIGENDIAN\nAC_CHECK_SIZEOF([long])\n"
+        "AC_CHECK_HEADERS([sys/auxv.h cpuid.h immintrin.h arm_neon.h])\n"
+        "AC_CHECK_FUNCS([getauxval clock_gettime])\nAC_CHECK_LIB([bz2], [BZ2_bzlibVersion])\n"
         "AC_RUN_IFELSE([AC_LANG_PROGRAM([], [return 0;])], [], [AC_MSG_ERROR([cannot run])])\n"
         "AC_CONFIG_FILES([Makefile])\nAC_OUTPUT\n"
     ),
     "/at/Makefile.am": "noinst_LIBRARIES = libsq.a\nlibsq_a_SOURCES = sq.c\nbin_PROGRAMS = hi\nhi_LDADD = libsq.a\n",
     "/at/sq.c": "int sq(int x) { return x * x; }\n",
     "/at/hi.c": (
-        "#include <stdio.h>\n#include <bzlib.h>\nint sq(int);\n"
+        '#include "config.h"\n#include <stdio.h>\n#include <bzlib.h>\nint sq(int);\n'
         'int main(void) { printf("hi %d %s\\n", sq(6), BZ2_bzlibVersion()); return 0; }\n'
     ),
 }
@@ -414,15 +474,33 @@ AUTOTOOLS_FILES = {
 @pytest.mark.docker
 @pytest.mark.emulated
 @needs_x86
-def test_autotools_project(cross_only: Box) -> None:
-    """configure's test programs are compiled natively and run emulated (not a cross build)."""
+def test_autotools_project(cross_only: Box, arm_image: engine.ImageInfo) -> None:
+    """configure's test programs are compiled natively and run emulated (not a cross
+    build); with the shell and text tools native too, configure finds exactly what it
+    finds under plain emulation, and the objects are the same."""
+    build = "cd /at && autoreconf -fi > log 2>&1 && ./configure > configure.out && make >> log 2>&1"
+    compare = (
+        "cd /at && cat config.h && for o in hi.o sq.o; do "
+        "objcopy -O binary --only-section='.text*' $o /tmp/t && md5sum < /tmp/t; done"
+    )
+    plain = Box(arm_image, None)
+    try:
+        _write(plain, AUTOTOOLS_FILES)
+        plain.sh(build)
+        expected = plain.sh(compare)
+    finally:
+        plain.close()
     box = cross_only
     _write(box, AUTOTOOLS_FILES)
-    box.sh("cd /at && autoreconf -fi > log 2>&1 && ./configure > configure.out && make >> log 2>&1")
+    box.sh(build)
     configure = box.sh("cat /at/configure.out")
     assert "checking whether we are cross compiling... no" in configure
     assert "checking for BZ2_bzlibVersion in -lbz2... yes" in configure
-    assert "CC='gcc'" in box.sh("cat /at/config.log")
+    status = box.sh("cat /at/config.status")
+    assert "SHELL=${CONFIG_SHELL-/opt/orch-cross/usr/bin/dash}" in status  # native shell
+    assert "#define SIZEOF_LONG 8" in expected and "/* #  undef WORDS_BIGENDIAN */" in expected
+    assert "d41d8cd98f00b204e9800998ecf8427e" not in expected  # no empty code section
+    assert box.sh(compare) == expected
     out = box.sh("/at/hi && file -b /at/hi").splitlines()
     assert out[0].startswith("hi 36 1.0.8") and "ARM aarch64" in out[1]
 
@@ -543,16 +621,13 @@ def test_dependencies_accelerated_equal_plain(  # type: ignore[no-untyped-def]
     assert _so_text(wheels["accelerated"]) == _so_text(wheels["plain"])
 
 
-MULTI_DEPS = ("zlib", "bzip2", "zstd", "lz4", "snappy")
-
-
-def _mirror_has(mirror: Path, names: tuple[str, ...]) -> list[str]:
+def _missing_sources(mirror: Path, project: Path) -> list[str]:
+    """The dependencies of the project whose source is not in the mirror directory."""
+    recipes = Path(__file__).resolve().parents[1] / "recipes"
+    uses = [d["use"] for d in yaml.safe_load((project / "orch.yaml").read_text())["dependencies"]]
     missing = []
-    for name in names:
-        spec = yaml.safe_load(
-            (Path(__file__).resolve().parents[1] / "recipes" / f"{name}.yaml").read_text()
-        )
-        src = spec["source"]
+    for name in uses:
+        src = yaml.safe_load((recipes / f"{name}.yaml").read_text())["source"]
         if not ((mirror / src["sha256"]).is_file() or (mirror / src["filename"]).is_file()):
             missing.append(name)
     return missing
@@ -566,7 +641,7 @@ def test_multi_deps_accelerated_equals_plain(
     shared_cross_dir: Path, tmp_path: Path, cache_dir: Path
 ) -> None:
     mirror = Path(os.environ.get(MIRROR_ENV, "/nonexistent"))
-    missing = _mirror_has(mirror, MULTI_DEPS) if mirror.is_dir() else list(MULTI_DEPS)
+    missing = _missing_sources(mirror, EXAMPLES / "multi-deps") if mirror.is_dir() else ["all"]
     if missing:
         pytest.skip(f"{MIRROR_ENV} lacks the sources of {', '.join(missing)}")
     proj = tmp_path / "md"
@@ -577,3 +652,5 @@ def test_multi_deps_accelerated_equals_plain(
     out = _build_both(recipe, tmp_path, "--only", "cp39-*")
     names = {mode: _check_report(dest, mode) for mode, dest in out.items()}
     assert names["accelerated"] == names["plain"]
+    wheels = {mode: next(dest.glob("*.whl")) for mode, dest in out.items()}
+    assert _so_text(wheels["accelerated"]) == _so_text(wheels["plain"])
