@@ -16,6 +16,14 @@ from tests.support.run import EXAMPLES, ROOT, containers_with_label, orch
 __all__ = ["EXAMPLES", "ROOT", "containers_with_label", "orch"]
 
 
+# Tests that start from an empty ORCH_CACHE_DIR still share one cross toolchain root (a
+# toolchain, like an image, not a cache entry): built once, not once per test.
+if not os.environ.get("ORCH_CROSS_DIR"):
+    from orchestrator.accel_root import cross_dir
+
+    os.environ["ORCH_CROSS_DIR"] = str(cross_dir())
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if os.environ.get("ORCH_TEST_NO_DOCKER") == "1":
         skip = pytest.mark.skip(reason="ORCH_TEST_NO_DOCKER=1: unit tests only")
