@@ -11,7 +11,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 
 # Test-only tools: a real registry (cache push/pull, image mirror) and a browser (HTML report).
 missing=()
-for pkg in docker-registry apache2-utils chromium shellcheck; do
+for pkg in docker-registry apache2-utils chromium shellcheck meson ninja-build; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 command -v npm >/dev/null || missing+=(npm)
