@@ -21,7 +21,7 @@ from orchestrator import archs, emulation, engine
 from orchestrator.accel import Accel, Fallback, plan_accel
 from orchestrator.build import build_wheel, copy_project, job_env, merge_env, project_tar
 from orchestrator.container import Cancelled, Session, StageFailed
-from orchestrator.errors import EnvironmentProblem, OrchError
+from orchestrator.errors import OrchError
 from orchestrator.hostenv import HostEnv, host_env
 from orchestrator.images import pull as images
 from orchestrator.joblog import JobLog
@@ -394,10 +394,3 @@ def print_failures(report: RunReport, console: Console) -> None:
                 f"(remove it with: orch clean)",
                 markup=False,
             )
-
-
-def require_engine() -> None:
-    try:
-        engine.client()
-    except EnvironmentProblem:
-        raise

@@ -31,7 +31,6 @@ from orchestrator.deps.fetch import fetch_source
 from orchestrator.deps.graph import topological_order
 from orchestrator.errors import OrchError
 from orchestrator.joblog import JobLog
-from orchestrator.plan import Job
 from orchestrator.recipe.model import DependencySpec
 from orchestrator.report import DepResult
 
@@ -338,7 +337,3 @@ def _collect(
         return
     state.dep_tars[ctx.group] = prefix_tar(artifacts)
     state.dep_env[ctx.group] = flags_for_project(PREFIX)
-
-
-def jobs_of(state: RunState, group: str) -> list[Job]:
-    return [j for j in state.plan.jobs if j.group == group]

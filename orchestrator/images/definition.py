@@ -8,6 +8,7 @@ exists and a changed definition always gets a new tag.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -81,6 +82,12 @@ def load_suite(suite: str) -> SuiteDefinition:
             f"no local image definition for suite {suite!r} "
             f"(available: {', '.join(available_suites())})"
         )
+    stat = path.stat()
+    return _load_suite_file(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.cache  # planning asks for image tags per policy/arch: parse each file version once
+def _load_suite_file(path: Path, _mtime_ns: int, _size: int) -> SuiteDefinition:
     return _parse_suite(path, path.read_text())
 
 
