@@ -12,9 +12,9 @@ import statistics
 import time
 from pathlib import Path
 
-from orchestrator import engine
-from orchestrator.build import project_tar
+from orchestrator.container import engine
 from orchestrator.images.local import ensure_local_image
+from orchestrator.pipeline.build import project_tar
 from orchestrator.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]

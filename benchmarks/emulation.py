@@ -46,7 +46,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from orchestrator import accel, accel_root, engine  # noqa: E402
+from orchestrator.container import engine  # noqa: E402
+from orchestrator.emulation import accel, cross_root  # noqa: E402
 from orchestrator.images.local import ensure_local_image  # noqa: E402
 
 EXAMPLES = ROOT / "examples"
@@ -334,7 +335,7 @@ def end_to_end(
         env = {
             **os.environ,
             "ORCH_CACHE_DIR": str(work / name / "cache"),  # cold: dependencies built again
-            accel_root.ENV_CROSS_DIR: str(cross),
+            cross_root.ENV_CROSS_DIR: str(cross),
         }
         cmd = [sys.executable, "-m", "orchestrator", "build", "-f", str(recipe), "-o", str(out),
                "--plain", "--only", f"{tag}-*", f"--emulation={mode}"]  # fmt: skip

@@ -30,9 +30,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator import engine
-from orchestrator.matrix import github_matrix
-from orchestrator.plan import Plan, make_plan
+from orchestrator.container import engine
+from orchestrator.plan.github import github_matrix
+from orchestrator.plan.jobs import Plan, make_plan
 from orchestrator.recipe import load_recipe
 
 PYTHONS = ["3.9", "3.10", "3.11", "3.12", "3.13", "3.14"]

@@ -198,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="merge run reports; write JUnit, Markdown, HTML, annotations",
                        description="Merge the reports of shards into one and render it as JUnit XML, "
                        "Markdown (job summary) or a self-contained HTML page.")
-    from orchestrator.reports.cli import configure_parser as configure_report
+    from orchestrator.report.cli import configure_parser as configure_report
 
     configure_report(r)
 
@@ -229,7 +229,7 @@ def _recipe_path(arg: str) -> Path:
 
 
 def _load_plan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from orchestrator.plan import make_plan
+    from orchestrator.plan.jobs import make_plan
     from orchestrator.recipe import load_recipe
 
     recipe = load_recipe(_recipe_path(args.file))
@@ -252,7 +252,7 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 
 def cmd_build(args: argparse.Namespace, console: Console) -> int:
-    from orchestrator.runner import RunOptions, print_failures, run, summary_table
+    from orchestrator.pipeline.run import RunOptions, print_failures, run, summary_table
 
     recipe, plan = _load_plan(args)
     if not plan.jobs:
@@ -299,7 +299,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_matrix(args: argparse.Namespace, console: Console) -> int:
-    from orchestrator.matrix import github_matrix
+    from orchestrator.plan.github import github_matrix
 
     _recipe, plan = _load_plan(args)
     print(json.dumps(github_matrix(plan, args.max_shards)))
@@ -321,7 +321,7 @@ def cmd_images(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace, console: Console) -> int:
-    from orchestrator.doctor import diagnose, render
+    from orchestrator.emulation.doctor import diagnose, render
 
     result = diagnose()
     if args.json:
@@ -332,13 +332,13 @@ def cmd_doctor(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_setup_emulation(args: argparse.Namespace, console: Console) -> int:
-    from orchestrator.doctor import setup_emulation
+    from orchestrator.emulation.doctor import setup_emulation
 
     return setup_emulation(console)
 
 
 def cmd_clean(args: argparse.Namespace, console: Console) -> int:
-    from orchestrator import engine
+    from orchestrator.container import engine
 
     n = engine.remove_containers({engine.LABEL: "1"})
     console.print(f"removed {n} container(s)")
@@ -352,9 +352,9 @@ def cmd_audit(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_cache(args: argparse.Namespace, console: Console) -> int:
-    from orchestrator import paths
     from orchestrator.deps import registry
     from orchestrator.deps.cache import DepCache
+    from orchestrator.util import paths
 
     cache = DepCache(paths.cache_dir(), log=lambda m: console.print(m, markup=False))
     if args.cache_command == "list":
@@ -392,7 +392,7 @@ def cmd_cache(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
-    from orchestrator.reports.cli import run as run_report
+    from orchestrator.report.cli import run as run_report
 
     return int(run_report(args))
 

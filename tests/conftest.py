@@ -19,7 +19,7 @@ __all__ = ["EXAMPLES", "ROOT", "containers_with_label", "orch"]
 # Tests that start from an empty ORCH_CACHE_DIR still share one cross toolchain root (a
 # toolchain, like an image, not a cache entry): built once, not once per test.
 if not os.environ.get("ORCH_CROSS_DIR"):
-    from orchestrator.accel_root import cross_dir
+    from orchestrator.emulation.cross_root import cross_dir
 
     os.environ["ORCH_CROSS_DIR"] = str(cross_dir())
 
@@ -34,7 +34,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def docker_engine() -> None:
-    from orchestrator import engine
+    from orchestrator.container import engine
 
     engine.client()  # raises a clear EnvironmentProblem if the engine is down
 

@@ -1,4 +1,4 @@
-"""Accelerated emulated builds (orchestrator/accel.py): the target's cross compiler from an
+"""Accelerated emulated builds (orchestrator/emulation/accel.py): the target's cross compiler from an
 amd64 root, run natively inside the emulated build container.
 
 Unit tests need nothing. The others (docker, emulated) use the aarch64 build image and the
@@ -27,8 +27,10 @@ import pytest
 import yaml
 from elftools.elf.elffile import ELFFile
 
-from orchestrator import accel, accel_root, archs, engine
-from orchestrator.accel import Accel, Fallback
+from orchestrator import archs
+from orchestrator.container import engine
+from orchestrator.emulation import accel, cross_root
+from orchestrator.emulation.accel import Accel, Fallback
 from orchestrator.errors import ConfigError, EnvironmentProblem, OrchError
 from orchestrator.images.local import ensure_local_image
 from tests.support.depworld import write_recipe
@@ -50,7 +52,7 @@ NATIVE_COMPILER = (
 
 
 def test_definition_names_debian_cross_packages() -> None:
-    defn = accel_root.load_definition("bullseye")
+    defn = cross_root.load_definition("bullseye")
     assert defn is not None
     assert defn.compiler_package == "gcc-10" and defn.gcc_major == "10"
     expect = {
@@ -65,26 +67,26 @@ def test_definition_names_debian_cross_packages() -> None:
         assert pkgs[:3] == [f"gcc-{triplet}", f"g++-{triplet}", f"binutils-{triplet}"]
         assert {"xz-utils", "bzip2"} <= set(pkgs)  # tools that run natively too
         assert defn.cross_compiler_package(archs.get(arch)) == f"gcc-10-{triplet}"
-    assert accel_root.load_definition("no-such-suite") is None
+    assert cross_root.load_definition("no-such-suite") is None
 
 
 def test_root_key_follows_definition_and_arch() -> None:
-    defn = accel_root.load_definition("bullseye")
+    defn = cross_root.load_definition("bullseye")
     assert defn is not None
     arm, ppc = archs.get("aarch64"), archs.get("ppc64le")
-    key = accel_root.root_key(defn, arm)
-    assert key == accel_root.root_key(defn, arm)
-    assert key != accel_root.root_key(defn, ppc)
+    key = cross_root.root_key(defn, arm)
+    assert key == cross_root.root_key(defn, arm)
+    assert key != cross_root.root_key(defn, ppc)
     edited = dataclasses.replace(defn, text=defn.text + "\n# edited\n")
-    assert key != accel_root.root_key(edited, arm)
+    assert key != cross_root.root_key(edited, arm)
 
 
 def test_cross_dir_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv(accel_root.ENV_CROSS_DIR, raising=False)
-    assert accel_root.cross_dir() == tmp_path / "cache" / "cross"
-    monkeypatch.setenv(accel_root.ENV_CROSS_DIR, str(tmp_path / "shared"))
-    assert accel_root.cross_dir() == tmp_path / "shared"
+    monkeypatch.delenv(cross_root.ENV_CROSS_DIR, raising=False)
+    assert cross_root.cross_dir() == tmp_path / "cache" / "cross"
+    monkeypatch.setenv(cross_root.ENV_CROSS_DIR, str(tmp_path / "shared"))
+    assert cross_root.cross_dir() == tmp_path / "shared"
 
 
 def test_resolve_in_root_stays_inside_the_root(tmp_path: Path) -> None:
@@ -96,22 +98,22 @@ def test_resolve_in_root_stays_inside_the_root(tmp_path: Path) -> None:
     (root / "lib64").symlink_to("usr/lib64")
     # absolute, as Debian ships it: resolved on the host it would reach the host's /lib
     (root / "usr/lib64/ld-linux-x86-64.so.2").symlink_to("/lib/x86_64-linux-gnu/ld-2.31.so")
-    got = accel_root.resolve_in_root(root, "lib64/ld-linux-x86-64.so.2")
+    got = cross_root.resolve_in_root(root, "lib64/ld-linux-x86-64.so.2")
     assert got == root / "usr/lib/x86_64-linux-gnu/ld-2.31.so"
     (root / "loop").symlink_to("/loop")
     with pytest.raises(OrchError, match="too many symbolic links"):
-        accel_root.resolve_in_root(root, "loop/x")
+        cross_root.resolve_in_root(root, "loop/x")
 
 
 def test_wrappers(tmp_path: Path) -> None:
-    defn = accel_root.load_definition("bullseye")
+    defn = cross_root.load_definition("bullseye")
     assert defn is not None
     root = tmp_path / "root"
     (root / "usr/bin").mkdir(parents=True)
     for tool in ("ar", "ranlib", "ld", "gcc-ar"):
         (root / "usr/bin" / f"{TRIPLET}-{tool}").write_text("")
-    accel_root._write_wrappers(root, defn, archs.get("aarch64"))
-    bindir = root / accel_root.WRAPPER_SUBDIR
+    cross_root._write_wrappers(root, defn, archs.get("aarch64"))
+    bindir = root / cross_root.WRAPPER_SUBDIR
     gcc = (bindir / "gcc").read_text().splitlines()
     assert gcc[0] == "#!/opt/orch-cross/usr/bin/dash"  # the root's amd64 shell, not QEMU's
     assert gcc[1] == (
@@ -126,15 +128,15 @@ def test_wrappers(tmp_path: Path) -> None:
 
 
 def test_native_tools_only_for_little_endian_targets(tmp_path: Path) -> None:
-    defn = accel_root.load_definition("bullseye")
+    defn = cross_root.load_definition("bullseye")
     assert defn is not None
     for arch in ("aarch64", "s390x"):
         root = tmp_path / arch
         (root / "usr/bin").mkdir(parents=True)
         for program in ("dash", "sed", "mawk", "uname", "make", "bash"):
             (root / "usr/bin" / program).write_text("")
-        accel_root._write_wrappers(root, defn, archs.get(arch))
-        bindir = root / accel_root.WRAPPER_SUBDIR
+        cross_root._write_wrappers(root, defn, archs.get(arch))
+        bindir = root / cross_root.WRAPPER_SUBDIR
         linked = {
             p.name for p in bindir.iterdir() if p.is_symlink() and "-linux-" not in os.readlink(p)
         }
@@ -145,7 +147,7 @@ def test_native_tools_only_for_little_endian_targets(tmp_path: Path) -> None:
             assert linked == set()
     # the host's CPU would show through these: they never run natively
     assert not {"uname", "arch", "bash", "make", "pkg-config", "perl", "od"} & set(
-        accel_root.NATIVE_TOOLS
+        cross_root.NATIVE_TOOLS
     )
 
 
@@ -154,24 +156,24 @@ def test_concurrent_callers_build_the_root_once(
 ) -> None:
     """The lock and the second look under it: a slow build is not repeated by a caller that
     waited for it (debootstrap itself is exercised by the engine tests below)."""
-    monkeypatch.setenv(accel_root.ENV_CROSS_DIR, str(tmp_path))
+    monkeypatch.setenv(cross_root.ENV_CROSS_DIR, str(tmp_path))
     calls: list[str] = []
 
-    def slow_build(defn: Any, arch: Any, path: Path, log: Any) -> accel_root.CrossRoot:
+    def slow_build(defn: Any, arch: Any, path: Path, log: Any) -> cross_root.CrossRoot:
         calls.append(path.name)
         time.sleep(0.5)
         (path / "orch").mkdir(parents=True)
         manifest = {"arch": arch.name, "triplet": arch.triplet, "key": "k", "loader": "l",
                     "gcc_version": "10.2.1", "package_version": "10.2.1-6cross1",
                     "native_tools": True, "dash_version": "0.5.11"}  # fmt: skip
-        (path / accel_root.MANIFEST).write_text(json.dumps(manifest))
-        found = accel_root.load_root(path)
+        (path / cross_root.MANIFEST).write_text(json.dumps(manifest))
+        found = cross_root.load_root(path)
         assert found is not None
         return found
 
-    monkeypatch.setattr(accel_root, "_build", slow_build)
+    monkeypatch.setattr(cross_root, "_build", slow_build)
     with ThreadPoolExecutor(2) as pool:
-        roots = list(pool.map(lambda _: accel_root.ensure_root("aarch64"), range(2)))
+        roots = list(pool.map(lambda _: cross_root.ensure_root("aarch64"), range(2)))
     assert len(calls) == 1 and roots[0] == roots[1]
     assert roots[0].native_equivalent == "10.2.1-6"
 
@@ -236,9 +238,9 @@ def test_plan_falls_back_with_reasons() -> None:
 @pytest.fixture(scope="module")
 def shared_cross_dir() -> Iterator[Path]:
     """One cross root for every test, even those that start from an empty orch cache."""
-    path = accel_root.cross_dir()
+    path = cross_root.cross_dir()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(accel_root.ENV_CROSS_DIR, str(path))
+        mp.setenv(cross_root.ENV_CROSS_DIR, str(path))
         yield path
 
 
@@ -602,7 +604,7 @@ def test_dependencies_accelerated_equal_plain(  # type: ignore[no-untyped-def]
     shared_cross_dir: Path, world, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Static dependencies (make) and a project using them, for aarch64 both ways."""
-    monkeypatch.setenv(accel_root.ENV_CROSS_DIR, str(shared_cross_dir))
+    monkeypatch.setenv(cross_root.ENV_CROSS_DIR, str(shared_cross_dir))
     tmp, base, tarballs, _ = world
     recipe = write_recipe(tmp, base, tarballs, python='["3.9"]')
     recipe.write_text(recipe.read_text() + "archs: [aarch64]\n")

@@ -23,7 +23,7 @@ from orchestrator.audit import CHECKS, AuditResult, WheelError, audit_wheel
 from orchestrator.audit.cli import configure_parser, parse_downgrade, run
 from orchestrator.audit.context import Context
 from orchestrator.audit.policy import parse_platform, policies_for, policy_for
-from orchestrator.audit.report import truncated
+from orchestrator.audit.render import truncated
 from orchestrator.audit.symbols import is_std_symbol, resolve_bundled, uses_new_abi
 from orchestrator.audit.tagchecks import own_computed_tag
 from orchestrator.audit.wheel import extract_elfs, open_wheel

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import emulation, hostenv
-from orchestrator.verify import top_level_modules, wheel_tags
-from orchestrator.wheelhouse import extract_wheels, land
+from orchestrator.container import hostenv
+from orchestrator.emulation import binfmt as binfmt_mod
+from orchestrator.pipeline.land import extract_wheels, land
+from orchestrator.pipeline.verify import top_level_modules, wheel_tags
 
 
 def binfmt(tmp_path: Path, name: str, flags: str, enabled: bool = True) -> Path:
@@ -27,29 +28,29 @@ def binfmt(tmp_path: Path, name: str, flags: str, enabled: bool = True) -> Path:
 
 
 def test_native_arches_need_no_handler(tmp_path: Path) -> None:
-    assert emulation.support("x86_64", tmp_path, host="x86_64").mode == "native"
-    assert emulation.support("i686", tmp_path, host="x86_64").mode == "native"
-    assert emulation.support("armv7l", tmp_path, host="aarch64").mode == "native"
+    assert binfmt_mod.support("x86_64", tmp_path, host="x86_64").mode == "native"
+    assert binfmt_mod.support("i686", tmp_path, host="x86_64").mode == "native"
+    assert binfmt_mod.support("armv7l", tmp_path, host="aarch64").mode == "native"
 
 
 def test_handler_with_f_flag_is_emulated(tmp_path: Path) -> None:
     d = binfmt(tmp_path, "qemu-aarch64", "PF")
-    s = emulation.support("aarch64", d, host="x86_64")
+    s = binfmt_mod.support("aarch64", d, host="x86_64")
     assert s.mode == "emulated" and s.flags == "PF"
 
 
 def test_handler_without_f_flag_is_broken_with_fix(tmp_path: Path) -> None:
     d = binfmt(tmp_path, "qemu-ppc64le", "P")
-    s = emulation.support("ppc64le", d, host="x86_64")
+    s = binfmt_mod.support("ppc64le", d, host="x86_64")
     assert s.mode == "broken" and "F flag" in s.detail and "setup-emulation" in s.detail
 
 
 def test_missing_and_disabled_handlers(tmp_path: Path) -> None:
     d = binfmt(tmp_path, "qemu-s390x", "F", enabled=False)
-    assert emulation.support("s390x", d, host="x86_64").mode == "broken"
-    missing = emulation.support("aarch64", d, host="x86_64")
+    assert binfmt_mod.support("s390x", d, host="x86_64").mode == "broken"
+    missing = binfmt_mod.support("aarch64", d, host="x86_64")
     assert missing.mode == "missing" and "qemu-aarch64" in missing.detail
-    assert emulation.support("aarch64", tmp_path / "nope", host="x86_64").mode == "missing"
+    assert binfmt_mod.support("aarch64", tmp_path / "nope", host="x86_64").mode == "missing"
 
 
 def test_host_env_passes_ca_and_proxies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -109,7 +110,7 @@ def test_extract_and_land_are_atomic(tmp_path: Path) -> None:
 
 
 def test_merge_env_combines_flags_and_paths() -> None:
-    from orchestrator.build import merge_env
+    from orchestrator.pipeline.build import merge_env
 
     deps = {"CPPFLAGS": "-I/opt/orch/deps/include", "PKG_CONFIG_PATH": "/opt/orch/deps/lib/pkgconfig"}
     user = {"CPPFLAGS": "-DNDEBUG", "PKG_CONFIG_PATH": "/mine", "FOO": "1"}

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator import archs, engine
+from orchestrator import archs
+from orchestrator.container import engine
 from orchestrator.errors import ConfigError, EnvironmentProblem
 from orchestrator.images import definition, local, rootfs
 from orchestrator.images.local import LOCAL_POLICY_BY_SUITE, ensure_local_image, local_image_ref

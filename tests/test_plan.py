@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import catalog
 from orchestrator.errors import ConfigError
-from orchestrator.plan import make_plan, python_tag
+from orchestrator.plan import catalog
+from orchestrator.plan.jobs import make_plan, python_tag
 from orchestrator.recipe import load_recipe
 
 

@@ -131,7 +131,7 @@ def dep_recipe(tmp_path: Path, deps: list[tuple[str, list[str]]], sha: str = "a"
 
 
 def test_dependency_dag_and_order(tmp_path: Path) -> None:
-    from orchestrator.plan import make_plan
+    from orchestrator.plan.jobs import make_plan
 
     f = dep_recipe(tmp_path, [("png", ["z"]), ("z", []), ("xslt", ["xml"]), ("xml", ["z"])])
     plan = make_plan(load_recipe(f))

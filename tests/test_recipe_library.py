@@ -26,9 +26,9 @@ from typing import Any
 import pytest
 
 from orchestrator.deps.buildsys import EXCLUDE_LIBS
-from orchestrator.hashing import sha256_file
 from orchestrator.recipe.load import load_dependency_file
 from orchestrator.recipe.model import DependencySpec, SourceSpec
+from orchestrator.util.hashing import sha256_file
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 MIRROR_ENV = "ORCH_TEST_LIBRARY_MIRROR"

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.reports import to_html
+from orchestrator.report import to_html
 from tests.test_reports import realistic_report
 
 WINDOW = (1400, 1000)

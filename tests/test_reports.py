@@ -1,6 +1,6 @@
 """`orch report`: merging shard reports, JUnit, Markdown, HTML, annotations and checks.
 
-Reports are made with the real dataclasses of orchestrator.report (what `orch build`
+Reports are made with the real dataclasses of orchestrator.report.record (what `orch build`
 writes), so a change of the report's shape shows here.
 """
 
@@ -18,10 +18,9 @@ from typing import Any
 import pytest
 
 from orchestrator.errors import ConfigError
-from orchestrator.plan import Excluded, Job, Plan
-from orchestrator.report import DepResult, ImageResult, JobResult, RunReport, WheelInfo
-from orchestrator.reports import cli as report_cli
-from orchestrator.reports import (
+from orchestrator.plan.jobs import Excluded, Job, Plan
+from orchestrator.report import cli as report_cli
+from orchestrator.report import (
     expect_plan,
     expect_wheels,
     github_annotations,
@@ -30,7 +29,8 @@ from orchestrator.reports import (
     to_junit,
     to_markdown,
 )
-from orchestrator.reports.common import human_seconds, human_size, parse_job_id
+from orchestrator.report.common import human_seconds, human_size, parse_job_id
+from orchestrator.report.record import DepResult, ImageResult, JobResult, RunReport, WheelInfo
 
 T0 = 1_760_000_000.0
 LOG_TAIL = [

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.matrix import github_matrix
-from orchestrator.reports import cli as report_cli
+from orchestrator.plan.github import github_matrix
+from orchestrator.report import cli as report_cli
 from tests.test_reports import matrix_plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -432,7 +432,7 @@ def test_the_action_summary_step_writes_the_summary_and_annotations(tmp_path: Pa
         build_parser().parse_args(["report", "report.json"])
     except SystemExit:
         pytest.fail(
-            "`orch report` is not wired into orchestrator/cli.py yet (orchestrator.reports.cli)"
+            "`orch report` is not wired into orchestrator/cli.py yet (orchestrator.report.cli)"
         )
     report = tmp_path / "wheelhouse" / ".orch" / "report.json"
     report.parent.mkdir(parents=True)

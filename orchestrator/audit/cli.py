@@ -10,7 +10,7 @@ from rich.console import Console
 
 from .audit import audit_wheel
 from .model import CHECKS, SEVERITIES, AuditResult
-from .report import render_table, to_json_document
+from .render import render_table, to_json_document
 from .wheel import WheelError
 
 EXIT_CLEAN = 0

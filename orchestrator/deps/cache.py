@@ -29,8 +29,8 @@ from typing import Any, Literal
 import filelock
 
 from orchestrator.errors import ConfigError, OrchError
-from orchestrator.hashing import sha256_file
 from orchestrator.recipe.model import DependencySpec
+from orchestrator.util.hashing import sha256_file
 
 FORMAT_VERSION = 1  # bump when the artifact layout or the build recipe semantics change
 ARTIFACT = "artifact.tar.gz"

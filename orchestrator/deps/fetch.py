@@ -23,8 +23,8 @@ from typing import Protocol
 import requests
 
 from orchestrator.errors import ConfigError, OrchError
-from orchestrator.hashing import sha256_file
 from orchestrator.recipe.model import SourceSpec
+from orchestrator.util.hashing import sha256_file
 
 CHUNK = 1 << 16
 TIMEOUT = (15.0, 120.0)  # (connect, read between bytes) seconds

@@ -5,8 +5,9 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator import catalog, engine
+from orchestrator.container import engine
 from orchestrator.errors import EXIT_OK
+from orchestrator.plan import catalog
 
 
 def list_images(console: Console) -> int:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from orchestrator import engine
+from orchestrator.container import engine
 from orchestrator.errors import OrchError
 from orchestrator.images import definition, rootfs
 from orchestrator.images.definition import ImagePlan

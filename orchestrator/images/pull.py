@@ -7,9 +7,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from orchestrator import archs, engine
+from orchestrator import archs
+from orchestrator.container import engine
 from orchestrator.errors import EnvironmentProblem
-from orchestrator.plan import Job
+from orchestrator.plan.jobs import Job
 
 MIRROR_ENV = "ORCH_IMAGE_MIRROR"  # "quay.io/pypa=127.0.0.1:5000/pypa[,from=to...]"
 

@@ -18,9 +18,10 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from orchestrator import archs, paths
+from orchestrator import archs
 from orchestrator.archs import Arch
 from orchestrator.errors import EnvironmentProblem, OrchError
+from orchestrator.util import paths
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 # Left out of the tarball: the engine provides /dev, /proc and /sys, and apt's downloads

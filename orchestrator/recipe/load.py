@@ -18,8 +18,9 @@ from typing import Any
 import jsonschema
 from jsonschema import Draft202012Validator
 
-from orchestrator import archs, catalog
+from orchestrator import archs
 from orchestrator.errors import ConfigError
+from orchestrator.plan import catalog
 from orchestrator.recipe.model import (
     AuditOptions,
     DependencySpec,
@@ -31,7 +32,7 @@ from orchestrator.recipe.model import (
     TestOptions,
 )
 from orchestrator.recipe.yamlsrc import Located, format_path, load_located
-from orchestrator.resources import data_dir
+from orchestrator.util.resources import data_dir
 
 SCHEMA_FILE = Path(__file__).with_name("orch-recipe.schema.json")
 DEFAULT_PYTHONS = ("3.9", "3.11")
@@ -402,7 +403,7 @@ def _check_dag(doc: Located, specs: list[DependencySpec]) -> None:
                     f"'{req}', which is not among the recipe's dependencies "
                     f"({', '.join(names) or 'none'}); add it (e.g. `- use: {req}`)"
                 )
-    from orchestrator.deps.graph import CycleError, topological_order
+    from orchestrator.recipe.graph import CycleError, topological_order
 
     try:
         topological_order({s.name: s.requires for s in specs})

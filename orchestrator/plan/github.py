@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.plan import Plan
+from orchestrator.plan.jobs import Plan
 
 
 def github_matrix(plan: Plan, max_shards: int) -> dict[str, Any]:

@@ -12,15 +12,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator import archs, engine
-from orchestrator.container import Session, StageFailed
-from orchestrator.joblog import JobLog
-from orchestrator.plan import Job
+from orchestrator import archs
+from orchestrator.container import engine
+from orchestrator.container.session import Session, StageFailed
+from orchestrator.plan.jobs import Job
 from orchestrator.recipe.model import Recipe
+from orchestrator.report.joblog import JobLog
 
 if TYPE_CHECKING:
     from orchestrator.audit import AuditResult
-    from orchestrator.runner import RunState
+    from orchestrator.pipeline.run import RunState
 
 WHEEL_DIR = "/orch/verify"
 TEST_DIR = "/tmp/orch-test"  # outside any source tree

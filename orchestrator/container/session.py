@@ -11,11 +11,11 @@ from types import TracebackType
 
 from docker.models.containers import Container
 
-from orchestrator import engine
-from orchestrator.accel import Accel, apply
+from orchestrator.container import engine
+from orchestrator.container.hostenv import HostEnv
+from orchestrator.emulation.accel import Accel, apply
 from orchestrator.errors import OrchError
-from orchestrator.hostenv import HostEnv
-from orchestrator.joblog import JobLog
+from orchestrator.report.joblog import JobLog
 
 
 class StageFailed(OrchError):
@@ -55,7 +55,7 @@ class Session:
         self.keep_on_failure = keep_on_failure
         self.network_mode = network_mode
         self.personality = personality
-        self.accel = accel  # native cross compiler mounts for an emulated build (accel.py)
+        self.accel = accel  # native cross compiler mounts for an emulated build (emulation/accel.py)
         self.container: Container | None = None
         self.kept = False
 

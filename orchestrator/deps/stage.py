@@ -21,21 +21,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orchestrator import archs, engine, paths
-from orchestrator.accel import Accel
-from orchestrator.container import Cancelled, Session, StageFailed
+from orchestrator import archs
+from orchestrator.container import engine
+from orchestrator.container.session import Cancelled, Session, StageFailed
 from orchestrator.deps import registry
 from orchestrator.deps.buildsys import build_script, flags_for_project
 from orchestrator.deps.cache import DepCache, dependency_key
 from orchestrator.deps.fetch import fetch_source
-from orchestrator.deps.graph import topological_order
+from orchestrator.emulation.accel import Accel
 from orchestrator.errors import OrchError
-from orchestrator.joblog import JobLog
+from orchestrator.recipe.graph import topological_order
 from orchestrator.recipe.model import DependencySpec
-from orchestrator.report import DepResult
+from orchestrator.report.joblog import JobLog
+from orchestrator.report.record import DepResult
+from orchestrator.util import paths
 
 if TYPE_CHECKING:
-    from orchestrator.runner import RunState
+    from orchestrator.pipeline.run import RunState
 
 PREFIX = "/opt/orch/deps"
 REGISTRY_ENV = "ORCH_CACHE_REGISTRY"  # e.g. 127.0.0.1:5000

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import shlex
 
-from orchestrator.build import DIST
-from orchestrator.container import Session
-from orchestrator.plan import Job
+from orchestrator.container.session import Session
+from orchestrator.pipeline.build import DIST
+from orchestrator.plan.jobs import Job
 from orchestrator.recipe.model import Recipe
 
 REPAIRED = "/orch/repaired"

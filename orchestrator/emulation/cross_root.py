@@ -2,7 +2,7 @@
 
 Built once on the host with debootstrap (keyed by a hash of its definition,
 ``images/cross/<suite>.yaml``), kept under ``<cache>/cross/`` and mounted read-only into
-emulated build containers by `orchestrator.accel`. A root only ever appears complete: it
+emulated build containers by `orchestrator.emulation.accel`. A root only ever appears complete: it
 is built in a temporary directory and renamed into place, under a file lock so that two
 processes asking at once build it once.
 """
@@ -24,10 +24,11 @@ from typing import Any
 import yaml
 from filelock import FileLock
 
-from orchestrator import archs, paths
+from orchestrator import archs
 from orchestrator.archs import Arch
 from orchestrator.errors import ConfigError, EnvironmentProblem, OrchError
 from orchestrator.images import definition, rootfs
+from orchestrator.util import paths
 
 FORMAT_VERSION = 1
 CROSS_SUBDIR = "cross"

@@ -22,8 +22,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from orchestrator import archs, engine
-from orchestrator.accel_root import (
+from orchestrator import archs
+from orchestrator.container import engine
+from orchestrator.emulation.cross_root import (
     HOST_LIBDIR,
     LOADER,
     PREFIX,

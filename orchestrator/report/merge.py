@@ -18,8 +18,8 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 from orchestrator.errors import ConfigError
-from orchestrator.report import REPORT_SCHEMA
-from orchestrator.reports.common import number
+from orchestrator.report.common import number
+from orchestrator.report.record import REPORT_SCHEMA
 
 Item = dict[str, Any]
 

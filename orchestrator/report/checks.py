@@ -16,9 +16,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from orchestrator.hashing import sha256_file
-from orchestrator.reports import common
-from orchestrator.reports.common import Report
+from orchestrator.report import common
+from orchestrator.report.common import Report
+from orchestrator.util.hashing import sha256_file
 
 ANNOTATION_TAIL = 15  # log lines per annotation; the summary page truncates long ones
 

@@ -10,8 +10,8 @@ import html
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.reports import common
-from orchestrator.reports.common import Report
+from orchestrator.report import common
+from orchestrator.report.common import Report
 
 FOLD_OK_ABOVE = 20  # ok rows, beyond which they fold under the problems
 ICONS = {"ok": "✅", "failed": "❌", "blocked": "⛔", "cancelled": "⚪", "waiting": "⏳"}

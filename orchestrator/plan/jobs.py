@@ -11,9 +11,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from orchestrator import archs, catalog
-from orchestrator.deps.graph import topological_order
+from orchestrator import archs
 from orchestrator.errors import ConfigError
+from orchestrator.plan import catalog
+from orchestrator.recipe.graph import topological_order
 from orchestrator.recipe.model import Recipe
 
 

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.engine import Mount
+from orchestrator.container.engine import Mount
 
 CONTAINER_CA_PATH = "/etc/orch/host-ca-bundle.crt"
 CA_ENV_VARS = (

@@ -10,8 +10,8 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from orchestrator.hashing import sha256_file
-from orchestrator.report import WheelInfo
+from orchestrator.report.record import WheelInfo
+from orchestrator.util.hashing import sha256_file
 
 
 def extract_wheels(tar_bytes: bytes, staging: Path) -> list[Path]:

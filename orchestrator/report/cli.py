@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import EXIT_BUILD_FAILED, EXIT_OK, ConfigError
-from orchestrator.report import REPORT_SCHEMA, write_json_atomic
-from orchestrator.reports import checks, htmlreport, junit, markdown
-from orchestrator.reports.merge import merge
+from orchestrator.report import checks, html, junit, markdown
+from orchestrator.report.merge import merge
+from orchestrator.report.record import REPORT_SCHEMA, write_json_atomic
 
 DESCRIPTION = (
     "Merge run reports (one per shard) and render them: JUnit XML for CI test views, "
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     renderers: list[tuple[Path | None, Callable[[Any], str]]] = [
         (args.junit, junit.to_junit),
         (args.markdown, markdown.to_markdown),
-        (args.html, htmlreport.to_html),
+        (args.html, html.to_html),
     ]
     for path, render in renderers:
         if path is not None:

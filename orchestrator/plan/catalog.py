@@ -15,7 +15,7 @@ import yaml
 
 from orchestrator import archs
 from orchestrator.errors import ConfigError
-from orchestrator.resources import data_dir
+from orchestrator.util.resources import data_dir
 
 # PEP 600 names of the legacy aliases, both ways.
 ALIASES = {

@@ -22,8 +22,8 @@ from importlib import resources
 from typing import Any
 
 from orchestrator import __version__
-from orchestrator.reports import common
-from orchestrator.reports.common import Job, Report
+from orchestrator.report import common
+from orchestrator.report.common import Job, Report
 
 MAX_ITEMS = 12  # of one audit finding's items; the rest is counted
 STATUSES = ("ok", "failed", "blocked", "cancelled", "waiting")
@@ -536,7 +536,7 @@ def _pill(status: str) -> str:
 
 
 def _asset(name: str) -> str:
-    return resources.files("orchestrator.reports").joinpath(name).read_text(encoding="utf-8")
+    return resources.files("orchestrator.report").joinpath(name).read_text(encoding="utf-8")
 
 
 def _e(value: object) -> str:

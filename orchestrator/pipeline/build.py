@@ -8,8 +8,8 @@ import tarfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from orchestrator.container import Session
-from orchestrator.plan import Job
+from orchestrator.container.session import Session
+from orchestrator.plan.jobs import Job
 from orchestrator.recipe.model import Recipe
 
 SRC = "/orch/src"

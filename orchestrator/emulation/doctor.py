@@ -12,7 +12,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator import archs, emulation
+from orchestrator import archs
+from orchestrator.emulation import binfmt
 from orchestrator.errors import EXIT_ENVIRONMENT, EXIT_OK, EnvironmentProblem
 
 
@@ -27,7 +28,7 @@ class Check:
 @dataclass
 class Diagnosis:
     checks: list[Check] = field(default_factory=list)
-    archs: list[emulation.ArchSupport] = field(default_factory=list)
+    archs: list[binfmt.ArchSupport] = field(default_factory=list)
 
     def exit_code(self) -> int:
         return EXIT_OK if all(c.ok for c in self.checks) else EXIT_ENVIRONMENT
@@ -42,7 +43,7 @@ class Diagnosis:
 def diagnose() -> Diagnosis:
     d = Diagnosis()
     d.checks.append(_engine_check())
-    d.archs = [emulation.support(a) for a in archs.ARCHS]
+    d.archs = [binfmt.support(a) for a in archs.ARCHS]
     d.checks.append(_disk_check())
     d.checks.append(
         Check(
@@ -58,7 +59,7 @@ def diagnose() -> Diagnosis:
 
 
 def _engine_check() -> Check:
-    from orchestrator import engine
+    from orchestrator.container import engine
 
     try:
         v = engine.engine_version()
@@ -78,7 +79,7 @@ def _disk_check(path: Path = Path("/var/lib/docker")) -> Check:
 
 
 def _local_images_check() -> Check:
-    from orchestrator import engine
+    from orchestrator.container import engine
     from orchestrator.images.local import stale_local_images
 
     stale = set(stale_local_images())
@@ -110,9 +111,9 @@ def render(d: Diagnosis, console: Console) -> None:
 
 def setup_emulation(console: Console) -> int:
     """Register binfmt handlers from the host's qemu-user-static (F flag by default)."""
-    binfmt = emulation.BINFMT_DIR
-    if not (binfmt / "status").exists():
-        subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(binfmt)], check=False)
+    binfmt_dir = binfmt.BINFMT_DIR
+    if not (binfmt_dir / "status").exists():
+        subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(binfmt_dir)], check=False)
     tool = shutil.which("update-binfmts")
     if tool is None:
         raise EnvironmentProblem(
@@ -121,7 +122,7 @@ def setup_emulation(console: Console) -> int:
         )
     subprocess.run([tool, "--enable"], check=False, capture_output=True)
     bad = [
-        s for s in (emulation.support(a) for a in archs.ARCHS) if s.mode in ("missing", "broken")
+        s for s in (binfmt.support(a) for a in archs.ARCHS) if s.mode in ("missing", "broken")
     ]
     for s in bad:
         console.print(f"[red]{s.arch}[/]: {s.detail}")

@@ -17,20 +17,22 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator import archs, emulation, engine
-from orchestrator.accel import Accel, Fallback, plan_accel
-from orchestrator.build import build_wheel, copy_project, job_env, merge_env, project_tar
-from orchestrator.container import Cancelled, Session, StageFailed
+from orchestrator import archs
+from orchestrator.container import engine
+from orchestrator.container.hostenv import HostEnv, host_env
+from orchestrator.container.session import Cancelled, Session, StageFailed
+from orchestrator.emulation import binfmt
+from orchestrator.emulation.accel import Accel, Fallback, plan_accel
 from orchestrator.errors import OrchError
-from orchestrator.hostenv import HostEnv, host_env
 from orchestrator.images import pull as images
-from orchestrator.joblog import JobLog
-from orchestrator.plan import Job, Plan
-from orchestrator.progress import ProgressView
+from orchestrator.pipeline.build import build_wheel, copy_project, job_env, merge_env, project_tar
+from orchestrator.pipeline.land import extract_wheels, land, set_aside, wheel_info
+from orchestrator.pipeline.repair import REPAIRED, repair_wheel
+from orchestrator.plan.jobs import Job, Plan
 from orchestrator.recipe.model import Recipe
-from orchestrator.repair import REPAIRED, repair_wheel
-from orchestrator.report import ImageResult, JobResult, RunReport
-from orchestrator.wheelhouse import extract_wheels, land, set_aside, wheel_info
+from orchestrator.report.joblog import JobLog
+from orchestrator.report.progress import ProgressView
+from orchestrator.report.record import ImageResult, JobResult, RunReport
 
 
 class Blocked(OrchError):
@@ -50,7 +52,7 @@ class RunOptions:
     audit: bool = True
     shard: str | None = None
     live: bool | None = None
-    emulation: str = "auto"  # auto | accelerated | plain (accel.py)
+    emulation: str = "auto"  # auto | accelerated | plain (emulation/accel.py)
 
     @property
     def meta_dir(self) -> Path:
@@ -145,7 +147,7 @@ def _prepare_images(state: RunState) -> None:
     for job in state.plan.jobs:
         needed.setdefault(job.image, job)
     for arch in sorted({j.arch for j in state.plan.jobs}):
-        emulation.require(arch)
+        binfmt.require(arch)
     for ref, job in needed.items():
         key = f"image:{ref}"
         state.view.add(key, "image", f"{job.policy}_{job.arch}", job.image_source)
@@ -179,7 +181,7 @@ def _image_logger(state: RunState, ref: str) -> Callable[[str], None]:
 def _run_dependencies(state: RunState) -> None:
     if not state.recipe.dependencies:
         return
-    from orchestrator.deps.builder import build_dependencies
+    from orchestrator.deps.stage import build_dependencies
 
     build_dependencies(state)
 
@@ -334,7 +336,7 @@ def _check(
     if state.opts.audit:
         view.stage(job.id, "audit")
         log.stage("audit")
-        from orchestrator.verify import audit_job_wheel
+        from orchestrator.pipeline.verify import audit_job_wheel
 
         audit = audit_job_wheel(wheel, state.recipe, log)
         result.audit = audit.to_json()
@@ -344,7 +346,7 @@ def _check(
     if state.opts.verify:
         view.stage(job.id, "verify")
         log.stage("verify")
-        from orchestrator.verify import verify_wheel
+        from orchestrator.pipeline.verify import verify_wheel
 
         outcomes = verify_wheel(state, job, wheel, log)
         result.verify = [o.to_json() for o in outcomes]

@@ -15,8 +15,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from orchestrator.reports import common
-from orchestrator.reports.common import Report
+from orchestrator.report import common
+from orchestrator.report.common import Report
 
 
 def to_junit(report: Report) -> str:
