@@ -27,7 +27,9 @@ def main() -> None:
     args = ap.parse_args()
     image = ensure_local_image("x86_64", "build").ref
     tar = project_tar(load_recipe(args.project / "orch.yaml"))
-    steps: dict[str, list[float]] = {k: [] for k in ("create", "copy in", "exec", "copy out", "remove", "total")}
+    steps: dict[str, list[float]] = {
+        k: [] for k in ("create", "copy in", "exec", "copy out", "remove", "total")
+    }
     for _ in range(args.rounds):
         t0 = time.perf_counter()
         c = engine.create_container(image, labels={"io.orch.bench": "1"})
@@ -35,18 +37,26 @@ def main() -> None:
         engine.exec_stream(c, ["mkdir", "-p", "/orch"], lambda b: None)
         engine.put_tar(c, tar, "/orch")
         t2 = time.perf_counter()
-        engine.exec_stream(c, ["sh", "-c", "head -c 1000000 /dev/urandom > /orch/x.whl"], lambda b: None)
+        engine.exec_stream(
+            c, ["sh", "-c", "head -c 1000000 /dev/urandom > /orch/x.whl"], lambda b: None
+        )
         t3 = time.perf_counter()
         engine.get_tar(c, "/orch/x.whl")
         t4 = time.perf_counter()
         engine.remove_container(c)
         t5 = time.perf_counter()
-        for key, value in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t5 - t0), strict=True):
+        for key, value in zip(
+            steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t5 - t0), strict=True
+        ):
             value_list = steps[key]
             value_list.append(value)
-    print(f"container round trip, {args.rounds} rounds, image {image}, project tar {len(tar) / 1024:.0f} KiB")
+    print(
+        f"container round trip, {args.rounds} rounds, image {image}, project tar {len(tar) / 1024:.0f} KiB"
+    )
     for key, values in steps.items():
-        print(f"  {key:9} median {statistics.median(values) * 1000:7.1f} ms   min {min(values) * 1000:7.1f} ms")
+        print(
+            f"  {key:9} median {statistics.median(values) * 1000:7.1f} ms   min {min(values) * 1000:7.1f} ms"
+        )
 
 
 if __name__ == "__main__":

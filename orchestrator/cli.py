@@ -195,9 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
         cp.add_argument("--repository", default="orch/deps")
         cp.add_argument("--key", action="append", default=[], help="keys (push: default all)")
 
-    r = sub.add_parser("report", help="merge run reports; write JUnit, Markdown, HTML, annotations",
-                       description="Merge the reports of shards into one and render it as JUnit XML, "
-                       "Markdown (job summary) or a self-contained HTML page.")
+    r = sub.add_parser(
+        "report",
+        help="merge run reports; write JUnit, Markdown, HTML, annotations",
+        description="Merge the reports of shards into one and render it as JUnit XML, "
+        "Markdown (job summary) or a self-contained HTML page.",
+    )
     from orchestrator.report.cli import configure_parser as configure_report
 
     configure_report(r)

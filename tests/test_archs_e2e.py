@@ -61,7 +61,9 @@ def test_pipeline_per_arch(arch: str, world, tmp_path: Path) -> None:  # type: i
     report = json.loads((out / ".orch" / "report.json").read_text())
     job = report["jobs"][0]
     assert job["emulated"] is (arch not in ("x86_64", "i686"))
-    assert job["verify"][0]["status"] == "passed" and f"_{arch}-runtime:" in job["verify"][0]["image"]
+    assert (
+        job["verify"][0]["status"] == "passed" and f"_{arch}-runtime:" in job["verify"][0]["image"]
+    )
     assert not [f for f in job["audit"]["findings"] if f["severity"] == "error"]
     assert {d["status"] for d in report["deps"]} == {"built"}
 

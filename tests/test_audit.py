@@ -41,8 +41,10 @@ x86_64_only = pytest.mark.skipif(ARCH != "x86_64", reason="fixtures assume an x8
 
 # --- helpers ---------------------------------------------------------------------------------
 
-def compile_so(out: Path, sources: Sequence[str], *flags: str, cxx: bool = False,
-               libs: Sequence[str] = ()) -> Path:
+
+def compile_so(
+    out: Path, sources: Sequence[str], *flags: str, cxx: bool = False, libs: Sequence[str] = ()
+) -> Path:
     """Compile fixture sources (names under tests/fixtures/audit) into a shared object."""
     cc = "g++" if cxx else "gcc"
     srcs = [str(FIXTURES / s) for s in sources]
@@ -53,8 +55,9 @@ def compile_so(out: Path, sources: Sequence[str], *flags: str, cxx: bool = False
 
 def static_lib(out: Path, source: str) -> Path:
     obj = out.with_suffix(".o")
-    subprocess.run(["gcc", "-c", "-fPIC", "-O2", "-o", str(obj), str(FIXTURES / source)],
-                   check=True)
+    subprocess.run(
+        ["gcc", "-c", "-fPIC", "-O2", "-o", str(obj), str(FIXTURES / source)], check=True
+    )
     subprocess.run(["ar", "rcs", str(out), str(obj)], check=True)
     return out
 
@@ -63,19 +66,26 @@ def b64_sha256(data: bytes) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
-def make_wheel(dest: Path, files: dict[str, bytes], *,
-               tag: str = f"py3-none-manylinux_2_17_{ARCH}", dist: str = "pkg",
-               version: str = "1.0", after_record: dict[str, bytes] | None = None) -> Path:
+def make_wheel(
+    dest: Path,
+    files: dict[str, bytes],
+    *,
+    tag: str = f"py3-none-manylinux_2_17_{ARCH}",
+    dist: str = "pkg",
+    version: str = "1.0",
+    after_record: dict[str, bytes] | None = None,
+) -> Path:
     """Zip a wheel with a correct WHEEL/METADATA/RECORD; after_record then replaces or adds
     members without updating RECORD (to make it wrong on purpose)."""
     dist_info = f"{dist}-{version}.dist-info"
     members = dict(files)
     members[f"{dist_info}/METADATA"] = (
-        f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n".encode())
+        f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n".encode()
+    )
     tag_lines = "".join(f"Tag: {t}\n" for t in sorted(str(t) for t in parse_tag(tag)))
     members[f"{dist_info}/WHEEL"] = (
-        "Wheel-Version: 1.0\nGenerator: orch-tests\nRoot-Is-Purelib: false\n"
-        + tag_lines).encode()
+        "Wheel-Version: 1.0\nGenerator: orch-tests\nRoot-Is-Purelib: false\n" + tag_lines
+    ).encode()
     record = "".join(f"{p},sha256={b64_sha256(d)},{len(d)}\n" for p, d in members.items())
     members[f"{dist_info}/RECORD"] = (record + f"{dist_info}/RECORD,,\n").encode()
     members.update(after_record or {})
@@ -88,8 +98,12 @@ def make_wheel(dest: Path, files: dict[str, bytes], *,
 
 def only(result: AuditResult, check: str, severity: str | None = None) -> list[str]:
     """All items of a check's findings (optionally of one severity), flattened."""
-    return [i for f in result.by_check(check)
-            if severity is None or f.severity == severity for i in f.items]
+    return [
+        i
+        for f in result.by_check(check)
+        if severity is None or f.severity == severity
+        for i in f.items
+    ]
 
 
 def severities(result: AuditResult, check: str) -> set[str]:
@@ -97,31 +111,49 @@ def severities(result: AuditResult, check: str) -> set[str]:
 
 
 def objdump_versions(so: Path) -> str:
-    return subprocess.run(["objdump", "-T", str(so)], check=True, capture_output=True,
-                          text=True).stdout
+    return subprocess.run(
+        ["objdump", "-T", str(so)], check=True, capture_output=True, text=True
+    ).stdout
 
 
 # --- symbol classification (mangled names taken from seed 000 and from g++ 12 output) --------
 
-@pytest.mark.parametrize("name", [
-    "_ZSt16__once_call_implISt12_Bind_simpleIFPFvvEvEEEvv",  # ARROW-5130's symbol
-    "_ZSt11__once_call",
-    "_ZNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEE9_M_createERmm",
-    "_ZNKSt6vectorIiSaIiEE4sizeEv",
-    "_ZZNSt9once_flag18_Prepare_executionC4IZSt9call_onceIRFvvEJEEvRS_OT_DpOT0_EUlvE_EERS6_"
-    "ENUlvE_4_FUNEv",
-    "_ZTISt9exception", "_ZTVNSt6locale5facetE", "_ZTSSt13runtime_error",
-    "_ZNSs4_Rep20_S_empty_rep_storageE", "_ZN9__gnu_cxx13new_allocatorIcED2Ev",
-    "_ZTVN10__cxxabiv117__class_type_infoE", "_Znwm", "_ZdlPv", "__cxa_throw",
-])
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "_ZSt16__once_call_implISt12_Bind_simpleIFPFvvEvEEEvv",  # ARROW-5130's symbol
+        "_ZSt11__once_call",
+        "_ZNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEE9_M_createERmm",
+        "_ZNKSt6vectorIiSaIiEE4sizeEv",
+        "_ZZNSt9once_flag18_Prepare_executionC4IZSt9call_onceIRFvvEJEEvRS_OT_DpOT0_EUlvE_EERS6_"
+        "ENUlvE_4_FUNEv",
+        "_ZTISt9exception",
+        "_ZTVNSt6locale5facetE",
+        "_ZTSSt13runtime_error",
+        "_ZNSs4_Rep20_S_empty_rep_storageE",
+        "_ZN9__gnu_cxx13new_allocatorIcED2Ev",
+        "_ZTVN10__cxxabiv117__class_type_infoE",
+        "_Znwm",
+        "_ZdlPv",
+        "__cxa_throw",
+    ],
+)
 def test_std_symbols_are_recognised(name: str) -> None:
     assert is_std_symbol(name)
 
 
-@pytest.mark.parametrize("name", [
-    "PyInit__once", "_ZN5arrow5ArrayD2Ev", "_ZN5Stuff3fooEv", "deflate", "_Z4nameB5cxx11v",
-    "_ZN8orchdemo5shoutERKNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEE",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "PyInit__once",
+        "_ZN5arrow5ArrayD2Ev",
+        "_ZN5Stuff3fooEv",
+        "deflate",
+        "_Z4nameB5cxx11v",
+        "_ZN8orchdemo5shoutERKNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEE",
+    ],
+)
 def test_non_std_symbols_are_not(name: str) -> None:
     assert not is_std_symbol(name)
 
@@ -149,8 +181,22 @@ def test_bundled_names_resolve_to_known_prefixes() -> None:
 
 
 def test_every_dependency_orch_builds_has_known_prefixes() -> None:
-    names = ["zlib", "zstd", "bzip2", "xz", "lz4", "snappy", "brotli", "libyaml", "libffi",
-             "libxml2", "libxslt", "libjpeg-turbo", "libpng", "openssl"]
+    names = [
+        "zlib",
+        "zstd",
+        "bzip2",
+        "xz",
+        "lz4",
+        "snappy",
+        "brotli",
+        "libyaml",
+        "libffi",
+        "libxml2",
+        "libxslt",
+        "libjpeg-turbo",
+        "libpng",
+        "openssl",
+    ]
     libs, notes = resolve_bundled(names)
     assert notes == () and [lib.name for lib in libs] == names
 
@@ -162,6 +208,7 @@ def test_truncated_lists_keep_the_count() -> None:
 
 
 # --- examples/visibility: a real setuptools build in three flavours -------------------------
+
 
 def _setuptools_builds_wheels() -> bool:
     from importlib.metadata import PackageNotFoundError, version
@@ -184,9 +231,23 @@ def example_wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         dist = tmp_path_factory.mktemp(f"dist-{flavour}")
         env = {**os.environ, "VISIBILITY": flavour}
         subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps",
-             "--no-index", "-q", "-w", str(dist), str(src / "visibility")],
-            check=True, env=env, capture_output=True, text=True,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-build-isolation",
+                "--no-deps",
+                "--no-index",
+                "-q",
+                "-w",
+                str(dist),
+                str(src / "visibility"),
+            ],
+            check=True,
+            env=env,
+            capture_output=True,
+            text=True,
         )
         (out[flavour],) = dist.glob("*.whl")
     return out
@@ -207,40 +268,48 @@ def test_visibility_flags_alone_still_leak_std(example_wheels: dict[str, Path]) 
     assert any("call_once" in i for i in only(result, "exported-std", "error"))
 
 
-def test_hidden_visibility_passes_exported_std(example_wheels: dict[str, Path],
-                                               tmp_path: Path) -> None:
+def test_hidden_visibility_passes_exported_std(
+    example_wheels: dict[str, Path], tmp_path: Path
+) -> None:
     result = audit_wheel(example_wheels["hidden"])
     assert result.by_check("exported-std") == ()
     assert result.by_check("exported-static-libs") == ()
     # the extension still works: PyInit__once is exported and greet() runs std::call_once
     with zipfile.ZipFile(example_wheels["hidden"]) as zf:
         zf.extractall(tmp_path)
-    proc = subprocess.run([sys.executable, "-c", "import visdemo; print(visdemo.greet())"],
-                          cwd=tmp_path, capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import visdemo; print(visdemo.greet())"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "std::call_once" in proc.stdout
 
 
 def test_host_built_linux_tag_is_an_error_that_names_the_repairable_tag(
-        example_wheels: dict[str, Path]) -> None:
+    example_wheels: dict[str, Path],
+) -> None:
     result = audit_wheel(example_wheels["hidden"])
     assert result.claimed_tags == (f"linux_{ARCH}",)
     (finding,) = [f for f in result.by_check("tag") if f.severity == "error"]
     assert "not a portable tag" in finding.message
     assert "manylinux_2_" in finding.message  # what `auditwheel repair` could make of it
-    waived = audit_wheel(example_wheels["hidden"],
-                         downgrade=[("tag", "info", "pre-repair audit")])
+    waived = audit_wheel(example_wheels["hidden"], downgrade=[("tag", "info", "pre-repair audit")])
     assert waived.ok(), waived.findings
     assert any("pre-repair audit" in f.message for f in waived.by_check("tag"))
 
 
 # --- exported-static-libs --------------------------------------------------------------------
 
+
 @needs_gcc
 def test_static_zlib_exported_vs_hidden(tmp_path: Path) -> None:
     archive = static_lib(tmp_path / "libzlike.a", "zlib_like.c")
     leaky = compile_so(tmp_path / "leaky.so", ["ext_static.c"], libs=[str(archive)])
-    tight = compile_so(tmp_path / "tight.so", ["ext_static.c"], "-Wl,--exclude-libs,ALL",
-                       libs=[str(archive)])
+    tight = compile_so(
+        tmp_path / "tight.so", ["ext_static.c"], "-Wl,--exclude-libs,ALL", libs=[str(archive)]
+    )
     leaky_whl = make_wheel(tmp_path, {"pkg/ext.so": leaky.read_bytes()}, dist="leaky")
     tight_whl = make_wheel(tmp_path, {"pkg/ext.so": tight.read_bytes()}, dist="tight")
 
@@ -284,6 +353,7 @@ def test_declared_unknown_library_uses_given_patterns(tmp_path: Path) -> None:
 
 # --- rpath -----------------------------------------------------------------------------------
 
+
 @needs_gcc
 def test_build_machine_rpath_is_flagged(tmp_path: Path) -> None:
     bad = compile_so(tmp_path / "bad.so", ["plain.c"], "-Wl,-rpath,/tmp/build")
@@ -295,12 +365,12 @@ def test_build_machine_rpath_is_flagged(tmp_path: Path) -> None:
     assert any("/tmp/build" in i for i in finding.items)
     good_res = audit_wheel(make_wheel(tmp_path, {"pkg/ext.so": good.read_bytes()}, dist="good"))
     assert good_res.by_check("rpath") == ()
-    esc_res = audit_wheel(make_wheel(tmp_path, {"pkg/ext.so": escaping.read_bytes()},
-                                     dist="esc"))
+    esc_res = audit_wheel(make_wheel(tmp_path, {"pkg/ext.so": escaping.read_bytes()}, dist="esc"))
     assert severities(esc_res, "rpath") == {"warning"}
 
 
 # --- record ----------------------------------------------------------------------------------
+
 
 @needs_gcc
 def test_record_hash_mismatch_missing_entry_and_leftovers(tmp_path: Path) -> None:
@@ -309,8 +379,11 @@ def test_record_hash_mismatch_missing_entry_and_leftovers(tmp_path: Path) -> Non
     assert audit_wheel(good).by_check("record") == ()
 
     tampered = make_wheel(
-        tmp_path, {"pkg/ext.so": so, "pkg/__init__.py": b""}, dist="bad",
-        after_record={"pkg/__init__.py": b"import os\n", "pkg/extra.py": b"x = 1\n"})
+        tmp_path,
+        {"pkg/ext.so": so, "pkg/__init__.py": b""},
+        dist="bad",
+        after_record={"pkg/__init__.py": b"import os\n", "pkg/extra.py": b"x = 1\n"},
+    )
     res = audit_wheel(tampered)
     items = only(res, "record", "error")
     assert any(i.startswith("hash mismatch: pkg/__init__.py") for i in items), items
@@ -318,9 +391,17 @@ def test_record_hash_mismatch_missing_entry_and_leftovers(tmp_path: Path) -> Non
     assert "not listed in RECORD: pkg/extra.py" in items
     assert not res.ok()
 
-    leftovers = make_wheel(tmp_path, {
-        "pkg/ext.so": so, "pkg/ext.o": b"\0", "build/temp.linux/ext.o": b"\0",
-        "pkg/__pycache__/m.cpython-311.pyc": b"\0", "pkg/libz.a": b"!<arch>\n"}, dist="left")
+    leftovers = make_wheel(
+        tmp_path,
+        {
+            "pkg/ext.so": so,
+            "pkg/ext.o": b"\0",
+            "build/temp.linux/ext.o": b"\0",
+            "pkg/__pycache__/m.cpython-311.pyc": b"\0",
+            "pkg/libz.a": b"!<arch>\n",
+        },
+        dist="left",
+    )
     res = audit_wheel(leftovers)
     errors, warnings = only(res, "record", "error"), only(res, "record", "warning")
     assert {"pkg/ext.o", "build/temp.linux/ext.o"} <= set(errors)
@@ -328,6 +409,7 @@ def test_record_hash_mismatch_missing_entry_and_leftovers(tmp_path: Path) -> Non
 
 
 # --- symbol-versions and tag -----------------------------------------------------------------
+
 
 @needs_gcc
 @x86_64_only
@@ -345,8 +427,9 @@ def test_symbol_newer_than_claimed_policy_is_listed(tmp_path: Path) -> None:
     assert tag_errors and "manylinux_2_34_x86_64" in tag_errors[0].message
     assert "libc.so.6: GLIBC_2.34" in tag_errors[0].items
 
-    honest = audit_wheel(make_wheel(tmp_path, data, tag="py3-none-manylinux_2_34_x86_64",
-                                    dist="honest"))
+    honest = audit_wheel(
+        make_wheel(tmp_path, data, tag="py3-none-manylinux_2_34_x86_64", dist="honest")
+    )
     assert honest.by_check("symbol-versions") == ()
     assert severities(honest, "tag") == {"info"}
     # orch's fallback analysis agrees with auditwheel on the same files
@@ -366,13 +449,38 @@ def _i686_ext(tmp_path: Path) -> Path:
     linked against a stub libc (the host has no i686 C library)."""
     stub = tmp_path / "libc.so.6"
     try:
-        subprocess.run(["gcc", "-m32", "-shared", "-fPIC", "-nostdlib", "-Wl,-soname,libc.so.6",
-                        f"-Wl,--version-script={FIXTURES / 'stub_libc.map'}", "-o", str(stub),
-                        str(FIXTURES / "stub_libc.c")], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "gcc",
+                "-m32",
+                "-shared",
+                "-fPIC",
+                "-nostdlib",
+                "-Wl,-soname,libc.so.6",
+                f"-Wl,--version-script={FIXTURES / 'stub_libc.map'}",
+                "-o",
+                str(stub),
+                str(FIXTURES / "stub_libc.c"),
+            ],
+            check=True,
+            capture_output=True,
+        )
         ext = tmp_path / "ext_i686.so"
-        subprocess.run(["gcc", "-m32", "-shared", "-fPIC", "-nostdlib", "-o", str(ext),
-                        str(FIXTURES / "foreign_ext.c"), str(stub)], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [
+                "gcc",
+                "-m32",
+                "-shared",
+                "-fPIC",
+                "-nostdlib",
+                "-o",
+                str(ext),
+                str(FIXTURES / "foreign_ext.c"),
+                str(stub),
+            ],
+            check=True,
+            capture_output=True,
+        )
     except (subprocess.CalledProcessError, FileNotFoundError):
         pytest.skip("this gcc cannot emit i686 code")
     return ext
@@ -382,21 +490,27 @@ def _i686_ext(tmp_path: Path) -> Path:
 @x86_64_only
 def test_foreign_architecture_wheel(tmp_path: Path) -> None:
     ext = _i686_ext(tmp_path).read_bytes()
-    assert "Intel 80386" in subprocess.run(["readelf", "-h", str(tmp_path / "ext_i686.so")],
-                                           capture_output=True, text=True).stdout
-    res = audit_wheel(make_wheel(tmp_path, {"pkg/ext.so": ext},
-                                 tag="py3-none-manylinux_2_17_i686"))
+    assert (
+        "Intel 80386"
+        in subprocess.run(
+            ["readelf", "-h", str(tmp_path / "ext_i686.so")], capture_output=True, text=True
+        ).stdout
+    )
+    res = audit_wheel(make_wheel(tmp_path, {"pkg/ext.so": ext}, tag="py3-none-manylinux_2_17_i686"))
     items = only(res, "symbol-versions", "error")
     assert items == ["pthread_create@GLIBC_2.34 (libc.so.6)"]
     tag_errors = [f for f in res.by_check("tag") if f.severity == "error"]
     assert tag_errors and "computes manylinux_2_34_i686" in tag_errors[0].message, res.findings
-    ctx = _context(make_wheel(tmp_path, {"pkg/ext.so": ext}, dist="ctx",
-                              tag="py3-none-manylinux_2_17_i686"), tmp_path / "x")
+    ctx = _context(
+        make_wheel(tmp_path, {"pkg/ext.so": ext}, dist="ctx", tag="py3-none-manylinux_2_17_i686"),
+        tmp_path / "x",
+    )
     assert own_computed_tag(ctx) == "manylinux_2_34_i686"  # the fallback agrees
     assert not any("not built for" in f.message for f in res.by_check("tag"))
 
-    mislabelled = audit_wheel(make_wheel(tmp_path, {"pkg/ext.so": ext}, dist="mis",
-                                         tag="py3-none-manylinux_2_34_x86_64"))
+    mislabelled = audit_wheel(
+        make_wheel(tmp_path, {"pkg/ext.so": ext}, dist="mis", tag="py3-none-manylinux_2_34_x86_64")
+    )
     arch_errors = [f for f in mislabelled.by_check("tag") if "not built for x86_64" in f.message]
     assert arch_errors and arch_errors[0].items == ("pkg/ext.so: i686",)
 
@@ -406,8 +520,7 @@ def test_foreign_architecture_wheel(tmp_path: Path) -> None:
 def test_falls_back_to_own_analysis_when_auditwheel_refuses(tmp_path: Path) -> None:
     # a glibc-linked object in a musllinux wheel: auditwheel finds no musl ELF and gives up
     so = compile_so(tmp_path / "ext.so", ["uses_libfoo.c", "libfoo.c"]).read_bytes()
-    res = audit_wheel(make_wheel(tmp_path, {"pkg/ext.so": so},
-                                 tag="py3-none-musllinux_1_2_x86_64"))
+    res = audit_wheel(make_wheel(tmp_path, {"pkg/ext.so": so}, tag="py3-none-musllinux_1_2_x86_64"))
     by_sev = {f.severity: f for f in res.by_check("tag")}
     assert "falling back to orch's own analysis" in by_sev["warning"].message
     assert "not portable" in by_sev["error"].message
@@ -416,6 +529,7 @@ def test_falls_back_to_own_analysis_when_auditwheel_refuses(tmp_path: Path) -> N
 
 
 # --- needed ----------------------------------------------------------------------------------
+
 
 @needs_gcc
 def test_needed_outside_whitelist_and_libpython(tmp_path: Path) -> None:
@@ -428,9 +542,11 @@ def test_needed_outside_whitelist_and_libpython(tmp_path: Path) -> None:
     assert only(res, "needed", "error") == ["libfoo.so.1"]
 
     # bundled next to it but no RPATH: present in the wheel, yet the loader will not find it
-    bundled = make_wheel(tmp_path, {"pkg/ext.so": ext.read_bytes(),
-                                    "pkg/libfoo.so.1": (libdir / "libfoo.so.1").read_bytes()},
-                         dist="bundled")
+    bundled = make_wheel(
+        tmp_path,
+        {"pkg/ext.so": ext.read_bytes(), "pkg/libfoo.so.1": (libdir / "libfoo.so.1").read_bytes()},
+        dist="bundled",
+    )
     res = audit_wheel(bundled)
     assert only(res, "needed", "error") == []
     assert only(res, "needed", "warning") == ["libfoo.so.1 -> pkg/libfoo.so.1"]
@@ -438,8 +554,13 @@ def test_needed_outside_whitelist_and_libpython(tmp_path: Path) -> None:
 
     compile_so(libdir / "libpython3.99.so.1.0", ["plain.c"], "-Wl,-soname,libpython3.99.so.1.0")
     (libdir / "libpython3.99.so").symlink_to("libpython3.99.so.1.0")
-    linked = compile_so(tmp_path / "pyext.so", ["plain.c"], f"-L{libdir}", "-Wl,--no-as-needed",
-                        libs=["-lpython3.99"])
+    linked = compile_so(
+        tmp_path / "pyext.so",
+        ["plain.c"],
+        f"-L{libdir}",
+        "-Wl,--no-as-needed",
+        libs=["-lpython3.99"],
+    )
     res = audit_wheel(make_wheel(tmp_path, {"pkg/ext.so": linked.read_bytes()}, dist="py"))
     (item,) = only(res, "needed", "error")
     assert item.startswith("libpython3.99.so.1.0")
@@ -457,10 +578,18 @@ def test_auditwheel_repaired_wheel_passes_needed_and_rpath(tmp_path: Path) -> No
     ext = compile_so(tmp_path / "ext.so", ["uses_libfoo.c"], f"-L{libdir}", libs=["-lfoo"])
     raw = make_wheel(tmp_path, {"pkg/ext.so": ext.read_bytes()}, tag="py3-none-linux_x86_64")
     out = tmp_path / "repaired"
-    env = {**os.environ, "LD_LIBRARY_PATH": str(libdir),
-           "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
-    subprocess.run([sys.executable, "-m", "auditwheel", "repair", "-w", str(out), str(raw)],
-                   check=True, env=env, capture_output=True, text=True)
+    env = {
+        **os.environ,
+        "LD_LIBRARY_PATH": str(libdir),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "auditwheel", "repair", "-w", str(out), str(raw)],
+        check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     (repaired,) = out.glob("*.whl")
     res = audit_wheel(repaired)
     assert res.by_check("needed") == () and res.by_check("rpath") == ()
@@ -471,31 +600,42 @@ def test_auditwheel_repaired_wheel_passes_needed_and_rpath(tmp_path: Path) -> No
 
 # --- cxx11-abi -------------------------------------------------------------------------------
 
+
 @needs_gcc
 def test_cxx11_abi_reported_and_warned_for_manylinux2014(tmp_path: Path) -> None:
     new = compile_so(tmp_path / "new.so", ["cxx_iface.cpp"], cxx=True)
-    old = compile_so(tmp_path / "old.so", ["cxx_iface.cpp"], "-D_GLIBCXX_USE_CXX11_ABI=0",
-                     cxx=True)
+    old = compile_so(tmp_path / "old.so", ["cxx_iface.cpp"], "-D_GLIBCXX_USE_CXX11_ABI=0", cxx=True)
     tag14 = f"py3-none-manylinux2014_{ARCH}"
-    new_res = audit_wheel(make_wheel(tmp_path, {"pkg/lib.so": new.read_bytes()}, tag=tag14,
-                                     dist="new"), allow_exports=["orchdemo::*"])
+    new_res = audit_wheel(
+        make_wheel(tmp_path, {"pkg/lib.so": new.read_bytes()}, tag=tag14, dist="new"),
+        allow_exports=["orchdemo::*"],
+    )
     by_sev = {f.severity: f for f in new_res.by_check("cxx11-abi")}
     assert by_sev["info"].message.startswith("C++ string ABI in use: new")
     assert "devtoolset" in by_sev["warning"].message
     assert any("orchdemo5shout" in i for i in by_sev["warning"].items)
 
-    old_res = audit_wheel(make_wheel(tmp_path, {"pkg/lib.so": old.read_bytes()}, tag=tag14,
-                                     dist="old"), allow_exports=["orchdemo::*"])
+    old_res = audit_wheel(
+        make_wheel(tmp_path, {"pkg/lib.so": old.read_bytes()}, tag=tag14, dist="old"),
+        allow_exports=["orchdemo::*"],
+    )
     (info,) = old_res.by_check("cxx11-abi")
     assert info.severity == "info" and "old (_GLIBCXX_USE_CXX11_ABI=0" in info.message
     assert not uses_new_abi("_ZN8orchdemo5shoutERKSs")
 
-    newer = audit_wheel(make_wheel(tmp_path, {"pkg/lib.so": new.read_bytes()},
-                                   tag=f"py3-none-manylinux_2_28_{ARCH}", dist="n28"))
+    newer = audit_wheel(
+        make_wheel(
+            tmp_path,
+            {"pkg/lib.so": new.read_bytes()},
+            tag=f"py3-none-manylinux_2_28_{ARCH}",
+            dist="n28",
+        )
+    )
     assert severities(newer, "cxx11-abi") == {"info"}
 
 
 # --- abi3 ------------------------------------------------------------------------------------
+
 
 @needs_gcc
 def test_abi3_violations_come_from_abi3audit(tmp_path: Path) -> None:
@@ -506,17 +646,20 @@ def test_abi3_violations_come_from_abi3audit(tmp_path: Path) -> None:
     good = compile_so(tmp_path / "good.so", ["abi3_ext.c"], f"-I{include}")
     bad = compile_so(tmp_path / "bad.so", ["abi3_ext.c"], f"-I{include}", "-DBREAK_ABI3")
     tag = "cp38-abi3-linux_x86_64" if ARCH == "x86_64" else f"cp38-abi3-linux_{ARCH}"
-    good_res = audit_wheel(make_wheel(tmp_path, {"pkg/_ext.abi3.so": good.read_bytes()},
-                                      tag=tag, dist="good"))
+    good_res = audit_wheel(
+        make_wheel(tmp_path, {"pkg/_ext.abi3.so": good.read_bytes()}, tag=tag, dist="good")
+    )
     assert severities(good_res, "abi3") == {"info"}, good_res.by_check("abi3")
-    bad_res = audit_wheel(make_wheel(tmp_path, {"pkg/_ext.abi3.so": bad.read_bytes()},
-                                     tag=tag, dist="bad"))
+    bad_res = audit_wheel(
+        make_wheel(tmp_path, {"pkg/_ext.abi3.so": bad.read_bytes()}, tag=tag, dist="bad")
+    )
     items = only(bad_res, "abi3", "error")
     assert "PyObject_Print" in items
     assert any(i.startswith("PyUnicode_AsUTF8AndSize (abi3 since 3.10") for i in items)
 
 
 # --- downgrades, errors, CLI -----------------------------------------------------------------
+
 
 def test_invalid_downgrades_and_unreadable_files(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown check"):
@@ -529,8 +672,7 @@ def test_invalid_downgrades_and_unreadable_files(tmp_path: Path) -> None:
     junk.write_text("not a zip")
     with pytest.raises(WheelError, match="zip"):
         audit_wheel(junk)
-    assert parse_downgrade("rpath=warning:vendor bug #12") == ("rpath", "warning",
-                                                               "vendor bug #12")
+    assert parse_downgrade("rpath=warning:vendor bug #12") == ("rpath", "warning", "vendor bug #12")
     with pytest.raises(ValueError):
         parse_downgrade("rpath:warning")
 
@@ -541,8 +683,7 @@ def test_pure_wheel_and_any_tag_with_elf(tmp_path: Path) -> None:
     if shutil.which("gcc") is None:
         return
     so = compile_so(tmp_path / "ext.so", ["plain.c"]).read_bytes()
-    lying = audit_wheel(make_wheel(tmp_path, {"pkg/ext.so": so}, tag="py3-none-any",
-                                   dist="lying"))
+    lying = audit_wheel(make_wheel(tmp_path, {"pkg/ext.so": so}, tag="py3-none-any", dist="lying"))
     assert severities(lying, "tag") == {"error"}
 
 
@@ -580,25 +721,39 @@ def test_cli_exit_codes_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 # --- seed 000: the ARROW-5130 crash, reproduced -------------------------------------------------
 
+
 @needs_gcc
-@pytest.mark.parametrize("flavour, crashes", [
-    ("default", True),
-    ("flags-only", True),  # -fvisibility=hidden alone: namespace std keeps default visibility
-    ("version-script", False),
-])
+@pytest.mark.parametrize(
+    "flavour, crashes",
+    [
+        ("default", True),
+        ("flags-only", True),  # -fvisibility=hidden alone: namespace std keeps default visibility
+        ("version-script", False),
+    ],
+)
 def test_seed_000_exported_weak_std_symbol_crashes_the_second_library(
-        tmp_path: Path, flavour: str, crashes: bool) -> None:
+    tmp_path: Path, flavour: str, crashes: bool
+) -> None:
     flags = {
         "default": [],
         "flags-only": ["-fvisibility=hidden", "-fvisibility-inlines-hidden"],
-        "version-script": ["-fvisibility=hidden", "-fvisibility-inlines-hidden",
-                           f"-Wl,--version-script={FIXTURES / 'hidden.map'}"],
+        "version-script": [
+            "-fvisibility=hidden",
+            "-fvisibility-inlines-hidden",
+            f"-Wl,--version-script={FIXTURES / 'hidden.map'}",
+        ],
     }[flavour]
     libs = {}
     for name, value in (("a", 1), ("b", 2)):
-        libs[name] = compile_so(tmp_path / f"lib{name}.so", ["fake_once.cpp"], *flags,
-                                f"-DVALUE={value}", f"-DRUN={name}_run", cxx=True,
-                                libs=["-pthread"])
+        libs[name] = compile_so(
+            tmp_path / f"lib{name}.so",
+            ["fake_once.cpp"],
+            *flags,
+            f"-DVALUE={value}",
+            f"-DRUN={name}_run",
+            cxx=True,
+            libs=["-pthread"],
+        )
     # the first library is loaded RTLD_GLOBAL, as tensorflow 1.x did for its own libraries
     script = (
         "import ctypes, os\n"
@@ -611,8 +766,9 @@ def test_seed_000_exported_weak_std_symbol_crashes_the_second_library(
     else:
         assert proc.returncode == 0 and proc.stdout.strip() == "2"
 
-    res = audit_wheel(make_wheel(tmp_path, {"pkg/libb.so": libs["b"].read_bytes()}),
-                      allow_exports=["b_run"])
+    res = audit_wheel(
+        make_wheel(tmp_path, {"pkg/libb.so": libs["b"].read_bytes()}), allow_exports=["b_run"]
+    )
     leaked = only(res, "exported-std", "error")
     assert bool(leaked) == crashes  # the audit flags exactly the builds that crash
     if crashes:

@@ -15,6 +15,7 @@ from tests.support.depworld import build, dep_status, make_dep, write_recipe
 
 pytestmark = pytest.mark.docker
 
+
 def test_cold_warm_and_invalidation(x86_images: tuple[str, str], world) -> None:  # type: ignore[no-untyped-def]
     tmp_path, base, tarballs, _ = world
     recipe = write_recipe(tmp_path, base, tarballs)
@@ -24,7 +25,9 @@ def test_cold_warm_and_invalidation(x86_images: tuple[str, str], world) -> None:
     assert len(list((tmp_path / "wh1").glob("*.whl"))) == 2  # both Pythons, one build per dep
     # the DAG order: orcha finished before orchb started
     text = cold.stderr
-    assert text.index("orcha 1.0 (x86_64) (cache miss): ok") < text.index("orchb 1.0 (x86_64) (cache miss): build")
+    assert text.index("orcha 1.0 (x86_64) (cache miss): ok") < text.index(
+        "orchb 1.0 (x86_64) (cache miss): build"
+    )
 
     warm = build(recipe, tmp_path / "wh2")
     assert warm.returncode == 0, warm.stderr
@@ -37,7 +40,9 @@ def test_cold_warm_and_invalidation(x86_images: tuple[str, str], world) -> None:
     assert dep_status(tmp_path / "wh3") == {"orcha": "cached", "orchb": "built", "orchc": "cached"}
 
 
-def test_requirement_change_rebuilds_dependents(x86_images: tuple[str, str], world, cache_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_requirement_change_rebuilds_dependents(
+    x86_images: tuple[str, str], world, cache_dir: Path
+) -> None:  # type: ignore[no-untyped-def]
     tmp_path, base, tarballs, _ = world
     recipe = write_recipe(tmp_path, base, tarballs, python='["3.9"]')
     assert build(recipe, tmp_path / "wh1").returncode == 0
@@ -62,7 +67,9 @@ def test_corrupted_entry_is_rebuilt(x86_images: tuple[str, str], world, cache_di
     assert dep_status(tmp_path / "wh2") == {"orcha": "cached", "orchb": "cached", "orchc": "built"}
 
 
-def test_bad_checksum_fails_clearly_and_keeps_nothing(x86_images: tuple[str, str], world, cache_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_bad_checksum_fails_clearly_and_keeps_nothing(
+    x86_images: tuple[str, str], world, cache_dir: Path
+) -> None:  # type: ignore[no-untyped-def]
     tmp_path, base, tarballs, _ = world
     wrong = "0" * 64
     recipe = write_recipe(tmp_path, base, tarballs, sha_override={"orchc": wrong}, python='["3.9"]')
@@ -87,7 +94,11 @@ def test_dead_url_then_mirror(x86_images: tuple[str, str], world, tmp_path: Path
     (mirror / sha).write_bytes(path.read_bytes())
     path.unlink()  # only the mirror has orcha now; its first URL is dead too
     recipe = write_recipe(
-        tmp_path, base, tarballs, python='["3.9"]', first_url_dead=True,
+        tmp_path,
+        base,
+        tarballs,
+        python='["3.9"]',
+        first_url_dead=True,
         mirrors=f"mirrors:\n  - directory: {mirror}\n",
     )
     proc = build(recipe, tmp_path / "wh")
@@ -97,7 +108,9 @@ def test_dead_url_then_mirror(x86_images: tuple[str, str], world, tmp_path: Path
 
 def test_failing_dependency_blocks_jobs_and_shows_log(x86_images: tuple[str, str], world) -> None:  # type: ignore[no-untyped-def]
     tmp_path, base, tarballs, _ = world
-    recipe = write_recipe(tmp_path, base, tarballs, b_options='["CC=false-compiler"]', python='["3.9"]')
+    recipe = write_recipe(
+        tmp_path, base, tarballs, b_options='["CC=false-compiler"]', python='["3.9"]'
+    )
     proc = build(recipe, tmp_path / "wh")
     assert proc.returncode == 1
     out = proc.stdout + proc.stderr
@@ -110,7 +123,9 @@ def test_failing_dependency_blocks_jobs_and_shows_log(x86_images: tuple[str, str
     assert "false-compiler" in Path(log).read_text()
 
 
-def test_concurrent_runs_share_the_cache_safely(x86_images: tuple[str, str], world, cache_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_runs_share_the_cache_safely(
+    x86_images: tuple[str, str], world, cache_dir: Path
+) -> None:  # type: ignore[no-untyped-def]
     import os
     import subprocess
     import sys
@@ -121,10 +136,22 @@ def test_concurrent_runs_share_the_cache_safely(x86_images: tuple[str, str], wor
     recipe = write_recipe(tmp_path, base, tarballs, python='["3.9"]')
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", "build", "-f", str(recipe), "-o",
-             str(tmp_path / f"wh{i}"), "--plain"],
-            cwd=ROOT, env={**os.environ, "ORCH_CACHE_DIR": str(cache_dir)},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "orchestrator",
+                "build",
+                "-f",
+                str(recipe),
+                "-o",
+                str(tmp_path / f"wh{i}"),
+                "--plain",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "ORCH_CACHE_DIR": str(cache_dir)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for i in (1, 2)
     ]

@@ -25,8 +25,12 @@ def aarch64_handler_removed() -> Iterator[None]:
     try:
         yield
     finally:
-        subprocess.run(["update-binfmts", "--enable", "qemu-aarch64"], check=True, capture_output=True)
-        assert HANDLER.exists() and "F" in HANDLER.read_text(), "failed to restore the aarch64 handler"
+        subprocess.run(
+            ["update-binfmts", "--enable", "qemu-aarch64"], check=True, capture_output=True
+        )
+        assert HANDLER.exists() and "F" in HANDLER.read_text(), (
+            "failed to restore the aarch64 handler"
+        )
 
 
 def test_doctor_reports_every_arch() -> None:
@@ -38,15 +42,19 @@ def test_doctor_reports_every_arch() -> None:
         assert modes[arch] == "emulated", data
 
 
-def test_missing_handler_diagnosed_and_job_refused(aarch64_handler_removed: None, project_copy: Path,
-                                                   tmp_path: Path) -> None:
+def test_missing_handler_diagnosed_and_job_refused(
+    aarch64_handler_removed: None, project_copy: Path, tmp_path: Path
+) -> None:
     doctor = orch("doctor", "--json")
     data = json.loads(doctor.stdout)
     aarch64 = next(a for a in data["archs"] if a["arch"] == "aarch64")
     assert aarch64["mode"] == "missing" and "setup-emulation" in aarch64["detail"]
     recipe = project_copy / "orch.yaml"
-    recipe.write_text(recipe.read_text().replace("archs: [x86_64]", "archs: [aarch64]")
-                      .replace('python: ["3.9", "3.11"]', 'python: ["3.9"]'))
+    recipe.write_text(
+        recipe.read_text()
+        .replace("archs: [x86_64]", "archs: [aarch64]")
+        .replace('python: ["3.9", "3.11"]', 'python: ["3.9"]')
+    )
     before = set(containers_with_label("io.orch.managed=1"))
     proc = orch("build", "-f", str(recipe), "-o", str(tmp_path / "wh"), "--plain")
     assert proc.returncode == 3, proc.stderr

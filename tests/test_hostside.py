@@ -86,9 +86,15 @@ def make_wheel(path: Path, files: dict[str, str]) -> Path:
 
 
 def test_top_level_modules(tmp_path: Path) -> None:
-    w = make_wheel(tmp_path / "a-1-py3-none-any.whl", {
-        "pkg/__init__.py": "", "a-1.dist-info/RECORD": "", "a.libs/libz-1234.so": "", "mod.py": "",
-    })
+    w = make_wheel(
+        tmp_path / "a-1-py3-none-any.whl",
+        {
+            "pkg/__init__.py": "",
+            "a-1.dist-info/RECORD": "",
+            "a.libs/libz-1234.so": "",
+            "mod.py": "",
+        },
+    )
     assert top_level_modules(w) == ["mod", "pkg"]
     w2 = make_wheel(tmp_path / "b-1-py3-none-any.whl", {"b-1.dist-info/top_level.txt": "_b\nb\n"})
     assert top_level_modules(w2) == ["b"]
@@ -97,7 +103,10 @@ def test_top_level_modules(tmp_path: Path) -> None:
 def test_extract_and_land_are_atomic(tmp_path: Path) -> None:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in (("repaired/x-1-cp39-cp39-linux_x86_64.whl", b"wheel"), ("repaired/junk.txt", b"j")):
+        for name, data in (
+            ("repaired/x-1-cp39-cp39-linux_x86_64.whl", b"wheel"),
+            ("repaired/junk.txt", b"j"),
+        ):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
@@ -112,7 +121,10 @@ def test_extract_and_land_are_atomic(tmp_path: Path) -> None:
 def test_merge_env_combines_flags_and_paths() -> None:
     from orchestrator.pipeline.build import merge_env
 
-    deps = {"CPPFLAGS": "-I/opt/orch/deps/include", "PKG_CONFIG_PATH": "/opt/orch/deps/lib/pkgconfig"}
+    deps = {
+        "CPPFLAGS": "-I/opt/orch/deps/include",
+        "PKG_CONFIG_PATH": "/opt/orch/deps/lib/pkgconfig",
+    }
     user = {"CPPFLAGS": "-DNDEBUG", "PKG_CONFIG_PATH": "/mine", "FOO": "1"}
     env = merge_env(deps, user)
     assert env["CPPFLAGS"] == "-I/opt/orch/deps/include -DNDEBUG"

@@ -28,13 +28,19 @@ def debian_mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if given:
         return Path(given)
     mirror = tmp_path_factory.mktemp("mirror")
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "mirror-from-debian.sh"), str(mirror)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "mirror-from-debian.sh"), str(mirror)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     return mirror
 
 
-def test_multideps_cold_then_warm(x86_images: tuple[str, str], debian_mirror: Path, tmp_path: Path) -> None:
+def test_multideps_cold_then_warm(
+    x86_images: tuple[str, str], debian_mirror: Path, tmp_path: Path
+) -> None:
     project = tmp_path / "multi-deps"
     shutil.copytree(EXAMPLES / "multi-deps", project)
     env = {"ORCH_CACHE_DIR": str(tmp_path / "cache"), "ORCH_SOURCE_MIRROR": str(debian_mirror)}

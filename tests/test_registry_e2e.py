@@ -22,8 +22,12 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
     yield from start_registry(tmp_path / "registry", None)
 
 
-def test_registry_dependency_cache_across_machines(x86_images: tuple[str, str], world,  # type: ignore[no-untyped-def]
-                                                   registry: Registry, tmp_path: Path) -> None:
+def test_registry_dependency_cache_across_machines(
+    x86_images: tuple[str, str],
+    world,  # type: ignore[no-untyped-def]
+    registry: Registry,
+    tmp_path: Path,
+) -> None:
     tmp, base, tarballs, _ = world
     recipe = write_recipe(tmp, base, tarballs, python='["3.9"]')
     env = {"ORCH_CACHE_REGISTRY": registry.url, "ORCH_CACHE_DIR": str(tmp_path / "machine-a")}
@@ -38,8 +42,9 @@ def test_registry_dependency_cache_across_machines(x86_images: tuple[str, str], 
     assert "registry hit" in second.stderr
 
 
-def test_pypa_reference_pulled_through_mirror(x86_images: tuple[str, str], registry: Registry,
-                                              project_copy: Path, tmp_path: Path) -> None:
+def test_pypa_reference_pulled_through_mirror(
+    x86_images: tuple[str, str], registry: Registry, project_copy: Path, tmp_path: Path
+) -> None:
     build_ref, _runtime = x86_images
     ref = "quay.io/pypa/manylinux2014_x86_64"
     mirror_ref = f"{registry.url}/pypa/manylinux2014_x86_64"
@@ -57,8 +62,15 @@ def test_pypa_reference_pulled_through_mirror(x86_images: tuple[str, str], regis
     )
     out = tmp_path / "wh"
     try:
-        proc = orch("build", "-f", str(recipe), "-o", str(out), "--plain",
-                    env={"ORCH_IMAGE_MIRROR": f"quay.io/pypa={registry.url}/pypa"})
+        proc = orch(
+            "build",
+            "-f",
+            str(recipe),
+            "-o",
+            str(out),
+            "--plain",
+            env={"ORCH_IMAGE_MIRROR": f"quay.io/pypa={registry.url}/pypa"},
+        )
         assert proc.returncode == 0, proc.stderr
         assert [p.name for p in out.glob("*.whl")] == [
             "orch_example_bzdemo-1.0.0-cp39-cp39-manylinux2014_x86_64.manylinux_2_17_x86_64.whl"

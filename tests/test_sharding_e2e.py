@@ -14,8 +14,9 @@ from tests.conftest import orch
 pytestmark = pytest.mark.docker
 
 
-def test_shards_merge_to_the_unsharded_result(x86_images: tuple[str, str], project_copy: Path,
-                                              tmp_path: Path) -> None:
+def test_shards_merge_to_the_unsharded_result(
+    x86_images: tuple[str, str], project_copy: Path, tmp_path: Path
+) -> None:
     from orchestrator.images.local import ensure_local_image
 
     ensure_local_image("i686", "runtime")
@@ -33,7 +34,9 @@ def test_shards_merge_to_the_unsharded_result(x86_images: tuple[str, str], proje
     shard_dirs = []
     for entry in include:
         out = tmp_path / f"shard{entry['shard'].replace('/', 'of')}"
-        proc = orch("build", "-f", str(recipe), "-o", str(out), "--plain", "--shard", entry["shard"])
+        proc = orch(
+            "build", "-f", str(recipe), "-o", str(out), "--plain", "--shard", entry["shard"]
+        )
         assert proc.returncode == 0, proc.stderr
         assert {p.name.split("-")[2] for p in out.glob("*.whl")} == {"cp39", "cp311"}
         shard_dirs.append(out)
@@ -41,8 +44,16 @@ def test_shards_merge_to_the_unsharded_result(x86_images: tuple[str, str], proje
     merged_json = tmp_path / "merged.json"
     html = tmp_path / "report.html"
     junit = tmp_path / "junit.xml"
-    proc = orch("report", *map(str, shard_dirs), "--merge-out", str(merged_json), "--html", str(html),
-                "--junit", str(junit))
+    proc = orch(
+        "report",
+        *map(str, shard_dirs),
+        "--merge-out",
+        str(merged_json),
+        "--html",
+        str(html),
+        "--junit",
+        str(junit),
+    )
     assert proc.returncode == 0, proc.stderr
     merged = json.loads(merged_json.read_text())
     unsharded = json.loads((whole / ".orch" / "report.json").read_text())

@@ -23,21 +23,34 @@ def report_of(out: Path) -> dict:  # type: ignore[type-arg]
 @pytest.fixture()
 def visibility(tmp_path: Path) -> Path:
     dest = tmp_path / "visibility"
-    shutil.copytree(EXAMPLES / "visibility", dest, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    shutil.copytree(
+        EXAMPLES / "visibility", dest, ignore=shutil.ignore_patterns("build", "*.egg-info")
+    )
     return dest
 
 
 def test_runtime_image_is_clean(x86_images: tuple[str, str]) -> None:
     _build, runtime = x86_images
     probe = subprocess.run(
-        ["docker", "run", "--rm", runtime, "sh", "-c",
-         "command -v gcc cc g++ || true; ls /opt/orch 2>/dev/null || true; ls /opt/python"],
-        capture_output=True, text=True, check=True,
+        [
+            "docker",
+            "run",
+            "--rm",
+            runtime,
+            "sh",
+            "-c",
+            "command -v gcc cc g++ || true; ls /opt/orch 2>/dev/null || true; ls /opt/python",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert probe.stdout.split() == ["cp311-cp311", "cp39-cp39"]  # interpreters only
 
 
-def test_hidden_visibility_passes_audit(x86_images: tuple[str, str], visibility: Path, tmp_path: Path) -> None:
+def test_hidden_visibility_passes_audit(
+    x86_images: tuple[str, str], visibility: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "wh"
     proc = orch("build", "-f", str(visibility), "-o", str(out), "--plain")
     assert proc.returncode == 0, proc.stderr
@@ -47,7 +60,9 @@ def test_hidden_visibility_passes_audit(x86_images: tuple[str, str], visibility:
     assert len(list(out.glob("*.whl"))) == 1
 
 
-def test_default_visibility_is_refused(x86_images: tuple[str, str], visibility: Path, tmp_path: Path) -> None:
+def test_default_visibility_is_refused(
+    x86_images: tuple[str, str], visibility: Path, tmp_path: Path
+) -> None:
     recipe = visibility / "orch.yaml"
     recipe.write_text(recipe.read_text().replace("VISIBILITY: hidden", "VISIBILITY: default"))
     out = tmp_path / "wh"
@@ -57,7 +72,11 @@ def test_default_visibility_is_refused(x86_images: tuple[str, str], visibility: 
     job = report_of(out)["jobs"][0]
     assert job["status"] == "failed" and job["failed_stage"] == "audit"
     assert "exported-std" in job["error"]
-    std = [f for f in job["audit"]["findings"] if f["check"] == "exported-std" and f["severity"] == "error"]
+    std = [
+        f
+        for f in job["audit"]["findings"]
+        if f["check"] == "exported-std" and f["severity"] == "error"
+    ]
     assert std and any("once" in item for item in std[0]["items"])  # the symbols are named
     # --keep-failed keeps it aside, still not in the wheelhouse
     proc = orch("build", "-f", str(visibility), "-o", str(out), "--plain", "--keep-failed")
@@ -66,7 +85,9 @@ def test_default_visibility_is_refused(x86_images: tuple[str, str], visibility: 
     assert len(list((out / ".orch" / "failed").glob("*.whl"))) == 1
 
 
-def test_recipe_downgrade_lets_a_check_pass(x86_images: tuple[str, str], visibility: Path, tmp_path: Path) -> None:
+def test_recipe_downgrade_lets_a_check_pass(
+    x86_images: tuple[str, str], visibility: Path, tmp_path: Path
+) -> None:
     recipe = visibility / "orch.yaml"
     recipe.write_text(
         recipe.read_text().replace("VISIBILITY: hidden", "VISIBILITY: default")
@@ -80,16 +101,17 @@ def test_recipe_downgrade_lets_a_check_pass(x86_images: tuple[str, str], visibil
     assert std[0]["severity"] == "warning" and "demo of a known export" in std[0]["message"]
 
 
-def test_incompatible_verify_image_is_a_config_error(x86_images: tuple[str, str], project_copy: Path,
-                                                     tmp_path: Path) -> None:
+def test_incompatible_verify_image_is_a_config_error(
+    x86_images: tuple[str, str], project_copy: Path, tmp_path: Path
+) -> None:
     from orchestrator.images.local import ensure_local_image
 
     i686_runtime = ensure_local_image("i686", "runtime").ref
     recipe = project_copy / "orch.yaml"
     recipe.write_text(
-        recipe.read_text().replace('python: ["3.9", "3.11"]', 'python: ["3.9"]').replace(
-            "test:\n", f"test:\n  verify-images: [\"{i686_runtime}\"]\n"
-        )
+        recipe.read_text()
+        .replace('python: ["3.9", "3.11"]', 'python: ["3.9"]')
+        .replace("test:\n", f'test:\n  verify-images: ["{i686_runtime}"]\n')
     )
     out = tmp_path / "wh"
     proc = orch("build", "-f", str(recipe), "-o", str(out), "--plain")
@@ -101,12 +123,14 @@ def test_incompatible_verify_image_is_a_config_error(x86_images: tuple[str, str]
     assert not list(out.glob("*.whl"))
 
 
-def test_coexist_both_orders(x86_images: tuple[str, str], project_copy: Path, tmp_path: Path) -> None:
+def test_coexist_both_orders(
+    x86_images: tuple[str, str], project_copy: Path, tmp_path: Path
+) -> None:
     recipe = project_copy / "orch.yaml"
     recipe.write_text(
-        recipe.read_text().replace('python: ["3.9", "3.11"]', 'python: ["3.11"]').replace(
-            "test:\n", "test:\n  coexist: [\"markupsafe\"]\n"
-        )
+        recipe.read_text()
+        .replace('python: ["3.9", "3.11"]', 'python: ["3.11"]')
+        .replace("test:\n", 'test:\n  coexist: ["markupsafe"]\n')
     )
     out = tmp_path / "wh"
     proc = orch("build", "-f", str(recipe), "-o", str(out), "--plain")

@@ -22,6 +22,7 @@ _LIBPYTHON = re.compile(r"^libpython\d+\.\d+[a-z]*\.so(\.[\d.]+)?$")
 
 # --- exported-std ----------------------------------------------------------------------------
 
+
 def check_exported_std(ctx: Context) -> list[Finding]:
     findings: list[Finding] = []
     for elf in ctx.elfs:
@@ -29,16 +30,22 @@ def check_exported_std(ctx: Context) -> list[Finding]:
         if not leaked:
             continue
         weak = sum(1 for s in leaked if s.bind in ("weak", "unique"))
-        findings.append(_f(
-            "exported-std", ERROR,
-            f"exports {len(leaked)} C++ standard-library symbol(s) ({weak} weak/unique): another "
-            "library loaded into the same process may bind to these copies (ARROW-5130); build "
-            "with -fvisibility=hidden -fvisibility-inlines-hidden and a version script",
-            [ctx.describe(s) for s in sorted(leaked, key=lambda s: s.name)], elf.path))
+        findings.append(
+            _f(
+                "exported-std",
+                ERROR,
+                f"exports {len(leaked)} C++ standard-library symbol(s) ({weak} weak/unique): another "
+                "library loaded into the same process may bind to these copies (ARROW-5130); build "
+                "with -fvisibility=hidden -fvisibility-inlines-hidden and a version script",
+                [ctx.describe(s) for s in sorted(leaked, key=lambda s: s.name)],
+                elf.path,
+            )
+        )
     return findings
 
 
 # --- exported-static-libs --------------------------------------------------------------------
+
 
 def check_exported_static_libs(ctx: Context) -> list[Finding]:
     findings = [_f("exported-static-libs", INFO, note) for note in ctx.declared_notes]
@@ -56,16 +63,26 @@ def check_exported_static_libs(ctx: Context) -> list[Finding]:
     return findings
 
 
-def _static_finding(ctx: Context, elf: ElfInfo, groups: dict[str, list[DynSymbol]],
-                    declared: set[str]) -> Finding:
-    libs = ", ".join(f"{n} ({'declared' if n in declared else 'matched by name'})"
-                     for n in sorted(groups))
-    items = [f"{name}: {ctx.describe(s)}"
-             for name in sorted(groups) for s in sorted(groups[name], key=lambda s: s.name)]
-    return _f("exported-static-libs", ERROR,
-              f"exports {len(items)} symbol(s) of statically linked {libs}: another wheel with a "
-              "different version of the library would clash; link with "
-              "-Wl,--exclude-libs,ALL or hide them with a version script", items, elf.path)
+def _static_finding(
+    ctx: Context, elf: ElfInfo, groups: dict[str, list[DynSymbol]], declared: set[str]
+) -> Finding:
+    libs = ", ".join(
+        f"{n} ({'declared' if n in declared else 'matched by name'})" for n in sorted(groups)
+    )
+    items = [
+        f"{name}: {ctx.describe(s)}"
+        for name in sorted(groups)
+        for s in sorted(groups[name], key=lambda s: s.name)
+    ]
+    return _f(
+        "exported-static-libs",
+        ERROR,
+        f"exports {len(items)} symbol(s) of statically linked {libs}: another wheel with a "
+        "different version of the library would clash; link with "
+        "-Wl,--exclude-libs,ALL or hide them with a version script",
+        items,
+        elf.path,
+    )
 
 
 def _is_that_library(elf: ElfInfo, lib: StaticLib) -> bool:
@@ -80,6 +97,7 @@ def _is_that_library(elf: ElfInfo, lib: StaticLib) -> bool:
 
 # --- cxx11-abi -------------------------------------------------------------------------------
 
+
 def check_cxx11_abi(ctx: Context) -> list[Finding]:
     rows: list[str] = []
     new_exports: list[str] = []
@@ -91,21 +109,34 @@ def check_cxx11_abi(ctx: Context) -> list[Finding]:
         exp_new, exp_old, req_new, req_old = counts
         totals[0] += exp_new + req_new
         totals[1] += exp_old + req_old
-        rows.append(f"{elf.path}: exported new={exp_new} old={exp_old}; "
-                    f"required new={req_new} old={req_old}")
-        new_exports += [f"{elf.path}: {ctx.describe(s)}" for s in _interface(elf)
-                        if uses_new_abi(s.name)]
+        rows.append(
+            f"{elf.path}: exported new={exp_new} old={exp_old}; "
+            f"required new={req_new} old={req_old}"
+        )
+        new_exports += [
+            f"{elf.path}: {ctx.describe(s)}" for s in _interface(elf) if uses_new_abi(s.name)
+        ]
     if not rows:
         return []
     findings = [_f("cxx11-abi", INFO, f"C++ string ABI in use: {_abi_name(*totals)}", rows)]
     claim = ctx.claim
-    if (new_exports and claim is not None and claim.family == "manylinux"
-            and claim.version is not None and claim.version <= (2, 17)):
-        findings.append(_f(
-            "cxx11-abi", WARNING,
-            f"{claim.canonical} builds use devtoolset, which forces _GLIBCXX_USE_CXX11_ABI=0, "
-            "but this wheel's exported interface uses the new (std::__cxx11) ABI: extensions "
-            "built against it there will fail with undefined symbols", new_exports))
+    if (
+        new_exports
+        and claim is not None
+        and claim.family == "manylinux"
+        and claim.version is not None
+        and claim.version <= (2, 17)
+    ):
+        findings.append(
+            _f(
+                "cxx11-abi",
+                WARNING,
+                f"{claim.canonical} builds use devtoolset, which forces _GLIBCXX_USE_CXX11_ABI=0, "
+                "but this wheel's exported interface uses the new (std::__cxx11) ABI: extensions "
+                "built against it there will fail with undefined symbols",
+                new_exports,
+            )
+        )
     return findings
 
 
@@ -141,6 +172,7 @@ def _abi_name(new: int, old: int) -> str:
 
 # --- needed ----------------------------------------------------------------------------------
 
+
 def check_needed(ctx: Context) -> list[Finding]:
     bundled = ctx.bundled()
     whitelist = ctx.whitelist()
@@ -148,33 +180,51 @@ def check_needed(ctx: Context) -> list[Finding]:
     for elf in ctx.elfs:
         bad, unreachable, homegrown = _classify_needed(ctx, elf, bundled, whitelist)
         if bad:
-            findings.append(_f(
-                "needed", ERROR,
-                "DT_NEEDED libraries neither in the policy's whitelist nor in the wheel",
-                bad, elf.path))
+            findings.append(
+                _f(
+                    "needed",
+                    ERROR,
+                    "DT_NEEDED libraries neither in the policy's whitelist nor in the wheel",
+                    bad,
+                    elf.path,
+                )
+            )
         if unreachable:
-            findings.append(_f(
-                "needed", WARNING,
-                "bundled libraries the loader will not find through this file's RPATH/RUNPATH",
-                unreachable, elf.path))
+            findings.append(
+                _f(
+                    "needed",
+                    WARNING,
+                    "bundled libraries the loader will not find through this file's RPATH/RUNPATH",
+                    unreachable,
+                    elf.path,
+                )
+            )
         if homegrown:
-            findings.append(_f(
-                "needed", INFO,
-                "libraries bundled by the build itself (not renamed by auditwheel): their "
-                "SONAMEs can clash with another copy loaded into the process",
-                homegrown, elf.path))
+            findings.append(
+                _f(
+                    "needed",
+                    INFO,
+                    "libraries bundled by the build itself (not renamed by auditwheel): their "
+                    "SONAMEs can clash with another copy loaded into the process",
+                    homegrown,
+                    elf.path,
+                )
+            )
     return findings
 
 
-def _classify_needed(ctx: Context, elf: ElfInfo, bundled: dict[str, str],
-                     whitelist: frozenset[str]) -> tuple[list[str], list[str], list[str]]:
+def _classify_needed(
+    ctx: Context, elf: ElfInfo, bundled: dict[str, str], whitelist: frozenset[str]
+) -> tuple[list[str], list[str], list[str]]:
     bad: list[str] = []
     unreachable: list[str] = []
     homegrown: list[str] = []
     for name in elf.needed:
         if _LIBPYTHON.match(name):
-            bad.append(f"{name} (extensions must not link libpython: the manylinux "
-                       "interpreters have no shared libpython)")
+            bad.append(
+                f"{name} (extensions must not link libpython: the manylinux "
+                "interpreters have no shared libpython)"
+            )
         elif name in bundled:
             where = bundled[name]
             if not _reachable(elf, where):
@@ -220,6 +270,7 @@ def _resolve_origin(elf_path: str, entry: str) -> str | None:
 
 # --- rpath -----------------------------------------------------------------------------------
 
+
 def check_rpath(ctx: Context) -> list[Finding]:
     findings: list[Finding] = []
     for elf in ctx.elfs:
@@ -227,18 +278,31 @@ def check_rpath(ctx: Context) -> list[Finding]:
         bad = [f"{kind} {e}" for kind, e in entries if _resolve_origin(elf.path, e) is None]
         outside = [f"{kind} {e}" for kind, e in entries if _resolve_origin(elf.path, e) == ".."]
         if bad:
-            findings.append(_f(
-                "rpath", ERROR,
-                "search paths not relative to $ORIGIN: they point at the build machine (or at "
-                "the current directory) and may load a stranger's library", bad, elf.path))
+            findings.append(
+                _f(
+                    "rpath",
+                    ERROR,
+                    "search paths not relative to $ORIGIN: they point at the build machine (or at "
+                    "the current directory) and may load a stranger's library",
+                    bad,
+                    elf.path,
+                )
+            )
         if outside:
-            findings.append(_f("rpath", WARNING,
-                               "$ORIGIN-relative search paths that leave the installed wheel",
-                               outside, elf.path))
+            findings.append(
+                _f(
+                    "rpath",
+                    WARNING,
+                    "$ORIGIN-relative search paths that leave the installed wheel",
+                    outside,
+                    elf.path,
+                )
+            )
     return findings
 
 
 # --- abi3 ------------------------------------------------------------------------------------
+
 
 def check_abi3(ctx: Context) -> list[Finding]:
     if "abi3" not in ctx.wheel.abi_tags:
@@ -246,22 +310,39 @@ def check_abi3(ctx: Context) -> list[Finding]:
     from .external import abi3audit_available, run_abi3audit
 
     if not abi3audit_available():
-        return [_f("abi3", WARNING, "abi3 wheel, but abi3audit is not installed: "
-                                    "stable-ABI check skipped")]
+        return [
+            _f(
+                "abi3",
+                WARNING,
+                "abi3 wheel, but abi3audit is not installed: stable-ABI check skipped",
+            )
+        ]
     report = run_abi3audit(ctx.wheel.path)
     if report.error is not None:
         return [_f("abi3", WARNING, f"abi3audit failed: {report.error}")]
     findings: list[Finding] = []
     for obj in report.objects:
         if obj.non_abi3_symbols:
-            findings.append(_f("abi3", ERROR,
-                               f"uses {len(obj.non_abi3_symbols)} symbol(s) outside the stable "
-                               "ABI", sorted(obj.non_abi3_symbols), obj.name))
+            findings.append(
+                _f(
+                    "abi3",
+                    ERROR,
+                    f"uses {len(obj.non_abi3_symbols)} symbol(s) outside the stable ABI",
+                    sorted(obj.non_abi3_symbols),
+                    obj.name,
+                )
+            )
         if obj.future_symbols:
             items = [f"{s} (abi3 since {v})" for s, v in sorted(obj.future_symbols.items())]
-            findings.append(_f("abi3", ERROR,
-                               f"claims abi3 {obj.baseline} but needs {obj.computed}",
-                               items, obj.name))
+            findings.append(
+                _f(
+                    "abi3",
+                    ERROR,
+                    f"claims abi3 {obj.baseline} but needs {obj.computed}",
+                    items,
+                    obj.name,
+                )
+            )
     if not findings:
         names = ", ".join(o.name for o in report.objects) or "no extension found"
         findings.append(_f("abi3", INFO, f"abi3audit: stable ABI respected ({names})"))
@@ -270,13 +351,17 @@ def check_abi3(ctx: Context) -> list[Finding]:
 
 # --- registry --------------------------------------------------------------------------------
 
+
 def check_record_findings(ctx: Context) -> list[Finding]:
     return check_record(ctx.wheel)
 
 
 def check_elf_errors(ctx: Context) -> list[Finding]:
-    return [_f("tag", WARNING, "files that look like ELF but could not be parsed",
-               ctx.elf_errors)] if ctx.elf_errors else []
+    return (
+        [_f("tag", WARNING, "files that look like ELF but could not be parsed", ctx.elf_errors)]
+        if ctx.elf_errors
+        else []
+    )
 
 
 CHECK_FUNCS: dict[str, Check] = {

@@ -24,20 +24,40 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "symbols, the C++ string ABI, symbol versions (listed one by one), DT_NEEDED, RPATH, "
         "RECORD and the stable ABI."
     )
-    parser.add_argument("wheels", nargs="+", type=Path, metavar="WHEEL",
-                        help="wheel files to audit (any architecture)")
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON document instead of tables")
-    parser.add_argument("--allow-export", action="append", default=[], metavar="PATTERN",
-                        help="fnmatch pattern of a (mangled or demangled) symbol the project "
-                             "means to export; repeatable")
-    parser.add_argument("--downgrade", action="append", default=[],
-                        metavar="CHECK=SEVERITY:REASON",
-                        help=f"lower a check's findings to {'/'.join(SEVERITIES[:-1])} with a "
-                             f"reason; checks: {', '.join(CHECKS)}; repeatable")
-    parser.add_argument("--bundled", action="append", default=[], metavar="LIB",
-                        help="a static library the build links (zlib, zstd, ... or "
-                             "NAME=GLOB,GLOB for others); repeatable")
+    parser.add_argument(
+        "wheels",
+        nargs="+",
+        type=Path,
+        metavar="WHEEL",
+        help="wheel files to audit (any architecture)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON document instead of tables"
+    )
+    parser.add_argument(
+        "--allow-export",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="fnmatch pattern of a (mangled or demangled) symbol the project "
+        "means to export; repeatable",
+    )
+    parser.add_argument(
+        "--downgrade",
+        action="append",
+        default=[],
+        metavar="CHECK=SEVERITY:REASON",
+        help=f"lower a check's findings to {'/'.join(SEVERITIES[:-1])} with a "
+        f"reason; checks: {', '.join(CHECKS)}; repeatable",
+    )
+    parser.add_argument(
+        "--bundled",
+        action="append",
+        default=[],
+        metavar="LIB",
+        help="a static library the build links (zlib, zstd, ... or "
+        "NAME=GLOB,GLOB for others); repeatable",
+    )
 
 
 def parse_downgrade(text: str) -> tuple[str, str, str]:
@@ -59,8 +79,14 @@ def run(args: argparse.Namespace) -> int:
     errors: list[tuple[str, str]] = []
     for wheel in args.wheels:
         try:
-            results.append(audit_wheel(wheel, allow_exports=args.allow_export,
-                                       downgrade=downgrades, bundled_static=args.bundled))
+            results.append(
+                audit_wheel(
+                    wheel,
+                    allow_exports=args.allow_export,
+                    downgrade=downgrades,
+                    bundled_static=args.bundled,
+                )
+            )
         except WheelError as exc:
             errors.append((str(wheel), str(exc)))
         except ValueError as exc:  # an invalid --downgrade: same for every wheel
@@ -77,8 +103,9 @@ def _complain(message: str) -> None:
     sys.stderr.write(f"orch audit: {message}\n")
 
 
-def _print(as_json: bool, results: list[AuditResult], errors: list[tuple[str, str]],
-           out: Console) -> None:
+def _print(
+    as_json: bool, results: list[AuditResult], errors: list[tuple[str, str]], out: Console
+) -> None:
     if as_json:
         sys.stdout.write(to_json_document(results, errors) + "\n")
     else:

@@ -77,8 +77,9 @@ class Context:
         """Exported symbols not covered by the project's allowlist or module entry points."""
         syms = elf.exported
         self.demangle.prime(s.name for s in syms)
-        return [s for s in syms
-                if not allowed_export(s.name, self.demangle(s.name), self.allow_exports)]
+        return [
+            s for s in syms if not allowed_export(s.name, self.demangle(s.name), self.allow_exports)
+        ]
 
     def describe(self, sym: DynSymbol) -> str:
         """nm-style letter, readable name, then the mangled one (what allowlists match)."""

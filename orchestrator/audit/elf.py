@@ -30,11 +30,24 @@ _MACHINES: dict[tuple[str, int, bool], str] = {
     ("EM_LOONGARCH", 64, True): "loongarch64",
 }
 
-_BINDS = {"STB_GLOBAL": "global", "STB_WEAK": "weak", "STB_LOCAL": "local",
-          "STB_GNU_UNIQUE": "unique", "STB_LOOS": "unique"}
-_TYPES = {"STT_FUNC": "func", "STT_OBJECT": "object", "STT_TLS": "tls",
-          "STT_GNU_IFUNC": "ifunc", "STT_LOOS": "ifunc", "STT_COMMON": "common",
-          "STT_NOTYPE": "notype", "STT_SECTION": "section", "STT_FILE": "file"}
+_BINDS = {
+    "STB_GLOBAL": "global",
+    "STB_WEAK": "weak",
+    "STB_LOCAL": "local",
+    "STB_GNU_UNIQUE": "unique",
+    "STB_LOOS": "unique",
+}
+_TYPES = {
+    "STT_FUNC": "func",
+    "STT_OBJECT": "object",
+    "STT_TLS": "tls",
+    "STT_GNU_IFUNC": "ifunc",
+    "STT_LOOS": "ifunc",
+    "STT_COMMON": "common",
+    "STT_NOTYPE": "notype",
+    "STT_SECTION": "section",
+    "STT_FILE": "file",
+}
 _EXPORTABLE_TYPES = frozenset({"func", "object", "tls", "ifunc", "common", "notype"})
 
 
@@ -142,8 +155,12 @@ def _parse(stream: BinaryIO, wheel_path: str) -> ElfInfo:
 
 
 def _dynamic_tags(elf: ELFFile) -> list[tuple[str, str]]:
-    wanted = {"DT_NEEDED": "needed", "DT_SONAME": "soname",
-              "DT_RPATH": "rpath", "DT_RUNPATH": "runpath"}
+    wanted = {
+        "DT_NEEDED": "needed",
+        "DT_SONAME": "soname",
+        "DT_RPATH": "rpath",
+        "DT_RUNPATH": "runpath",
+    }
     source: Any = next((s for s in elf.iter_sections() if isinstance(s, DynamicSection)), None)
     if source is None:  # section headers stripped: fall back to the PT_DYNAMIC segment
         source = next((s for s in elf.iter_segments() if isinstance(s, DynamicSegment)), None)
@@ -194,8 +211,11 @@ def _symbols(
     elf: ELFFile, need_index: dict[int, tuple[str, str]], def_index: dict[int, str]
 ) -> tuple[DynSymbol, ...]:
     dynsym = next(
-        (s for s in elf.iter_sections()
-         if isinstance(s, SymbolTableSection) and s["sh_type"] == "SHT_DYNSYM"),
+        (
+            s
+            for s in elf.iter_sections()
+            if isinstance(s, SymbolTableSection) and s["sh_type"] == "SHT_DYNSYM"
+        ),
         None,
     )
     if dynsym is None:
@@ -207,15 +227,17 @@ def _symbols(
             continue
         version, vfile = _symbol_version(versym, i, need_index, def_index)
         defined = sym["st_shndx"] != "SHN_UNDEF"
-        out.append(DynSymbol(
-            name=str(sym.name),
-            defined=defined,
-            bind=_BINDS.get(str(sym["st_info"]["bind"]), "global"),
-            kind=_TYPES.get(str(sym["st_info"]["type"]), "notype"),
-            visibility=str(sym["st_other"]["visibility"]).removeprefix("STV_").lower(),
-            version=version,
-            version_file=None if defined else vfile,
-        ))
+        out.append(
+            DynSymbol(
+                name=str(sym.name),
+                defined=defined,
+                bind=_BINDS.get(str(sym["st_info"]["bind"]), "global"),
+                kind=_TYPES.get(str(sym["st_info"]["type"]), "notype"),
+                visibility=str(sym["st_other"]["visibility"]).removeprefix("STV_").lower(),
+                version=version,
+                version_file=None if defined else vfile,
+            )
+        )
     return tuple(out)
 
 

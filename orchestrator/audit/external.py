@@ -88,9 +88,7 @@ def run_abi3audit(wheel: Path) -> Abi3Report:
         out = Path(tmp) / "report.json"
         cmd = [sys.executable, "-m", "abi3audit", "--report", "-o", str(out), str(wheel)]
         try:
-            proc = subprocess.run(
-                cmd, capture_output=True, text=True, timeout=TIMEOUT, check=False
-            )
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return Abi3Report((), error=f"abi3audit did not run: {exc}")
         data = _json_object(out.read_text()) if out.is_file() else None
@@ -105,12 +103,15 @@ def _abi3_objects(data: dict[str, Any]) -> list[Abi3Object]:
     for spec in data.get("specs", {}).values():
         for entry in spec.get("wheel", []) if isinstance(spec, dict) else []:
             result = entry.get("result", {})
-            out.append(Abi3Object(
-                name=str(entry.get("name", "?")),
-                baseline=str(result.get("baseline", "?")),
-                computed=str(result.get("computed", "?")),
-                non_abi3_symbols=tuple(str(s) for s in result.get("non_abi3_symbols", [])),
-                future_symbols={str(k): str(v)
-                                for k, v in result.get("future_abi3_objects", {}).items()},
-            ))
+            out.append(
+                Abi3Object(
+                    name=str(entry.get("name", "?")),
+                    baseline=str(result.get("baseline", "?")),
+                    computed=str(result.get("computed", "?")),
+                    non_abi3_symbols=tuple(str(s) for s in result.get("non_abi3_symbols", [])),
+                    future_symbols={
+                        str(k): str(v) for k, v in result.get("future_abi3_objects", {}).items()
+                    },
+                )
+            )
     return out

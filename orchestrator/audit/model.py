@@ -68,8 +68,13 @@ class AuditResult:
         }
 
 
-def make_finding(check: str, severity: str, message: str, items: Sequence[str] | None = None,
-                 file: str | None = None) -> Finding:
+def make_finding(
+    check: str,
+    severity: str,
+    message: str,
+    items: Sequence[str] | None = None,
+    file: str | None = None,
+) -> Finding:
     return Finding(check, severity, message, tuple(items or ()), file)
 
 

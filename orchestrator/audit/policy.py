@@ -87,15 +87,17 @@ def policies_for(family: str, arch: str) -> tuple[Policy, ...]:
         m = re.match(r"^\w+?_(\d+)_(\d+)$", name)
         if m is None:
             continue
-        out.append(Policy(
-            name=name,
-            family=family,
-            version=(int(m[1]), int(m[2])),
-            aliases=tuple(raw.get("aliases", ())),
-            symbol_versions={k: frozenset(v) for k, v in raw["symbol_versions"][base].items()},
-            whitelist=frozenset(raw["lib_whitelist"]),
-            blacklist={k: frozenset(v) for k, v in raw.get("blacklist", {}).items()},
-        ))
+        out.append(
+            Policy(
+                name=name,
+                family=family,
+                version=(int(m[1]), int(m[2])),
+                aliases=tuple(raw.get("aliases", ())),
+                symbol_versions={k: frozenset(v) for k, v in raw["symbol_versions"][base].items()},
+                whitelist=frozenset(raw["lib_whitelist"]),
+                blacklist={k: frozenset(v) for k, v in raw.get("blacklist", {}).items()},
+            )
+        )
     return tuple(sorted(out, key=lambda p: p.version))
 
 
@@ -107,8 +109,9 @@ def policy_for(platform: Platform) -> tuple[Policy | None, bool]:
     """
     if not platform.portable or platform.version is None or platform.arch is None:
         return None, False
-    candidates = [p for p in policies_for(platform.family, platform.arch)
-                  if p.version <= platform.version]
+    candidates = [
+        p for p in policies_for(platform.family, platform.arch) if p.version <= platform.version
+    ]
     if not candidates:
         return None, False
     best = candidates[-1]

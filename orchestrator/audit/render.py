@@ -25,8 +25,13 @@ def render_table(result: AuditResult, console: Console) -> None:
     verdict = "OK" if result.ok() else "FAILED"
     style = "green" if result.ok() else "bold red"
     tags = ", ".join(result.claimed_tags) or "-"
-    table = Table(title=f"{result.wheel}  [{tags}]", title_justify="left", show_lines=True,
-                  caption=Text(verdict, style=style), caption_justify="left")
+    table = Table(
+        title=f"{result.wheel}  [{tags}]",
+        title_justify="left",
+        show_lines=True,
+        caption=Text(verdict, style=style),
+        caption_justify="left",
+    )
     table.add_column("check", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
     table.add_column("details", overflow="fold")
@@ -35,8 +40,9 @@ def render_table(result: AuditResult, console: Console) -> None:
         if not findings:
             table.add_row(check, Text("pass", style=_STYLE["pass"]), "")
         for finding in findings:
-            table.add_row(check, Text(finding.severity, style=_STYLE[finding.severity]),
-                          _details(finding))
+            table.add_row(
+                check, Text(finding.severity, style=_STYLE[finding.severity]), _details(finding)
+            )
     console.print(table)
 
 

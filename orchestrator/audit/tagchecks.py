@@ -13,13 +13,20 @@ from .policy import Platform, Policy, allowed, parse_platform, policies_for, pol
 
 # --- tag -------------------------------------------------------------------------------------
 
+
 def check_tag(ctx: Context) -> list[Finding]:
     platforms = ctx.platforms
     findings = _wheel_file_tags(ctx) + _elf_arch(ctx)
     if all(p.family == "any" for p in platforms):
         if ctx.elfs:
-            findings.append(_f("tag", ERROR, "platform tag 'any' but the wheel holds ELF files",
-                               [e.path for e in ctx.elfs]))
+            findings.append(
+                _f(
+                    "tag",
+                    ERROR,
+                    "platform tag 'any' but the wheel holds ELF files",
+                    [e.path for e in ctx.elfs],
+                )
+            )
         return findings
     if any(p.family == "other" for p in platforms):
         findings.append(_f("tag", INFO, "not a Linux wheel: the ELF checks do not apply"))
@@ -65,9 +72,12 @@ def _not_portable(ctx: Context) -> Finding:
     computed = _computed_tag(ctx)
     hint = f"; `auditwheel repair` could make it {computed}" if computed else ""
     tags = ", ".join(ctx.wheel.platform_tags)
-    return _f("tag", ERROR,
-              f"{tags} is not a portable tag (no manylinux/musllinux claim): installers on "
-              f"other systems will refuse or break{hint}")
+    return _f(
+        "tag",
+        ERROR,
+        f"{tags} is not a portable tag (no manylinux/musllinux claim): installers on "
+        f"other systems will refuse or break{hint}",
+    )
 
 
 def _computed_tag(ctx: Context) -> str | None:
@@ -85,21 +95,45 @@ def _compare_claim(ctx: Context, claim: Platform) -> list[Finding]:
     if computed_tag is None:
         computed_tag = own_computed_tag(ctx)
         source = "orch's own analysis"
-        findings.append(_f("tag", WARNING, f"auditwheel gave no answer ({show.error}); "
-                                           "falling back to orch's own analysis"))
+        findings.append(
+            _f(
+                "tag",
+                WARNING,
+                f"auditwheel gave no answer ({show.error}); falling back to orch's own analysis",
+            )
+        )
     if show.unsupported_isa:
-        findings.append(_f("tag", WARNING, "auditwheel: the wheel needs ISA extensions beyond "
-                                           "the architecture's baseline"))
+        findings.append(
+            _f(
+                "tag",
+                WARNING,
+                "auditwheel: the wheel needs ISA extensions beyond the architecture's baseline",
+            )
+        )
     computed = parse_platform(computed_tag) if computed_tag else None
     claimed = ", ".join(ctx.wheel.platform_tags)
     if computed is None or not computed.portable or computed.version is None:
         items = _tag_evidence(ctx, show, claim)
-        findings.append(_f("tag", ERROR, f"claims {claimed} but {source} finds the wheel is not "
-                                         f"portable at all ({computed_tag})", items))
+        findings.append(
+            _f(
+                "tag",
+                ERROR,
+                f"claims {claimed} but {source} finds the wheel is not "
+                f"portable at all ({computed_tag})",
+                items,
+            )
+        )
     elif claim.version is not None and claim.version < computed.version:
         items = _tag_evidence(ctx, show, claim)
-        findings.append(_f("tag", ERROR, f"claims {claimed} but {source} computes "
-                                         f"{computed_tag}: the wheel needs a newer libc", items))
+        findings.append(
+            _f(
+                "tag",
+                ERROR,
+                f"claims {claimed} but {source} computes "
+                f"{computed_tag}: the wheel needs a newer libc",
+                items,
+            )
+        )
     else:
         findings.append(_f("tag", INFO, f"claims {claimed}; {source} computes {computed_tag}"))
     return findings
@@ -111,9 +145,13 @@ def _tag_evidence(ctx: Context, show: AuditwheelShow, claim: Platform) -> list[s
     policy, exact = policy_for(claim)
     items: list[str] = []
     for lib, versions in sorted(show.versioned_symbols.items()):
-        bad = [v for v in versions
-               if policy is None or claim.version is None
-               or not allowed(policy, exact, claim.version, v)]
+        bad = [
+            v
+            for v in versions
+            if policy is None
+            or claim.version is None
+            or not allowed(policy, exact, claim.version, v)
+        ]
         if bad:
             items.append(f"{lib}: {', '.join(bad)}")
     items += [f"external library: {lib}" for lib in sorted(show.external_libs)]
@@ -135,8 +173,11 @@ def _own_evidence(ctx: Context, claim: Platform) -> list[str]:
                 continue
             if not allowed(policy, exact, claim.version, version):
                 items.add(f"{lib}: {version}")
-        items.update(f"external library: {n}" for n in elf.needed
-                     if n not in bundled and not is_loader(n) and n not in whitelist)
+        items.update(
+            f"external library: {n}"
+            for n in elf.needed
+            if n not in bundled and not is_loader(n) and n not in whitelist
+        )
     return sorted(items)
 
 
@@ -169,29 +210,47 @@ def _satisfies(elf: ElfInfo, policy_name: str, bundled: dict[str, str], ctx: Con
 
 # --- symbol-versions -------------------------------------------------------------------------
 
+
 def check_symbol_versions(ctx: Context) -> list[Finding]:
     if not ctx.elfs:
         return []
     claim = ctx.claim
     policy, exact = ctx.claimed_policy
     if claim is None or claim.version is None or policy is None:
-        return [_f("symbol-versions", INFO,
-                   "no manylinux/musllinux claim to check symbol versions against")]
+        return [
+            _f(
+                "symbol-versions",
+                INFO,
+                "no manylinux/musllinux claim to check symbol versions against",
+            )
+        ]
     bundled = ctx.bundled()
     findings: list[Finding] = []
     for elf in ctx.elfs:
         items = _too_new(elf, policy, exact, claim.version, bundled, ctx)
         items += _blacklisted(elf, policy.blacklist)
         if items:
-            findings.append(_f(
-                "symbol-versions", ERROR,
-                f"{len(items)} required symbol(s) beyond what {claim.canonical} allows "
-                f"(checked against auditwheel's {policy.name} policy)", items, elf.path))
+            findings.append(
+                _f(
+                    "symbol-versions",
+                    ERROR,
+                    f"{len(items)} required symbol(s) beyond what {claim.canonical} allows "
+                    f"(checked against auditwheel's {policy.name} policy)",
+                    items,
+                    elf.path,
+                )
+            )
     return findings
 
 
-def _too_new(elf: ElfInfo, policy: Policy, exact: bool, claimed: tuple[int, int],
-             bundled: dict[str, str], ctx: Context) -> list[str]:
+def _too_new(
+    elf: ElfInfo,
+    policy: Policy,
+    exact: bool,
+    claimed: tuple[int, int],
+    bundled: dict[str, str],
+    ctx: Context,
+) -> list[str]:
     bad: dict[tuple[str, str], list[str]] = {}
     for lib, version in elf.version_needs:
         # like auditwheel: libraries in the wheel and the loader's own versions are exempt
@@ -221,6 +280,9 @@ def _blacklisted(elf: ElfInfo, blacklist: dict[str, frozenset[str]]) -> list[str
     for lib in elf.needed:
         banned = blacklist.get(lib)
         if banned:
-            items += [f"{s.name} ({lib}: blacklisted by the policy)"
-                      for s in elf.undefined if s.name in banned]
+            items += [
+                f"{s.name} ({lib}: blacklisted by the policy)"
+                for s in elf.undefined
+                if s.name in banned
+            ]
     return items

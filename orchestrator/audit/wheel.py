@@ -73,10 +73,13 @@ def open_wheel(path: Path) -> Wheel:
 
 
 def _find_dist_info(members: tuple[zipfile.ZipInfo, ...], name: str) -> str | None:
-    candidates = sorted({
-        m.filename.split("/")[0] for m in members
-        if m.filename.count("/") == 1 and m.filename.endswith(".dist-info/WHEEL")
-    })
+    candidates = sorted(
+        {
+            m.filename.split("/")[0]
+            for m in members
+            if m.filename.count("/") == 1 and m.filename.endswith(".dist-info/WHEEL")
+        }
+    )
     if not candidates:
         return None
     wanted = name.replace("-", "_").lower()

@@ -55,7 +55,9 @@ class Session:
         self.keep_on_failure = keep_on_failure
         self.network_mode = network_mode
         self.personality = personality
-        self.accel = accel  # native cross compiler mounts for an emulated build (emulation/accel.py)
+        self.accel = (
+            accel  # native cross compiler mounts for an emulated build (emulation/accel.py)
+        )
         self.container: Container | None = None
         self.kept = False
 

@@ -84,7 +84,11 @@ def _local_images_check() -> Check:
 
     stale = set(stale_local_images())
     current = sorted({i.ref for i in engine.list_images("io.orch.image=local")} - stale)
-    detail = ", ".join(current) if current else "none built yet (`orch images build-local`; `orch build` builds them)"
+    detail = (
+        ", ".join(current)
+        if current
+        else "none built yet (`orch images build-local`; `orch build` builds them)"
+    )
     if stale:
         detail += f"\n{len(stale)} stale (definition changed): `orch images prune` removes them"
     return Check("local images", True, detail)
@@ -121,9 +125,7 @@ def setup_emulation(console: Console) -> int:
             "(or, where a registry is reachable: docker run --privileged --rm tonistiigi/binfmt --install all)"
         )
     subprocess.run([tool, "--enable"], check=False, capture_output=True)
-    bad = [
-        s for s in (binfmt.support(a) for a in archs.ARCHS) if s.mode in ("missing", "broken")
-    ]
+    bad = [s for s in (binfmt.support(a) for a in archs.ARCHS) if s.mode in ("missing", "broken")]
     for s in bad:
         console.print(f"[red]{s.arch}[/]: {s.detail}")
     if not bad:

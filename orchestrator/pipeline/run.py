@@ -352,7 +352,9 @@ def _check(
         result.verify = [o.to_json() for o in outcomes]
         for o in outcomes:
             if o.status == "incompatible":
-                return f"configuration error: verify image {o.image} cannot run this wheel: {o.detail}"
+                return (
+                    f"configuration error: verify image {o.image} cannot run this wheel: {o.detail}"
+                )
             if not o.ok:
                 return f"verification failed in {o.image}: {o.detail}"
     return None
@@ -365,7 +367,9 @@ def summary_table(report: RunReport) -> Table:
     table = Table(title=f"orch: {report.name}", show_lines=False)
     for col in ("job", "status", "time", "wheel", "size"):
         table.add_column(
-            col, justify="right" if col in ("time", "size") else "left", overflow="fold",
+            col,
+            justify="right" if col in ("time", "size") else "left",
+            overflow="fold",
             no_wrap=col in ("time", "size", "status"),
         )
     order = {"failed": 0, "cancelled": 1, "blocked": 2, "ok": 3}
