@@ -45,6 +45,19 @@ def _selection_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--shard", metavar="K/N", help="run only shard K of N (whole image/arch groups)")
     p.add_argument("--arch", action="append", default=[], help="restrict to these architectures")
+    _runner_arg(p)
+
+
+def _runner_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--runner",
+        action="append",
+        default=[],
+        metavar="ARCH=LABEL",
+        help="CI runner for an architecture's shards (repeatable; defaults: x86_64, i686, "
+        "ppc64le, s390x on ubuntu-latest; aarch64, armv7l on ubuntu-24.04-arm); give "
+        "`orch build --shard` the same overrides as `orch matrix`",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _recipe_arg(m)
     m.add_argument("--max-shards", type=int, default=8)
+    _runner_arg(m)
 
     i = sub.add_parser(
         "images",
@@ -233,6 +247,7 @@ def _recipe_path(arg: str) -> Path:
 
 def _load_plan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from orchestrator.plan.jobs import make_plan
+    from orchestrator.plan.runners import parse_runners
     from orchestrator.recipe import load_recipe
 
     recipe = load_recipe(_recipe_path(args.file))
@@ -242,7 +257,7 @@ def _load_plan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     plan = plan.select(getattr(args, "only", []) or [])
     if getattr(args, "shard", None):
         k, n = _parse_shard(args.shard)
-        plan = plan.shard(k, n)
+        plan = plan.shard(k, n, parse_runners(args.runner))
     return recipe, plan
 
 
@@ -303,9 +318,10 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_matrix(args: argparse.Namespace, console: Console) -> int:
     from orchestrator.plan.github import github_matrix
+    from orchestrator.plan.runners import parse_runners
 
     _recipe, plan = _load_plan(args)
-    print(json.dumps(github_matrix(plan, args.max_shards)))
+    print(json.dumps(github_matrix(plan, args.max_shards, parse_runners(args.runner))))
     return EXIT_OK
 
 

@@ -169,6 +169,7 @@ def test_nightly_shards_with_orch_matrix_and_builds_with_the_local_action() -> N
     assert 'orch matrix -f "$RECIPE" --max-shards 4' in plan_script
     assert nightly["env"]["RECIPE"] == "examples/multi-deps/orch.yaml"
     assert jobs["build"]["strategy"]["matrix"] == "${{ fromJSON(needs.plan.outputs.matrix) }}"
+    assert jobs["build"]["runs-on"] == "${{ matrix.runs-on }}"  # arm64 shards on arm64 runners
     (action_step,) = [s for s in jobs["build"]["steps"] if s.get("uses") == "./"]
     assert action_step["with"]["shard"] == "${{ matrix.shard }}"
     merge_script = "\n".join(_scripts({"jobs": {"merge": jobs["merge"]}}))
@@ -204,6 +205,7 @@ def test_action_metadata_is_complete() -> None:
         "recipe",
         "only",
         "shard",
+        "runners",
         "output-dir",
         "cache-dir",
         "archs",
@@ -253,7 +255,7 @@ def test_action_uses_the_cache_and_reports_as_promised() -> None:
     steps = _load(ACTION)["runs"]["steps"]
     restore = next(s for s in steps if str(s.get("uses", "")).startswith("actions/cache/restore@"))
     assert restore["with"]["key"].startswith(
-        "orch-deps-${{ runner.os }}-${{ hashFiles(inputs.recipe) }}-"
+        "orch-deps-${{ runner.os }}-${{ runner.arch }}-${{ hashFiles(inputs.recipe) }}-"
     )
     save = next(s for s in steps if str(s.get("uses", "")).startswith("actions/cache/save@"))
     assert save["with"]["key"] == "${{ steps.cache.outputs.cache-primary-key }}"

@@ -14,6 +14,7 @@ from typing import Any
 from orchestrator import archs
 from orchestrator.errors import ConfigError
 from orchestrator.plan import catalog
+from orchestrator.plan.runners import Runners
 from orchestrator.recipe.graph import topological_order
 from orchestrator.recipe.model import Recipe
 
@@ -78,32 +79,58 @@ class Plan:
             raise ConfigError(f"--only {' '.join(only)} matches no job; jobs: {ids}")
         return Plan(self.recipe, keep, self.excluded, self.dep_order)
 
-    def shards(self, count: int) -> list[tuple[Job, ...]]:
-        """Split into at most `count` shards, whole groups only (a runner builds a group's
-        dependencies once), balancing estimated cost greedily: longest first."""
-        groups = sorted(self.groups(), key=lambda g: -_cost(g[1]))
-        bins: list[list[Job]] = [[] for _ in range(max(1, min(count, len(groups))))]
-        for _name, jobs in groups:
-            target = min(bins, key=lambda b: sum(_job_cost(j) for j in b))
-            target.extend(jobs)
-        return [tuple(b) for b in bins if b]
+    def shards(self, count: int, runners: Runners | None = None) -> list[tuple[Job, ...]]:
+        """Split into at most `count` shards (at least one per runner), whole groups only (a
+        runner builds a group's dependencies once), never mixing runners, balancing the
+        estimated cost greedily: longest first."""
+        runners = runners or Runners()
+        by_runner: dict[str, list[tuple[Job, ...]]] = {}
+        for _name, jobs in self.groups():
+            by_runner.setdefault(runners.label(jobs[0].arch), []).append(jobs)
+        if count < len(by_runner):  # fewer shards than runners: plain balance (`--shard 1/1`)
+            every = [g for gs in by_runner.values() for g in gs]
+            return _balance(sorted(every, key=lambda g: -_cost(g, runners)), count, runners)
+        bins = dict.fromkeys(by_runner, 1)
+        cost = {lab: sum(_cost(g, runners) for g in gs) for lab, gs in by_runner.items()}
+        for _ in range(max(0, count - len(bins))):  # each spare shard to the busiest runner
+            open_ = [lab for lab in bins if bins[lab] < len(by_runner[lab])]
+            if not open_:
+                break
+            busiest = max(open_, key=lambda lab: (cost[lab] / bins[lab], lab))
+            bins[busiest] += 1
+        out: list[tuple[Job, ...]] = []
+        for label in sorted(by_runner, key=lambda lab: (-cost[lab], lab)):
+            groups = sorted(by_runner[label], key=lambda g: -_cost(g, runners))
+            out.extend(_balance(groups, bins[label], runners))
+        return out
 
-    def shard(self, index: int, count: int) -> Plan:
-        """Shard `index` (1-based) of `count`."""
+    def shard(self, index: int, count: int, runners: Runners | None = None) -> Plan:
+        """Shard `index` (1-based) of `count`: the same split `orch matrix` prints."""
         if count < 1 or not 1 <= index <= count:
             raise ConfigError(f"--shard {index}/{count}: expected K/N with 1 <= K <= N")
-        shards = self.shards(count)
+        shards = self.shards(count, runners)
         jobs = shards[index - 1] if index <= len(shards) else ()
         return Plan(self.recipe, jobs, self.excluded, self.dep_order)
 
 
-def _job_cost(job: Job) -> float:
+def _balance(
+    groups: Sequence[tuple[Job, ...]], count: int, runners: Runners
+) -> list[tuple[Job, ...]]:
+    """Groups (longest first) into at most `count` bins, each to the cheapest bin so far."""
+    bins: list[list[Job]] = [[] for _ in range(max(1, min(count, len(groups))))]
+    for jobs in groups:
+        target = min(bins, key=lambda b: _cost(b, runners))
+        target.extend(jobs)
+    return [tuple(b) for b in bins if b]
+
+
+def _job_cost(job: Job, runners: Runners) -> float:
     # Emulated jobs take ~20x longer here; measured ratios are what matter for balance.
-    return 20.0 if job.emulated else 1.0
+    return 20.0 if runners.emulated(job.arch) else 1.0
 
 
-def _cost(jobs: Iterable[Job]) -> float:
-    return sum(_job_cost(j) for j in jobs)
+def _cost(jobs: Iterable[Job], runners: Runners) -> float:
+    return sum(_job_cost(j, runners) for j in jobs)
 
 
 def python_tag(version: str) -> str:
