@@ -80,7 +80,9 @@ def test_build_skip_selectors_and_only(tmp_path: Path) -> None:
     f = recipe(tmp_path, "python: ['3.9', '3.11']\nskip: ['cp39-*']\n")
     plan = make_plan(load_recipe(f), host_arch="x86_64")
     assert [j.id for j in plan.jobs] == ["cp311-manylinux_2_31_x86_64"]
-    assert any(e.reason == "deselected by build/skip" for e in plan.excluded)
+    assert {e.id: e.reason for e in plan.excluded} == {
+        "cp39-manylinux_2_31_x86_64": "skipped by skip: cp39-*"
+    }
     with pytest.raises(ConfigError, match="matches no job"):
         plan.select(["cp27-*"])
 
@@ -93,7 +95,7 @@ def test_plan_json_roundtrip(tmp_path: Path) -> None:
 
 
 def test_shards_cover_every_job_once_and_keep_groups(tmp_path: Path) -> None:
-    f = recipe(tmp_path, "python: ['3.9', '3.11']\narchs: [x86_64, i686, aarch64, ppc64le]\n")
+    f = recipe(tmp_path, "python: ['3.9', '3.11']\narchs: [x86_64, i686, aarch64, armv7l]\n")
     plan = make_plan(load_recipe(f), host_arch="x86_64")
     for n in (1, 2, 3, 8):
         shards = [plan.shard(k, n).jobs for k in range(1, n + 1)]

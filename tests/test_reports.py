@@ -55,7 +55,7 @@ def make_job(python: str, arch: str, policy: str = "manylinux_2_31", emulated: b
         arch=arch,
         image=f"orch-local/{policy}_{arch}:0123456789ab",
         image_source="local",
-        runtime_image=None,
+        runtime_image=f"orch-local/{policy}_{arch}-runtime:0123456789ab",
         emulated=emulated,
         deps=("zlib", "zstd"),
     )

@@ -24,6 +24,16 @@ ALIASES = {
     "manylinux2014": "manylinux_2_17",
 }
 PEP600_TO_ALIAS = {v: k for k, v in ALIASES.items()}
+# Where an image comes from, besides an explicit reference (which has a '/' or a ':').
+IMAGE_SOURCES = ("local", "pypa")
+
+
+class NoImage(KeyError):
+    """No image runs this (policy, arch); `reason` says why, in words for the plan."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,7 @@ class LocalInfo:
     libc_version: str
     archs: tuple[str, ...]
     pythons_by_arch: Mapping[str, tuple[str, ...]]
+    unserved: tuple[str, ...] = ()  # archs the suite's archive no longer serves
 
     def pythons(self, arch: str) -> tuple[str, ...]:
         return self.pythons_by_arch.get(arch, self.pythons_by_arch["default"])
@@ -99,14 +110,17 @@ class Catalog:
     def choose(self, pep600: str, arch: str, preference: str | None = None) -> ImageChoice:
         """The image for (policy, arch); preference: 'local', 'pypa' or an explicit ref.
 
-        Raises KeyError when no image exists for the combination.
+        Raises NoImage (a KeyError) with the reason when no image exists for it. Every
+        choice names the image that verifies its wheels: a local runtime image, else a
+        fresh container of the build image (nothing of the build is copied into it).
         """
         local = self.local.get(pep600)
         pypa = self.pypa_policy(pep600)
         if preference not in (None, "local", "pypa"):
             libc = local.libc_version if local else pypa.libc_version if pypa else ""
             pythons = local.pythons(arch) if local else pypa.pythons if pypa else ()
-            return ImageChoice("explicit", str(preference), None, pep600, pythons, libc)
+            ref = str(preference)
+            return ImageChoice("explicit", ref, ref, pep600, pythons, libc)
         if local and arch in local.archs and preference != "pypa":
             from orchestrator.images.local import local_image_ref
 
@@ -120,8 +134,22 @@ class Catalog:
             )
         if pypa and arch in pypa.archs and preference != "local":
             ref = pypa.reference.format(arch=arch)
-            return ImageChoice("pypa", ref, None, pep600, pypa.pythons, pypa.libc_version)
-        raise KeyError((pep600, arch))
+            return ImageChoice("pypa", ref, ref, pep600, pypa.pythons, pypa.libc_version)
+        raise NoImage(self._no_image_reason(pep600, arch, preference))
+
+    def _no_image_reason(self, pep600: str, arch: str, preference: str | None) -> str:
+        local = self.local.get(pep600)
+        name = PEP600_TO_ALIAS.get(pep600, pep600)
+        if local and arch in local.unserved and preference != "pypa":
+            others = [p for p, info in self.local.items() if arch in info.archs]
+            fix = f"; use platforms: [{others[0]}]" if others else ""
+            return (
+                f"local {pep600} images are built from Debian {local.suite}, whose archive "
+                f"no longer serves {arch}{fix}"
+            )
+        if preference in IMAGE_SOURCES:
+            return f"{name} has no {preference} {arch} image"
+        return f"{name} has no {arch} image"
 
 
 @functools.cache
@@ -147,6 +175,7 @@ def load() -> Catalog:
             libc_version=str(v["libc_version"]),
             archs=tuple(v["archs"]),
             pythons_by_arch={k: tuple(str(p) for p in ps) for k, ps in v["pythons"].items()},
+            unserved=tuple(v.get("unserved", ())),
         )
         for name, v in raw["local"].items()
     }

@@ -5,8 +5,10 @@ be printed, sharded across CI runners and compared between runs.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -29,9 +31,10 @@ class Job:
     arch: str
     image: str
     image_source: str  # local | pypa | explicit
-    runtime_image: str | None
+    runtime_image: str  # verifies the wheel in a fresh container: no compiler prefix, no source
     emulated: bool
     deps: tuple[str, ...] = ()  # dependency names, build order
+    verify_images: tuple[str, ...] = ()  # every image the wheel is verified in, runtime first
 
     @property
     def group(self) -> str:
@@ -41,6 +44,8 @@ class Job:
 
 @dataclass(frozen=True)
 class Excluded:
+    """A combination the plan does not build, and why (in words a user can act on)."""
+
     id: str
     reason: str
 
@@ -63,21 +68,50 @@ class Plan:
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2)
 
+    @property
+    def candidates(self) -> list[str]:
+        """Every combination the recipe names, built or excluded: what selectors match."""
+        return [j.id for j in self.jobs] + [e.id for e in self.excluded]
+
     def groups(self) -> list[tuple[str, tuple[Job, ...]]]:
         out: dict[str, list[Job]] = {}
         for job in self.jobs:
             out.setdefault(job.group, []).append(job)
         return [(g, tuple(js)) for g, js in out.items()]
 
-    def select(self, only: Sequence[str] = ()) -> Plan:
-        """Keep jobs whose id matches one of `only` (exact ids or globs)."""
+    def select(self, only: Sequence[str] = (), flag: str = "--only") -> Plan:
+        """Keep jobs whose id matches one of `only` (exact ids or globs; policy aliases
+        such as manylinux2014 mean their PEP 600 name). A pattern matching no combination
+        at all is an error; the jobs left out are recorded as excluded."""
         if not only:
             return self
-        keep = tuple(j for j in self.jobs if any(fnmatch.fnmatchcase(j.id, o) for o in only))
-        if not keep:
-            ids = ", ".join(j.id for j in self.jobs) or "none"
-            raise ConfigError(f"--only {' '.join(only)} matches no job; jobs: {ids}")
-        return Plan(self.recipe, keep, self.excluded, self.dep_order)
+        patterns = [normalize_selector(o) for o in only]
+        for raw, pattern in zip(only, patterns, strict=True):
+            if not any(fnmatch.fnmatchcase(c, pattern) for c in self.candidates):
+                raise ConfigError(no_match_message(f"{flag} {raw}", raw, self.candidates))
+        keep = tuple(j for j in self.jobs if _matches(j.id, patterns))
+        reason = f"not selected by {flag} {' '.join(only)}"
+        return self._keeping(keep, reason)
+
+    def select_archs(self, wanted: Sequence[str]) -> Plan:
+        """Keep the jobs of these architectures (--arch), each known and in the recipe."""
+        if not wanted:
+            return self
+        in_recipe = sorted({arch_of(c) for c in self.candidates}, key=list(archs.ARCHS).index)
+        for arch in wanted:
+            if arch not in archs.ARCHS:
+                raise ConfigError(unknown_arch_message(f"--arch {arch}", arch))
+            if arch not in in_recipe:
+                raise ConfigError(
+                    f"--arch {arch}: the recipe does not build {arch}; its archs: "
+                    f"{', '.join(in_recipe)} (add {arch} to archs: in {self.recipe})"
+                )
+        keep = tuple(j for j in self.jobs if j.arch in wanted)
+        return self._keeping(keep, f"not selected by --arch {' '.join(wanted)}")
+
+    def _keeping(self, keep: tuple[Job, ...], reason: str) -> Plan:
+        dropped = tuple(Excluded(j.id, reason) for j in self.jobs if j not in keep)
+        return Plan(self.recipe, keep, self.excluded + dropped, self.dep_order)
 
     def shards(self, count: int, runners: Runners | None = None) -> list[tuple[Job, ...]]:
         """Split into at most `count` shards (at least one per runner), whole groups only (a
@@ -105,12 +139,93 @@ class Plan:
         return out
 
     def shard(self, index: int, count: int, runners: Runners | None = None) -> Plan:
-        """Shard `index` (1-based) of `count`: the same split `orch matrix` prints."""
+        """Shard `index` (1-based) of `count`: the same split `orch matrix` prints; the
+        other shards' jobs become exclusions."""
         if count < 1 or not 1 <= index <= count:
-            raise ConfigError(f"--shard {index}/{count}: expected K/N with 1 <= K <= N")
+            raise ConfigError(f"--shard {index}/{count}: expected K/N with 1 <= K <= N, e.g. 2/4")
         shards = self.shards(count, runners)
         jobs = shards[index - 1] if index <= len(shards) else ()
-        return Plan(self.recipe, jobs, self.excluded, self.dep_order)
+        reason = f"in another shard than {index}/{count}"
+        if not jobs:
+            reason = (
+                f"shard {index}/{count} is empty: the plan has {len(shards)} image/arch "
+                f"group(s), so only shards 1..{len(shards)} have jobs "
+                f"(`orch matrix --max-shards {count}` makes only non-empty shards)"
+            )
+        return self._keeping(jobs, reason)
+
+    def why_empty(self, limit: int = 20) -> str:
+        """Why the selection leaves no job: each candidate's exclusion, then the nearest ids."""
+        lines = ["nothing to build: the selection leaves no job"]
+        lines += [f"  {e.id}: {e.reason}" for e in self.excluded[:limit]]
+        if len(self.excluded) > limit:
+            lines.append(f"  ... and {len(self.excluded) - limit} more (orch plan --allow-empty)")
+        if not self.excluded:
+            lines.append("  the recipe names no combination")
+        lines.append("pass --allow-empty to accept an empty selection (exit 0, nothing built)")
+        return "\n".join(lines)
+
+
+# --- selectors --------------------------------------------------------------------------
+
+_ALIAS_IN_PATTERN = re.compile(r"manylinux(2014|2010|1)(?![0-9])")
+_CIBW_ID = re.compile(r"^(?P<py>[^-]+)-(?P<libc>many|musl)linux_(?P<arch>[a-z0-9_*]+)$")
+
+
+def normalize_selector(pattern: str) -> str:
+    """Policy aliases as the ids spell them: '*-manylinux2014_*' -> '*-manylinux_2_17_*'."""
+    return _ALIAS_IN_PATTERN.sub(lambda m: catalog.ALIASES[m.group(0)], pattern)
+
+
+def _matches(job_id: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(job_id, p) for p in patterns)
+
+
+def no_match_message(label: str, pattern: str, candidates: Sequence[str]) -> str:
+    """'<label>: matches no job', with the nearest ids and what orch ids look like."""
+    msg = f"{label}: '{pattern}' matches no job"
+    near = difflib.get_close_matches(pattern, list(dict.fromkeys(candidates)), n=3, cutoff=0.5)
+    if near:
+        msg += f" (did you mean {' or '.join(near)}?)"
+    msg += "; " + (cibuildwheel_hint(pattern) or _id_shape(candidates))
+    return msg
+
+
+def cibuildwheel_hint(pattern: str) -> str | None:
+    """cibuildwheel's ids (cp311-manylinux_x86_64) name no policy; orch's do."""
+    m = _CIBW_ID.match(pattern)
+    if not m or m.group("arch") not in (*archs.ARCHS, "*"):
+        return None
+    family = f"{m.group('libc')}linux"
+    return (
+        f"this looks like a cibuildwheel identifier; orch's ids name the policy "
+        f"({m.group('py')}-{family}_2_31_{m.group('arch')}, {m.group('py')}-{family}_2_17_"
+        f"{m.group('arch')}): write {m.group('py')}-{family}_*_{m.group('arch')} for any "
+        f"{family} policy"
+    )
+
+
+def _id_shape(candidates: Sequence[str]) -> str:
+    shown = ", ".join(list(dict.fromkeys(candidates))[:6]) or "none"
+    more = ", ..." if len(set(candidates)) > 6 else ""
+    return f"ids look like cp311-manylinux_2_31_x86_64; this recipe's: {shown}{more}"
+
+
+def unknown_arch_message(label: str, arch: str) -> str:
+    if "," in arch:
+        return (
+            f"{label}: one architecture per --arch (repeat the flag: --arch x86_64 --arch aarch64)"
+        )
+    hint = difflib.get_close_matches(arch, list(archs.ARCHS), n=1)
+    did = f" (did you mean '{hint[0]}'?)" if hint else ""
+    return f"{label}: '{arch}' is not a known architecture{did}; known: {', '.join(archs.ARCHS)}"
+
+
+def arch_of(job_id: str) -> str:
+    for name in sorted(archs.ARCHS, key=len, reverse=True):
+        if job_id.endswith("_" + name):
+            return name
+    return "?"
 
 
 def _balance(
@@ -140,6 +255,8 @@ def python_tag(version: str) -> str:
 
 
 def make_plan(recipe: Recipe, host_arch: str | None = None) -> Plan:
+    """Every (policy, arch, python) combination: a job, or an exclusion with its reason.
+    Selectors (build, skip) that match no combination at all are errors."""
     cat = catalog.load()
     host = host_arch or archs.host_arch()
     dep_order = tuple(topological_order({d.name: d.requires for d in recipe.dependencies}))
@@ -151,46 +268,65 @@ def make_plan(recipe: Recipe, host_arch: str | None = None) -> Plan:
             tag = f"{pep600}_{arch}"
             try:
                 image = cat.choose(pep600, arch, recipe.images.get(policy))
-            except KeyError:
-                for py in recipe.python:
-                    excluded.append(
-                        Excluded(
-                            f"{python_tag(py).split('-')[0]}-{tag}", f"{policy} has no {arch} image"
-                        )
-                    )
+            except catalog.NoImage as exc:
+                excluded += [Excluded(_job_id(py, tag), exc.reason) for py in recipe.python]
                 continue
             for py in recipe.python:
-                job_id = f"{python_tag(py).split('-')[0]}-{tag}"
                 if py not in image.pythons:
-                    excluded.append(
-                        Excluded(
-                            job_id,
-                            f"{image.ref} has no CPython {py} (has {', '.join(image.pythons)})",
-                        )
-                    )
+                    has = ", ".join(image.pythons)
+                    reason = f"{image.ref} has no CPython {py} (has {has})"
+                    excluded.append(Excluded(_job_id(py, tag), reason))
                     continue
-                if not _selected(job_id, recipe.build_selectors, recipe.skip_selectors):
-                    excluded.append(Excluded(job_id, "deselected by build/skip"))
-                    continue
-                jobs.append(
-                    Job(
-                        id=job_id,
-                        python=py,
-                        python_tag=python_tag(py),
-                        policy=pep600,
-                        platform_tag=recipe.repair.plat or tag,
-                        arch=arch,
-                        image=image.ref,
-                        image_source=image.source,
-                        runtime_image=image.runtime_ref,
-                        emulated=not archs.runs_natively(arch, host),
-                        deps=dep_order,
-                    )
+                verify = tuple(dict.fromkeys((image.runtime_ref, *recipe.test.verify_images)))
+                job = Job(
+                    id=_job_id(py, tag),
+                    python=py,
+                    python_tag=python_tag(py),
+                    policy=pep600,
+                    platform_tag=(recipe.repair.plat or tag).replace("{arch}", arch),
+                    arch=arch,
+                    image=image.ref,
+                    image_source=image.source,
+                    runtime_image=image.runtime_ref,
+                    emulated=not archs.runs_natively(arch, host),
+                    deps=dep_order,
+                    verify_images=verify,
                 )
-    return Plan(str(recipe.path), tuple(jobs), tuple(excluded), dep_order)
+                jobs.append(job)
+    plan = Plan(str(recipe.path), tuple(jobs), tuple(excluded), dep_order)
+    return _apply_selectors(plan, recipe)
 
 
-def _selected(job_id: str, build: Sequence[str], skip: Sequence[str]) -> bool:
-    return any(fnmatch.fnmatchcase(job_id, b) for b in build) and not any(
-        fnmatch.fnmatchcase(job_id, s) for s in skip
-    )
+def _job_id(python: str, platform_tag: str) -> str:
+    return f"{python_tag(python).split('-')[0]}-{platform_tag}"
+
+
+def _apply_selectors(plan: Plan, recipe: Recipe) -> Plan:
+    """build/skip: each pattern must match some combination; the rest are exclusions."""
+    build = [normalize_selector(b) for b in recipe.build_selectors]
+    skip = [normalize_selector(s) for s in recipe.skip_selectors]
+    for name, raws, pats in (
+        ("build", recipe.build_selectors, build),
+        ("skip", recipe.skip_selectors, skip),
+    ):
+        for i, (raw, pat) in enumerate(zip(raws, pats, strict=True)):
+            if not any(fnmatch.fnmatchcase(c, pat) for c in plan.candidates):
+                label = f"{recipe.origin(name, i)}: {name}"
+                raise ConfigError(no_match_message(label, raw, plan.candidates))
+    keep: list[Job] = []
+    dropped: list[Excluded] = []
+    for job in plan.jobs:
+        if not _matches(job.id, build):
+            dropped.append(
+                Excluded(job.id, f"not matched by build: {', '.join(recipe.build_selectors)}")
+            )
+        elif _matches(job.id, skip):
+            hit = next(
+                r
+                for r, p in zip(recipe.skip_selectors, skip, strict=True)
+                if fnmatch.fnmatchcase(job.id, p)
+            )
+            dropped.append(Excluded(job.id, f"skipped by skip: {hit}"))
+        else:
+            keep.append(job)
+    return Plan(plan.recipe, tuple(keep), plan.excluded + tuple(dropped), plan.dep_order)

@@ -76,6 +76,8 @@ def _describe(err: jsonschema.ValidationError, doc: Located) -> tuple[tuple[int,
         )
     elif v == "required":
         msg = f"{field}: {err.message.replace('is a required property', 'is required')}"
+    elif v == "type" and len(path) >= 2 and path[-2] in ("environment", "env"):
+        msg = _env_type_message(field, str(path[-1]), err.instance, doc.text(path))
     elif v == "type":
         expected = err.validator_value
         words = " or ".join(expected) if isinstance(expected, list) else expected
@@ -83,6 +85,13 @@ def _describe(err: jsonschema.ValidationError, doc: Located) -> tuple[tuple[int,
         msg = f"{field}: expected {_article(words)}, got {got} {err.instance!r}"
         if path and path[0] == "python" and isinstance(err.instance, float):
             msg += " (quote versions: '3.10' written bare is the number 3.1)"
+        if len(path) == 2 and path[0] == "dependencies" and isinstance(err.instance, str):
+            msg += f"; to use the library recipe, write `- use: {err.instance}`"
+    elif v == "const" and path == ("schema",):
+        msg = (
+            f"schema: {err.instance!r} is not a recipe schema this orch reads; supported: "
+            f"{err.validator_value} (write `schema: {err.validator_value}`)"
+        )
     elif v == "pattern" and path and path[0] == "python":
         msg = f"{field}: '{err.instance}' is not a CPython version like '3.11'"
     elif v == "pattern" and path and path[-1] == "sha256":
@@ -90,6 +99,8 @@ def _describe(err: jsonschema.ValidationError, doc: Located) -> tuple[tuple[int,
     elif v in ("enum", "const"):
         options = err.validator_value if v == "enum" else [err.validator_value]
         msg = f"{field}: {err.instance!r} is not one of {', '.join(map(repr, options))}"
+        hint = difflib.get_close_matches(str(err.instance), [str(o) for o in options], n=1)
+        msg += f" (did you mean '{hint[0]}'?)" if hint else ""
     elif v == "oneOf":
         kinds = sorted({_schema_kind(s) for s in err.validator_value})
         msg = f"{field}: expected {' or '.join(kinds)}, got {_kind(err.instance)}"
@@ -101,6 +112,16 @@ def _describe(err: jsonschema.ValidationError, doc: Located) -> tuple[tuple[int,
         msg = f"{field}: {err.message}"
     line, col = (int(x) for x in where.rsplit(":", 2)[1:])
     return (line, col), f"{where}: {msg}"
+
+
+def _env_type_message(field: str, key: str, value: object, text: str | None) -> str:
+    """Environment values are strings: YAML reads `true`, `0755`, `1.10` as other things,
+    and orch does not guess what the user meant."""
+    written = text if text is not None else str(value)
+    return (
+        f"{field}: {written} is {_kind(value)} to YAML ({value!r}), not a string; environment "
+        f'values are passed exactly as written only when quoted: {key}: "{written}"'
+    )
 
 
 def _kind(value: object) -> str:
@@ -177,6 +198,8 @@ def load_recipe(file: Path | str) -> Recipe:
                 f" known: {', '.join(archs.ARCHS)}"
             )
     _check_policy_archs(doc, platforms, arch_list, data.get("images", {}))
+    _check_images(doc, data.get("images", {}), platforms)
+    _check_repair_plat(doc, data.get("repair", {}).get("plat"), arch_list)
 
     return Recipe(
         path=path,
@@ -188,14 +211,85 @@ def load_recipe(file: Path | str) -> Recipe:
         images=dict(data.get("images", {})),
         build_selectors=tuple(_as_list(data.get("build", ["*"]))),
         skip_selectors=tuple(_as_list(data.get("skip", []))),
-        environment={k: _env_value(v) for k, v in data.get("environment", {}).items()},
+        environment=dict(data.get("environment", {})),
         before_build=tuple(_as_list(data.get("before-build", []))),
         repair=_repair(data.get("repair", {})),
         dependencies=_dependencies(doc, data.get("dependencies", [])),
         mirrors=tuple(dict(m) for m in data.get("mirrors", [])),
         test=_test(data.get("test", {})),
         audit=_audit(data.get("audit", {})),
+        origins={format_path(p): doc.where(p) for p in doc.marks},
     )
+
+
+def _check_images(doc: Located, images: Mapping[str, str], platforms: tuple[str, ...]) -> None:
+    """images: keys are the recipe's platforms, values local, pypa or an image reference."""
+    cat = catalog.load()
+    for policy, source in images.items():
+        field = f"images.{policy}"
+        if policy not in platforms:
+            hint = difflib.get_close_matches(policy, list(platforms), n=1)
+            did = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise ConfigError(
+                f"{doc.where(('images', policy), key=True)}: {field}: '{policy}' is not among "
+                f"the recipe's platforms{did}; platforms: {', '.join(platforms)}"
+            )
+        where = doc.where(("images", policy))
+        if source in catalog.IMAGE_SOURCES:
+            _check_image_source(where, field, cat.canonical(policy), source)
+        elif "/" not in source and ":" not in source:
+            hint = difflib.get_close_matches(source, list(catalog.IMAGE_SOURCES), n=1)
+            did = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise ConfigError(
+                f"{where}: {field}: '{source}' is not an image source{did}; write local, pypa "
+                f"or an image reference with a tag or registry, e.g. myorg/manylinux:2026.01"
+            )
+
+
+def _check_image_source(where: str, field: str, pep600: str, source: str) -> None:
+    cat = catalog.load()
+    if source == "local" and pep600 not in cat.local:
+        raise ConfigError(
+            f"{where}: {field}: orch builds no local {pep600} image; local images exist for "
+            f"{', '.join(cat.local)}"
+        )
+    if source == "pypa" and cat.pypa_policy(pep600) is None:
+        raise ConfigError(
+            f"{where}: {field}: pypa publishes no {pep600} image; write local or an image reference"
+        )
+
+
+def _tag_arch(tag: str) -> str | None:
+    return next(
+        (a for a in sorted(archs.ARCHS, key=len, reverse=True) if tag.endswith("_" + a)), None
+    )
+
+
+def _check_repair_plat(doc: Located, plat: str | None, arch_list: tuple[str, ...]) -> None:
+    """repair.plat is one tag: it must be a known policy for the architecture of every job."""
+    if plat is None:
+        return
+    where, field = doc.where(("repair", "plat")), "repair.plat"
+    if plat.endswith("_{arch}"):
+        policy, tag_arch = plat[: -len("_{arch}")], None
+    else:
+        tag_arch = _tag_arch(plat)
+        if tag_arch is None:
+            raise ConfigError(
+                f"{where}: {field}: '{plat}' does not end in an architecture; write a tag such "
+                f"as manylinux_2_17_x86_64, or manylinux_2_17_{{arch}} for every job's own"
+            )
+        policy = plat[: -len(tag_arch) - 1]
+    try:
+        catalog.load().canonical(policy)
+    except KeyError:
+        raise catalog.policy_error(policy, where, field) from None
+    others = [a for a in arch_list if a != tag_arch]
+    if tag_arch is not None and others:
+        raise ConfigError(
+            f"{where}: {field}: '{plat}' is a {tag_arch} tag, but the recipe also builds "
+            f"{', '.join(others)}; write plat: {policy}_{{arch}} (each job's own architecture)"
+        )
 
 
 def _check_policy_archs(
@@ -237,12 +331,6 @@ def _project(doc: Located, data: Mapping[str, Any]) -> ProjectSource:
 
 def _as_list(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
-
-
-def _env_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    return str(value)
 
 
 def _repair(raw: Mapping[str, Any]) -> RepairOptions:
@@ -312,7 +400,7 @@ def _dependencies(doc: Located, entries: list[dict[str, Any]]) -> tuple[Dependen
         if "use" in entry:
             found = load_library_recipe(entry["use"], dirs)
             if found is None:
-                known = sorted({p.stem for d in dirs for p in d.glob("*.yaml")})
+                known = _library_names(dirs)
                 hint = difflib.get_close_matches(entry["use"], known, n=1)
                 did = f" (did you mean '{hint[0]}'?)" if hint else ""
                 raise ConfigError(
@@ -321,9 +409,25 @@ def _dependencies(doc: Located, entries: list[dict[str, Any]]) -> tuple[Dependen
                 )
             base_doc, base = found
             merged = _override(base, entry)
+            # A source given in the override is the user's: its patches sit next to orch.yaml.
+            base_doc = doc if "source" in entry else base_doc
         specs.append(_dependency(merged, base_doc, path, doc))
     _check_dag(doc, specs)
     return tuple(specs)
+
+
+def _requires_fix(req: str, doc: Located, names: list[str]) -> str:
+    """Suggest `- use: X` only for a library recipe that exists; else the nearest names."""
+    library = _library_names(library_dirs(doc.file))
+    if req in library:
+        return f"add it: `- use: {req}`"
+    hint = difflib.get_close_matches(req, names + library, n=1)
+    did = f"did you mean '{hint[0]}'? " if hint else ""
+    return f"{did}no library recipe is named '{req}' either (known: {', '.join(library) or 'none'})"
+
+
+def _library_names(dirs: Iterable[Path]) -> list[str]:
+    return sorted({p.stem for d in dirs for p in d.glob("*.yaml")})
 
 
 def _override(base: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -363,7 +467,7 @@ def _dependency(
     exports = data.get("exports", {})
     return DependencySpec(
         name=str(data["name"]),
-        version=str(data["version"]),
+        version=_as_written(data["version"], recipe.text((*path, "version")), defined_in),
         source=SourceSpec(
             urls=urls,
             sha256=str(src["sha256"]),
@@ -374,7 +478,7 @@ def _dependency(
         build_system=str(build["system"]),
         options=tuple(str(o) for o in build.get("options", ())),
         script=str(build.get("script", "")),
-        env=tuple(sorted((k, _env_value(v)) for k, v in build.get("env", {}).items())),
+        env=tuple(sorted((str(k), str(v)) for k, v in build.get("env", {}).items())),
         requires=tuple(data.get("requires", ())),
         exports=Exports(
             libs=tuple(exports.get("libs", ())),
@@ -383,6 +487,13 @@ def _dependency(
         ),
         origin=defined_in.where(() if defined_in is not recipe else path),
     )
+
+
+def _as_written(value: object, in_recipe: str | None, library: Located) -> str:
+    """A version number as the file spells it (`1.10`, not `1.1`)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return in_recipe or library.text(("version",)) or str(value)
+    return str(value)
 
 
 def _check_dag(doc: Located, specs: list[DependencySpec]) -> None:
@@ -401,7 +512,7 @@ def _check_dag(doc: Located, specs: list[DependencySpec]) -> None:
                 raise ConfigError(
                     f"{doc.where(('dependencies', i))}: dependencies[{i}] ({s.name}) requires "
                     f"'{req}', which is not among the recipe's dependencies "
-                    f"({', '.join(names) or 'none'}); add it (e.g. `- use: {req}`)"
+                    f"({', '.join(names) or 'none'}); {_requires_fix(req, doc, list(names))}"
                 )
     from orchestrator.recipe.graph import CycleError, topological_order
 

@@ -99,6 +99,12 @@ class Recipe:
     mirrors: tuple[Mapping[str, str], ...] = ()
     test: TestOptions = field(default_factory=TestOptions)
     audit: AuditOptions = field(default_factory=AuditOptions)
+    origins: Mapping[str, str] = field(default_factory=dict)  # "build[0]" -> "file:line:col"
+
+    def origin(self, name: str, index: int | None = None) -> str:
+        """Where a field was written (`file:line:col`), for messages of later stages."""
+        keys = ([f"{name}[{index}]"] if index is not None else []) + [name]
+        return next((self.origins[k] for k in keys if k in self.origins), str(self.path))
 
     def dependency(self, name: str) -> DependencySpec:
         for dep in self.dependencies:

@@ -8,7 +8,7 @@ later error can name the exact place in the file.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,11 @@ class Located:
     data: Any
     marks: dict[PathKey, tuple[int, int]]  # path -> (line, column), 1-based
     key_marks: dict[PathKey, tuple[int, int]]  # path of a mapping key -> its own position
+    texts: dict[PathKey, str] = field(default_factory=dict)  # scalar -> its text as written
+
+    def text(self, path: Iterable[str | int]) -> str | None:
+        """A scalar exactly as the file spells it (`0755`, `yes`, `1.10`), for messages."""
+        return self.texts.get(tuple(path))
 
     def where(self, path: Iterable[str | int], *, key: bool = False) -> str:
         """`file:line:col` of the value at path, or of the nearest enclosing value."""
@@ -63,24 +68,17 @@ def load_located(file: Path) -> Located:
         mark = exc.problem_mark or exc.context_mark
         where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else str(file)
         raise ConfigError(f"{where}: YAML syntax error: {exc.problem or exc}") from None
-    marks: dict[PathKey, tuple[int, int]] = {}
-    key_marks: dict[PathKey, tuple[int, int]] = {}
-    data = _convert(node, (), marks, key_marks, file) if node is not None else None
-    return Located(file=file, data=data, marks=marks, key_marks=key_marks)
+    located = Located(file=file, data=None, marks={}, key_marks={})
+    data = _convert(node, (), located, file) if node is not None else None
+    return Located(file, data, located.marks, located.key_marks, located.texts)
 
 
 def _mark(node: yaml.Node) -> tuple[int, int]:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def _convert(
-    node: yaml.Node,
-    path: PathKey,
-    marks: dict[PathKey, tuple[int, int]],
-    key_marks: dict[PathKey, tuple[int, int]],
-    file: Path,
-) -> Any:
-    marks[path] = _mark(node)
+def _convert(node: yaml.Node, path: PathKey, out_doc: Located, file: Path) -> Any:
+    out_doc.marks[path] = _mark(node)
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
@@ -94,12 +92,12 @@ def _convert(
                     f"{file}:{line}:{col}: {format_path((*path, key))}: duplicate key"
                 )
             child = (*path, key)
-            key_marks[child] = _mark(key_node)
-            out[key] = _convert(value_node, child, marks, key_marks, file)
+            out_doc.key_marks[child] = _mark(key_node)
+            out[key] = _convert(value_node, child, out_doc, file)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [
-            _convert(item, (*path, i), marks, key_marks, file) for i, item in enumerate(node.value)
-        ]
+        return [_convert(item, (*path, i), out_doc, file) for i, item in enumerate(node.value)]
+    if isinstance(node, yaml.ScalarNode):
+        out_doc.texts[path] = str(node.value)
     loader = yaml.SafeLoader("")
     return loader.construct_object(node, deep=True)
