@@ -22,7 +22,7 @@ schema: 1
 name: runners-demo
 project: .
 python: ["3.9", "3.11"]
-platforms: [manylinux_2_31]
+platforms: [manylinux_2_31, manylinux_2_36]  # bullseye serves no ppc64le/s390x
 archs: [x86_64, i686, aarch64, armv7l, ppc64le, s390x]
 """
 
