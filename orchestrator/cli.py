@@ -7,22 +7,102 @@ line; nothing was started); 3 environment problem (engine, image, emulation); 13
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from orchestrator import __version__
+from orchestrator import __version__, archs
 from orchestrator.errors import EXIT_BUILD_FAILED, EXIT_INTERRUPTED, EXIT_OK, ConfigError, OrchError
 
-EPILOG = (
-    "exit codes: 0 ok, 1 build/check failed, 2 configuration error, 3 environment problem, "
-    "130 interrupted"
+EXIT_CODES = (
+    "exit codes: 0 ok, 1 build/check failed, 2 configuration error (nothing was started), "
+    "3 environment problem, 130 interrupted"
 )
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's example lines; adds "(default: X)" where a default says something."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        quiet = default in (None, False, [], "") or default is argparse.SUPPRESS
+        if "default" in text or quiet or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """An unknown flag is reported by the (sub)command that got it, with its usage and the
+    nearest flag it knows, not by the top level."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        ns, extras = super().parse_known_args(args, namespace)
+        if extras and self.prog != "orch":
+            self.error(_unknown_message(extras, list(self._option_string_actions)))
+        return ns, extras
+
+
+def _unknown_message(extras: Sequence[str], known: list[str]) -> str:
+    first = extras[0].split("=", 1)[0]
+    hint = difflib.get_close_matches(first, known, n=1) if first.startswith("-") else []
+    did = f" (did you mean {hint[0]}?)" if hint else ""
+    return f"unrecognized arguments: {' '.join(extras)}{did}"
+
+
+def _examples(*lines: str) -> str:
+    return "example:\n" + "\n".join(f"  {line}" for line in lines) + "\n\n" + EXIT_CODES
+
+
+# --- argparse types: a bad value fails here, with the flag, the value and the range --------
+
+
+def positive_int(text: str) -> int:
+    """-j, --max-shards: a whole number >= 1 (0 or negative would be silently clamped)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number; e.g. 4") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: must be at least 1")
+    return value
+
+
+def shard_spec(text: str) -> tuple[int, int]:
+    """--shard K/N with 1 <= K <= N."""
+    k_text, sep, n_text = text.partition("/")
+    try:
+        k, n = int(k_text), int(n_text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not K/N, e.g. 2/4") from None
+    if not sep or n < 1 or not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"'{text}': expected K/N with 1 <= K <= N, e.g. 2/4")
+    return k, n
+
+
+def arch_list(text: str) -> list[str]:
+    """--arch NAME (repeatable); 'x86_64,aarch64' means both."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    for name in names:
+        if name not in archs.ARCHS:
+            hint = difflib.get_close_matches(name, list(archs.ARCHS), n=1)
+            did = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise argparse.ArgumentTypeError(
+                f"'{name}' is not a known architecture{did}; known: {', '.join(archs.ARCHS)}"
+            )
+    if not names:
+        raise argparse.ArgumentTypeError("empty; e.g. --arch x86_64")
+    return names
 
 
 def _recipe_arg(p: argparse.ArgumentParser) -> None:
@@ -31,7 +111,7 @@ def _recipe_arg(p: argparse.ArgumentParser) -> None:
         "--file",
         default="orch.yaml",
         metavar="PATH",
-        help="the recipe (default: ./orch.yaml); a directory means DIR/orch.yaml",
+        help="the recipe; a directory means DIR/orch.yaml",
     )
 
 
@@ -41,10 +121,28 @@ def _selection_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="ID",
-        help="run only this job id or glob (repeatable), e.g. cp311-manylinux_2_31_x86_64",
+        help="only this job id or glob (repeatable), e.g. cp311-manylinux_2_31_x86_64; "
+        "manylinux2014/2010/1 mean manylinux_2_17/_2_12/_2_5",
     )
-    p.add_argument("--shard", metavar="K/N", help="run only shard K of N (whole image/arch groups)")
-    p.add_argument("--arch", action="append", default=[], help="restrict to these architectures")
+    p.add_argument(
+        "--shard",
+        type=shard_spec,
+        metavar="K/N",
+        help="only shard K of N (whole image/arch groups; the split `orch matrix` prints)",
+    )
+    p.add_argument(
+        "--arch",
+        type=arch_list,
+        action="extend",
+        default=[],
+        metavar="ARCH",
+        help="only these architectures of the recipe's archs (repeatable or comma-separated)",
+    )
+    p.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="a selection that leaves no job is not an error (exit 0, nothing built)",
+    )
     _runner_arg(p)
 
 
@@ -61,33 +159,65 @@ def _runner_arg(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="orch",
         description="Build, repair and verify Python wheels with native code in manylinux containers.",
-        epilog=EPILOG,
+        epilog=_examples("orch plan", "orch build -o wheelhouse"),
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"orch {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=Parser
+    )
+    _build_command(sub)
+    _plan_commands(sub)
+    _images_command(sub)
+    _host_commands(sub)
+    _audit_command(sub)
+    _cache_command(sub)
+    _report_command(sub)
+    return parser
 
-    b = sub.add_parser(
+
+if TYPE_CHECKING:
+    Sub = argparse._SubParsersAction[Parser]
+
+
+def _add(sub: Sub, name: str, help_: str, description: str, *examples: str) -> Parser:
+    p = sub.add_parser(
+        name,
+        help=help_,
+        description=description,
+        epilog=_examples(*examples),
+        formatter_class=HelpFormatter,
+    )
+    return p
+
+
+def _build_command(sub: Sub) -> None:
+    b = _add(
+        sub,
         "build",
-        help="build, repair, verify and audit wheels (the main job)",
-        description="Build every job of the recipe's matrix in fresh containers, "
-        "repair with auditwheel, verify in clean containers, audit, and land the "
-        "wheels atomically in the output directory.",
-        epilog=EPILOG,
+        "build, repair, verify and audit wheels (the main job)",
+        "Build every job of the recipe's matrix in fresh containers, repair with auditwheel, "
+        "verify in clean containers, audit, and land the wheels atomically in the output "
+        "directory. A selection that leaves no job is an error (exit 2) unless --allow-empty.",
+        "orch build -f orch.yaml -o wheelhouse -j 4 --only 'cp311-*'",
     )
     _recipe_arg(b)
     _selection_args(b)
     b.add_argument(
-        "-o", "--output-dir", default="wheelhouse", help="the wheelhouse (default: ./wheelhouse)"
+        "--print-build-identifiers",
+        action="store_true",
+        help="print the selected job ids, one per line, and exit (nothing is built)",
     )
+    b.add_argument("-o", "--output-dir", default="wheelhouse", help="the wheelhouse")
     b.add_argument(
         "-j",
         "--jobs",
-        type=int,
+        type=positive_int,
         default=os.cpu_count() or 2,
-        help="jobs run at once (default: number of CPUs)",
+        help="jobs run at once, at least 1 (default: number of CPUs)",
     )
     b.add_argument(
         "--keep-container",
@@ -121,107 +251,220 @@ def build_parser() -> argparse.ArgumentParser:
         "--plain", action="store_true", help="plain progress lines instead of a live table"
     )
 
-    p = sub.add_parser(
+
+def _plan_commands(sub: Sub) -> None:
+    p = _add(
+        sub,
         "plan",
-        help="show the job matrix (table or --json)",
-        description="Show the jobs the recipe asks for, their images, and why "
-        "combinations were excluded. Needs no engine.",
-        epilog=EPILOG,
+        "show the job matrix (table or --json)",
+        "Show the jobs the recipe asks for, their build and verify images, and why "
+        "combinations were excluded. Validates everything that can be known before anything "
+        "runs. Needs no engine.",
+        "orch plan -f orch.yaml --arch aarch64 --json",
     )
     _recipe_arg(p)
     _selection_args(p)
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
 
-    m = sub.add_parser(
+    m = _add(
+        sub,
         "matrix",
-        help="print a GitHub Actions matrix (JSON) of shards",
-        description="Group jobs by image and architecture into at most "
-        '--max-shards shards and print {"include": [...]} for strategy.matrix.',
+        "print a GitHub Actions matrix (JSON) of shards",
+        "Group jobs by image and architecture into at most --max-shards shards and print "
+        '{"include": [...]} for strategy.matrix; run each with `orch build --shard K/N`.',
+        "orch matrix -f orch.yaml --max-shards 4",
     )
     _recipe_arg(m)
-    m.add_argument("--max-shards", type=int, default=8)
+    m.add_argument(
+        "--max-shards", type=positive_int, default=8, metavar="N", help="at most N shards (>= 1)"
+    )
+    m.add_argument(
+        "--allow-empty", action="store_true", help="an empty plan prints an empty matrix (exit 0)"
+    )
     _runner_arg(m)
 
-    i = sub.add_parser(
+
+def _images_command(sub: Sub) -> None:
+    i = _add(
+        sub,
         "images",
-        help="list images or build the local ones",
-        description="Without a subcommand: list the catalog and what is present.",
+        "list images or build the local ones",
+        "The image catalog (pypa images and orch's local ones) with each image's Pythons "
+        "and whether it is present; build the local images; prune stale ones. Without a "
+        "subcommand: list.",
+        "orch images build-local --arch x86_64",
     )
-    isub = i.add_subparsers(dest="images_command", metavar="SUBCOMMAND")
-    bl = isub.add_parser(
-        "build-local", help="build manylinux-compatible images with debootstrap (no registry)"
+    isub = i.add_subparsers(dest="images_command", metavar="SUBCOMMAND", parser_class=Parser)
+    bl = _add(
+        isub,
+        "build-local",
+        "build manylinux-compatible images with debootstrap (no registry)",
+        "Build the local build and runtime images of an architecture from a Debian suite "
+        "with debootstrap; reused while their definition is unchanged.",
+        "orch images build-local --arch x86_64 --arch aarch64",
     )
-    bl.add_argument("--arch", action="append", default=[], help="architecture(s) (default: x86_64)")
     bl.add_argument(
-        "--suite", default="bullseye", help="Debian suite (default: bullseye -> manylinux_2_31)"
+        "--arch",
+        type=arch_list,
+        action="extend",
+        default=[],
+        metavar="ARCH",
+        help="architecture(s), repeatable or comma-separated (default: x86_64)",
+    )
+    bl.add_argument(
+        "--suite",
+        choices=["bullseye", "bookworm"],
+        default="bullseye",
+        help="Debian suite: bullseye -> manylinux_2_31, bookworm -> manylinux_2_36",
     )
     bl.add_argument(
         "--rebuild", action="store_true", help="rebuild even if the definition is unchanged"
     )
-    isub.add_parser("list", help="list the catalog and the images present")
-    isub.add_parser("prune", help="remove local images whose definition has changed")
+    _add(
+        isub,
+        "list",
+        "list the catalog, each image's Pythons, and the images present",
+        "List every pypa and local image: policy, libc, architecture, Pythons, end of life, "
+        "reference and whether it is present on this engine.",
+        "orch images list",
+    )
+    _add(
+        isub,
+        "prune",
+        "remove local images whose definition has changed",
+        "Remove local images built from an older definition (their tag no longer matches).",
+        "orch images prune",
+    )
 
-    d = sub.add_parser(
+
+def _host_commands(sub: Sub) -> None:
+    d = _add(
+        sub,
         "doctor",
-        help="check the engine, emulation, disk and images",
-        description="Report whether this host can run orch's jobs, and how to fix what is missing.",
+        "check the engine, emulation, disk and images",
+        "Report whether this host can run orch's jobs (per architecture: native, QEMU, or "
+        "not at all), and how to fix what is missing. Exit 3 when something is missing.",
+        "orch doctor --json",
     )
-    d.add_argument("--json", action="store_true")
-
-    sub.add_parser(
+    d.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
+    _add(
+        sub,
         "setup-emulation",
-        help="register QEMU binfmt handlers (root)",
-        description="Register binfmt_misc handlers with the F flag from the host's "
-        "qemu-user-static (update-binfmts).",
+        "register QEMU binfmt handlers (root)",
+        "Register binfmt_misc handlers with the F flag from the host's qemu-user-static "
+        "(update-binfmts). Needs root.",
+        "sudo orch setup-emulation",
     )
+    _add(
+        sub,
+        "clean",
+        "remove containers orch left behind (e.g. --keep-container)",
+        "Remove every container orch labelled as its own (running or not).",
+        "orch clean",
+    )
+    s = _add(
+        sub,
+        "schema",
+        "print the recipe JSON Schema (for editors)",
+        "Print the JSON Schema orch validates orch.yaml with (docs/recipe.md explains each "
+        "field); --path prints where the file is, for an editor's settings.",
+        "orch schema --path",
+    )
+    s.add_argument("--path", action="store_true", help="print the schema file's path instead")
 
-    sub.add_parser("clean", help="remove containers orch left behind (e.g. --keep-container)")
 
-    a = sub.add_parser(
+def _audit_command(sub: Sub) -> None:
+    a = _add(
+        sub,
         "audit",
-        help="audit wheels: symbols, versions, exports, RPATHs, RECORD",
-        description="Checks auditwheel does not do. Exit 1 if an error-level check fails.",
+        "audit wheels: symbols, versions, exports, RPATHs, RECORD",
+        "Checks auditwheel does not do. Exit 1 if an error-level check fails.",
+        "orch audit wheelhouse/*.whl --downgrade exported-std=warning:reviewed",
     )
-    try:
-        from orchestrator.audit.cli import configure_parser
-    except ImportError:  # pragma: no cover - during development only
-        a.add_argument("wheels", nargs="+")
-    else:
-        configure_parser(a)
+    from orchestrator.audit.cli import configure_parser
 
-    c = sub.add_parser(
+    configure_parser(a)
+    a.epilog = _examples(
+        "orch audit wheelhouse/*.whl --downgrade exported-std=warning:reviewed"
+    ).replace(EXIT_CODES, "exit codes: 0 clean, 1 an error-level finding, 2 unreadable wheel")
+
+
+def _cache_command(sub: Sub) -> None:
+    c = _add(
+        sub,
         "cache",
-        help="the dependency cache: list, export, import, push, pull",
-        description="Built dependencies are cached by a content key under "
-        "$ORCH_CACHE_DIR (default: the user cache dir). Move them between machines "
-        "with export/import (a directory or .tar/.tar.gz) or an OCI registry.",
+        "the dependency cache: list, export, import, push, pull",
+        "Built dependencies are cached by a content key under $ORCH_CACHE_DIR (default: the "
+        "user cache dir). Move them between machines with export/import (a directory or "
+        ".tar/.tar.gz) or an OCI registry (push/pull).",
+        "orch cache export deps.tar.gz",
     )
-    csub = c.add_subparsers(dest="cache_command", required=True, metavar="SUBCOMMAND")
-    csub.add_parser("list", help="list cached dependency builds")
-    ce = csub.add_parser("export", help="export entries to a directory or a .tar/.tar.gz")
-    ce.add_argument("dest", type=Path)
-    ce.add_argument("--key", action="append", default=None, help="only these keys")
-    ci = csub.add_parser("import", help="import (and verify) entries from a directory or tarball")
-    ci.add_argument("source", type=Path)
-    for name in ("push", "pull"):
-        cp = csub.add_parser(name, help=f"{name} entries to/from an OCI registry")
-        cp.add_argument("registry", help="e.g. 127.0.0.1:5000 or https://registry.example")
-        cp.add_argument("--repository", default="orch/deps")
-        cp.add_argument("--key", action="append", default=[], help="keys (push: default all)")
+    csub = c.add_subparsers(
+        dest="cache_command", required=True, metavar="SUBCOMMAND", parser_class=Parser
+    )
+    _add(
+        csub,
+        "list",
+        "list cached dependency builds",
+        "List the cache's entries: name, version, key, size.",
+        "orch cache list",
+    )
+    ce = _add(
+        csub,
+        "export",
+        "export entries to a directory or a .tar/.tar.gz",
+        "Copy cache entries (all, or --key ones) to a directory or a tarball.",
+        "orch cache export deps.tar.gz --key 3f2a...",
+    )
+    ce.add_argument("dest", type=Path, help="a directory, .tar or .tar.gz")
+    ce.add_argument("--key", action="append", default=None, help="only these keys (repeatable)")
+    ci = _add(
+        csub,
+        "import",
+        "import (and verify) entries from a directory or tarball",
+        "Import entries exported by `orch cache export`; each is verified against its "
+        "checksums, rejected ones are listed (exit 1).",
+        "orch cache import deps.tar.gz",
+    )
+    ci.add_argument("source", type=Path, help="a directory, .tar or .tar.gz")
+    cp = _add(
+        csub,
+        "push",
+        "push entries to an OCI registry",
+        "Upload cache entries (all, or --key ones) to an OCI registry as artifacts.",
+        "orch cache push 127.0.0.1:5000 --repository orch/deps",
+    )
+    _registry_args(cp)
+    cp.add_argument("--key", action="append", default=[], help="only these keys (default: all)")
+    cl = _add(
+        csub,
+        "pull",
+        "pull entries from an OCI registry",
+        "Download the named cache entries (--key, required: a pull names what it wants) from "
+        "an OCI registry; a key the registry does not have is reported (exit 1).",
+        "orch cache pull 127.0.0.1:5000 --key 3f2a...",
+    )
+    _registry_args(cl)
+    cl.add_argument("--key", action="append", required=True, help="keys to pull (repeatable)")
 
-    r = sub.add_parser(
+
+def _registry_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("registry", help="e.g. 127.0.0.1:5000 or https://registry.example")
+    p.add_argument("--repository", default="orch/deps", help="the repository in the registry")
+
+
+def _report_command(sub: Sub) -> None:
+    r = _add(
+        sub,
         "report",
-        help="merge run reports; write JUnit, Markdown, HTML, annotations",
-        description="Merge the reports of shards into one and render it as JUnit XML, "
-        "Markdown (job summary) or a self-contained HTML page.",
+        "merge run reports; write JUnit, Markdown, HTML, annotations",
+        "Merge the reports of shards into one and render it as JUnit XML, Markdown (job "
+        "summary) or a self-contained HTML page.",
+        "orch report wheelhouse --html report.html --junit junit.xml",
     )
     from orchestrator.report.cli import configure_parser as configure_report
 
     configure_report(r)
-
-    s = sub.add_parser("schema", help="print the recipe JSON Schema (for editors)")
-    s.add_argument("--path", action="store_true", help="print the schema file's path instead")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -230,7 +473,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(COMMANDS[args.command](args, console))
     except OrchError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        # Text, not markup: messages hold brackets (archs[0]); soft wrap keeps paths whole.
+        console.print(Text.assemble(("error:", "bold red"), " ", str(exc)), soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
@@ -252,29 +496,26 @@ def _load_plan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
     recipe = load_recipe(_recipe_path(args.file))
     plan = make_plan(recipe)
-    if getattr(args, "arch", None):
-        plan = plan.select([f"*_{a}" for a in args.arch])
+    plan = plan.select_archs(getattr(args, "arch", []) or [])
     plan = plan.select(getattr(args, "only", []) or [])
     if getattr(args, "shard", None):
-        k, n = _parse_shard(args.shard)
+        k, n = args.shard
         plan = plan.shard(k, n, parse_runners(args.runner))
+    if not plan.jobs and not args.allow_empty:
+        raise ConfigError(plan.why_empty())
     return recipe, plan
-
-
-def _parse_shard(text: str) -> tuple[int, int]:
-    try:
-        k, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise ConfigError(f"--shard {text}: expected K/N, e.g. 2/4") from None
-    return k, n
 
 
 def cmd_build(args: argparse.Namespace, console: Console) -> int:
     from orchestrator.pipeline.run import RunOptions, print_failures, run, summary_table
 
     recipe, plan = _load_plan(args)
+    if args.print_build_identifiers:
+        for job in plan.jobs:
+            print(job.id)
+        return EXIT_OK
     if not plan.jobs:
-        console.print("nothing to build: the selection matches no job")
+        console.print("nothing to build: the selection leaves no job (--allow-empty)")
         return EXIT_OK
     opts = RunOptions(
         output_dir=Path(args.output_dir).resolve(),
@@ -285,7 +526,7 @@ def cmd_build(args: argparse.Namespace, console: Console) -> int:
         build_images=not args.no_build_images,
         verify=not args.no_verify,
         audit=not args.no_audit,
-        shard=args.shard,
+        shard=f"{args.shard[0]}/{args.shard[1]}" if args.shard else None,
         live=False if args.plain else None,
         emulation=args.emulation,
     )
@@ -303,16 +544,17 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         print(plan.dumps())
         return EXIT_OK
     table = Table(title=f"plan: {plan.recipe}")
-    for col in ("job", "image", "source", "emulated"):
+    for col in ("job", "image", "source", "verified in", "emulated"):
         table.add_column(col, overflow="fold")
     for job in plan.jobs:
-        table.add_row(job.id, job.image, job.image_source, "yes" if job.emulated else "")
+        verify = "\n".join(job.verify_images or (job.runtime_image,))
+        table.add_row(job.id, job.image, job.image_source, verify, "yes" if job.emulated else "")
     out = Console(width=max(Console().width, 120))
     out.print(table)
     if plan.dep_order:
         out.print(f"dependencies (build order): {', '.join(plan.dep_order)}")
     for ex in plan.excluded:
-        out.print(f"[dim]excluded {ex.id}: {ex.reason}[/]", highlight=False)
+        out.print(Text(f"excluded {ex.id}: {ex.reason}", style="dim"))
     return EXIT_OK
 
 

@@ -13,14 +13,13 @@ from orchestrator.plan import catalog
 def list_images(console: Console) -> int:
     cat = catalog.load()
     table = Table(title="image catalog")
-    for col in ("policy", "source", "libc", "archs", "eol", "image", "present"):
+    for col in ("policy", "source", "libc", "arch", "pythons", "eol", "image", "present"):
         table.add_column(col)
     for p in cat.pypa.values():
         for arch in p.archs:
             ref = p.reference.format(arch=arch)
-            table.add_row(
-                p.name, "pypa", f"{p.libc} {p.libc_version}", arch, p.eol or "", ref, _present(ref)
-            )
+            libc, pythons = f"{p.libc} {p.libc_version}", " ".join(p.pythons)
+            table.add_row(p.name, "pypa", libc, arch, pythons, p.eol or "", ref, _present(ref))
     from orchestrator.images.local import local_image_ref
 
     for loc in cat.local.values():
@@ -32,11 +31,12 @@ def list_images(console: Console) -> int:
                     f"local ({loc.suite}, {variant})",
                     f"glibc {loc.libc_version}",
                     arch,
+                    " ".join(loc.pythons(arch)),
                     "",
                     ref,
                     _present(ref),
                 )
-    Console().print(table)
+    Console(width=max(Console().width, 160)).print(table)  # not wrapped into a column of dots
     return EXIT_OK
 
 

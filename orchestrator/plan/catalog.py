@@ -67,7 +67,7 @@ class ImageChoice:
 
     source: str  # "local" | "pypa" | "explicit"
     ref: str  # build image
-    runtime_ref: str | None  # clean verification image (local images have one)
+    runtime_ref: str  # verifies in a fresh container: a runtime image, else the build image
     policy: str  # PEP 600 policy name: manylinux_2_31
     pythons: tuple[str, ...]  # what the catalog says the image ships
     libc_version: str
