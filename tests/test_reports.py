@@ -377,7 +377,7 @@ def test_markdown_orders_by_python_version_and_folds_ok_rows_of_large_runs() -> 
 
     main, folded = md.split("<details><summary>23 ok jobs</summary>")
     assert [r for r in main.splitlines() if r.startswith("| `")] == [
-        "| `cp312-manylinux_2_28_i686` | ❌ failed (audit) | 59.0s | - | - |"
+        "| `cp312-manylinux_2_28_i686` | ❌ failed (audit) | 59.0s | verification or audit failed | - |"
     ]
     ok_ids = [r.split("`")[1] for r in folded.splitlines() if r.startswith("| `")]
     assert len(ok_ids) == 23
@@ -552,6 +552,7 @@ def test_cli_merges_renders_and_checks(tmp_path: Path, capsys: pytest.CaptureFix
     plan_file = tmp_path / "plan.json"
     plan_file.write_text(plan.dumps())
     merged, junit, md, page = (tmp_path / "out" / n for n in ("m.json", "j.xml", "r.md", "r.html"))
+    (tmp_path / "out").mkdir()  # outputs go only into directories that exist
 
     rc = _run(
         [

@@ -30,6 +30,7 @@ from orchestrator.pipeline.land import extract_wheels, land, set_aside, wheel_in
 from orchestrator.pipeline.repair import REPAIRED, repair_wheel
 from orchestrator.plan.jobs import Job, Plan
 from orchestrator.recipe.model import Recipe
+from orchestrator.report.cause import cause_or_error
 from orchestrator.report.joblog import JobLog
 from orchestrator.report.progress import ProgressView
 from orchestrator.report.record import ImageResult, JobResult, RunReport
@@ -322,6 +323,8 @@ def _run_job(state: RunState, job: Job, result: JobResult) -> None:
         result.log_tail = log.tail(25)
         view.finish(job.id, "failed", f"{stage}: {result.error}")
     finally:
+        if result.status == "failed":
+            result.cause = cause_or_error(log.tail(400), result.error)
         result.seconds = time.monotonic() - t0
         result.stages = view.stage_times(job.id)
         log.close()
@@ -365,7 +368,7 @@ def _check(
 
 def summary_table(report: RunReport) -> Table:
     table = Table(title=f"orch: {report.name}", show_lines=False)
-    for col in ("job", "status", "time", "wheel", "size"):
+    for col in ("job", "status", "time", "wheel (or cause)", "size"):
         table.add_column(
             col,
             justify="right" if col in ("time", "size") else "left",
@@ -379,7 +382,7 @@ def summary_table(report: RunReport) -> Table:
             j.id,
             f"[{style}]{j.status}[/]" + (f" ({j.failed_stage})" if j.failed_stage else ""),
             f"{j.seconds:.1f}s",
-            j.wheel.filename if j.wheel else "-",
+            j.wheel.filename if j.wheel else (j.cause or "-"),
             f"{j.wheel.size / 1024:.0f} KiB" if j.wheel else "-",
         )
     return table
@@ -390,6 +393,8 @@ def print_failures(report: RunReport, console: Console) -> None:
         if j.status != "failed":
             continue
         console.rule(f"[bold red]{j.id} failed in {j.failed_stage}")
+        if j.cause and j.cause != j.error:
+            console.print(f"cause: {j.cause}", markup=False, soft_wrap=True, style="bold")
         console.print(j.error or "", markup=False, soft_wrap=True)
         if j.log_tail:
             console.print("\n".join(j.log_tail), markup=False, highlight=False, soft_wrap=True)

@@ -121,7 +121,8 @@ def github_annotations(report: Report) -> list[str]:
 
 def _job_error(job: common.Job) -> str:
     stage = job.get("failed_stage") or "?"
-    body = [common.clean_text(job.get("error") or "failed")]
+    cause, error = common.cause(job), common.clean_text(job.get("error") or "failed")
+    body = [cause, error] if cause and cause != error.strip() else [error]
     tail = common.log_tail(job)[-ANNOTATION_TAIL:]
     if tail:
         body += ["", "log tail:", *tail]

@@ -79,6 +79,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    _check_outputs(args)
     reports = [read_report(p) for p in args.reports]
     report = reports[0] if len(reports) == 1 and not args.merge_out else merge(reports)
     if args.merge_out:
@@ -158,11 +159,31 @@ def _read_plan(path: Path) -> dict[str, Any]:
     return data
 
 
+OUTPUT_FLAGS = ("merge_out", "junit", "markdown", "html")
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Every output goes into a directory that exists: a typo must not create directories
+    (at the filesystem root, say), and nothing is written unless every path is good."""
+    for name in OUTPUT_FLAGS:
+        path: Path | None = getattr(args, name)
+        if path is None or str(path) == "-":
+            continue
+        flag = "--" + name.replace("_", "-")
+        parent = path.parent if str(path.parent) else Path(".")
+        if path.is_dir():
+            raise ConfigError(f"{flag} {path}: is a directory; name a file, e.g. {path / 'report'}")
+        if not parent.is_dir():
+            raise ConfigError(
+                f"{flag} {path}: the directory {parent} does not exist; create it first "
+                f"(mkdir -p {parent}) or write elsewhere"
+            )
+
+
 def _write_text(path: Path, text: str) -> None:
     if str(path) == "-":
         sys.stdout.write(text)
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     print(f"orch report: wrote {path}", file=sys.stderr)
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from orchestrator import archs
+from orchestrator.report.cause import cause_or_error
 
 Report = Mapping[str, Any]
 Job = Mapping[str, Any]
@@ -105,6 +106,15 @@ def clean_text(text: object) -> str:
 
 def log_tail(job: Job) -> list[str]:
     return [clean_text(line) for line in (job.get("log_tail") or [])]
+
+
+def cause(job: Job) -> str:
+    """The one line that explains a problem: recorded by the run, else found in the log
+    tail (reports of older runs), else the error's first line."""
+    if job.get("cause"):
+        return clean_text(job["cause"])
+    found = cause_or_error(log_tail(job), clean_text(job.get("error") or ""))
+    return found or ""
 
 
 def dep_label(dep: Mapping[str, Any]) -> str:

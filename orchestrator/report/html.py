@@ -248,8 +248,11 @@ def _failure_item(job: Job) -> str:
     link = _el("a", _el("code", _e(job_id)), {"href": f"#detail-{job_id}", "data-select": job_id})
     where = f" in <b>{_e(job['failed_stage'])}</b>" if job.get("failed_stage") else ""
     body = f"{link} {_pill(status)}{where}"
-    if job.get("error"):
-        body += ": " + _el("span", _e(_first_line(job["error"])), {"class": "error"})
+    cause = common.cause(job)
+    if cause:
+        body += _el("div", _e(cause), {"class": "cause", "title": "the cause: first error line"})
+    if job.get("error") and _first_line(job["error"]) != cause:
+        body += _el("div", _e(_first_line(job["error"])), {"class": "error"})
     first = next((f for f in common.audit_findings(job) if f.get("severity") == "error"), None)
     if first:
         text = f"audit [{_e(first.get('check'))}] {_e(first.get('message'))}"
@@ -284,6 +287,9 @@ def _detail(job: Job) -> str:
     if job.get("failed_stage"):
         head += " " + _el("span", f"in {_e(job['failed_stage'])}", {"class": "muted"})
     error = _el("pre", _e(job["error"]), {"class": "error-text"}) if job.get("error") else ""
+    cause = common.cause(job) if status != "ok" else ""
+    if cause and cause != _first_line(job.get("error")):
+        error = _el("pre", _e(cause), {"class": "error-text cause"}) + error
     # What explains a failure first: the error, the log's end, the audit, verification.
     body = (
         _el("header", head)
@@ -345,7 +351,9 @@ def _audit(job: Job) -> str:
     audit = job.get("audit")
     if not isinstance(audit, Mapping):
         return "<h4>Audit</h4>" + _el("p", "not audited", {"class": "muted"})
-    head = _el("h4", "Audit " + _el("span", _e(audit.get("wheel", "")), {"class": "muted"}))
+    # The wheel's name: the path it was audited at was a staging file, gone after the run.
+    wheel = str(audit.get("wheel") or "").replace("\\", "/").rsplit("/", 1)[-1]
+    head = _el("h4", "Audit " + _el("span", _e(wheel), {"class": "muted"}))
     tags = ", ".join(str(t) for t in audit.get("claimed_tags") or [])
     head += _el("p", f"claims {_e(tags)}", {"class": "muted"}) if tags else ""
     findings = sorted(common.audit_findings(job), key=lambda f: _severity_rank(f.get("severity")))

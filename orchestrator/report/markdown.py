@@ -52,7 +52,11 @@ def _context(report: Report) -> list[str]:
 
 def _tables(jobs: list[common.Job]) -> list[str]:
     """One table; in a large run the ok rows fold away below the problems."""
-    head = ["", "| job | status | time | wheel | size |", "| --- | --- | ---: | --- | ---: |"]
+    head = [
+        "",
+        "| job | status | time | wheel or cause | size |",
+        "| --- | --- | ---: | --- | ---: |",
+    ]
     problems = [j for j in jobs if common.is_problem(j)]
     ok = [j for j in jobs if not common.is_problem(j)]
     if len(ok) <= FOLD_OK_ABOVE or not problems:
@@ -67,11 +71,12 @@ def _row(job: common.Job) -> str:
     if job.get("failed_stage") and status != "ok":
         label += f" ({job['failed_stage']})"
     wheel = common.wheel_name(job)
+    cause = common.cause(job) if status != "ok" else ""
     cells = [
         f"`{_cell(job.get('id'))}`",
         _cell(label),
         common.human_seconds(job.get("seconds")),
-        f"`{_cell(wheel)}`" if wheel else "-",
+        f"`{_cell(wheel)}`" if wheel else (_cell(cause) or "-"),
         common.human_size(common.wheel_size(job)),
     ]
     return "| " + " | ".join(cells) + " |"
@@ -92,7 +97,9 @@ def _duplicates_line(report: Report) -> str:
 
 def _job_details(job: common.Job) -> list[str]:
     summary = f"<b>{_html(job.get('id'))}</b> failed in {_html(job.get('failed_stage') or '?')}"
-    body = [_html(_first_line(job.get("error")))]
+    cause, error = common.cause(job), _first_line(job.get("error"))
+    body = [f"**cause:** `{_cell(cause)}`", ""] if cause and cause != error else []
+    body.append(_html(error))
     errors = [f for f in common.audit_findings(job) if f.get("severity") == "error"]
     body += [f"- audit [{_cell(f.get('check'))}] {_cell(f.get('message'))}" for f in errors]
     tail = common.log_tail(job)

@@ -36,6 +36,7 @@ class JobResult:
     status: str = "waiting"  # ok | failed | blocked | cancelled
     failed_stage: str | None = None
     error: str | None = None
+    cause: str | None = None  # the one line that explains a failure (report/cause.py)
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)
     wheel: WheelInfo | None = None

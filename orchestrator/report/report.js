@@ -1,4 +1,4 @@
-// orch report: inlined into the page by orchestrator/reports/htmlreport.py.
+// orch report: inlined into the page by orchestrator/report/html.py.
 // Shows one job's details in the panel; the page works without this (#detail-<id> links).
 (function () {
   "use strict";
@@ -20,6 +20,10 @@
     }
     panel.setAttribute("data-job", id);
     panel.scrollTop = 0;
+    // A log tail is read from its end: the last lines say what went wrong.
+    detail.querySelectorAll("pre.log").forEach(function (pre) {
+      pre.scrollTop = pre.scrollHeight;
+    });
     return true;
   }
 
