@@ -554,7 +554,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     if plan.dep_order:
         out.print(f"dependencies (build order): {', '.join(plan.dep_order)}")
     for ex in plan.excluded:
-        out.print(Text(f"excluded {ex.id}: {ex.reason}", style="dim"))
+        out.print(Text(f"excluded {ex.id}: {ex.reason}", style="dim"), soft_wrap=True)
     return EXIT_OK
 
 

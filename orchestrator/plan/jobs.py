@@ -187,8 +187,20 @@ def no_match_message(label: str, pattern: str, candidates: Sequence[str]) -> str
     near = difflib.get_close_matches(pattern, list(dict.fromkeys(candidates)), n=3, cutoff=0.5)
     if near:
         msg += f" (did you mean {' or '.join(near)}?)"
-    msg += "; " + (cibuildwheel_hint(pattern) or _id_shape(candidates))
-    return msg
+    normalized = normalize_selector(pattern)
+    if normalized != pattern:
+        msg += f" ('{pattern}' reads as '{normalized}': ids spell policies the PEP 600 way)"
+    msg += "; " + (cibuildwheel_hint(pattern) or _python_hint(pattern, candidates) or "")
+    return msg + _id_shape(candidates)
+
+
+def _python_hint(pattern: str, candidates: Sequence[str]) -> str | None:
+    """cp312-*: say that 3.12 is not among the recipe's Python versions."""
+    m = re.match(r"cp3(\d+)\b", pattern)
+    tags = sorted({c.split("-", 1)[0] for c in candidates})
+    if not m or f"cp3{m.group(1)}" in tags:
+        return None
+    return f"cp3{m.group(1)} is CPython 3.{m.group(1)}, which python: does not list; "
 
 
 def cibuildwheel_hint(pattern: str) -> str | None:
@@ -201,14 +213,14 @@ def cibuildwheel_hint(pattern: str) -> str | None:
         f"this looks like a cibuildwheel identifier; orch's ids name the policy "
         f"({m.group('py')}-{family}_2_31_{m.group('arch')}, {m.group('py')}-{family}_2_17_"
         f"{m.group('arch')}): write {m.group('py')}-{family}_*_{m.group('arch')} for any "
-        f"{family} policy"
+        f"{family} policy; "
     )
 
 
 def _id_shape(candidates: Sequence[str]) -> str:
     shown = ", ".join(list(dict.fromkeys(candidates))[:6]) or "none"
     more = ", ..." if len(set(candidates)) > 6 else ""
-    return f"ids look like cp311-manylinux_2_31_x86_64; this recipe's: {shown}{more}"
+    return f"this recipe's ids: {shown}{more}"
 
 
 def unknown_arch_message(label: str, arch: str) -> str:

@@ -303,9 +303,14 @@ def _check_policy_archs(
             continue  # an explicit image: the user vouches for it
         available = cat.archs_for(pep600)
         if not any(a in available for a in arch_list):
+            why = ""
+            try:
+                cat.choose(pep600, arch_list[0], images.get(policy))
+            except catalog.NoImage as exc:
+                why = f" ({exc.reason})"
             raise ConfigError(
                 f"{doc.where(('platforms', i))}: platforms[{i}]: {policy} does not exist for "
-                f"{', '.join(arch_list)}; it exists for: {', '.join(available)}"
+                f"{', '.join(arch_list)}{why}; it exists for: {', '.join(available)}"
             )
 
 
