@@ -353,7 +353,7 @@ def _host_commands(sub: Sub) -> None:
         "register QEMU binfmt handlers (root)",
         "Register binfmt_misc handlers with the F flag from the host's qemu-user-static "
         "(update-binfmts). Needs root.",
-        "sudo orch setup-emulation",
+        "orch setup-emulation    # as root",
     )
     _add(
         sub,
