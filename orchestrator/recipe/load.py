@@ -104,7 +104,7 @@ def _describe(err: jsonschema.ValidationError, doc: Located) -> tuple[tuple[int,
     elif v == "oneOf":
         kinds = sorted({_schema_kind(s) for s in err.validator_value})
         msg = f"{field}: expected {' or '.join(kinds)}, got {_kind(err.instance)}"
-    elif v == "minItems":
+    elif v in ("minItems", "minLength"):
         msg = f"{field}: must not be empty"
     elif v == "uniqueItems":
         msg = f"{field}: has duplicate entries"
