@@ -237,3 +237,78 @@ def _paeth(a: int, b: int, c: int) -> int:
     p = a + b - c
     pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
     return a if pa <= pb and pa <= pc else b if pb <= pc else c
+
+
+# --- a failed verification: the cause is on screen without scrolling -----------------------
+
+PIP_ERROR = "ERROR: Package 'pyyaml' requires a different Python: 3.9.2 not in '>=3.10'"
+# Measures the page after its script ran and leaves the numbers in the DOM for --dump-dom.
+PROBE = """<script>
+window.addEventListener("load", function () {
+  var cause = document.querySelector("#failures .cause");
+  var log = document.querySelector(".detail.shown pre.log");
+  var r = cause.getBoundingClientRect();
+  var probe = document.createElement("div");
+  probe.id = "probe";
+  probe.setAttribute("data-cause", [r.left, r.top, r.right, r.bottom].join(","));
+  probe.setAttribute("data-viewport", window.innerWidth + "," + window.innerHeight);
+  probe.setAttribute("data-log-at-end", log.scrollTop + log.clientHeight >= log.scrollHeight - 2);
+  probe.setAttribute("data-log-scrolls", log.scrollHeight > log.clientHeight);
+  document.body.appendChild(probe);
+});
+</script>"""
+
+
+def _failed_verification_report() -> dict[str, Any]:
+    from orchestrator.report.cause import first_error_line
+
+    report = realistic_report()
+    job = next(j for j in report["jobs"] if j["status"] == "failed")
+    log = [
+        "==> [  30.1s] verify",
+        "$ python -m pip install /orch/verify/depsdemo-1.0-cp311-cp311-manylinux_2_31_x86_64.whl",
+        *(
+            f"  setuptools licence notice, line {i}: permission is hereby granted"
+            for i in range(40)
+        ),
+        PIP_ERROR,
+    ]
+    job.update(
+        failed_stage="verify",
+        error="verification failed in orch-local/runtime: verify: install failed with exit "
+        "code 1; see the log",
+        cause=first_error_line(log),
+        log_tail=log[-25:],
+        audit=None,
+    )
+    return report
+
+
+def test_failed_verification_shows_the_pip_error_without_scrolling(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    page = tmp_path / "failed.html"
+    page.write_text(to_html(_failed_verification_report()).replace("</body>", PROBE + "</body>"))
+
+    dom = _dom(tmp_path, page.as_uri())
+    failures = "".join(dom.by_id("failures")["text"])
+    assert PIP_ERROR in failures, failures
+    probe = dom.by_id("probe")["attrs"]
+    left, top, right, bottom = (float(x) for x in probe["data-cause"].split(","))
+    width, height = (int(x) for x in probe["data-viewport"].split(","))
+    assert 0 <= top < bottom <= height and 0 <= left < right <= width, probe
+    # The log tail in the panel scrolls, and opens at its end (the pip line).
+    assert probe["data-log-scrolls"] == "true" and probe["data-log-at-end"] == "true", probe
+
+    shot = tmp_path / "failed.png"
+    _browser(tmp_path, f"--screenshot={shot}", page.as_uri())
+    w, _h, pixels = _read_png(shot.read_bytes())
+    box = [
+        pixels[y * w + x]
+        for y in range(int(top) + 1, int(bottom) - 1)
+        for x in range(int(left) + 1, int(right) - 1)
+    ]
+    # The cause box is painted where the probe found it: its background, and dark text on it.
+    assert sum(_near(p, FAILED_BG) for p in box) > len(box) // 2, "no cause box on screen"
+    assert any(sum(p) < 200 for p in box), "no text in the cause box"
+    shutil.copy(shot, tmp_path_factory.getbasetemp() / "failed-verification.png")
