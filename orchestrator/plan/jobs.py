@@ -48,6 +48,10 @@ class Excluded:
 
     id: str
     reason: str
+    kind: str = "unavailable"  # unavailable: cannot be built | deselected: a selector left it out
+
+
+DESELECTED = "deselected"
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,7 @@ class Plan:
         return self._keeping(keep, f"not selected by --arch {' '.join(wanted)}")
 
     def _keeping(self, keep: tuple[Job, ...], reason: str) -> Plan:
-        dropped = tuple(Excluded(j.id, reason) for j in self.jobs if j not in keep)
+        dropped = tuple(Excluded(j.id, reason, DESELECTED) for j in self.jobs if j not in keep)
         return Plan(self.recipe, keep, self.excluded + dropped, self.dep_order)
 
     def shards(self, count: int, runners: Runners | None = None) -> list[tuple[Job, ...]]:
@@ -154,14 +158,20 @@ class Plan:
             )
         return self._keeping(jobs, reason)
 
-    def why_empty(self, limit: int = 20) -> str:
-        """Why the selection leaves no job: each candidate's exclusion, then the nearest ids."""
+    def why_empty(self, selectors: Sequence[str] = (), limit: int = 20) -> str:
+        """Why the selection leaves no job: each candidate's exclusion, then the buildable
+        ids nearest to what was asked for."""
         lines = ["nothing to build: the selection leaves no job"]
         lines += [f"  {e.id}: {e.reason}" for e in self.excluded[:limit]]
         if len(self.excluded) > limit:
             lines.append(f"  ... and {len(self.excluded) - limit} more (orch plan --allow-empty)")
         if not self.excluded:
             lines.append("  the recipe names no combination")
+        buildable = [e.id for e in self.excluded if e.kind == DESELECTED]
+        near = [m for s in selectors for m in difflib.get_close_matches(s, buildable, n=3)]
+        if buildable:
+            shown = list(dict.fromkeys(near or buildable))[:6]
+            lines.append(f"buildable ids nearest to the selection: {', '.join(shown)}")
         lines.append("pass --allow-empty to accept an empty selection (exit 0, nothing built)")
         return "\n".join(lines)
 
@@ -329,16 +339,15 @@ def _apply_selectors(plan: Plan, recipe: Recipe) -> Plan:
     dropped: list[Excluded] = []
     for job in plan.jobs:
         if not _matches(job.id, build):
-            dropped.append(
-                Excluded(job.id, f"not matched by build: {', '.join(recipe.build_selectors)}")
-            )
+            reason = f"not matched by build: {', '.join(recipe.build_selectors)}"
+            dropped.append(Excluded(job.id, reason, DESELECTED))
         elif _matches(job.id, skip):
             hit = next(
                 r
                 for r, p in zip(recipe.skip_selectors, skip, strict=True)
                 if fnmatch.fnmatchcase(job.id, p)
             )
-            dropped.append(Excluded(job.id, f"skipped by skip: {hit}"))
+            dropped.append(Excluded(job.id, f"skipped by skip: {hit}", DESELECTED))
         else:
             keep.append(job)
     return Plan(plan.recipe, tuple(keep), plan.excluded + tuple(dropped), plan.dep_order)
