@@ -517,6 +517,7 @@ def cmd_build(args: argparse.Namespace, console: Console) -> int:
     if not plan.jobs:
         console.print("nothing to build: the selection leaves no job (--allow-empty)")
         return EXIT_OK
+    _check_output_dirs(Path(args.output_dir), args.report)
     opts = RunOptions(
         output_dir=Path(args.output_dir).resolve(),
         jobs=args.jobs,
@@ -536,6 +537,24 @@ def cmd_build(args: argparse.Namespace, console: Console) -> int:
     print_failures(report, console)
     out.print(f"report: {opts.report_file}", highlight=False)
     return EXIT_OK if report.ok() else EXIT_BUILD_FAILED
+
+
+def _check_output_dirs(output: Path, report: Path | None) -> None:
+    """The wheelhouse and the report are made only inside a directory that exists: a typo
+    in -o must not create a tree somewhere else."""
+    out = output.absolute()
+    if not out.is_dir() and not out.parent.is_dir():
+        raise ConfigError(
+            f"-o {output}: the directory {out.parent} does not exist; create it first "
+            f"(mkdir -p {out.parent}) or choose another output directory"
+        )
+    if report is not None:
+        parent = report.absolute().parent
+        if not parent.is_dir() and not parent.is_relative_to(out):
+            raise ConfigError(
+                f"--report {report}: the directory {parent} does not exist; create it first "
+                f"(mkdir -p {parent})"
+            )
 
 
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:

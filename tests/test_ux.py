@@ -393,6 +393,20 @@ CASES = [
         ("--junit", "is a directory"),
     ),
     Case(
+        "wheelhouse under a directory that does not exist",
+        "",
+        ("build", "-f", "{recipe}", "-o", "{dir}/typo/wheelhouse"),
+        2,
+        ("-o {dir}/typo/wheelhouse", "does not exist", "mkdir -p {dir}/typo"),
+    ),
+    Case(
+        "report under a directory that does not exist",
+        "",
+        ("build", "-f", "{recipe}", "-o", "{dir}", "--report", "/nonexistent-orch/r.json"),
+        2,
+        ("--report", "/nonexistent-orch", "does not exist"),
+    ),
+    Case(
         "a patch in an override is the user's file",
         "dependencies:\n  - use: zlib\n    source:\n      url: http://127.0.0.1:9/z.tar.gz\n"
         f"      sha256: '{ZLIB_SHA}'\n      patches: [missing.patch]\n",
