@@ -56,3 +56,33 @@ def test_falls_back_to_the_exception() -> None:
         "repair failed with exit code 1"
     )
     assert cause_or_error([], None) is None
+
+
+def test_every_renderer_leads_with_the_cause() -> None:
+    from orchestrator.report import github_annotations, to_html, to_junit, to_markdown
+    from tests.test_reports import realistic_report
+
+    report = realistic_report()
+    job = next(j for j in report["jobs"] if j["status"] == "failed")
+    pip = PIP_FAILURE[6]
+    job.update(failed_stage="verify", error="verify: install failed with exit code 1")
+    job.update(log_tail=PIP_FAILURE, audit={"wheel": "/out/.orch/staging/run/x/pkg.whl"})
+    # A report of an older orch has no cause: it is found in the log tail.
+    for cause in (None, pip):
+        job["cause"] = cause
+        md = to_markdown(report)
+        row = next(r for r in md.splitlines() if r.startswith(f"| `{job['id']}`"))
+        assert pip.replace("|", "\\|") in row
+        assert f"**cause:** `{pip}`" in md
+        (annotation,) = [a for a in github_annotations(report) if a.startswith("::error")]
+        assert annotation.split("::", 2)[2].startswith(pip)
+        assert f'message="verify: {pip}' in to_junit(report).replace("&gt;", ">").replace(
+            "&apos;", "'"
+        ).replace("&#x27;", "'")
+        page = to_html(report)
+        box = page[page.index('id="failures"') :]
+        assert (
+            "Package &#x27;pyyaml&#x27; requires a different Python" in box.split("</section>")[0]
+        )
+        assert "/out/.orch/staging" not in page  # a path gone after the run
+        assert '<span class="muted">pkg.whl</span></h4>' in page  # the wheel's name instead

@@ -71,8 +71,9 @@ def _job_case(suite: ET.Element, job: common.Job, classname: str) -> None:
     error = common.clean_text(job.get("error") or status)
     if status == "failed":
         stage = str(job.get("failed_stage") or "unknown stage")
-        failure = ET.SubElement(case, "failure", message=f"{stage}: {error}", type=stage)
-        failure.text = _failure_text(job, error)
+        cause = common.cause(job) or error
+        failure = ET.SubElement(case, "failure", message=f"{stage}: {cause}", type=stage)
+        failure.text = _failure_text(job, error if cause == error else f"{cause}\n{error}")
     elif status != "ok":
         ET.SubElement(case, "skipped", message=f"{status}: {error}")
     out = _job_output(job)
