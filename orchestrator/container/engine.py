@@ -22,6 +22,7 @@ import docker.errors
 from docker.models.containers import Container
 
 from orchestrator.errors import EnvironmentProblem, OrchError
+from orchestrator.util.archive import copy_bounded
 
 LABEL = "io.orch.managed"  # every container orch creates carries it; `orch clean` removes them
 LABEL_RUN = "io.orch.run"
@@ -258,6 +259,21 @@ def get_tar(container: Container, path: str) -> bytes:
     except docker.errors.NotFound as exc:
         raise OrchError(f"{path} does not exist in container {container.short_id}") from exc
     return b"".join(stream)
+
+
+def copy_out(container: Container, path: str, dest: Path, limit: int) -> None:
+    """Stream the engine's tar of ``path`` to the file ``dest``, at most ``limit`` bytes
+    (a clear error beyond); ``dest`` is removed when the copy fails."""
+    try:
+        stream, _stat = container.get_archive(path)
+        with dest.open("wb") as out:
+            copy_bounded(iter(stream), out, limit, f"{path} in container {container.short_id}")
+    except docker.errors.NotFound as exc:
+        dest.unlink(missing_ok=True)
+        raise OrchError(f"{path} does not exist in container {container.short_id}") from exc
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
 
 
 def remove_container(container: Container) -> None:

@@ -13,6 +13,7 @@ prefix. ``docs/static-deps.md`` explains both, and the recipe format.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 from collections.abc import Iterable, Sequence
@@ -25,6 +26,10 @@ BASE_CXXFLAGS = f"{BASE_CFLAGS} -fvisibility-inlines-hidden"
 # Keeps every symbol that came from a static archive out of the project's dynamic
 # symbol table: the project exports its own entry points, not zlib's.
 EXCLUDE_LIBS = "-Wl,--exclude-libs,ALL"
+
+# Where dependency builds happen in their container, and the prefix they install into.
+DEP_PREFIX = "/opt/orch/deps"
+DEP_WORK = "/orch/dep"
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LIB_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
@@ -130,6 +135,44 @@ def build_script(
     out += steps(dep, src_dir, build_dir, prefix, jobs)
     out += ["", *_post_install(dep, prefix)]
     return "\n".join(out) + "\n"
+
+
+def unpack_script(dep: DependencySpec, archive: str, work: str, prefix: str) -> str:
+    """Unpack the verified source, apply the recipe's patches, and list the prefix as it
+    was before the build (so packaging takes only what this dependency installed)."""
+    q = shlex.quote
+    patches = " ".join(
+        f"patch -p1 -d {work}/src < {work}/patches/{q(p.name)} &&" for p in dep.source.patches
+    )
+    return (
+        f"tar -xf {work}/{q(archive)} -C {work}/src "
+        f"--strip-components={dep.source.strip_components} && "
+        f"{patches} find {prefix} -mindepth 1 | sort > {work}/before"
+    )
+
+
+def package_script(work: str, prefix: str) -> str:
+    """Tar the files the build added to the prefix into ``work/artifact.tar.gz``."""
+    return (
+        f"cd {prefix} && find {prefix} -mindepth 1 ! -type d | sort > {work}/after && "
+        f"comm -13 {work}/before {work}/after | sed 's#^{prefix}/##' > {work}/files && "
+        f"test -s {work}/files || {{ echo 'the build installed nothing into {prefix}'; exit 1; }}; "
+        f"tar -czf {work}/artifact.tar.gz -T {work}/files"
+    )
+
+
+def rendered_steps(dep: DependencySpec) -> str:
+    """Everything orch generates to build ``dep`` (unpack, build script with its flags and
+    arguments, post-install checks, packaging), as the cache key hashes it. The job count
+    is fixed: parallelism does not change what gets built."""
+    work = DEP_WORK
+    dep = dataclasses.replace(dep, origin="")  # where the recipe says it is only a comment
+    build = build_script(
+        dep, src_dir=f"{work}/src", build_dir=f"{work}/build", prefix=DEP_PREFIX, jobs=1
+    )
+    # The archive's name is where the source came from, not what it is: a placeholder.
+    unpack = unpack_script(dep, "source-archive", work, DEP_PREFIX)
+    return "\n".join([unpack, build, package_script(work, DEP_PREFIX)])
 
 
 def flags_for_project(prefix: str, *, exclude_libs: bool = True) -> dict[str, str]:

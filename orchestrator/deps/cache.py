@@ -23,16 +23,18 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Literal
 
 import filelock
 
+from orchestrator.deps.buildsys import rendered_steps
 from orchestrator.errors import ConfigError, OrchError
 from orchestrator.recipe.model import DependencySpec
+from orchestrator.util.archive import UnsafeArchive, check_tar
 from orchestrator.util.hashing import sha256_file
 
-FORMAT_VERSION = 1  # bump when the artifact layout or the build recipe semantics change
+FORMAT_VERSION = 1  # of meta.json; the key hashes what orch generates, not this number
 ARTIFACT = "artifact.tar.gz"
 META = "meta.json"
 KEY_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -61,6 +63,9 @@ def dependency_key(
     ``dep_keys`` holds the keys of the dependency's requirements; as each of those hashes
     its own requirements, a change anywhere below changes this key too. Where the source
     comes from (URLs, mirrors) and where the recipe says it (``origin``) do not count.
+    Everything orch generates to build it (flags, configure/cmake/meson arguments,
+    post-install steps, packaging) counts through the rendered script, so changing orch's
+    generator changes the key; so does ``network`` (an online build is another artifact).
     """
     missing = [r for r in dep.requires if r not in dep_keys]
     if missing:
@@ -69,7 +74,8 @@ def dependency_key(
             f"{', '.join(missing)} (keys are computed in dependency order)"
         )
     doc = {
-        "format": FORMAT_VERSION,
+        "generated": hashlib.sha256(rendered_steps(dep).encode()).hexdigest(),
+        "network": dep.network,
         "name": dep.name,
         "version": dep.version,
         "source": {
@@ -205,6 +211,14 @@ class DepCache:
             return None
         return d / ARTIFACT
 
+    def lookup_or_miss(self, key: str, warn: Callable[[str], None]) -> Path | None:
+        """:meth:`lookup`, with a disk fault (unreadable, I/O error) a warning and a miss."""
+        try:
+            return self.lookup(key)
+        except (OSError, CacheError) as exc:
+            warn(f"[orch] warning: local cache unreadable, treating {key[:12]} as a miss: {exc}")
+            return None
+
     def entries(self) -> list[Entry]:
         """Every entry whose meta reads back (not re-hashed: use lookup for that)."""
         out: list[Entry] = []
@@ -237,10 +251,30 @@ class DepCache:
         self.log(f"cached {full.get('name', '?')} {full.get('version', '')} as {key[:12]}")
         return d / ARTIFACT
 
+    def store_or_keep(
+        self, key: str, artifact_file: Path, meta: Mapping[str, Any], warn: Callable[[str], None]
+    ) -> Path:
+        """Cache a freshly built artifact and return the cached copy; when the cache cannot
+        take it (disk full, read-only) warn and return the built file itself. An unsafe
+        artifact is an error, not a cache fault."""
+        problem = check_artifact_tree(artifact_file)
+        if problem:
+            raise CacheError(problem)
+        try:
+            stored = self.store(key, artifact_file, meta)
+        except (OSError, CacheError) as exc:
+            warn(f"[orch] warning: could not cache {key[:12]}, using it uncached: {exc}")
+            return artifact_file
+        artifact_file.unlink(missing_ok=True)
+        return stored
+
     def _fill_entry(
         self, tmp: Path, key: str, artifact_file: Path, meta: Mapping[str, Any]
     ) -> dict[str, Any]:
         shutil.copyfile(artifact_file, tmp / ARTIFACT)
+        problem = check_artifact_tree(tmp / ARTIFACT)  # whoever made it, it must be safe
+        if problem:
+            raise CacheError(f"not caching {key[:12]}: {problem}")
         digest = sha256_file(tmp / ARTIFACT)  # hash what we keep, not what we were given
         want = meta.get("sha256")
         if want is not None and want != digest:
@@ -420,33 +454,13 @@ def verify_entry(d: Path, key: str) -> str | None:
 
 
 def check_artifact_tree(artifact: Path) -> str | None:
-    """Why an artifact (from elsewhere) is unsafe to unpack into a prefix, or None."""
+    """Why an artifact (built, imported or pulled) is unsafe to unpack into a prefix, or
+    None: the rules of tarfile's ``data`` filter, symlink chains included."""
     try:
-        with tarfile.open(artifact, "r:gz") as tar:
-            for m in tar:
-                p = PurePosixPath(m.name)
-                if p.is_absolute() or ".." in p.parts:
-                    return f"artifact member {m.name!r} escapes the prefix"
-                if not (m.isfile() or m.isdir() or m.issym() or m.islnk()):
-                    return f"artifact member {m.name!r} is a device or fifo"
-                if (m.issym() or m.islnk()) and _link_escapes(p, m.linkname, m.issym()):
-                    return f"artifact link {m.name!r} -> {m.linkname!r} escapes the prefix"
-    except (OSError, tarfile.TarError, EOFError) as exc:
-        return f"artifact is not a readable .tar.gz ({exc})"
+        check_tar(artifact)
+    except UnsafeArchive as exc:
+        return f"artifact rejected: {exc}"
     return None
-
-
-def _link_escapes(member: PurePosixPath, target: str, symbolic: bool) -> bool:
-    t = PurePosixPath(target)
-    if t.is_absolute():
-        return True
-    parts = [*member.parent.parts, *t.parts] if symbolic else list(t.parts)
-    depth = 0
-    for part in parts:
-        depth += -1 if part == ".." else (0 if part in (".", "") else 1)
-        if depth < 0:
-            return True
-    return False
 
 
 # --- export / import helpers --------------------------------------------------------

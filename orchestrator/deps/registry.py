@@ -32,6 +32,7 @@ from orchestrator.deps.cache import (
     check_key,
 )
 from orchestrator.errors import ConfigError, OrchError
+from orchestrator.util.redact import redact
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 ARTIFACT_TYPE = "application/vnd.orch.dependency.v1"
@@ -39,6 +40,9 @@ CONFIG_TYPE = "application/vnd.orch.dependency.meta.v1+json"
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
 ENV_USER = "ORCH_REGISTRY_USER"
 ENV_PASSWORD = "ORCH_REGISTRY_PASSWORD"
+ENV_AUTH_HOST = "ORCH_CACHE_AUTH_HOST"  # a token service on another host, trusted by name
+REGISTRY_ENV = "ORCH_CACHE_REGISTRY"  # e.g. 127.0.0.1:5000
+REPOSITORY_ENV = "ORCH_CACHE_REPOSITORY"
 TIMEOUT = (15.0, 300.0)
 _MAX_SMALL = 4 << 20  # manifests and meta blobs are tiny; refuse to buffer more
 _CHUNK = 1 << 16
@@ -83,6 +87,28 @@ def _is_loopback(host: str) -> bool:
 def credentials_from_env() -> tuple[str, str] | None:
     user = os.environ.get(ENV_USER, "")
     return (user, os.environ.get(ENV_PASSWORD, "")) if user else None
+
+
+def auth_host_from_env() -> str | None:
+    """The one other host registry credentials may be sent to (its token service)."""
+    host = os.environ.get(ENV_AUTH_HOST, "").strip().lower()
+    return host or None
+
+
+def registry_from_env() -> str | None:
+    """The OCI registry shared as a dependency cache, if configured (CI runners share it)."""
+    return os.environ.get(REGISTRY_ENV, "").strip() or None
+
+
+def repository_from_env() -> str | None:
+    return os.environ.get(REPOSITORY_ENV, "").strip() or None
+
+
+def default_repository(project: str) -> str:
+    """``orch/deps/<project>``: one repository per project, so projects sharing a registry
+    never share (or overwrite) each other's entries."""
+    component = re.sub(r"[^a-z0-9]+", "-", project.lower()).strip("-") or "project"
+    return f"orch/deps/{component}"
 
 
 def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -150,6 +176,12 @@ class RegistryClient:
     ) -> requests.Response:
         """One call, answering a 401 challenge once (auth is per scope, so per call)."""
         resp = self._send(method, url, headers, body, stream)
+        if resp.status_code == 401 and not self._same_host(url):
+            resp.close()
+            raise RegistryError(
+                f"registry {self.base}: {redact(url)} on another host asks for credentials; "
+                "not sending them"
+            )
         if resp.status_code == 401:
             challenge = resp.headers.get("WWW-Authenticate", "")
             resp.close()
@@ -169,7 +201,7 @@ class RegistryClient:
         stream: bool,
     ) -> requests.Response:
         hdrs = dict(headers or {})
-        if self._authorization:
+        if self._authorization and self._same_host(url):
             hdrs["Authorization"] = self._authorization
         try:
             with (body or _Body()).open() as data:
@@ -178,6 +210,8 @@ class RegistryClient:
                 )
         except requests.RequestException as exc:
             raise RegistryError(f"registry {self.base} unreachable: {exc}") from exc
+        except OSError as exc:  # reading the body to send
+            raise RegistryError(f"cannot send {redact(url)}: {exc}") from exc
 
     def _authenticate(self, challenge: str) -> None:
         scheme, params = _parse_challenge(challenge)
@@ -192,7 +226,31 @@ class RegistryClient:
         else:
             raise RegistryError(f"registry {self.base}: unsupported auth challenge {challenge!r}")
 
+    def _check_realm(self, realm: str) -> None:
+        """Credentials go only to https on the registry's own host or the configured auth
+        host; plain http only when the registry itself is plain http on loopback."""
+        base = urllib.parse.urlsplit(self.base)
+        target = urllib.parse.urlsplit(realm)
+        host = (target.hostname or "").lower()
+        allowed = {(base.hostname or "").lower(), auth_host_from_env() or ""} - {""}
+        if host not in allowed:
+            raise RegistryError(
+                f"registry {self.base}: refusing to send credentials to the token service "
+                f"{redact(realm)} on another host (set {ENV_AUTH_HOST}={host} to trust it)"
+            )
+        plain_ok = base.scheme == "http" and _is_loopback(base.hostname or "")
+        if target.scheme != "https" and not (target.scheme == "http" and plain_ok):
+            raise RegistryError(
+                f"registry {self.base}: refusing to send credentials to the token service "
+                f"{redact(realm)} over {target.scheme or 'no scheme'} (https is required)"
+            )
+
+    def _same_host(self, url: str) -> bool:
+        a, b = urllib.parse.urlsplit(self.base), urllib.parse.urlsplit(url)
+        return (a.scheme, a.netloc.lower()) == (b.scheme, b.netloc.lower())
+
     def _token(self, params: Mapping[str, str]) -> str:
+        self._check_realm(params["realm"])
         query = {k: params[k] for k in ("service", "scope") if k in params}
         if "scope" not in query:
             query["scope"] = f"repository:{self.repo}:pull,push"
@@ -208,7 +266,10 @@ class RegistryClient:
             raise RegistryError(f"token service {params['realm']} unreachable: {exc}") from exc
         if resp.status_code != 200:
             raise RegistryError(f"token service {params['realm']}: HTTP {resp.status_code}")
-        doc = resp.json()
+        try:
+            doc = resp.json()
+        except ValueError:
+            raise RegistryError(f"token service {params['realm']} did not answer JSON") from None
         token = doc.get("token") or doc.get("access_token") if isinstance(doc, dict) else None
         if not isinstance(token, str) or not token:
             raise RegistryError(f"token service {params['realm']} returned no token")
@@ -315,21 +376,55 @@ def push(
     try:
         layer_digest, layer_size = f"sha256:{meta['sha256']}", int(meta["size"])
         config_digest = _digest(meta_bytes)
-        client.upload_blob(config_digest, len(meta_bytes), _Body(data=meta_bytes))
-        client.upload_blob(layer_digest, layer_size, _Body(path=artifact))
         manifest = _manifest(
             meta,
             {"digest": config_digest, "size": len(meta_bytes)},
             {"digest": layer_digest, "size": layer_size},
         )
+        existing = _existing(client, key, manifest, layer_digest, log)
+        if existing is not None:
+            return existing
+        client.upload_blob(config_digest, len(meta_bytes), _Body(data=meta_bytes))
+        client.upload_blob(layer_digest, layer_size, _Body(path=artifact))
         digest = client.put_manifest(key, manifest)
     finally:
         client.close()
     log(
         f"pushed {meta.get('name', '?')} {meta.get('version', '')} ({key[:12]}) to "
-        f"{client.base}/{repository}"
+        f"{redact(client.base)}/{repository}"
     )
     return digest
+
+
+def _existing(
+    client: RegistryClient,
+    key: str,
+    manifest: bytes,
+    layer_digest: str,
+    log: Callable[[str], None],
+) -> str | None:
+    """The digest of the tag already in the registry, if there is one: a tag is never
+    overwritten (identical content: nothing to do; different: the remote one is kept)."""
+    raw = client.get_manifest(key)
+    if raw is None:
+        return None
+    remote = _digest(raw)
+    if raw == manifest:
+        log(f"registry already holds {key[:12]} ({remote}); not pushing")
+        return remote
+    try:
+        _config, layer = _parse_manifest(raw, key)
+        same_artifact = layer["digest"] == layer_digest
+    except RegistryError:
+        same_artifact = False
+    if same_artifact:
+        log(f"registry already holds the same artifact for {key[:12]} ({remote}); not pushing")
+    else:
+        log(
+            f"warning: registry tag {key[:12]} holds a different artifact ({remote}); "
+            "keeping the remote one, not overwriting it"
+        )
+    return remote
 
 
 def pull(
@@ -358,7 +453,7 @@ def pull(
         client.close()
     log(
         f"pulled {meta.get('name', '?')} {meta.get('version', '')} ({key[:12]}) from "
-        f"{client.base}/{repository}"
+        f"{redact(client.base)}/{repository}"
     )
     return path
 
@@ -379,6 +474,46 @@ def _download_and_store(
         if problem:
             raise RegistryError(f"pulled entry {key[:12]} rejected: {problem}")
         return cache.store(key, artifact, meta)
+
+
+# --- as a cache: faults are misses ----------------------------------------------------
+
+
+def pull_or_miss(
+    cache: DepCache, key: str, project: str, log: Callable[[str], None]
+) -> Path | None:
+    """The configured registry's entry for ``key``, or None: a registry or disk fault of
+    any kind is a warning in the log and a miss, never a failure (a cache is an
+    optimisation)."""
+    url = registry_from_env()
+    if url is None:
+        return None
+    try:
+        return pull(cache, key, url, repository_from_env() or default_repository(project), log=log)
+    except Exception as exc:
+        log(
+            f"[orch] warning: registry cache unavailable, treating {key[:12]} as a miss: "
+            f"{redact(_describe(exc))}"
+        )
+        return None
+
+
+def push_or_warn(cache: DepCache, key: str, project: str, log: Callable[[str], None]) -> None:
+    """Share ``key`` through the configured registry; any fault is only a warning."""
+    url = registry_from_env()
+    if url is None:
+        return
+    try:
+        push(cache, key, url, repository_from_env() or default_repository(project), log=log)
+    except Exception as exc:
+        log(
+            f"[orch] warning: could not push {key[:12]} to the registry cache: "
+            f"{redact(_describe(exc))}"
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, OrchError) else f"{type(exc).__name__}: {exc}"
 
 
 # --- documents ----------------------------------------------------------------------

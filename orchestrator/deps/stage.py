@@ -8,11 +8,7 @@ are ready. A failure blocks only the jobs (and dependencies) that need it.
 
 from __future__ import annotations
 
-import io
 import os
-import shlex
-import tarfile
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -23,9 +19,17 @@ from typing import TYPE_CHECKING
 
 from orchestrator import archs
 from orchestrator.container import engine
-from orchestrator.container.session import Cancelled, Session, StageFailed
+from orchestrator.container.session import Cancelled, Session
 from orchestrator.deps import registry
-from orchestrator.deps.buildsys import build_script, flags_for_project
+from orchestrator.deps.artifact import copy_out_artifact
+from orchestrator.deps.buildsys import (
+    DEP_PREFIX,
+    DEP_WORK,
+    build_script,
+    flags_for_project,
+    package_script,
+    unpack_script,
+)
 from orchestrator.deps.cache import DepCache, dependency_key
 from orchestrator.deps.fetch import fetch_source
 from orchestrator.emulation.accel import Accel
@@ -34,16 +38,15 @@ from orchestrator.recipe.graph import topological_order
 from orchestrator.recipe.model import DependencySpec
 from orchestrator.report.joblog import JobLog
 from orchestrator.report.record import DepResult
-from orchestrator.util import paths
+from orchestrator.util import archive, paths
+from orchestrator.util.redact import inert
 
 if TYPE_CHECKING:
     from orchestrator.pipeline.run import RunState
 
-PREFIX = "/opt/orch/deps"
-REGISTRY_ENV = "ORCH_CACHE_REGISTRY"  # e.g. 127.0.0.1:5000
-REPOSITORY_ENV = "ORCH_CACHE_REPOSITORY"
+PREFIX = DEP_PREFIX
 SOURCE_MIRROR_ENV = "ORCH_SOURCE_MIRROR"
-WORK = "/orch/dep"
+WORK = DEP_WORK
 
 
 class DepFailed(OrchError):
@@ -139,14 +142,14 @@ def _one(
     result.log = str(log.path)
     try:
         with cache.lock(key):
-            hit = cache.lookup(key)
+            hit = cache.lookup_or_miss(key, log.line)
             if hit is not None:
                 result.status = "cached"
                 state.view.note(task, "cache hit")
                 state.view.finish(task, "cached", "cache hit")
                 log.line(f"[orch] cache hit {key}")
                 return hit
-            pulled = _pull_from_registry(cache, key, log)
+            pulled = registry.pull_or_miss(cache, key, state.recipe.name, log.line)
             if pulled is not None:
                 result.status = "cached"
                 state.view.note(task, "registry hit")
@@ -164,7 +167,7 @@ def _one(
                 )
             artifact = _build(state, ctx, dep, src, req_artifacts, log, task)
             seconds = time.monotonic() - t0
-            stored = cache.store(
+            stored = cache.store_or_keep(
                 key,
                 artifact,
                 {
@@ -174,9 +177,9 @@ def _one(
                     "image": ctx.image,
                     "build_seconds": round(seconds, 1),
                 },
+                log.line,
             )
-            artifact.unlink(missing_ok=True)
-            _push_to_registry(cache, key, log)
+            registry.push_or_warn(cache, key, state.recipe.name, log.line)
             result.status = "built"
             state.view.finish(task, "ok", f"built in {seconds:.0f}s")
             return stored
@@ -190,7 +193,9 @@ def _one(
         state.view.finish(task, "failed", str(exc).splitlines()[0])
         tail = "\n    ".join(log.tail(20))
         state.view.print(
-            f"dependency {dep.name} ({ctx.arch}) failed: {exc}\n  log: {log.path}\n    {tail}"
+            inert(
+                f"dependency {dep.name} ({ctx.arch}) failed: {exc}\n  log: {log.path}\n    {tail}"
+            )
         )
         raise DepFailed(dep.name) from None
     finally:
@@ -203,33 +208,6 @@ def env_mirrors() -> list[dict[str, str]]:
     templates), for air-gapped machines, without editing recipes."""
     items = [i.strip() for i in os.environ.get(SOURCE_MIRROR_ENV, "").split(",") if i.strip()]
     return [{"template": i} if "://" in i else {"directory": i} for i in items]
-
-
-def _registry() -> tuple[str, str] | None:
-    """The OCI registry shared as a dependency cache, if configured (CI runners share it)."""
-    url = os.environ.get(REGISTRY_ENV, "").strip()
-    return (url, os.environ.get(REPOSITORY_ENV, "orch/deps")) if url else None
-
-
-def _pull_from_registry(cache: DepCache, key: str, log: JobLog) -> Path | None:
-    where = _registry()
-    if where is None:
-        return None
-    try:
-        return registry.pull(cache, key, where[0], where[1], log=log.line)
-    except OrchError as exc:  # an unreachable cache is a miss, not a failure
-        log.line(f"[orch] registry cache unavailable: {exc}")
-        return None
-
-
-def _push_to_registry(cache: DepCache, key: str, log: JobLog) -> None:
-    where = _registry()
-    if where is None:
-        return
-    try:
-        registry.push(cache, key, where[0], where[1], log=log.line)
-    except OrchError as exc:
-        log.line(f"[orch] could not push to the registry cache: {exc}")
 
 
 def _build(
@@ -252,6 +230,7 @@ def _build(
         cancel=state.cancel,
         accel=_accel(state, ctx),
         personality=archs.personality(ctx.arch),
+        network_mode=None if dep.network else "none",  # hermetic unless the recipe opts in
     )
     with session:
         session.run(
@@ -263,16 +242,7 @@ def _build(
         if req_artifacts:
             session.put_tar(prefix_tar(req_artifacts, arcroot=""), PREFIX)
         state.view.stage(task, "unpack")
-        strip = dep.source.strip_components
-        patches = " ".join(
-            f"patch -p1 -d {WORK}/src < {WORK}/patches/{shlex.quote(p.name)} &&"
-            for p in dep.source.patches
-        )
-        session.run(
-            "unpack",
-            f"tar -xf {WORK}/{shlex.quote(source.name)} -C {WORK}/src --strip-components={strip} && "
-            f"{patches} find {PREFIX} -mindepth 1 | sort > {WORK}/before",
-        )
+        session.run("unpack", unpack_script(dep, source.name, WORK, PREFIX))
         state.view.stage(task, "build")
         script = build_script(
             dep,
@@ -283,38 +253,13 @@ def _build(
         )
         session.run("build", script, workdir=f"{WORK}/src")
         state.view.stage(task, "package")
-        session.run(
-            "package",
-            f"cd {PREFIX} && find {PREFIX} -mindepth 1 ! -type d | sort > {WORK}/after && "
-            f"comm -13 {WORK}/before {WORK}/after | sed 's#^{PREFIX}/##' > {WORK}/files && "
-            f"test -s {WORK}/files || {{ echo 'the build installed nothing into {PREFIX}'; exit 1; }}; "
-            f"tar -czf {WORK}/artifact.tar.gz -T {WORK}/files",
-        )
-        data = session.get(f"{WORK}/artifact.tar.gz")
-    out = Path(tempfile.mkstemp(prefix=f"orch-{dep.name}-", suffix=".tar.gz")[1])
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        member = tar.extractfile("artifact.tar.gz")
-        if member is None:
-            raise StageFailed("package", "the artifact is missing from the container")
-        out.write_bytes(member.read())
-    return out
+        session.run("package", package_script(WORK, PREFIX))
+        return copy_out_artifact(session, f"{WORK}/artifact.tar.gz", dep.name)
 
 
 def prefix_tar(artifacts: Sequence[Path], arcroot: str = "deps") -> bytes:
     """Merge artifacts (tar.gz relative to the prefix) into one tar rooted at arcroot."""
-    buf = io.BytesIO()
-    seen: set[str] = set()
-    with tarfile.open(fileobj=buf, mode="w") as out:
-        for artifact in artifacts:
-            with tarfile.open(artifact, "r:gz") as tar:
-                for member in tar.getmembers():
-                    name = member.name.lstrip("./")
-                    member.name = f"{arcroot}/{name}" if arcroot else name
-                    if member.name in seen:
-                        continue
-                    seen.add(member.name)
-                    out.addfile(member, tar.extractfile(member) if member.isfile() else None)
-    return buf.getvalue()
+    return archive.merge(artifacts, arcroot)
 
 
 def _collect(

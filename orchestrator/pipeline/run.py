@@ -26,7 +26,7 @@ from orchestrator.emulation.accel import Accel, Fallback, plan_accel
 from orchestrator.errors import OrchError
 from orchestrator.images import pull as images
 from orchestrator.pipeline.build import build_wheel, copy_project, job_env, merge_env, project_tar
-from orchestrator.pipeline.land import extract_wheels, land, set_aside, wheel_info
+from orchestrator.pipeline.land import copy_out_wheels, land_once, set_aside
 from orchestrator.pipeline.repair import REPAIRED, repair_wheel
 from orchestrator.plan.jobs import Job, Plan
 from orchestrator.recipe.model import Recipe
@@ -34,6 +34,7 @@ from orchestrator.report.cause import cause_or_error
 from orchestrator.report.joblog import JobLog
 from orchestrator.report.progress import ProgressView
 from orchestrator.report.record import ImageResult, JobResult, RunReport
+from orchestrator.util.redact import inert
 
 
 class Blocked(OrchError):
@@ -286,7 +287,7 @@ def _run_job(state: RunState, job: Job, result: JobResult) -> None:
                 repair_wheel(session, job, state.recipe)
                 stage = "copy out"
                 view.stage(job.id, stage)
-                wheels = extract_wheels(session.get(REPAIRED), staging)
+                wheels = copy_out_wheels(session, REPAIRED, staging)
         finally:
             if session.kept and session.container is not None:
                 result.kept_container = session.container.name
@@ -298,8 +299,7 @@ def _run_job(state: RunState, job: Job, result: JobResult) -> None:
             stage = "audit" if refused.startswith("audit") else "verify"
             aside = set_aside(wheel, opts.meta_dir / "failed") if opts.keep_failed else None
             raise StageFailed(stage, refused + (f"; wheel kept at {aside}" if aside else ""))
-        result.wheel = wheel_info(wheel)
-        land(wheel, opts.output_dir)
+        result.wheel = land_once(wheel, opts.output_dir, run_id=state.run_id, job=job.id)
         result.status = "ok"
         view.finish(job.id, "ok", result.wheel.filename)
     except Cancelled:
@@ -394,10 +394,11 @@ def print_failures(report: RunReport, console: Console) -> None:
             continue
         console.rule(f"[bold red]{j.id} failed in {j.failed_stage}")
         if j.cause and j.cause != j.error:
-            console.print(f"cause: {j.cause}", markup=False, soft_wrap=True, style="bold")
-        console.print(j.error or "", markup=False, soft_wrap=True)
+            console.print(f"cause: {inert(j.cause)}", markup=False, soft_wrap=True, style="bold")
+        console.print(inert(j.error or ""), markup=False, soft_wrap=True)
         if j.log_tail:
-            console.print("\n".join(j.log_tail), markup=False, highlight=False, soft_wrap=True)
+            tail = inert("\n".join(j.log_tail))
+            console.print(tail, markup=False, highlight=False, soft_wrap=True)
         console.print(f"full log: {j.log}", markup=False, soft_wrap=True)
         if j.kept_container:
             console.print(

@@ -491,6 +491,7 @@ def _dependency(
             cmake_packages=tuple(exports.get("cmake", ())),
         ),
         origin=defined_in.where(() if defined_in is not recipe else path),
+        network=data.get("network", False) is True,
     )
 
 

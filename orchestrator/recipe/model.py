@@ -46,6 +46,7 @@ class DependencySpec:
     requires: tuple[str, ...] = ()
     exports: Exports = field(default_factory=Exports)
     origin: str = ""  # "file:line" of the definition, for messages
+    network: bool = False  # the build container gets a network (off: hermetic build)
 
 
 @dataclass(frozen=True)

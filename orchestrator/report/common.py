@@ -15,6 +15,7 @@ from typing import Any
 
 from orchestrator import archs
 from orchestrator.report.cause import cause_or_error
+from orchestrator.util.redact import redact
 
 Report = Mapping[str, Any]
 Job = Mapping[str, Any]
@@ -100,8 +101,9 @@ def parse_job_id(job_id: str) -> tuple[str, str, str] | None:
 
 
 def clean_text(text: object) -> str:
-    """Log text fit for XML/HTML/Markdown: colour codes and control characters removed."""
-    return _NOT_XML.sub("", _ANSI.sub("", str(text)))
+    """Log text fit for XML/HTML/Markdown: credentials redacted, colour codes and control
+    characters removed."""
+    return _NOT_XML.sub("", _ANSI.sub("", redact(str(text))))
 
 
 def log_tail(job: Job) -> list[str]:

@@ -9,6 +9,10 @@ import time
 from collections import deque
 from pathlib import Path
 
+from orchestrator.util.redact import redact
+
+_MAX_PARTIAL = 1 << 16
+
 
 class JobLog:
     def __init__(self, path: Path) -> None:
@@ -31,19 +35,29 @@ class JobLog:
         self.write(self._decoder.decode(data))
 
     def write(self, text: str) -> None:
+        """Whole lines reach the file, redacted (a URL split across two chunks is still
+        one line); a trailing partial line waits for its end or :meth:`close`."""
         with self._lock:
-            self._file.write(text)
-            self._file.flush()
             lines = (self._partial + text).split("\n")
             self._partial = lines.pop()
-            self._tail.extend(lines)
+            if len(self._partial) > _MAX_PARTIAL:  # progress bars without newlines
+                lines.append(self._partial)
+                self._partial = ""
+            if lines:
+                done = [redact(line) for line in lines]
+                self._file.write("\n".join(done) + "\n")
+                self._file.flush()
+                self._tail.extend(done)
 
     def tail(self, n: int = 30) -> list[str]:
         with self._lock:
-            lines = list(self._tail) + ([self._partial] if self._partial else [])
+            lines = list(self._tail) + ([redact(self._partial)] if self._partial else [])
         return lines[-n:]
 
     def close(self) -> None:
         with self._lock:
             if not self._file.closed:
+                if self._partial:
+                    self._file.write(redact(self._partial))
+                    self._partial = ""
                 self._file.close()

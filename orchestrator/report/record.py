@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import __version__
+from orchestrator.util.redact import redact_tree
 
 REPORT_SCHEMA = 1
 
@@ -97,7 +98,7 @@ class RunReport:
         return data
 
     def write(self, path: Path) -> None:
-        write_json_atomic(path, self.to_json())
+        write_json_atomic(path, redact_tree(self.to_json()))  # errors may quote URLs
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
