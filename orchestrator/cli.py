@@ -432,7 +432,7 @@ def _cache_command(sub: Sub) -> None:
         "push",
         "push entries to an OCI registry",
         "Upload cache entries (all, or --key ones) to an OCI registry as artifacts.",
-        "orch cache push 127.0.0.1:5000 --repository orch/deps",
+        "orch cache push 127.0.0.1:5000 --repository orch/deps/myproject",
     )
     _registry_args(cp)
     cp.add_argument("--key", action="append", default=[], help="only these keys (default: all)")
@@ -450,7 +450,12 @@ def _cache_command(sub: Sub) -> None:
 
 def _registry_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("registry", help="e.g. 127.0.0.1:5000 or https://registry.example")
-    p.add_argument("--repository", default="orch/deps", help="the repository in the registry")
+    p.add_argument(
+        "--repository",
+        default=None,
+        help="the repository in the registry (default: $ORCH_CACHE_REPOSITORY, else "
+        "orch/deps/<name of ./orch.yaml>, as builds use)",
+    )
 
 
 def _report_command(sub: Sub) -> None:
@@ -571,7 +576,14 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     out = Console(width=max(Console().width, 120))
     out.print(table)
     if plan.dep_order:
-        out.print(f"dependencies (build order): {', '.join(plan.dep_order)}")
+        names = [f"{n} (network)" if n in plan.dep_network else n for n in plan.dep_order]
+        out.print(f"dependencies (build order): {', '.join(names)}", highlight=False)
+        if plan.dep_network:
+            out.print(
+                f"[yellow]network access during the build: {', '.join(plan.dep_network)}[/] "
+                "(the others build offline)",
+                highlight=False,
+            )
     for ex in plan.excluded:
         out.print(Text(f"excluded {ex.id}: {ex.reason}", style="dim"), soft_wrap=True)
     return EXIT_OK
@@ -659,16 +671,34 @@ def cmd_cache(args: argparse.Namespace, console: Console) -> int:
     elif args.cache_command == "push":
         keys = args.key or [e.key for e in cache.entries()]
         for key in keys:
-            digest = registry.push(cache, key, args.registry, args.repository)
+            digest = registry.push(cache, key, args.registry, _cache_repository(args.repository))
             console.print(f"pushed {key[:16]} ({digest})")
     else:
         missing = 0
         for key in args.key:
-            if registry.pull(cache, key, args.registry, args.repository) is None:
+            if registry.pull(cache, key, args.registry, _cache_repository(args.repository)) is None:
                 console.print(f"not in the registry: {key}")
                 missing += 1
         return EXIT_BUILD_FAILED if missing else EXIT_OK
     return EXIT_OK
+
+
+def _cache_repository(given: str | None) -> str:
+    """The registry repository of `orch cache push/pull`: the one builds use."""
+    from orchestrator.deps import registry
+    from orchestrator.recipe import load_recipe
+
+    if given:
+        return given
+    if from_env := registry.repository_from_env():
+        return from_env
+    recipe = Path("orch.yaml")
+    if not recipe.is_file():
+        raise ConfigError(
+            "no --repository given, ORCH_CACHE_REPOSITORY is unset and there is no orch.yaml "
+            "here to name the project; pass --repository orch/deps/<project>"
+        )
+    return registry.default_repository(load_recipe(recipe).name)
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:

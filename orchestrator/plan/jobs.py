@@ -10,7 +10,7 @@ import fnmatch
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from orchestrator import archs
@@ -60,6 +60,7 @@ class Plan:
     jobs: tuple[Job, ...]
     excluded: tuple[Excluded, ...] = ()
     dep_order: tuple[str, ...] = field(default=())
+    dep_network: tuple[str, ...] = ()  # dependencies whose build container has a network
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -67,6 +68,7 @@ class Plan:
             "jobs": [asdict(j) | {"group": j.group} for j in self.jobs],
             "excluded": [asdict(e) for e in self.excluded],
             "dependency_order": list(self.dep_order),
+            "dependency_network": list(self.dep_network),
         }
 
     def dumps(self) -> str:
@@ -115,7 +117,7 @@ class Plan:
 
     def _keeping(self, keep: tuple[Job, ...], reason: str) -> Plan:
         dropped = tuple(Excluded(j.id, reason, DESELECTED) for j in self.jobs if j not in keep)
-        return Plan(self.recipe, keep, self.excluded + dropped, self.dep_order)
+        return replace(self, jobs=keep, excluded=self.excluded + dropped)
 
     def shards(self, count: int, runners: Runners | None = None) -> list[tuple[Job, ...]]:
         """Split into at most `count` shards (at least one per runner), whole groups only (a
@@ -315,7 +317,8 @@ def make_plan(recipe: Recipe, host_arch: str | None = None) -> Plan:
                     verify_images=verify,
                 )
                 jobs.append(job)
-    plan = Plan(str(recipe.path), tuple(jobs), tuple(excluded), dep_order)
+    online = tuple(d.name for d in recipe.dependencies if d.network)
+    plan = Plan(str(recipe.path), tuple(jobs), tuple(excluded), dep_order, online)
     return _apply_selectors(plan, recipe)
 
 
@@ -350,4 +353,4 @@ def _apply_selectors(plan: Plan, recipe: Recipe) -> Plan:
             dropped.append(Excluded(job.id, f"skipped by skip: {hit}", DESELECTED))
         else:
             keep.append(job)
-    return Plan(plan.recipe, tuple(keep), plan.excluded + tuple(dropped), plan.dep_order)
+    return replace(plan, jobs=tuple(keep), excluded=plan.excluded + tuple(dropped))
