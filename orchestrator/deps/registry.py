@@ -176,7 +176,7 @@ class RegistryClient:
     ) -> requests.Response:
         """One call, answering a 401 challenge once (auth is per scope, so per call)."""
         resp = self._send(method, url, headers, body, stream)
-        if resp.status_code == 401 and not self._same_host(url):
+        if resp.status_code == 401 and not self._same_host(resp.url or url):
             resp.close()
             raise RegistryError(
                 f"registry {self.base}: {redact(url)} on another host asks for credentials; "
@@ -412,12 +412,8 @@ def _existing(
     if raw == manifest:
         log(f"registry already holds {key[:12]} ({remote}); not pushing")
         return remote
-    try:
-        _config, layer = _parse_manifest(raw, key)
-        same_artifact = layer["digest"] == layer_digest
-    except RegistryError:
-        same_artifact = False
-    if same_artifact:
+    _config, layer = _parse_manifest(raw, key)  # garbage: a fault, not another artifact
+    if layer["digest"] == layer_digest:
         log(f"registry already holds the same artifact for {key[:12]} ({remote}); not pushing")
     else:
         log(
