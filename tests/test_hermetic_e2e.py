@@ -93,3 +93,51 @@ def test_dependency_builds_are_offline_unless_the_recipe_opts_in(
     }
     # (other runs share this engine: only this run's containers count)
     assert containers_with_label(f"io.orch.run={report['run_id']}") == []
+
+
+HOSTILE = """\
+make PREFIX="$PREFIX" install
+ln -s /etc "$PREFIX/lib/evil"
+"""
+
+
+def test_a_locally_built_artifact_with_an_escaping_link_is_refused(
+    x86_images: tuple[str, str], world, cache_dir: Path
+) -> None:  # type: ignore[no-untyped-def]
+    tmp_path, base, tarballs, _ = world
+    recipe = _recipe(tmp_path, base, tarballs, net=False)
+    text = recipe.read_text().replace(
+        textwrap.indent(PROBE, "          "), textwrap.indent(HOSTILE, "          ")
+    )
+    assert "ln -s /etc" in text
+    recipe.write_text(text)
+    run = build(recipe, tmp_path / "wh", "--no-verify", "--no-audit")
+    assert run.returncode == 1, run.stdout + run.stderr
+    report = json.loads((tmp_path / "wh" / ".orch" / "report.json").read_text())
+    orchc = next(d for d in report["deps"] if d["name"] == "orchc")
+    assert orchc["status"] == "failed" and "escapes (absolute)" in orchc["error"]
+    assert not (cache_dir / "deps" / orchc["key"][:2] / orchc["key"]).exists()
+    assert list((tmp_path / "wh").glob("*.whl")) == []
+    assert "Traceback" not in run.stderr
+    assert containers_with_label(f"io.orch.run={report['run_id']}") == []
+
+
+def test_copy_out_is_bounded(x86_images: tuple[str, str], tmp_path: Path) -> None:
+    from orchestrator.container import engine
+    from orchestrator.errors import OrchError
+
+    container = engine.create_container(x86_images[0], labels={engine.LABEL_JOB: "copyout"})
+    try:
+        code = engine.exec_stream(
+            container, ["sh", "-c", "head -c 3000000 /dev/zero > /big"], lambda _b: None
+        ).exit_code
+        assert code == 0
+        dest = tmp_path / "out.tar"
+        with pytest.raises(OrchError, match=r"larger than 1 MiB.*ORCH_MAX_COPYOUT_MB"):
+            engine.copy_out(container, "/big", dest, 1 << 20)
+        assert not dest.exists()
+        engine.copy_out(container, "/big", dest, 4 << 20)
+        with tarfile.open(dest) as tar:
+            assert tar.getmember("big").size == 3_000_000
+    finally:
+        engine.remove_container(container)
