@@ -115,3 +115,17 @@ def test_console_failure_output_is_inert_and_redacted() -> None:
         assert secret not in text
     assert not any(line.lstrip().startswith("::") for line in text.splitlines())
     assert "\x1b" not in text
+
+
+def test_progress_lines_are_inert_and_redacted() -> None:
+    from orchestrator.report.progress import ProgressView
+
+    console = Console(record=True, width=300, color_system=None)
+    view = ProgressView(console, live=False)
+    view.add("dep:x", "dep", "zlib 1.3 (x86_64)")
+    view.finish("dep:x", "failed", "fetch https://ci:hunter2@mirror.test/z.tgz failed")
+    view.print("dependency zlib failed:\n::add-mask::x\n\x1b]0;pwned\x07tail")
+    text = console.export_text()
+    assert "hunter2" not in text and "https://***@mirror.test" in text
+    assert not any(line.startswith("::") for line in text.splitlines())
+    assert "\x1b" not in text and "\x07" not in text

@@ -39,7 +39,6 @@ from orchestrator.recipe.model import DependencySpec
 from orchestrator.report.joblog import JobLog
 from orchestrator.report.record import DepResult
 from orchestrator.util import archive, paths
-from orchestrator.util.redact import inert
 
 if TYPE_CHECKING:
     from orchestrator.pipeline.run import RunState
@@ -193,9 +192,7 @@ def _one(
         state.view.finish(task, "failed", str(exc).splitlines()[0])
         tail = "\n    ".join(log.tail(20))
         state.view.print(
-            inert(
-                f"dependency {dep.name} ({ctx.arch}) failed: {exc}\n  log: {log.path}\n    {tail}"
-            )
+            f"dependency {dep.name} ({ctx.arch}) failed: {exc}\n  log: {log.path}\n    {tail}"
         )
         raise DepFailed(dep.name) from None
     finally:

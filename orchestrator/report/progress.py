@@ -14,6 +14,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator.util.redact import inert
+
 STYLE = {
     "ok": "green",
     "cached": "cyan",
@@ -103,14 +105,15 @@ class ProgressView:
             return dict(self.tasks[key].stage_times)
 
     def print(self, text: str) -> None:
-        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        # Build output may carry credentials, escapes or workflow commands.
+        self.console.print(inert(text), markup=False, highlight=False, soft_wrap=True)
 
     def _plain(self, t: Task, what: str) -> None:
         if self._live is None:
             stamp = time.monotonic() - self._t0
             note = f" ({t.note})" if t.note else ""
             self.console.print(
-                f"[{stamp:7.1f}s] {t.kind} {t.label}{note}: {what}",
+                inert(f"[{stamp:7.1f}s] {t.kind} {t.label}{note}: {what}"),
                 markup=False,
                 highlight=False,
                 soft_wrap=True,
