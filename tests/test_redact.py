@@ -30,6 +30,7 @@ LEAKY = (
     ("text", "expected"),
     [
         ("https://user:pass@host/p", "https://***@host/p"),
+        ("https://user:p@ss@host/p?q=a@b", "https://***@host/p?q=a@b"),
         ("http://TOKEN@host:5000", "http://***@host:5000"),
         ("https://h/x?access_token=a1&keep=2", "https://h/x?access_token=***&keep=2"),
         ("https://h/x?a=1&signature=zz#frag", "https://h/x?a=1&signature=***#frag"),

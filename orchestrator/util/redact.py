@@ -12,8 +12,9 @@ from typing import Any
 
 MASK = "***"
 
-# scheme://userinfo@host: a user:password pair or a bare token (https://TOKEN@host).
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@?#'\"<>]+@")
+# scheme://userinfo@host: a user:password pair or a bare token (https://TOKEN@host); up
+# to the last "@" before the path, as a password may hold an unescaped one.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s?#'\"<>]+@")
 # Query parameters that carry credentials or signatures (presigned URLs included).
 _QUERY = re.compile(
     r"(?i)([?&;](?:token|access_token|refresh_token|id_token|sig|signature|password"
