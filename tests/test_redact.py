@@ -104,6 +104,7 @@ def test_report_json_and_renderings_carry_no_secret(tmp_path: Path) -> None:
         for secret in SECRETS:
             assert secret not in text, f"{secret} leaked into {where}"
     # annotations are single lines: nothing in the tail starts a workflow command
+    assert "\x1b" not in rendered["annotations"] and "set-env" in rendered["annotations"]
     for line in rendered["annotations"].splitlines():
         assert line.startswith(("::error ", "::warning ")), line
 
