@@ -11,6 +11,7 @@ import io
 import json
 import shutil
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,6 +55,7 @@ def warnings() -> list[str]:
 @pytest.fixture
 def use_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(registry, "TIMEOUT", (2.0, 1.0))  # "slow" must not take minutes
+    monkeypatch.setattr(registry, "_unreachable", set())
     monkeypatch.setenv(registry.ENV_USER, USER)
     monkeypatch.setenv(registry.ENV_PASSWORD, PASSWORD)
     monkeypatch.delenv(registry.REPOSITORY_ENV, raising=False)
@@ -85,8 +87,28 @@ def test_a_bad_registry_is_a_miss_on_pull_and_a_warning_on_push(
         assert reg.seen, "the registry was never asked"
     assert len(warnings) == 2, warnings
     assert "treating" in warnings[0] and "as a miss" in warnings[0]
-    assert "could not push" in warnings[1]
+    if mode in ("drop", "slow"):  # no answer at all: not asked again in this run
+        assert "skipping the registry cache" in warnings[1] and len(reg.seen) == 1
+    else:
+        assert "could not push" in warnings[1]
     assert all("hunter2" not in w for w in warnings)
+
+
+def test_a_stalled_registry_costs_one_timeout_per_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, use_registry: None, warnings: list[str]
+) -> None:
+    with bad_registry("slow") as reg:
+        reg.delay = 3.0
+        _point_at(monkeypatch, reg)
+        started = time.monotonic()
+        for i in range(5):
+            assert (
+                registry.pull_or_miss(DepCache(tmp_path / str(i)), KEY, "d", warnings.append)
+                is None
+            )
+        elapsed = time.monotonic() - started
+    assert len(reg.seen) == 1 and elapsed < 2.5  # one 1 s read timeout, not five
+    assert all("skipping" in w for w in warnings[1:]) and len(warnings) == 5
 
 
 def test_token_realm_on_another_host_gets_no_credentials(

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -52,6 +53,10 @@ _REPO_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 
 class RegistryError(OrchError):
     """The registry refused, failed, or served something that does not verify."""
+
+
+class RegistryUnreachable(RegistryError):
+    """No answer at all (refused, dropped, timed out): asking again will not help soon."""
 
 
 def _noop(_: str) -> None:
@@ -209,7 +214,7 @@ class RegistryClient:
                     method, url, headers=hdrs, data=data, stream=stream, timeout=TIMEOUT
                 )
         except requests.RequestException as exc:
-            raise RegistryError(f"registry {self.base} unreachable: {exc}") from exc
+            raise RegistryUnreachable(f"registry {self.base} unreachable: {exc}") from exc
         except OSError as exc:  # reading the body to send
             raise RegistryError(f"cannot send {redact(url)}: {exc}") from exc
 
@@ -263,7 +268,9 @@ class RegistryClient:
                 timeout=TIMEOUT,
             )
         except requests.RequestException as exc:
-            raise RegistryError(f"token service {params['realm']} unreachable: {exc}") from exc
+            raise RegistryUnreachable(
+                f"token service {params['realm']} unreachable: {exc}"
+            ) from exc
         if resp.status_code != 200:
             raise RegistryError(f"token service {params['realm']}: HTTP {resp.status_code}")
         try:
@@ -475,18 +482,23 @@ def _download_and_store(
 # --- as a cache: faults are misses ----------------------------------------------------
 
 
+_unreachable: set[str] = set()  # registries that did not answer in this process
+_unreachable_lock = threading.Lock()
+
+
 def pull_or_miss(
     cache: DepCache, key: str, project: str, log: Callable[[str], None]
 ) -> Path | None:
     """The configured registry's entry for ``key``, or None: a registry or disk fault of
     any kind is a warning in the log and a miss, never a failure (a cache is an
     optimisation)."""
-    url = registry_from_env()
+    url = _usable_registry(log)
     if url is None:
         return None
     try:
         return pull(cache, key, url, repository_from_env() or default_repository(project), log=log)
     except Exception as exc:
+        _note_fault(url, exc)
         log(
             f"[orch] warning: registry cache unavailable, treating {key[:12]} as a miss: "
             f"{redact(_describe(exc))}"
@@ -496,16 +508,37 @@ def pull_or_miss(
 
 def push_or_warn(cache: DepCache, key: str, project: str, log: Callable[[str], None]) -> None:
     """Share ``key`` through the configured registry; any fault is only a warning."""
-    url = registry_from_env()
+    url = _usable_registry(log)
     if url is None:
         return
     try:
         push(cache, key, url, repository_from_env() or default_repository(project), log=log)
     except Exception as exc:
+        _note_fault(url, exc)
         log(
             f"[orch] warning: could not push {key[:12]} to the registry cache: "
             f"{redact(_describe(exc))}"
         )
+
+
+def _usable_registry(log: Callable[[str], None]) -> str | None:
+    """The configured registry, unless it already failed to answer in this process: one
+    stalled registry must not cost every dependency a full timeout."""
+    url = registry_from_env()
+    if url is None:
+        return None
+    with _unreachable_lock:
+        down = url in _unreachable
+    if down:
+        log(f"[orch] warning: skipping the registry cache {redact(url)}: it did not answer earlier")
+        return None
+    return url
+
+
+def _note_fault(url: str, exc: BaseException) -> None:
+    if isinstance(exc, RegistryUnreachable):
+        with _unreachable_lock:
+            _unreachable.add(url)
 
 
 def _describe(exc: BaseException) -> str:
