@@ -180,6 +180,15 @@ def test_blob_redirect_to_another_host_gets_no_credentials(
     assert "as a miss" in warnings[0]
 
 
+def test_same_host_ignores_userinfo_and_default_ports() -> None:
+    client = RegistryClient("https://ci:hunter2@registry.test", "orch/deps/demo")
+    assert client._same_host("https://registry.test:443/v2/x")
+    assert client._same_host("https://REGISTRY.test/v2/uploads/1?_state=a")
+    assert not client._same_host("http://registry.test/v2/x")
+    assert not client._same_host("https://registry.test:8443/v2/x")
+    assert not client._same_host("https://registry.test.evil.test/v2/x")
+
+
 def test_default_repository_is_per_project(monkeypatch: pytest.MonkeyPatch) -> None:
     assert registry.default_repository("My Project_x") == "orch/deps/my-project-x"
     assert registry.default_repository("demo") != registry.default_repository("other")

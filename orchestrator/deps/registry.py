@@ -251,8 +251,8 @@ class RegistryClient:
             )
 
     def _same_host(self, url: str) -> bool:
-        a, b = urllib.parse.urlsplit(self.base), urllib.parse.urlsplit(url)
-        return (a.scheme, a.netloc.lower()) == (b.scheme, b.netloc.lower())
+        """Same scheme, host and port as the registry (userinfo aside)."""
+        return _origin(self.base) == _origin(url)
 
     def _token(self, params: Mapping[str, str]) -> str:
         self._check_realm(params["realm"])
@@ -613,6 +613,12 @@ def _parse_meta(raw: bytes, key: str, layer: Mapping[str, Any]) -> dict[str, Any
 def _basic(auth: tuple[str, str]) -> str:
     user, password = auth
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
 
 
 def _digest(data: bytes) -> str:
