@@ -21,6 +21,7 @@ from rich.text import Text
 
 from orchestrator import __version__, archs
 from orchestrator.errors import EXIT_BUILD_FAILED, EXIT_INTERRUPTED, EXIT_OK, ConfigError, OrchError
+from orchestrator.util.redact import inert
 
 EXIT_CODES = (
     "exit codes: 0 ok, 1 build/check failed, 2 configuration error (nothing was started), "
@@ -478,8 +479,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(COMMANDS[args.command](args, console))
     except OrchError as exc:
-        # Text, not markup: messages hold brackets (archs[0]); soft wrap keeps paths whole.
-        console.print(Text.assemble(("error:", "bold red"), " ", str(exc)), soft_wrap=True)
+        # Text, not markup: messages hold brackets (archs[0]) and may quote build output
+        # or URLs (redacted, inert); soft wrap keeps paths whole.
+        console.print(Text.assemble(("error:", "bold red"), " ", inert(str(exc))), soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")

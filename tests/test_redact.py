@@ -131,3 +131,21 @@ def test_progress_lines_are_inert_and_redacted() -> None:
     assert "hunter2" not in text and "https://***@mirror.test" in text
     assert not any(line.startswith("::") for line in text.splitlines())
     assert "\x1b" not in text and "\x07" not in text
+
+
+def test_cli_errors_are_redacted_and_not_markup(tmp_path: Path) -> None:
+    from tests.support.run import orch
+
+    done = orch(
+        "cache",
+        "pull",
+        "https://ci:hunter2@[bad",
+        "--repository",
+        "orch/deps/x",
+        "--key",
+        "0" * 64,
+        env={"ORCH_CACHE_DIR": str(tmp_path)},
+    )
+    assert done.returncode != 0
+    assert "hunter2" not in done.stderr and "Traceback" not in done.stderr
+    assert "error: " in done.stderr
