@@ -86,6 +86,7 @@ class ProgressView:
         self._plain(t, stage)
 
     def finish(self, key: str, status: str, detail: str = "") -> None:
+        detail = inert(detail)  # shown in the live table too
         now = time.monotonic()
         with self._lock:
             t = self.tasks[key]
