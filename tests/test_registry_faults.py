@@ -20,6 +20,7 @@ import pytest
 from orchestrator.deps import registry
 from orchestrator.deps.cache import DepCache
 from orchestrator.deps.registry import RegistryClient, RegistryError
+from orchestrator.util.hashing import sha256_file
 from tests.support.badregistry import PASSWORD, USER, BadRegistry, bad_registry
 from tests.support.registry import REGISTRY_BIN, Registry, start_registry
 
@@ -231,3 +232,32 @@ def test_push_never_overwrites_a_tag(tmp_path: Path, real_registry: Registry) ->
         registry.pull(DepCache(tmp_path / "x"), KEY, real_registry.url, "orch/deps/other") is None
     )
     assert json.loads((pulled.parent / "meta.json").read_text())["key"] == KEY
+
+
+def test_a_hostile_pulled_artifact_is_rejected(tmp_path: Path, real_registry: Registry) -> None:
+    # Someone with push rights stored a symlink chain that leaves the prefix. Plant the
+    # entry by hand (store() would refuse it) and push it as it is.
+    evil = tmp_path / "evil.tar.gz"
+    with tarfile.open(evil, "w:gz") as tar:
+        for name, target in (("lib/a", "."), ("lib/a/b", "..")):
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    cache = DepCache(tmp_path / "pusher")
+    entry = cache.entry_dir(KEY)
+    entry.mkdir(parents=True)
+    shutil.copyfile(evil, entry / "artifact.tar.gz")
+    meta = {
+        "key": KEY,
+        "name": "evil",
+        "version": "1",
+        "sha256": sha256_file(evil),
+        "size": evil.stat().st_size,
+    }
+    (entry / "meta.json").write_text(json.dumps(meta))
+    registry.push(cache, KEY, real_registry.url, "orch/deps/demo")
+
+    victim = DepCache(tmp_path / "victim")
+    with pytest.raises(RegistryError, match="written through the symlink"):
+        registry.pull(victim, KEY, real_registry.url, "orch/deps/demo")
+    assert _untouched(victim)
