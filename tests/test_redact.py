@@ -35,7 +35,12 @@ LEAKY = (
         ("https://h/x?access_token=a1&keep=2", "https://h/x?access_token=***&keep=2"),
         ("https://h/x?a=1&signature=zz#frag", "https://h/x?a=1&signature=***#frag"),
         ("https://h/x?X-Amz-Security-Token=q", "https://h/x?X-Amz-Security-Token=***"),
-        ("Basic dXNlcjpwYXNzd29yZA==", "Basic ***"),
+        ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "Authorization: Basic ***"),
+        ("got Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig", "got Bearer ***"),
+        (
+            "a basic understanding of bearer instruments",
+            "a basic understanding of bearer instruments",
+        ),
         ("mail me at someone@example.org", "mail me at someone@example.org"),
         ("https://host/p?page=2", "https://host/p?page=2"),
     ],

@@ -20,8 +20,9 @@ _QUERY = re.compile(
     r"(?i)([?&;](?:token|access_token|refresh_token|id_token|sig|signature|password"
     r"|x-amz-[a-z0-9-]+|x-goog-[a-z0-9-]+)=)[^&\s'\"<>#]+"
 )
-# Credentials in header-like text ("Authorization: Bearer abc").
-_AUTH_HEADER = re.compile(r"(?i)\b(bearer|basic)\s+[a-z0-9._~+/=-]{8,}")
+# Credentials in header-like text ("Authorization: Basic abc", "Bearer <long token>");
+# not "a basic understanding".
+_AUTH_HEADER = re.compile(r"(?i)(\bauthorization:\s*\w+\s+)[^\s'\"]+|(\bbearer\s+)[\w.~+/=-]{16,}")
 
 # Terminal escape sequences (CSI, OSC, other ESC forms) and C0/C1 controls but \t \n.
 _ESCAPES = re.compile(
@@ -38,7 +39,7 @@ def redact(text: str) -> str:
     """``text`` with URL credentials, token/signature query values and auth headers masked."""
     text = _USERINFO.sub(rf"\1{MASK}@", text)
     text = _QUERY.sub(rf"\1{MASK}", text)
-    return _AUTH_HEADER.sub(rf"\1 {MASK}", text)
+    return _AUTH_HEADER.sub(lambda m: (m.group(1) or m.group(2)) + MASK, text)
 
 
 def redact_tree(value: Any) -> Any:
