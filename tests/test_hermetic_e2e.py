@@ -126,7 +126,8 @@ def test_copy_out_is_bounded(x86_images: tuple[str, str], tmp_path: Path) -> Non
     from orchestrator.container import engine
     from orchestrator.errors import OrchError
 
-    container = engine.create_container(x86_images[0], labels={engine.LABEL_JOB: "copyout"})
+    labels = {engine.LABEL_JOB: "copyout"}
+    container = engine.create_container(x86_images[0], labels=labels, network_mode="none")
     try:
         code = engine.exec_stream(
             container, ["sh", "-c", "head -c 3000000 /dev/zero > /big"], lambda _b: None
