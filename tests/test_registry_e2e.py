@@ -34,6 +34,11 @@ def test_registry_dependency_cache_across_machines(
     first = orch("build", "-f", str(recipe), "-o", str(tmp / "wh1"), "--plain", env=env)
     assert first.returncode == 0, first.stderr
     assert set(dep_status(tmp / "wh1").values()) == {"built"}
+    # pushed into the project's own repository (orch/deps/<recipe name>)
+    repos = registry.storage / "docker/registry/v2/repositories"
+    assert [p.relative_to(repos).as_posix() for p in repos.glob("orch/deps/*")] == [
+        "orch/deps/proj"
+    ]
     # Another machine: empty local cache, same registry -> nothing is built.
     env["ORCH_CACHE_DIR"] = str(tmp_path / "machine-b")
     second = orch("build", "-f", str(recipe), "-o", str(tmp / "wh2"), "--plain", env=env)
