@@ -2,9 +2,12 @@
 
 The data flows one way, one module (or subpackage) per stage:
 
-    recipe -> plan -> deps -> build -> repair -> verify/audit -> report
+    recipe -> plan -> images -> deps -> (build -> repair -> audit -> verify -> land) -> report
 
-``engine`` is the only module that talks to the container engine.
+``options`` reads the environment and the flags once; ``container.engine`` is the only
+module that talks to the container engine, and ``container.factory`` the one way to a
+container. ``pipeline.run`` is the run as a list of steps, ``pipeline.job`` one job's.
+tests/test_architecture.py checks the layering.
 """
 
 __version__ = "0.1.0"

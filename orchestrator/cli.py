@@ -1,17 +1,21 @@
 """The `orch` command line: parses arguments and calls the stage modules; no logic here.
 
 Exit codes: 0 success; 1 a job or check failed; 2 configuration error (recipe or command
-line; nothing was started); 3 environment problem (engine, image, emulation); 130 interrupted.
+line; nothing was started); 3 environment problem (engine, image, emulation); 130/143/129
+interrupted by SIGINT/SIGTERM/SIGHUP.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import json
-import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,14 +23,23 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator import __version__, archs
-from orchestrator.errors import EXIT_BUILD_FAILED, EXIT_INTERRUPTED, EXIT_OK, ConfigError, OrchError
+from orchestrator import __version__, archs, options
+from orchestrator.errors import (
+    EXIT_BUILD_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    ConfigError,
+    Interrupted,
+    OrchError,
+)
 from orchestrator.util.redact import inert
 
 EXIT_CODES = (
     "exit codes: 0 ok, 1 build/check failed, 2 configuration error (nothing was started), "
-    "3 environment problem, 130 interrupted"
+    "3 environment problem, 130/143/129 interrupted (SIGINT/SIGTERM/SIGHUP)"
 )
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+REPEAT_GRACE = 10.0  # seconds a repeated signal waits for the cleanup of the first
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -217,7 +230,7 @@ def _build_command(sub: Sub) -> None:
         "-j",
         "--jobs",
         type=positive_int,
-        default=os.cpu_count() or 2,
+        default=options.cpu_count(),
         help="jobs run at once, at least 1 (default: number of CPUs)",
     )
     b.add_argument(
@@ -233,7 +246,7 @@ def _build_command(sub: Sub) -> None:
     b.add_argument(
         "--emulation",
         choices=["auto", "accelerated", "plain"],
-        default=os.environ.get("ORCH_EMULATION", "auto"),
+        default=None,
         help="emulated architectures: compile with a native cross compiler where it applies, "
         "else plain QEMU with a message (auto, the default; env ORCH_EMULATION), always or "
         "fail (accelerated), or compile under QEMU (plain)",
@@ -356,13 +369,15 @@ def _host_commands(sub: Sub) -> None:
         "(update-binfmts). Needs root.",
         "orch setup-emulation    # as root",
     )
-    _add(
+    cl = _add(
         sub,
         "clean",
-        "remove containers orch left behind (e.g. --keep-container)",
-        "Remove every container orch labelled as its own (running or not).",
+        "remove containers orch left behind (e.g. --keep-container, a killed run)",
+        "Remove orch's containers whose run is over (its process is gone); containers of "
+        "runs still going, or of other hosts, are left alone unless --all.",
         "orch clean",
     )
+    cl.add_argument("--all", action="store_true", help="also containers of live runs")
     s = _add(
         sub,
         "schema",
@@ -476,16 +491,44 @@ def _report_command(sub: Sub) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
+    options.reset_env()  # the environment, read once for the whole command
+    with _stop_signals_interrupt():
+        try:
+            return int(COMMANDS[args.command](args, console))
+        except OrchError as exc:
+            # Text, not markup: messages hold brackets (archs[0]) and may quote build output
+            # or URLs (redacted, inert); soft wrap keeps paths whole.
+            error = Text.assemble(("error:", "bold red"), " ", inert(str(exc)))
+            console.print(error, soft_wrap=True)
+            return exc.exit_code
+        except KeyboardInterrupt as exc:
+            console.print("[yellow]interrupted[/]")
+            return exc.exit_code if isinstance(exc, Interrupted) else EXIT_INTERRUPTED
+
+
+@contextlib.contextmanager
+def _stop_signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP (CI timeouts, a closed terminal) stop orch as Ctrl-C does. A
+    repeat within REPEAT_GRACE is ignored, so that cleaning up is not cut short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    first: list[float] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        now = time.monotonic()
+        if first and now - first[0] < REPEAT_GRACE:
+            return
+        first[:] = [now]
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
     try:
-        return int(COMMANDS[args.command](args, console))
-    except OrchError as exc:
-        # Text, not markup: messages hold brackets (archs[0]) and may quote build output
-        # or URLs (redacted, inert); soft wrap keeps paths whole.
-        console.print(Text.assemble(("error:", "bold red"), " ", inert(str(exc))), soft_wrap=True)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]")
-        return EXIT_INTERRUPTED
+        yield
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
 
 
 # --- commands -------------------------------------------------------------------------
@@ -514,7 +557,8 @@ def _load_plan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_build(args: argparse.Namespace, console: Console) -> int:
-    from orchestrator.pipeline.run import RunOptions, print_failures, run, summary_table
+    from orchestrator.pipeline.run import run
+    from orchestrator.pipeline.summary import print_failures, summary_table
 
     recipe, plan = _load_plan(args)
     if args.print_build_identifiers:
@@ -525,7 +569,18 @@ def cmd_build(args: argparse.Namespace, console: Console) -> int:
         console.print("nothing to build: the selection leaves no job (--allow-empty)")
         return EXIT_OK
     _check_output_dirs(Path(args.output_dir), args.report)
-    opts = RunOptions(
+    opts = build_options(args, options.env())
+    report = run(recipe, plan, opts, console)
+    out = Console(width=max(Console().width, 140))
+    out.print(summary_table(report))
+    print_failures(report, console)
+    out.print(f"report: {opts.report_file}", highlight=False)
+    return EXIT_OK if report.ok() else EXIT_BUILD_FAILED
+
+
+def build_options(args: argparse.Namespace, env: options.EnvSettings) -> options.BuildOptions:
+    """`orch build`'s flags over the environment's defaults."""
+    return options.BuildOptions(
         output_dir=Path(args.output_dir).resolve(),
         jobs=args.jobs,
         keep_container=args.keep_container,
@@ -536,14 +591,9 @@ def cmd_build(args: argparse.Namespace, console: Console) -> int:
         audit=not args.no_audit,
         shard=f"{args.shard[0]}/{args.shard[1]}" if args.shard else None,
         live=False if args.plain else None,
-        emulation=args.emulation,
+        emulation=args.emulation or env.emulation,
+        env=env,
     )
-    report = run(recipe, plan, opts, console)
-    out = Console(width=max(Console().width, 140))
-    out.print(summary_table(report))
-    print_failures(report, console)
-    out.print(f"report: {opts.report_file}", highlight=False)
-    return EXIT_OK if report.ok() else EXIT_BUILD_FAILED
 
 
 def _check_output_dirs(output: Path, report: Path | None) -> None:
@@ -632,10 +682,18 @@ def cmd_setup_emulation(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_clean(args: argparse.Namespace, console: Console) -> int:
-    from orchestrator.container import engine
+    from orchestrator.container.engine import DockerEngine
+    from orchestrator.container.factory import dead_runs_containers
+    from orchestrator.container.types import LABEL
 
-    n = engine.remove_containers({engine.LABEL: "1"})
-    console.print(f"removed {n} container(s)")
+    engine = DockerEngine()
+    dead = dead_runs_containers(engine, everything=args.all)
+    for info in dead:
+        engine.remove(info.handle)
+    live = len(engine.containers({LABEL: "1"}))
+    console.print(
+        f"removed {len(dead)} container(s)" + (f"; {live} of live runs left" if live else "")
+    )
     return EXIT_OK
 
 

@@ -6,7 +6,7 @@ EXIT_OK = 0
 EXIT_BUILD_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_ENVIRONMENT = 3
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT; SIGTERM gives 143 and SIGHUP 129
 
 
 class OrchError(Exception):
@@ -27,7 +27,14 @@ class EnvironmentProblem(OrchError):
     exit_code = EXIT_ENVIRONMENT
 
 
-class BuildFailed(OrchError):
-    """One or more jobs failed."""
+class Interrupted(KeyboardInterrupt):
+    """A signal asked orch to stop (SIGINT, SIGTERM, SIGHUP): handled like Ctrl-C, and
+    the exit code says which (128 + the signal's number)."""
 
-    exit_code = EXIT_BUILD_FAILED
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

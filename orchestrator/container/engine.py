@@ -7,13 +7,9 @@ rest of orch can be read (and unit-tested) without the Docker SDK in mind.
 from __future__ import annotations
 
 import contextlib
-import io
-import json
-import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +17,36 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
+from orchestrator.container.types import (
+    LABEL,
+    LABEL_JOB,
+    LABEL_RUN,
+    ContainerHandle,
+    ContainerInfo,
+    ContainerSpec,
+    ExecResult,
+    ImageInfo,
+    Mount,
+)
 from orchestrator.errors import EnvironmentProblem, OrchError
 from orchestrator.util.archive import copy_bounded
+from orchestrator.util.tarballs import tree_tar
 
-LABEL = "io.orch.managed"  # every container orch creates carries it; `orch clean` removes them
-LABEL_RUN = "io.orch.run"
-LABEL_JOB = "io.orch.job"
+__all__ = [
+    "LABEL",
+    "LABEL_JOB",
+    "LABEL_RUN",
+    "ContainerHandle",
+    "DockerEngine",
+    "ExecResult",
+    "ImageInfo",
+    "Mount",
+]
 
 _local = threading.local()
 
 
-def client() -> docker.DockerClient:
+def _client() -> docker.DockerClient:
     """A client per thread (the SDK's HTTP session is not meant to be shared across threads)."""
     cli: docker.DockerClient | None = getattr(_local, "client", None)
     if cli is None:
@@ -47,28 +62,22 @@ def client() -> docker.DockerClient:
     return cli
 
 
+def ping() -> None:
+    """Raise EnvironmentProblem now if the engine cannot be reached."""
+    _client()
+
+
 def engine_version() -> dict[str, Any]:
-    info: dict[str, Any] = client().version()
+    info: dict[str, Any] = _client().version()
     return info
 
 
 # --- images -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ImageInfo:
-    ref: str
-    id: str
-    architecture: str  # OCI name: amd64, arm64, 386, ppc64le, s390x, arm
-    variant: str
-    labels: Mapping[str, str]
-    env: Mapping[str, str]
-    repo_digests: tuple[str, ...]
-
-
 def inspect_image(ref: str) -> ImageInfo | None:
     try:
-        img = client().images.get(ref)
+        img = _client().images.get(ref)
     except docker.errors.ImageNotFound:
         return None
     attrs = img.attrs
@@ -87,7 +96,7 @@ def inspect_image(ref: str) -> ImageInfo | None:
 
 def pull_image(ref: str, platform: str | None = None) -> ImageInfo:
     try:
-        client().images.pull(ref, platform=platform)
+        _client().images.pull(ref, platform=platform)
     except docker.errors.APIError as exc:
         raise EnvironmentProblem(f"cannot pull image {ref}: {exc.explanation or exc}") from exc
     info = inspect_image(ref)
@@ -105,7 +114,7 @@ def build_image(
     on_line: Callable[[str], None] | None = None,
 ) -> ImageInfo:
     """`docker build` of a context directory, streaming the build output line by line."""
-    api = client().api
+    api = _client().api
     stream = api.build(
         path=str(context_dir),
         tag=tag,
@@ -132,14 +141,21 @@ def build_image(
     return info
 
 
+def tag_image(ref: str, tag: str) -> None:
+    try:
+        _client().images.get(ref).tag(tag)
+    except docker.errors.APIError as exc:
+        raise EnvironmentProblem(f"cannot tag image {ref} as {tag}: {exc}") from exc
+
+
 def remove_image(ref: str) -> None:
     with contextlib.suppress(docker.errors.ImageNotFound):
-        client().images.remove(ref, force=True)
+        _client().images.remove(ref, force=True)
 
 
 def list_images(label: str) -> list[ImageInfo]:
     out = []
-    for img in client().images.list(filters={"label": label}):
+    for img in _client().images.list(filters={"label": label}):
         for tag in img.tags:
             info = inspect_image(tag)
             if info:
@@ -148,19 +164,6 @@ def list_images(label: str) -> list[ImageInfo]:
 
 
 # --- containers ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Mount:
-    source: str
-    target: str
-    read_only: bool = True
-
-
-@dataclass(frozen=True)
-class ExecResult:
-    exit_code: int
-    seconds: float
 
 
 def create_container(
@@ -173,12 +176,12 @@ def create_container(
     platform: str | None = None,
     network_mode: str | None = None,
     workdir: str = "/",
-) -> Container:
+) -> ContainerHandle:
     """A started, idle container (PID 1 sleeps); work is done through `exec_stream`."""
     all_labels = {LABEL: "1", **(labels or {})}
     binds = {m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in mounts}
     try:
-        container = client().containers.create(
+        container = _client().containers.create(
             image,
             command=["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"],
             name=name,
@@ -191,16 +194,25 @@ def create_container(
             detach=True,
             init=False,
         )
-        container.start()
     except docker.errors.ImageNotFound as exc:
         raise EnvironmentProblem(f"image {image} is not present: {exc.explanation}") from exc
     except docker.errors.APIError as exc:
         raise EnvironmentProblem(f"cannot start a container of {image}: {exc.explanation}") from exc
-    return container
+    handle = ContainerHandle(container.id, container.name)
+    try:
+        container.start()
+    except docker.errors.APIError as exc:
+        remove_container(handle)  # created but not started: nothing may be left behind
+        raise EnvironmentProblem(f"cannot start a container of {image}: {exc.explanation}") from exc
+    return handle
+
+
+def _container(handle: ContainerHandle) -> Container:
+    return _client().containers.get(handle.id)
 
 
 def exec_stream(
-    container: Container,
+    handle: ContainerHandle,
     cmd: Sequence[str],
     on_output: Callable[[bytes], None],
     env: Mapping[str, str] | None = None,
@@ -212,11 +224,11 @@ def exec_stream(
     If the container dies under the command (killed, OOM), the exit code is that of the
     exec as the engine reports it (never 0), and a note is written to the output.
     """
-    api = client().api
+    api = _client().api
     start = time.monotonic()
     try:
         exec_id = api.exec_create(
-            container.id, list(cmd), environment=dict(env or {}), workdir=workdir, user=user
+            handle.id, list(cmd), environment=dict(env or {}), workdir=workdir, user=user
         )["Id"]
         for chunk in api.exec_start(exec_id, stream=True, demux=False):
             on_output(chunk)
@@ -230,55 +242,54 @@ def exec_stream(
     return ExecResult(exit_code=int(code), seconds=time.monotonic() - start)
 
 
-def container_running(container: Container) -> bool:
+def container_running(handle: ContainerHandle) -> bool:
     try:
-        container.reload()
+        return bool(_container(handle).status == "running")
     except docker.errors.NotFound:
         return False
-    return bool(container.status == "running")
 
 
-def put_tree(container: Container, source: Path, target_dir: str, arcname: str = ".") -> None:
+def put_tree(handle: ContainerHandle, source: Path, target_dir: str, arcname: str = ".") -> None:
     """Copy a host directory (or file) into the container at target_dir (which must exist)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        tar.add(str(source), arcname=arcname)
-    put_tar(container, buf.getvalue(), target_dir)
+    put_tar(handle, tree_tar(source, arcname), target_dir)
 
 
-def put_tar(container: Container, data: bytes | Iterator[bytes], target_dir: str) -> None:
-    ok = container.put_archive(target_dir, data)
+def put_tar(handle: ContainerHandle, data: bytes | Iterator[bytes], target_dir: str) -> None:
+    try:
+        ok = _container(handle).put_archive(target_dir, data)
+    except docker.errors.APIError as exc:
+        raise OrchError(f"copying files into container {handle.short_id} failed: {exc}") from exc
     if not ok:
-        raise OrchError(f"copying files into container {container.short_id}:{target_dir} failed")
+        raise OrchError(f"copying files into container {handle.short_id}:{target_dir} failed")
 
 
-def get_tar(container: Container, path: str) -> bytes:
+def get_tar(handle: ContainerHandle, path: str) -> bytes:
     """The engine's tar of `path` (its top entry is the basename of path)."""
     try:
-        stream, _stat = container.get_archive(path)
+        stream, _stat = _container(handle).get_archive(path)
     except docker.errors.NotFound as exc:
-        raise OrchError(f"{path} does not exist in container {container.short_id}") from exc
+        raise OrchError(f"{path} does not exist in container {handle.short_id}") from exc
     return b"".join(stream)
 
 
-def copy_out(container: Container, path: str, dest: Path, limit: int) -> None:
+def copy_out(handle: ContainerHandle, path: str, dest: Path, limit: int) -> None:
     """Stream the engine's tar of ``path`` to the file ``dest``, at most ``limit`` bytes
     (a clear error beyond); ``dest`` is removed when the copy fails."""
     try:
-        stream, _stat = container.get_archive(path)
+        stream, _stat = _container(handle).get_archive(path)
         with dest.open("wb") as out:
-            copy_bounded(iter(stream), out, limit, f"{path} in container {container.short_id}")
+            copy_bounded(iter(stream), out, limit, f"{path} in container {handle.short_id}")
     except docker.errors.NotFound as exc:
         dest.unlink(missing_ok=True)
-        raise OrchError(f"{path} does not exist in container {container.short_id}") from exc
+        raise OrchError(f"{path} does not exist in container {handle.short_id}") from exc
     except BaseException:
         dest.unlink(missing_ok=True)
         raise
 
 
-def remove_container(container: Container) -> None:
+def remove_container(handle: ContainerHandle) -> None:
     try:
-        container.remove(force=True, v=True)
+        _client().api.remove_container(handle.id, force=True, v=True)
     except docker.errors.NotFound:
         pass
     except docker.errors.APIError as exc:
@@ -286,32 +297,72 @@ def remove_container(container: Container) -> None:
             raise
 
 
-def remove_containers(labels: Mapping[str, str], keep: set[str] | None = None) -> int:
-    """Remove every container (running or not) carrying all the given labels, except
-    those named in `keep`."""
+def list_containers(labels: Mapping[str, str]) -> list[ContainerInfo]:
+    """Every container (running or not) carrying all the given labels."""
     filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+    return [
+        ContainerInfo(ContainerHandle(c.id, c.name), dict(c.labels), c.status == "running")
+        for c in _client().containers.list(all=True, filters=filters)
+    ]
+
+
+def remove_containers(labels: Mapping[str, str], keep: set[str] | None = None) -> int:
+    """Remove every container carrying all the given labels, except those named in `keep`."""
     count = 0
-    for c in client().containers.list(all=True, filters=filters):
-        if keep and c.name in keep:
+    for info in list_containers(labels):
+        if keep and info.handle.name in keep:
             continue
-        remove_container(c)
+        remove_container(info.handle)
         count += 1
     return count
 
 
-def list_containers(labels: Mapping[str, str]) -> list[Container]:
-    filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
-    return list(client().containers.list(all=True, filters=filters))
-
-
-def kill_container(container_id: str) -> None:
-    with contextlib.suppress(docker.errors.APIError):
-        client().containers.get(container_id).kill()
-
-
 def image_platform_string(info: ImageInfo) -> str:
-    return f"linux/{info.architecture}" + (f"/{info.variant}" if info.variant else "")
+    return info.platform
 
 
-def dumps(obj: object) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True)
+class DockerEngine:
+    """The real engine, as the pipeline's `Engine` protocol."""
+
+    def create(self, spec: ContainerSpec) -> ContainerHandle:
+        return create_container(
+            spec.image,
+            name=spec.name,
+            labels=spec.labels,
+            env=spec.env,
+            mounts=spec.mounts,
+            platform=spec.platform,
+            network_mode=spec.network_mode,
+            workdir=spec.workdir,
+        )
+
+    def exec(
+        self,
+        handle: ContainerHandle,
+        cmd: Sequence[str],
+        on_output: Callable[[bytes], None],
+        env: Mapping[str, str] | None = None,
+        workdir: str | None = None,
+    ) -> ExecResult:
+        return exec_stream(handle, cmd, on_output, env=env, workdir=workdir)
+
+    def running(self, handle: ContainerHandle) -> bool:
+        return container_running(handle)
+
+    def put_tar(self, handle: ContainerHandle, data: bytes, target_dir: str) -> None:
+        put_tar(handle, data, target_dir)
+
+    def get_tar(self, handle: ContainerHandle, path: str) -> bytes:
+        return get_tar(handle, path)
+
+    def copy_out(self, handle: ContainerHandle, path: str, dest: Path, limit: int) -> None:
+        copy_out(handle, path, dest, limit)
+
+    def remove(self, handle: ContainerHandle) -> None:
+        remove_container(handle)
+
+    def containers(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
+        return list_containers(labels)
+
+    def inspect_image(self, ref: str) -> ImageInfo | None:
+        return inspect_image(ref)

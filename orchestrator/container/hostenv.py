@@ -7,11 +7,11 @@ bundle. orch mounts the bundle read-only and points every usual variable at it.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.container.engine import Mount
+from orchestrator import options
+from orchestrator.container.types import Mount
 
 CONTAINER_CA_PATH = "/etc/orch/host-ca-bundle.crt"
 CA_ENV_VARS = (
@@ -22,8 +22,6 @@ CA_ENV_VARS = (
     "GIT_SSL_CAINFO",
 )
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY")
-# pip settings worth passing on; file:// indexes are host paths and are not.
-PIP_VARS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "PIP_DEFAULT_TIMEOUT")
 CA_CANDIDATES = (
     "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Alpine
     "/etc/pki/tls/certs/ca-bundle.crt",  # RHEL, Fedora
@@ -33,8 +31,8 @@ CA_CANDIDATES = (
 
 @dataclass(frozen=True)
 class HostEnv:
-    ca_bundle: Path | None
-    env: dict[str, str]
+    ca_bundle: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def mounts(self) -> list[Mount]:
@@ -43,11 +41,11 @@ class HostEnv:
         return [Mount(str(self.ca_bundle), CONTAINER_CA_PATH, read_only=True)]
 
 
-def find_ca_bundle() -> Path | None:
+def find_ca_bundle(settings: options.EnvSettings | None = None) -> Path | None:
     """ORCH_CA_BUNDLE, then the variables tools already honour, then the usual paths."""
-    for var in ("ORCH_CA_BUNDLE", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT"):
-        value = os.environ.get(var)
-        if value and Path(value).is_file():
+    settings = settings or options.env()
+    for value in settings.ca_bundles:
+        if Path(value).is_file():
             return Path(value).resolve()
     for candidate in CA_CANDIDATES:
         if Path(candidate).is_file():
@@ -55,17 +53,18 @@ def find_ca_bundle() -> Path | None:
     return None
 
 
-def host_env(use_ca: bool = True) -> HostEnv:
+def host_env(settings: options.EnvSettings | None = None, use_ca: bool = True) -> HostEnv:
+    settings = settings or options.env()
     env: dict[str, str] = {}
-    ca = find_ca_bundle() if use_ca and os.environ.get("ORCH_NO_HOST_CA") != "1" else None
+    ca = find_ca_bundle(settings) if use_ca and not settings.no_host_ca else None
     if ca is not None:
         env.update({var: CONTAINER_CA_PATH for var in CA_ENV_VARS})
     for var in PROXY_VARS:
         for name in (var, var.lower()):
-            if os.environ.get(name):
-                env[name] = os.environ[name]
-    for var in PIP_VARS:
-        value = os.environ.get(var)
-        if value and not value.startswith("file:"):
+            if settings.proxies.get(name):
+                env[name] = settings.proxies[name]
+    # pip settings worth passing on; file:// indexes are host paths and are not.
+    for var, value in settings.pip.items():
+        if not value.startswith("file:"):
             env[var] = value
     return HostEnv(ca_bundle=ca, env=env)

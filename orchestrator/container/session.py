@@ -1,5 +1,5 @@
-"""A job's container session: one fresh container per job, commands streamed to the job's
-log, files in and out by tar, and guaranteed removal. Built on the engine layer."""
+"""A container session: one fresh container, commands streamed to a log, files in and out
+by tar, and guaranteed removal. Sessions come from `factory.ContainerFactory`."""
 
 from __future__ import annotations
 
@@ -8,14 +8,16 @@ import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
-from docker.models.containers import Container
-
-from orchestrator.container import engine
-from orchestrator.container.hostenv import HostEnv
-from orchestrator.emulation.accel import Accel, apply
+from orchestrator.container.types import (
+    ContainerHandle,
+    ContainerSpec,
+    Engine,
+    PathOverlay,
+)
 from orchestrator.errors import OrchError
-from orchestrator.report.joblog import JobLog
+from orchestrator.util.tarballs import tree_tar
 
 
 class StageFailed(OrchError):
@@ -28,51 +30,49 @@ class Cancelled(OrchError):
     pass
 
 
+class LogSink(Protocol):
+    def line(self, text: str) -> None: ...
+
+    def write_bytes(self, data: bytes) -> None: ...
+
+
 class Session:
-    """`with Session(...) as s: s.run(stage, cmd)` — the container is gone afterwards
-    unless `keep` was asked for and the job failed."""
+    """`with factory.session(...) as s: s.run(stage, cmd)` — the container is gone
+    afterwards unless keeping it was asked for and the block failed."""
 
     def __init__(
         self,
-        image: str,
+        engine: Engine,
+        spec: ContainerSpec,
         *,
-        platform: str,
-        labels: Mapping[str, str],
-        host: HostEnv,
-        log: JobLog,
+        log: LogSink,
         cancel: threading.Event,
         keep_on_failure: bool = False,
-        network_mode: str | None = None,
-        accel: Accel | None = None,
+        overlay: PathOverlay | None = None,
         personality: tuple[str, ...] = (),
+        describe: str = "",
     ) -> None:
-        self.image = image
-        self.platform = platform
-        self.labels = labels
-        self.host = host
+        self.engine = engine
+        self.spec = spec
         self.log = log
         self.cancel = cancel
         self.keep_on_failure = keep_on_failure
-        self.network_mode = network_mode
+        self.overlay = overlay  # e.g. native cross compiler wrappers first on PATH
         self.personality = personality
-        self.accel = (
-            accel  # native cross compiler mounts for an emulated build (emulation/accel.py)
-        )
-        self.container: Container | None = None
+        self.describe = describe
+        self.container: ContainerHandle | None = None
         self.kept = False
 
     def __enter__(self) -> Session:
-        self.container = engine.create_container(
-            self.image,
-            labels=self.labels,
-            env=apply(self.accel, self.host.env) if self.accel else self.host.env,
-            mounts=[*self.host.mounts, *(self.accel.mounts if self.accel else [])],
-            platform=self.platform,
-            network_mode=self.network_mode,
-        )
+        if self.cancel.is_set():
+            raise Cancelled("cancelled")
+        self.container = self.engine.create(self.spec)
+        if self.cancel.is_set():  # cancelled while it was created: a run's cleanup may be over
+            self.engine.remove(self.container)
+            raise Cancelled("cancelled")
         self.log.line(
-            f"[orch] container {self.container.short_id} of {self.image} ({self.platform})"
-            + (f", {self.accel.describe()}" if self.accel else "")
+            f"[orch] container {self.container.short_id} of {self.spec.image} "
+            f"({self.spec.platform})" + (f", {self.describe}" if self.describe else "")
         )
         return self
 
@@ -85,10 +85,10 @@ class Session:
             self.kept = True
             self.log.line(f"[orch] kept container {self.container.name} for debugging")
             return
-        engine.remove_container(self.container)
+        self.engine.remove(self.container)
 
     @property
-    def c(self) -> Container:
+    def handle(self) -> ContainerHandle:
         assert self.container is not None, "session not started"
         return self.container
 
@@ -104,21 +104,31 @@ class Session:
             raise Cancelled("cancelled")
         argv = ["bash", "-euo", "pipefail", "-c", cmd] if isinstance(cmd, str) else list(cmd)
         argv = [*self.personality, *argv]
-        if self.accel is not None and env is not None:
-            env = apply(self.accel, env)  # a command's own PATH keeps the wrappers first
+        if self.overlay is not None and env is not None:
+            env = self.overlay.apply(env)  # a command's own PATH keeps the overlay first
         self.log.line(f"$ {cmd if isinstance(cmd, str) else shlex.join(argv)}")
-        result = engine.exec_stream(self.c, argv, self.log.write_bytes, env=env, workdir=workdir)
+        result = self.engine.exec(self.handle, argv, self.log.write_bytes, env=env, workdir=workdir)
         if self.cancel.is_set():
             raise Cancelled("cancelled")
         if result.exit_code != 0:
-            gone = "" if engine.container_running(self.c) else " (the container was stopped)"
+            gone = "" if self.engine.running(self.handle) else " (the container was stopped)"
             raise StageFailed(stage, f"{stage} failed with exit code {result.exit_code}{gone}")
 
+    def output(self, cmd: Sequence[str], env: Mapping[str, str] | None = None) -> list[str]:
+        """A command's output lines, whatever its exit code (probes)."""
+        chunks: list[bytes] = []
+        self.engine.exec(self.handle, list(cmd), chunks.append, env=env)
+        return b"".join(chunks).decode(errors="replace").splitlines()
+
     def put(self, source: Path, target_dir: str, arcname: str = ".") -> None:
-        engine.put_tree(self.c, source, target_dir, arcname)
+        self.put_tar(tree_tar(source, arcname), target_dir)
 
     def put_tar(self, data: bytes, target_dir: str) -> None:
-        engine.put_tar(self.c, data, target_dir)
+        self.engine.put_tar(self.handle, data, target_dir)
 
     def get(self, path: str) -> bytes:
-        return engine.get_tar(self.c, path)
+        return self.engine.get_tar(self.handle, path)
+
+    def copy_out(self, path: str, dest: Path, limit: int) -> None:
+        """The engine's tar of `path` streamed to `dest` (removed if the copy fails)."""
+        self.engine.copy_out(self.handle, path, dest, limit)

@@ -8,7 +8,6 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from orchestrator.container import engine
 from orchestrator.container.session import Session, StageFailed
 from orchestrator.util.archive import max_copyout_bytes
 
@@ -17,7 +16,7 @@ def copy_out_artifact(session: Session, path: str, name: str) -> Path:
     """The file at ``path`` in the session's container, as a host temp file."""
     with tempfile.TemporaryDirectory(prefix="orch-copyout-") as tmp:
         engine_tar = Path(tmp) / "out.tar"
-        engine.copy_out(session.c, path, engine_tar, max_copyout_bytes())
+        session.copy_out(path, engine_tar, max_copyout_bytes())
         fd, out_name = tempfile.mkstemp(prefix=f"orch-{name}-", suffix=".tar.gz")
         out = Path(out_name)
         try:

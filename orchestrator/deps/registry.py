@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import ipaddress
 import json
-import os
 import re
 import tempfile
 import threading
@@ -25,6 +24,7 @@ from typing import Any
 
 import requests
 
+from orchestrator import options
 from orchestrator.deps.cache import (
     ARTIFACT,
     META,
@@ -39,11 +39,11 @@ MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 ARTIFACT_TYPE = "application/vnd.orch.dependency.v1"
 CONFIG_TYPE = "application/vnd.orch.dependency.meta.v1+json"
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
-ENV_USER = "ORCH_REGISTRY_USER"
-ENV_PASSWORD = "ORCH_REGISTRY_PASSWORD"
-ENV_AUTH_HOST = "ORCH_CACHE_AUTH_HOST"  # a token service on another host, trusted by name
-REGISTRY_ENV = "ORCH_CACHE_REGISTRY"  # e.g. 127.0.0.1:5000
-REPOSITORY_ENV = "ORCH_CACHE_REPOSITORY"
+ENV_USER = options.REGISTRY_USER
+ENV_PASSWORD = options.REGISTRY_PASSWORD
+ENV_AUTH_HOST = options.CACHE_AUTH_HOST  # a token service on another host, trusted by name
+REGISTRY_ENV = options.CACHE_REGISTRY  # e.g. 127.0.0.1:5000
+REPOSITORY_ENV = options.CACHE_REPOSITORY
 TIMEOUT = (10.0, 60.0)  # (connect, between bytes): a registry this slow is down
 _MAX_SMALL = 4 << 20  # manifests and meta blobs are tiny; refuse to buffer more
 _CHUNK = 1 << 16
@@ -90,23 +90,22 @@ def _is_loopback(host: str) -> bool:
 
 
 def credentials_from_env() -> tuple[str, str] | None:
-    user = os.environ.get(ENV_USER, "")
-    return (user, os.environ.get(ENV_PASSWORD, "")) if user else None
+    settings = options.env()
+    return (settings.registry_user, settings.registry_password) if settings.registry_user else None
 
 
 def auth_host_from_env() -> str | None:
     """The one other host registry credentials may be sent to (its token service)."""
-    host = os.environ.get(ENV_AUTH_HOST, "").strip().lower()
-    return host or None
+    return options.env().cache_auth_host
 
 
 def registry_from_env() -> str | None:
     """The OCI registry shared as a dependency cache, if configured (CI runners share it)."""
-    return os.environ.get(REGISTRY_ENV, "").strip() or None
+    return options.env().cache_registry
 
 
 def repository_from_env() -> str | None:
-    return os.environ.get(REPOSITORY_ENV, "").strip() or None
+    return options.env().cache_repository
 
 
 def default_repository(project: str) -> str:

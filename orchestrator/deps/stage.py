@@ -3,22 +3,22 @@ in its own fresh container, cached as its own artifact by a content key, and ass
 into the prefix (/opt/orch/deps) that every job of the group receives.
 
 Independent dependencies build in parallel; a dependency starts when its requirements
-are ready. A failure blocks only the jobs (and dependencies) that need it.
+are ready. A failure blocks only the jobs (and dependencies) that need it. The stage is
+a function of its inputs (`DepsInputs`, one `DepGroup` per image/architecture) and
+returns a `GroupDeps` per group.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from orchestrator import archs
-from orchestrator.container import engine
+from orchestrator import archs, options
+from orchestrator.container.factory import ContainerFactory
 from orchestrator.container.session import Cancelled, Session
 from orchestrator.deps import registry
 from orchestrator.deps.artifact import copy_out_artifact
@@ -35,16 +35,15 @@ from orchestrator.deps.fetch import fetch_source
 from orchestrator.emulation.accel import Accel
 from orchestrator.errors import OrchError
 from orchestrator.recipe.graph import topological_order
-from orchestrator.recipe.model import DependencySpec
+from orchestrator.recipe.model import DependencySpec, Recipe
 from orchestrator.report.joblog import JobLog
+from orchestrator.report.progress import ProgressView
 from orchestrator.report.record import DepResult
 from orchestrator.util import archive, paths
-
-if TYPE_CHECKING:
-    from orchestrator.pipeline.run import RunState
+from orchestrator.util.futures import wait_responsively
 
 PREFIX = DEP_PREFIX
-SOURCE_MIRROR_ENV = "ORCH_SOURCE_MIRROR"
+SOURCE_MIRROR_ENV = options.SOURCE_MIRROR
 WORK = DEP_WORK
 
 
@@ -53,45 +52,112 @@ class DepFailed(OrchError):
 
 
 @dataclass(frozen=True)
-class GroupContext:
+class DepGroup:
+    """One image/architecture whose jobs share their dependency builds."""
+
     group: str
     image: str
     image_id: str
     arch: str
+    accel: Accel | None = None  # native cross compiler for an emulated image
+
+    @property
+    def toolchain(self) -> str:
+        """The image pins the compiler; its id covers it, plus the cross root when accelerated."""
+        return f"{self.image_id}+{self.accel.cache_tag}" if self.accel else self.image_id
 
 
-def build_dependencies(state: RunState) -> None:
-    recipe = state.recipe
+@dataclass(frozen=True)
+class DepsInputs:
+    recipe: Recipe
+    groups: tuple[DepGroup, ...]
+    factory: ContainerFactory
+    view: ProgressView
+    logs: Path
+    jobs: int
+    settings: options.EnvSettings = field(default_factory=options.EnvSettings)
+    on_result: Callable[[DepResult], None] = lambda _r: None  # as each is known (reports)
+
+
+@dataclass(frozen=True)
+class GroupDeps:
+    """What the jobs of a group get: the prefix tar and build flags, or the failures."""
+
+    prefix_tar: bytes | None  # None: a dependency failed
+    build_env: Mapping[str, str]
+    failures: tuple[str, ...]
+    results: tuple[DepResult, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.prefix_tar is not None
+
+
+@dataclass
+class _Shared:
+    """What the dependency threads of one stage share."""
+
+    inputs: DepsInputs
+    cache: DepCache
+    sources_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    results: list[DepResult] = field(default_factory=list)
+
+    def record(self, result: DepResult) -> None:
+        with self.sources_lock:
+            self.results.append(result)
+        self.inputs.on_result(result)
+
+    def results_of(self, group: str) -> tuple[DepResult, ...]:
+        with self.sources_lock:
+            return tuple(r for r in self.results if r.group == group)
+
+
+def build_dependencies(inputs: DepsInputs) -> dict[str, GroupDeps]:
+    """Every group's dependencies; cancelling `inputs.factory.cancel` stops the queue."""
+    recipe = inputs.recipe
+    if not recipe.dependencies:
+        return {g.group: GroupDeps(b"", {}, (), ()) for g in inputs.groups}
     specs = {d.name: d for d in recipe.dependencies}
     order = topological_order({d.name: d.requires for d in recipe.dependencies})
-    cache = DepCache(paths.cache_dir())
-    sources_lock = threading.Lock()
-    groups = [
-        GroupContext(g, jobs[0].image, state.image_ids[jobs[0].image], jobs[0].arch)
-        for g, jobs in state.plan.groups()
-    ]
-    for ctx in groups:
+    shared = _Shared(inputs, DepCache(paths.cache_dir()))
+    for ctx in inputs.groups:
         for name in order:
             d = specs[name]
-            state.view.add(_task(ctx, name), "dep", f"{d.name} {d.version} ({ctx.arch})")
-    with ThreadPoolExecutor(max_workers=max(1, state.opts.jobs), thread_name_prefix="dep") as pool:
-        for ctx in groups:
-            keys = _keys(ctx, order, specs, state)
-            futures: dict[str, Future[Path]] = {}
-            for name in order:
-                reqs = [futures[r] for r in specs[name].requires]
-                futures[name] = pool.submit(
-                    _one, state, ctx, specs[name], keys, reqs, cache, sources_lock
-                )
-            _collect(state, ctx, order, specs, keys, futures)
+            inputs.view.add(_task(ctx, name), "dep", f"{d.name} {d.version} ({ctx.arch})")
+    pool = ThreadPoolExecutor(max_workers=max(1, inputs.jobs), thread_name_prefix="dep")
+    try:
+        submitted = [(ctx, _submit(pool, shared, ctx, order, specs)) for ctx in inputs.groups]
+        return {
+            ctx.group: _collect(order, futures, shared.results_of(ctx.group))
+            for ctx, futures in submitted
+        }
+    finally:
+        # Interrupted: queued builds never start, running ones see the cancel flag.
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _task(ctx: GroupContext, name: str) -> str:
+def _submit(
+    pool: ThreadPoolExecutor,
+    shared: _Shared,
+    ctx: DepGroup,
+    order: Sequence[str],
+    specs: dict[str, DependencySpec],
+) -> dict[str, Future[tuple[Path, DepResult]]]:
+    keys = _keys(ctx, order, specs, shared.inputs.recipe)
+    futures: dict[str, Future[tuple[Path, DepResult]]] = {}
+    for name in order:
+        reqs = [futures[r] for r in specs[name].requires]
+        futures[name] = pool.submit(_one, shared, ctx, specs[name], keys[name], reqs)
+    return futures
+
+
+def _task(ctx: DepGroup, name: str) -> str:
     return f"dep:{ctx.group}:{name}"
 
 
 def _keys(
-    ctx: GroupContext, order: Sequence[str], specs: dict[str, DependencySpec], state: RunState
+    ctx: DepGroup, order: Sequence[str], specs: dict[str, DependencySpec], recipe: Recipe
 ) -> dict[str, str]:
     keys: dict[str, str] = {}
     for name in order:
@@ -100,98 +166,50 @@ def _keys(
             dep_keys={r: keys[r] for r in specs[name].requires},
             image_id=ctx.image_id,
             arch=ctx.arch,
-            toolchain=_toolchain(state, ctx),
-            recipe_dir=state.recipe.path.parent,
+            toolchain=ctx.toolchain,
+            recipe_dir=recipe.path.parent,
         )
     return keys
 
 
-def _accel(state: RunState, ctx: GroupContext) -> Accel | None:
-    plan = state.accel.get(ctx.image)
-    return plan if isinstance(plan, Accel) else None
-
-
-def _toolchain(state: RunState, ctx: GroupContext) -> str:
-    """The image pins the compiler; its id covers it, plus the cross root when accelerated."""
-    accel = _accel(state, ctx)
-    return f"{ctx.image_id}+{accel.cache_tag}" if accel else ctx.image_id
-
-
 def _one(
-    state: RunState,
-    ctx: GroupContext,
+    shared: _Shared,
+    ctx: DepGroup,
     dep: DependencySpec,
-    keys: dict[str, str],
-    requirements: list[Future[Path]],
-    cache: DepCache,
-    sources_lock: threading.Lock,
-) -> Path:
+    key: str,
+    requirements: list[Future[tuple[Path, DepResult]]],
+) -> tuple[Path, DepResult]:
     """The verified artifact of one dependency: from the cache, or built now."""
-    task = _task(ctx, dep.name)
-    key = keys[dep.name]
+    inputs, view, task = shared.inputs, shared.inputs.view, _task(ctx, dep.name)
     result = DepResult(dep.name, dep.version, ctx.group, ctx.arch, key, "blocked")
-    state.report.deps.append(result)
+    shared.record(result)
     try:
-        req_artifacts = [f.result() for f in requirements]
+        req_artifacts = [f.result()[0] for f in requirements]
     except (DepFailed, Cancelled) as exc:
-        state.view.finish(task, "blocked", f"blocked by {exc}")
+        view.finish(task, "blocked", f"blocked by {exc}")
         raise DepFailed(f"{dep.name} needs {exc}") from None
     t0 = time.monotonic()
-    log = JobLog(state.opts.logs / "deps" / f"{ctx.arch}-{dep.name}-{key[:12]}.log")
+    log = JobLog(inputs.logs / "deps" / f"{ctx.arch}-{dep.name}-{key[:12]}.log")
     result.log = str(log.path)
     try:
-        with cache.lock(key):
-            hit = cache.lookup_or_miss(key, log.line)
-            if hit is not None:
-                result.status = "cached"
-                state.view.note(task, "cache hit")
-                state.view.finish(task, "cached", "cache hit")
-                log.line(f"[orch] cache hit {key}")
-                return hit
-            pulled = registry.pull_or_miss(cache, key, state.recipe.name, log.line)
-            if pulled is not None:
-                result.status = "cached"
-                state.view.note(task, "registry hit")
-                state.view.finish(task, "cached", "registry hit")
-                return pulled
-            state.view.note(task, "cache miss")
-            state.view.stage(task, "fetch")
-            with sources_lock:
-                src = fetch_source(
-                    dep.source,
-                    mirrors=[*state.recipe.mirrors, *env_mirrors()],
-                    store=paths.source_store(),
-                    log=log.line,
-                    name=dep.name,
-                )
-            artifact = _build(state, ctx, dep, src, req_artifacts, log, task)
-            seconds = time.monotonic() - t0
-            stored = cache.store_or_keep(
-                key,
-                artifact,
-                {
-                    "name": dep.name,
-                    "version": dep.version,
-                    "arch": ctx.arch,
-                    "image": ctx.image,
-                    "build_seconds": round(seconds, 1),
-                },
-                log.line,
-            )
-            registry.push_or_warn(cache, key, state.recipe.name, log.line)
-            result.status = "built"
-            state.view.finish(task, "ok", f"built in {seconds:.0f}s")
-            return stored
+        if inputs.factory.cancel.is_set():
+            raise Cancelled("cancelled")
+        with shared.cache.lock(key):
+            artifact = _cached(shared, key, task, log, result)
+            if artifact is None:
+                artifact = _build_and_store(shared, ctx, dep, key, req_artifacts, log, task)
+                result.status = "built"
+            return artifact, result
     except Cancelled:
         result.status = "cancelled"
-        state.view.finish(task, "cancelled")
+        view.finish(task, "cancelled")
         raise
     except (OrchError, OSError) as exc:
         result.status = "failed"
         result.error = str(exc)
-        state.view.finish(task, "failed", str(exc).splitlines()[0])
+        view.finish(task, "failed", str(exc).splitlines()[0])
         tail = "\n    ".join(log.tail(20))
-        state.view.print(
+        view.print(
             f"dependency {dep.name} ({ctx.arch}) failed: {exc}\n  log: {log.path}\n    {tail}"
         )
         raise DepFailed(dep.name) from None
@@ -200,16 +218,68 @@ def _one(
         log.close()
 
 
-def env_mirrors() -> list[dict[str, str]]:
+def _cached(shared: _Shared, key: str, task: str, log: JobLog, result: DepResult) -> Path | None:
+    view = shared.inputs.view
+    hit = shared.cache.lookup_or_miss(key, log.line)
+    if hit is not None:
+        log.line(f"[orch] cache hit {key}")
+        where = "cache hit"
+    else:
+        hit = registry.pull_or_miss(shared.cache, key, shared.inputs.recipe.name, log.line)
+        where = "registry hit"
+    if hit is None:
+        view.note(task, "cache miss")
+        return None
+    result.status = "cached"
+    view.note(task, where)
+    view.finish(task, "cached", where)
+    return hit
+
+
+def _build_and_store(
+    shared: _Shared,
+    ctx: DepGroup,
+    dep: DependencySpec,
+    key: str,
+    req_artifacts: list[Path],
+    log: JobLog,
+    task: str,
+) -> Path:
+    inputs, t0 = shared.inputs, time.monotonic()
+    inputs.view.stage(task, "fetch")
+    with shared.sources_lock:
+        src = fetch_source(
+            dep.source,
+            mirrors=[*inputs.recipe.mirrors, *env_mirrors(inputs.settings)],
+            store=paths.source_store(),
+            log=log.line,
+            name=dep.name,
+        )
+    artifact = _build(inputs, ctx, dep, src, req_artifacts, log, task)
+    seconds = time.monotonic() - t0
+    meta = {
+        "name": dep.name,
+        "version": dep.version,
+        "arch": ctx.arch,
+        "image": ctx.image,
+        "build_seconds": round(seconds, 1),
+    }
+    stored = shared.cache.store_or_keep(key, artifact, meta, log.line)
+    registry.push_or_warn(shared.cache, key, inputs.recipe.name, log.line)
+    inputs.view.finish(task, "ok", f"built in {seconds:.0f}s")
+    return stored
+
+
+def env_mirrors(settings: options.EnvSettings | None = None) -> list[dict[str, str]]:
     """Mirrors given at run time (ORCH_SOURCE_MIRROR: comma-separated directories or URL
     templates), for air-gapped machines, without editing recipes."""
-    items = [i.strip() for i in os.environ.get(SOURCE_MIRROR_ENV, "").split(",") if i.strip()]
+    items = (settings or options.env()).source_mirrors
     return [{"template": i} if "://" in i else {"directory": i} for i in items]
 
 
 def _build(
-    state: RunState,
-    ctx: GroupContext,
+    inputs: DepsInputs,
+    ctx: DepGroup,
     dep: DependencySpec,
     source: Path,
     req_artifacts: list[Path],
@@ -218,40 +288,42 @@ def _build(
 ) -> Path:
     """Build in a fresh container; the artifact holds only the files this dependency
     installed (its requirements' files are present during the build, not in its tar)."""
-    session = Session(
+    session = inputs.factory.session(
         ctx.image,
         platform=archs.get(ctx.arch).platform,
-        labels=state.labels | {engine.LABEL_JOB: f"dep-{dep.name}"},
-        host=state.host,
+        job=f"dep-{dep.name}",
         log=log,
-        cancel=state.cancel,
-        accel=_accel(state, ctx),
+        mounts=tuple(ctx.accel.mounts) if ctx.accel else (),
+        overlay=ctx.accel.overlay if ctx.accel else None,
         personality=archs.personality(ctx.arch),
+        describe=ctx.accel.describe() if ctx.accel else "",
         network_mode=None if dep.network else "none",  # hermetic unless the recipe opts in
     )
     with session:
-        session.run(
-            "deps", ["mkdir", "-p", f"{WORK}/src", f"{WORK}/build", f"{WORK}/patches", PREFIX]
-        )
-        session.put(source, WORK, arcname=source.name)
-        for patch in dep.source.patches:
-            session.put(patch, f"{WORK}/patches", arcname=patch.name)
-        if req_artifacts:
-            session.put_tar(prefix_tar(req_artifacts, arcroot=""), PREFIX)
-        state.view.stage(task, "unpack")
+        _copy_in(session, dep, source, req_artifacts)
+        inputs.view.stage(task, "unpack")
         session.run("unpack", unpack_script(dep, source.name, WORK, PREFIX))
-        state.view.stage(task, "build")
+        inputs.view.stage(task, "build")
         script = build_script(
             dep,
             src_dir=f"{WORK}/src",
             build_dir=f"{WORK}/build",
             prefix=PREFIX,
-            jobs=max(1, state.opts.jobs),
+            jobs=max(1, inputs.jobs),
         )
         session.run("build", script, workdir=f"{WORK}/src")
-        state.view.stage(task, "package")
+        inputs.view.stage(task, "package")
         session.run("package", package_script(WORK, PREFIX))
         return copy_out_artifact(session, f"{WORK}/artifact.tar.gz", dep.name)
+
+
+def _copy_in(session: Session, dep: DependencySpec, source: Path, reqs: list[Path]) -> None:
+    session.run("deps", ["mkdir", "-p", f"{WORK}/src", f"{WORK}/build", f"{WORK}/patches", PREFIX])
+    session.put(source, WORK, arcname=source.name)
+    for patch in dep.source.patches:
+        session.put(patch, f"{WORK}/patches", arcname=patch.name)
+    if reqs:
+        session.put_tar(prefix_tar(reqs, arcroot=""), PREFIX)
 
 
 def prefix_tar(artifacts: Sequence[Path], arcroot: str = "deps") -> bytes:
@@ -260,24 +332,19 @@ def prefix_tar(artifacts: Sequence[Path], arcroot: str = "deps") -> bytes:
 
 
 def _collect(
-    state: RunState,
-    ctx: GroupContext,
     order: Sequence[str],
-    specs: dict[str, DependencySpec],
-    keys: dict[str, str],
-    futures: dict[str, Future[Path]],
-) -> None:
-    """The group's prefix tar and build flags, or None when a dependency failed."""
+    futures: dict[str, Future[tuple[Path, DepResult]]],
+    results: tuple[DepResult, ...],
+) -> GroupDeps:
+    """The group's prefix tar and build flags, or its failures."""
     artifacts: list[Path] = []
     failed: list[str] = []
+    wait_responsively(list(futures.values()))
     for name in order:
         try:
-            artifacts.append(futures[name].result())
+            artifacts.append(futures[name].result()[0])
         except (DepFailed, Cancelled):
             failed.append(name)
     if failed:
-        state.dep_tars[ctx.group] = None
-        state.dep_failures[ctx.group] = failed
-        return
-    state.dep_tars[ctx.group] = prefix_tar(artifacts)
-    state.dep_env[ctx.group] = flags_for_project(PREFIX)
+        return GroupDeps(None, {}, tuple(failed), results)
+    return GroupDeps(prefix_tar(artifacts), flags_for_project(PREFIX), (), results)

@@ -23,7 +23,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from orchestrator import archs
-from orchestrator.container import engine
+from orchestrator.container.engine import DockerEngine
+from orchestrator.container.factory import ContainerFactory, RunIdentity
+from orchestrator.container.hostenv import HostEnv
+from orchestrator.container.types import ImageInfo, Mount, PathOverlay
 from orchestrator.emulation.cross_root import (
     HOST_LIBDIR,
     LOADER,
@@ -32,13 +35,12 @@ from orchestrator.emulation.cross_root import (
     WRAPPER_SUBDIR,
     CrossRoot,
     cross_dir,
-    ensure_cross_root,
     ensure_root,
     load_definition,
 )
 from orchestrator.errors import ConfigError, EnvironmentProblem, OrchError
 
-__all__ = ["MODES", "Accel", "Fallback", "apply", "ensure_cross_root", "plan_accel"]
+__all__ = ["MODES", "Accel", "Fallback", "apply", "plan_accel"]
 
 MODES = ("auto", "accelerated", "plain")
 MODE_ALIASES = {"off": "plain", "on": "accelerated"}
@@ -61,13 +63,19 @@ class Accel:
     arch: str
     triplet: str
     root: Path
-    mounts: list[engine.Mount]
+    mounts: list[Mount]
     env: dict[str, str]  # PATH is a prefix: merge it with `apply`, never assign it
     image_path: str  # the image's own PATH, for environments that do not set one
     gcc_version: str
     package_version: str
     key: str
     native_tools: bool  # the shell and text tools run natively too
+
+    @property
+    def overlay(self) -> PathOverlay:
+        """The wrappers first on PATH, the other variables as defaults."""
+        defaults = {k: v for k, v in self.env.items() if k != "PATH"}
+        return PathOverlay(WRAPPER_DIR, defaults, self.image_path)
 
     def describe(self) -> str:
         tools = " and shell tools" if self.native_tools else ""
@@ -107,7 +115,11 @@ def normalize_mode(mode: str) -> str:
 
 
 def plan_accel(
-    arch: str, image: engine.ImageInfo, mode: str = "auto", on_line: Log | None = None
+    arch: str,
+    image: ImageInfo,
+    mode: str = "auto",
+    on_line: Log | None = None,
+    factory: ContainerFactory | None = None,
 ) -> Accel | Fallback:
     """Accel when compiling for `arch` in `image` can run natively, else Fallback.
 
@@ -122,7 +134,7 @@ def plan_accel(
     if archs.runs_natively(arch):
         return Fallback(f"{arch} runs natively on this host")
     try:
-        return _plan(arch, image, on_line)
+        return _plan(arch, image, on_line, factory or _probe_factory())
     except _NotApplicable as exc:
         if mode == "accelerated":
             raise EnvironmentProblem(
@@ -137,23 +149,16 @@ def apply(accel: Accel | Fallback | None, base_env: Mapping[str, str]) -> dict[s
     Idempotent, so it can be applied to a container's environment and again to a command's.
     Other variables of the Accel are set unless base_env already sets them.
     """
-    env = dict(base_env)
     if not isinstance(accel, Accel):
-        return env
-    for key, value in accel.env.items():
-        if key != "PATH":
-            env.setdefault(key, value)
-    path = env.get("PATH") or accel.image_path
-    dirs = [d for d in path.split(":") if d and d != WRAPPER_DIR]
-    env["PATH"] = ":".join([WRAPPER_DIR, *dirs])
-    return env
+        return dict(base_env)
+    return accel.overlay.apply(base_env)
 
 
 class _NotApplicable(Exception):
     pass
 
 
-def _plan(arch: str, image: engine.ImageInfo, on_line: Log | None) -> Accel:
+def _plan(arch: str, image: ImageInfo, on_line: Log | None, factory: ContainerFactory) -> Accel:
     if archs.host_arch() != "x86_64":
         raise _NotApplicable(
             f"the cross toolchains run on x86_64 hosts (this is {archs.host_arch()})"
@@ -171,10 +176,10 @@ def _plan(arch: str, image: engine.ImageInfo, on_line: Log | None) -> Accel:
         root = ensure_root(arch, suite, on_line)
     except OrchError as exc:
         raise _NotApplicable(f"the cross toolchain could not be built: {exc}") from None
-    facts = _facts(image, root, defn.compiler_package)
+    facts = _facts(factory, image, root, defn.compiler_package)
     _check(facts, root, defn.compiler_package)
     accel = _accel_for(root, image.env.get("PATH") or DEFAULT_PATH, _same_shell(facts, root))
-    problem = _smoke(image, accel)
+    problem = _smoke(factory, image, accel)
     if problem:
         raise _NotApplicable(f"the cross compiler does not work in the image: {problem}")
     return accel
@@ -182,16 +187,16 @@ def _plan(arch: str, image: engine.ImageInfo, on_line: Log | None) -> Accel:
 
 def _accel_for(root: CrossRoot, image_path: str, over_sh: bool) -> Accel:
     mounts = [
-        engine.Mount(str(root.path), PREFIX),
-        engine.Mount(str(root.path / root.loader), f"/{LOADER}"),
-        engine.Mount(str(root.path / HOST_LIBDIR), f"/{HOST_LIBDIR}"),
-        engine.Mount(str(root.path / "usr" / root.triplet), f"/usr/{root.triplet}"),
+        Mount(str(root.path), PREFIX),
+        Mount(str(root.path / root.loader), f"/{LOADER}"),
+        Mount(str(root.path / HOST_LIBDIR), f"/{HOST_LIBDIR}"),
+        Mount(str(root.path / "usr" / root.triplet), f"/usr/{root.triplet}"),
     ]
     env = {"PATH": WRAPPER_DIR}
     if root.native_tools:
         env["CONFIG_SHELL"] = f"{PREFIX}/{SHELL}"  # configure, libtool and their Makefiles
     if root.native_tools and over_sh:  # /bin/sh for everything else (CMake's Makefiles...)
-        mounts.append(engine.Mount(str(root.path / SHELL), f"/{SHELL}"))
+        mounts.append(Mount(str(root.path / SHELL), f"/{SHELL}"))
     return Accel(
         arch=root.arch,
         triplet=root.triplet,
@@ -239,7 +244,9 @@ def _targets(root: CrossRoot) -> list[str]:
     ]
 
 
-def _facts(image: engine.ImageInfo, root: CrossRoot, package: str) -> ImageFacts:
+def _facts(
+    factory: ContainerFactory, image: ImageInfo, root: CrossRoot, package: str
+) -> ImageFacts:
     """The image as it is: compiler and shell versions, paths the mounts would cover."""
     path = _probe_path(f"{image.id}:{root.key}")
     try:
@@ -253,7 +260,7 @@ def _facts(image: engine.ImageInfo, root: CrossRoot, package: str) -> ImageFacts
         "echo shell=$(readlink -f /bin/sh); "
         f'for p in {checks}; do if [ -e "$p" ] || [ -L "$p" ]; then echo "exists=$p"; fi; done'
     )
-    lines = _run_in(image, [], {}, script)
+    lines = _run_in(factory, image, [], {}, script)
     facts = ImageFacts(
         compiler_version=_field(lines, "version"),
         existing=[ln[7:] for ln in lines if ln.startswith("exists=")],
@@ -264,7 +271,7 @@ def _facts(image: engine.ImageInfo, root: CrossRoot, package: str) -> ImageFacts
     return facts
 
 
-def _smoke(image: engine.ImageInfo, accel: Accel) -> str:
+def _smoke(factory: ContainerFactory, image: ImageInfo, accel: Accel) -> str:
     """With the mounts, a program compiled natively must run (emulated), and the shell's
     programs must still see the target: "" when all is well (remembered), else why not."""
     mounts = sorted((m.source, m.target) for m in accel.mounts)
@@ -277,7 +284,7 @@ def _smoke(image: engine.ImageInfo, accel: Accel) -> str:
         f'test "$(uname -m)" = {accel.arch} && echo smoke=ok'
     )
     try:
-        out = _run_in(image, accel.mounts, apply(accel, image.env), script)
+        out = _run_in(factory, image, accel.mounts, apply(accel, image.env), script)
     except OrchError as exc:  # e.g. the engine refused a mount
         return str(exc).splitlines()[0]
     if "smoke=ok" not in out:  # not remembered: it may have been transient
@@ -303,18 +310,34 @@ def _store(path: Path, data: object) -> None:
 
 
 def _run_in(
-    image: engine.ImageInfo, mounts: list[engine.Mount], env: Mapping[str, str], script: str
+    factory: ContainerFactory,
+    image: ImageInfo,
+    mounts: list[Mount],
+    env: Mapping[str, str],
+    script: str,
 ) -> list[str]:
-    chunks: list[bytes] = []
-    container = engine.create_container(
+    session = factory.session(
         image.ref,
-        labels={engine.LABEL_JOB: "accel-probe"},
+        platform=image.platform,
+        job="accel-probe",
+        log=_NoLog(),
+        mounts=tuple(mounts),
         env=env,
-        mounts=mounts,
-        platform=engine.image_platform_string(image),
     )
-    try:
-        engine.exec_stream(container, ["sh", "-c", script], chunks.append, env=env)
-    finally:
-        engine.remove_container(container)
-    return b"".join(chunks).decode(errors="replace").splitlines()
+    with session:
+        return session.output(["sh", "-c", script], env=env)
+
+
+class _NoLog:
+    """Probe output is parsed, not logged."""
+
+    def line(self, text: str) -> None:
+        pass
+
+    def write_bytes(self, data: bytes) -> None:
+        pass
+
+
+def _probe_factory() -> ContainerFactory:
+    """For a probe outside a run (`orch doctor`, tests): the real engine, own labels."""
+    return ContainerFactory(DockerEngine(), RunIdentity.new(), HostEnv())

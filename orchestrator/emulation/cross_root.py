@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from filelock import FileLock
 
-from orchestrator import archs
+from orchestrator import archs, options
 from orchestrator.archs import Arch
 from orchestrator.errors import ConfigError, EnvironmentProblem, OrchError
 from orchestrator.images import definition, rootfs
@@ -32,7 +32,7 @@ from orchestrator.util import paths
 
 FORMAT_VERSION = 1
 CROSS_SUBDIR = "cross"
-ENV_CROSS_DIR = "ORCH_CROSS_DIR"
+ENV_CROSS_DIR = options.CROSS_DIR
 PREFIX = "/opt/orch-cross"  # where the root appears inside containers
 WRAPPER_SUBDIR = "orch/bin"  # inside the root: the directory put first on PATH
 MANIFEST = "orch/manifest.json"
@@ -184,8 +184,8 @@ def root_key(defn: CrossDefinition, arch: Arch) -> str:
 def cross_dir() -> Path:
     """``$ORCH_CROSS_DIR``, else <cache>/cross: tests and benchmarks that start from an
     empty cache can still share one root (it is a toolchain, like an image, not a cache)."""
-    override = os.environ.get(ENV_CROSS_DIR, "").strip()
-    return Path(override).expanduser().absolute() if override else paths.cache_dir() / CROSS_SUBDIR
+    override = options.env().cross_dir
+    return override if override is not None else paths.cache_dir() / CROSS_SUBDIR
 
 
 def root_path(defn: CrossDefinition, arch: Arch) -> Path:
@@ -237,10 +237,6 @@ def ensure_root(arch: str, suite: str = "bullseye", on_line: Log | None = None) 
         return _build(defn, the_arch, path, log)
 
 
-def ensure_cross_root(arch: str, suite: str = "bullseye", on_line: Log | None = None) -> Path:
-    return ensure_root(arch, suite, on_line).path
-
-
 def _quiet(_line: str) -> None:
     pass
 
@@ -285,7 +281,7 @@ def _install(exe: str, defn: CrossDefinition, arch: Arch, root: Path, log: Log) 
 
 
 def _chroot(root: Path, cmd: list[str], log: Log) -> None:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
+    env = {**options.env().process, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
     proc = subprocess.run(
         ["chroot", str(root), *cmd],
         stdout=subprocess.PIPE,

@@ -19,11 +19,12 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 from filelock import FileLock
 
+from orchestrator import options
 from orchestrator.container import engine
 from orchestrator.errors import OrchError
 from orchestrator.images import definition, rootfs
@@ -37,7 +38,6 @@ LOCAL_POLICY_BY_SUITE: dict[str, tuple[str, str]] = {
 }
 DEFAULT_SUITE = "bullseye"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY")
 
 Log = Callable[[str], None]
 
@@ -78,23 +78,6 @@ def ensure_local_image(
     return info
 
 
-def build_local_images(
-    archs: Sequence[str],
-    suite: str = DEFAULT_SUITE,
-    on_line: Log | None = None,
-    rebuild: bool = False,
-    pythons: tuple[str, ...] | None = None,
-) -> list[engine.ImageInfo]:
-    """Runtime and build images for each architecture (existing tags are reused)."""
-    for arch in archs:
-        definition.plan_image(arch, suite, pythons)  # fail fast on bad input, before building
-    return [
-        ensure_local_image(arch, variant, suite, pythons, on_line, rebuild)
-        for arch in archs
-        for variant in definition.VARIANTS
-    ]
-
-
 def stale_local_images() -> list[str]:
     """Tags of local images whose definition has changed since they were built."""
     stale = []
@@ -126,7 +109,7 @@ def _ensure(
     plan: ImagePlan, variant: str, log: Log, force: bool, fresh_rootfs: bool
 ) -> engine.ImageInfo:
     ref = plan.ref(variant)
-    engine.client()  # an unreachable engine is reported before any slow work
+    engine.ping()  # an unreachable engine is reported before any slow work
     if not force:
         info = engine.inspect_image(ref)
         if info is not None:
@@ -177,7 +160,7 @@ def _make_context(tmp: Path, plan: ImagePlan, tarball: Path) -> Path:
     except OSError:
         shutil.copy2(tarball, tmp / "rootfs.tar.gz")
     ca = tmp / "host-ca.crt"
-    bundle = Path(os.environ.get("SSL_CERT_FILE") or HOST_CA_BUNDLE)
+    bundle = Path(options.env().ssl_cert_file or HOST_CA_BUNDLE)
     if bundle.is_file():
         shutil.copyfile(bundle, ca)
     else:
@@ -187,12 +170,7 @@ def _make_context(tmp: Path, plan: ImagePlan, tarball: Path) -> Path:
 
 def _proxy_args() -> dict[str, str]:
     """The host's proxy settings, passed to the build (Docker does not record them)."""
-    out = {}
-    for name in PROXY_VARS:
-        for key in (name, name.lower()):
-            if os.environ.get(key):
-                out[key] = os.environ[key]
-    return out
+    return dict(options.env().proxies)
 
 
 def _check_built(plan: ImagePlan, info: engine.ImageInfo) -> None:

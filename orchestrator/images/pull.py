@@ -4,24 +4,18 @@ configured). Never silently replaced by another policy's image."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
-from orchestrator import archs
+from orchestrator import archs, options
 from orchestrator.container import engine
 from orchestrator.errors import EnvironmentProblem
 from orchestrator.plan.jobs import Job
 
-MIRROR_ENV = "ORCH_IMAGE_MIRROR"  # "quay.io/pypa=127.0.0.1:5000/pypa[,from=to...]"
+MIRROR_ENV = options.IMAGE_MIRROR
 
 
 def mirror_map() -> list[tuple[str, str]]:
-    pairs = []
-    for item in filter(None, os.environ.get(MIRROR_ENV, "").split(",")):
-        if "=" in item:
-            src, dst = item.split("=", 1)
-            pairs.append((src.strip().rstrip("/"), dst.strip().rstrip("/")))
-    return pairs
+    return list(options.env().image_mirrors)
 
 
 def mirrored(ref: str) -> str | None:
@@ -63,7 +57,7 @@ def _pull(job: Job) -> engine.ImageInfo:
             errors.append(str(exc))
             continue
         if ref != job.image:
-            engine.client().images.get(ref).tag(job.image)
+            engine.tag_image(ref, job.image)
         info = engine.inspect_image(job.image)
         assert info is not None
         _check_arch(job, info)

@@ -133,9 +133,14 @@ def _run(cmd: list[str], on_line: Log) -> None:
     )
     assert proc.stdout is not None
     tail: list[str] = []
-    for line in proc.stdout:
-        on_line(line.rstrip("\n"))
-        tail = [*tail[-19:], line.rstrip("\n")]
+    try:
+        for line in proc.stdout:
+            on_line(line.rstrip("\n"))
+            tail = [*tail[-19:], line.rstrip("\n")]
+    except BaseException:  # interrupted: the child stops before its tree is removed
+        proc.terminate()
+        proc.wait()
+        raise
     if proc.wait() != 0:
         raise OrchError(f"{cmd[0]} failed (exit {proc.returncode}):\n  " + "\n  ".join(tail))
 

@@ -16,7 +16,6 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.container import engine
 from orchestrator.container.session import Session, StageFailed
 from orchestrator.report.record import WheelInfo
 from orchestrator.util.archive import max_copyout_bytes
@@ -28,7 +27,7 @@ def copy_out_wheels(session: Session, path: str, staging: Path) -> list[Path]:
     staging.mkdir(parents=True, exist_ok=True)
     engine_tar = staging / ".copy-out.tar"
     try:
-        engine.copy_out(session.c, path, engine_tar, max_copyout_bytes())
+        session.copy_out(path, engine_tar, max_copyout_bytes())
         return extract_wheels(engine_tar, staging)
     finally:
         engine_tar.unlink(missing_ok=True)

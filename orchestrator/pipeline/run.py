@@ -1,131 +1,170 @@
-"""Runs a plan: images -> dependencies -> (build -> repair -> verify -> audit) per job ->
-wheelhouse and report. Jobs run concurrently, each in its own fresh container."""
+"""Runs a plan, as a straight list of steps: images -> dependencies -> jobs (each: build ->
+repair -> audit -> verify -> land, see job.py) -> report. Jobs run concurrently, each in
+its own fresh container; an interruption (Ctrl-C, SIGTERM, SIGHUP) at any step stops
+and removes the run's containers, and the report is written all the same."""
 
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import threading
 import time
-import uuid
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 
 from rich.console import Console
-from rich.table import Table
 
-from orchestrator import archs
-from orchestrator.container import engine
-from orchestrator.container.hostenv import HostEnv, host_env
-from orchestrator.container.session import Cancelled, Session, StageFailed
+from orchestrator import options
+from orchestrator.container.engine import DockerEngine
+from orchestrator.container.factory import ContainerFactory, RunIdentity, remove_run_containers
+from orchestrator.container.hostenv import host_env
+from orchestrator.container.types import Engine
+from orchestrator.deps.stage import DepGroup, DepsInputs, build_dependencies
 from orchestrator.emulation import binfmt
-from orchestrator.emulation.accel import Accel, Fallback, plan_accel
-from orchestrator.errors import OrchError
-from orchestrator.images import pull as images
-from orchestrator.pipeline.build import build_wheel, copy_project, job_env, merge_env, project_tar
-from orchestrator.pipeline.land import copy_out_wheels, land_once, set_aside
-from orchestrator.pipeline.repair import REPAIRED, repair_wheel
+from orchestrator.pipeline.build import project_tar
+from orchestrator.pipeline.images import ImagesInputs, ImagesOutcome, prepare_images
+from orchestrator.pipeline.job import JobInputs, JobOutcome, run_job
 from orchestrator.plan.jobs import Job, Plan
 from orchestrator.recipe.model import Recipe
-from orchestrator.report.cause import cause_or_error
-from orchestrator.report.joblog import JobLog
 from orchestrator.report.progress import ProgressView
-from orchestrator.report.record import ImageResult, JobResult, RunReport
-from orchestrator.util.redact import inert
+from orchestrator.report.record import JobResult, RunReport
+from orchestrator.util.futures import wait_responsively
+
+GRACE_SECONDS = 30.0  # interrupted: how long running jobs get to notice (their containers are gone)
 
 
-class Blocked(OrchError):
-    """A job cannot start: something it needs (a dependency) failed."""
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    output_dir: Path
-    jobs: int = max(1, (os.cpu_count() or 2))
-    keep_container: bool = False
-    keep_failed: bool = False
-    report_path: Path | None = None
-    log_dir: Path | None = None
-    build_images: bool = True
-    verify: bool = True
-    audit: bool = True
-    shard: str | None = None
-    live: bool | None = None
-    emulation: str = "auto"  # auto | accelerated | plain (emulation/accel.py)
-
-    @property
-    def meta_dir(self) -> Path:
-        return self.output_dir / ".orch"
-
-    @property
-    def logs(self) -> Path:
-        return self.log_dir or self.meta_dir / "logs"
-
-    @property
-    def report_file(self) -> Path:
-        return self.report_path or self.meta_dir / "report.json"
-
-
-@dataclass
-class RunState:
-    """Everything the stages of one run share."""
-
-    recipe: Recipe
-    plan: Plan
-    opts: RunOptions
-    view: ProgressView
-    report: RunReport
-    host: HostEnv
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    cancel: threading.Event = field(default_factory=threading.Event)
-    project: bytes = b""
-    dep_tars: dict[str, bytes | None] = field(default_factory=dict)  # group -> prefix tar
-    dep_env: dict[str, dict[str, str]] = field(default_factory=dict)  # group -> build env
-    dep_failures: dict[str, list[str]] = field(default_factory=dict)  # group -> failed deps
-    image_ids: dict[str, str] = field(default_factory=dict)
-    image_env: dict[str, dict[str, str]] = field(default_factory=dict)
-    accel: dict[str, Accel | Fallback] = field(default_factory=dict)  # emulated image -> plan
-
-    @property
-    def labels(self) -> dict[str, str]:
-        return {engine.LABEL_RUN: self.run_id}
-
-
-def run(recipe: Recipe, plan: Plan, opts: RunOptions, console: Console | None = None) -> RunReport:
-    report = RunReport(recipe=str(recipe.path), name=recipe.name, shard=opts.shard)
-    report.excluded = [{"id": e.id, "reason": e.reason} for e in plan.excluded]
-    report.jobs = [_job_result(j) for j in plan.jobs]
+def run(
+    recipe: Recipe,
+    plan: Plan,
+    opts: options.BuildOptions,
+    console: Console | None = None,
+    engine: Engine | None = None,
+    require_arch: Callable[[str], object] = binfmt.require,
+) -> RunReport:
+    factory = ContainerFactory(
+        engine or DockerEngine(), RunIdentity.new(), host_env(opts.env), threading.Event()
+    )
+    report = _new_report(recipe, plan, opts, factory.run)
     view = ProgressView(console, live=opts.live)
-    state = RunState(recipe, plan, opts, view, report, host_env())
-    report.run_id = state.run_id
+    outcomes: dict[str, JobOutcome] = {}
     try:
         with view:
-            _prepare_images(state)
-            state.project = project_tar(recipe)
-            _run_dependencies(state)
-            _run_jobs(state)
+            images = prepare_images(
+                ImagesInputs(plan, opts, view, factory, require_arch, report.images.append)
+            )
+            _set_image_ids(report, images)
+            deps = build_dependencies(
+                _deps_inputs(recipe, plan, opts, view, factory, images, report)
+            )
+            inputs = JobInputs(
+                recipe,
+                opts,
+                factory,
+                view,
+                project_tar(recipe),
+                _image_env(images),
+                images.accelerated(),
+                deps,
+            )
+            run_jobs(inputs, plan.jobs, images, outcomes.__setitem__)
     except KeyboardInterrupt:
-        state.cancel.set()
+        factory.cancel.set()
         view.print("interrupted: stopping containers...")
         raise
     finally:
-        kept = {j.kept_container for j in report.jobs if j.kept_container}
-        removed = engine.remove_containers(state.labels, keep=kept) if _engine_used(state) else 0
-        if removed:
-            view.print(f"removed {removed} container(s)")
-        report.finished = time.time()
-        report.write(opts.report_file)
-        shutil.rmtree(opts.meta_dir / "staging" / state.run_id, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            (opts.meta_dir / "staging").rmdir()  # only when no other run is staging
+        _record_jobs(report, outcomes, view, interrupted=factory.cancel.is_set())
+        _clean_up(report, factory, opts, view)
     return report
 
 
-def _engine_used(state: RunState) -> bool:
-    return bool(state.image_ids)
+def _image_env(images: ImagesOutcome) -> dict[str, dict[str, str]]:
+    return {ref: dict(info.env) for ref, info in images.info.items()}
+
+
+def _deps_inputs(
+    recipe: Recipe,
+    plan: Plan,
+    opts: options.BuildOptions,
+    view: ProgressView,
+    factory: ContainerFactory,
+    images: ImagesOutcome,
+    report: RunReport,
+) -> DepsInputs:
+    accel = images.accelerated()
+    groups = tuple(
+        DepGroup(
+            g, jobs[0].image, images.info[jobs[0].image].id, jobs[0].arch, accel.get(jobs[0].image)
+        )
+        for g, jobs in plan.groups()
+    )
+    return DepsInputs(
+        recipe, groups, factory, view, opts.logs, opts.jobs, opts.env, report.deps.append
+    )
+
+
+# --- jobs ---------------------------------------------------------------------------
+
+
+def run_jobs(
+    inputs: JobInputs,
+    jobs: Sequence[Job],
+    images: ImagesOutcome,
+    on_done: Callable[[str, JobOutcome], None],
+) -> None:
+    """Every job, at most `jobs` at once: emulated ones first (they take longest) but in
+    their own, smaller pool, so that they never take every slot while native jobs wait."""
+    order = sorted(jobs, key=lambda j: (not j.emulated, j.id))
+    n = max(1, inputs.opts.jobs)
+    slots = threading.Semaphore(n)
+    for job in order:
+        inputs.view.add(job.id, "job", job.id, images.emulation_label(job))
+    pools = {
+        True: ThreadPoolExecutor(emulated_limit(order, n), thread_name_prefix="emulated-job"),
+        False: ThreadPoolExecutor(n, thread_name_prefix="job"),
+    }
+    futures = [pools[j.emulated].submit(_one_job, inputs, j, slots, on_done) for j in order]
+    try:
+        wait_responsively(futures)
+    except KeyboardInterrupt:
+        inputs.factory.cancel.set()
+        for f in futures:
+            f.cancel()
+        with contextlib.suppress(Exception):  # the engine may be down; cleanup retries
+            remove_run_containers(inputs.factory.engine, inputs.factory.run)
+        wait(futures, timeout=GRACE_SECONDS)  # running jobs end fast without containers
+        raise
+    finally:
+        for pool in pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def emulated_limit(jobs: Sequence[Job], n: int) -> int:
+    """Emulated jobs at once: one slot stays for native jobs when there are any (~20x)."""
+    has_native = any(not j.emulated for j in jobs)
+    return max(1, n - 1) if has_native and n > 1 else n
+
+
+def _one_job(
+    inputs: JobInputs,
+    job: Job,
+    slots: threading.Semaphore,
+    on_done: Callable[[str, JobOutcome], None],
+) -> None:
+    with slots:
+        on_done(job.id, run_job(inputs, job))
+
+
+# --- the report ---------------------------------------------------------------------
+
+
+def _new_report(
+    recipe: Recipe, plan: Plan, opts: options.BuildOptions, run: RunIdentity
+) -> RunReport:
+    report = RunReport(recipe=str(recipe.path), name=recipe.name, shard=opts.shard)
+    report.run_id = run.run_id
+    report.excluded = [{"id": e.id, "reason": e.reason} for e in plan.excluded]
+    report.jobs = [_job_result(j) for j in plan.jobs]
+    return report
 
 
 def _job_result(job: Job) -> JobResult:
@@ -140,269 +179,52 @@ def _job_result(job: Job) -> JobResult:
     )
 
 
-# --- images -------------------------------------------------------------------------
+def _set_image_ids(report: RunReport, images: ImagesOutcome) -> None:
+    for result in report.jobs:
+        info = images.info.get(result.image)
+        result.image_id = info.id if info else None
 
 
-def _prepare_images(state: RunState) -> None:
-    """Every image the plan needs, present before any job starts; else one clear error."""
-    needed: dict[str, Job] = {}
-    for job in state.plan.jobs:
-        needed.setdefault(job.image, job)
-    for arch in sorted({j.arch for j in state.plan.jobs}):
-        binfmt.require(arch)
-    for ref, job in needed.items():
-        key = f"image:{ref}"
-        state.view.add(key, "image", f"{job.policy}_{job.arch}", job.image_source)
-        state.view.stage(key, "checking")
-        t0 = time.monotonic()
-        info, status = images.ensure(
-            job, build=state.opts.build_images, on_line=_image_logger(state, ref)
-        )
-        state.image_ids[ref] = info.id
-        state.image_env[ref] = dict(info.env)
-        state.report.images.append(
-            ImageResult(ref, job.arch, info.id, job.image_source, status, time.monotonic() - t0)
-        )
-        if job.emulated:
-            log = _image_logger(state, ref)
-            state.accel[ref] = plan_accel(job.arch, info, state.opts.emulation, log)
-            state.view.note(key, state.accel[ref].describe())
-        state.view.finish(key, "ok", status)
-    for result in state.report.jobs:
-        result.image_id = state.image_ids.get(result.image)
-
-
-def _image_logger(state: RunState, ref: str) -> Callable[[str], None]:
-    log = JobLog(state.opts.logs / f"image-{ref.replace('/', '_').replace(':', '_')}.log")
-    return log.line
-
-
-# --- dependencies -------------------------------------------------------------------
-
-
-def _run_dependencies(state: RunState) -> None:
-    if not state.recipe.dependencies:
-        return
-    from orchestrator.deps.stage import build_dependencies
-
-    build_dependencies(state)
-
-
-# --- jobs ---------------------------------------------------------------------------
-
-
-def _run_jobs(state: RunState) -> None:
-    jobs = sorted(state.plan.jobs, key=lambda j: (not j.emulated, j.id))  # longest first
-    n = max(1, state.opts.jobs)
-    has_native = any(not j.emulated for j in jobs)
-    # Emulated jobs may not take every slot while native ones wait (~20x slower).
-    emulated_slots = threading.Semaphore(max(1, n - 1) if has_native and n > 1 else n)
-    for job in jobs:
-        state.view.add(job.id, "job", job.id, emulation_label(state, job))
-    results = {r.id: r for r in state.report.jobs}
-    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="job") as pool:
-        futures: list[Future[None]] = []
-        for job in jobs:
-            futures.append(pool.submit(_guarded, state, job, results[job.id], emulated_slots))
-        try:
-            while True:
-                _done, pending = wait(futures, timeout=0.5)
-                if not pending:
-                    break
-        except KeyboardInterrupt:
-            state.cancel.set()
-            for f in futures:
-                f.cancel()
-            engine.remove_containers(state.labels)
-            raise
-
-
-def accel_for(state: RunState, image: str) -> Accel | None:
-    plan = state.accel.get(image)
-    return plan if isinstance(plan, Accel) else None
-
-
-def emulation_label(state: RunState, job: Job) -> str:
-    if not job.emulated:
-        return ""
-    plan = state.accel.get(job.image)
-    if isinstance(plan, Accel):
-        return "emulated, accelerated"
-    return f"emulated ({plan.describe() if plan else 'plain'})"
-
-
-def _guarded(state: RunState, job: Job, result: JobResult, slots: threading.Semaphore) -> None:
-    if job.emulated:
-        with slots:
-            _run_job(state, job, result)
-    else:
-        _run_job(state, job, result)
-
-
-def _run_job(state: RunState, job: Job, result: JobResult) -> None:
-    view, opts = state.view, state.opts
-    log = JobLog(opts.logs / f"{job.id}.log")
-    result.log = str(log.path)
-    staging = opts.meta_dir / "staging" / state.run_id / job.id
-    t0 = time.monotonic()
-    stage = "start"
-    try:
-        if state.cancel.is_set():
-            raise Cancelled("cancelled")
-        dep_tar = state.dep_tars.get(job.group, b"")
-        if dep_tar is None:
-            failed = ", ".join(state.dep_failures.get(job.group, []))
-            raise Blocked(f"dependency {failed} failed to build")
-        env = job_env(
-            job,
-            state.image_env.get(job.image, {}),
-            merge_env(state.dep_env.get(job.group, {}), state.recipe.environment),
-        )
-        session = Session(
-            job.image,
-            platform=archs.get(job.arch).platform,
-            labels=state.labels | {engine.LABEL_JOB: job.id},
-            host=state.host,
-            log=log,
-            cancel=state.cancel,
-            keep_on_failure=opts.keep_container,
-            accel=accel_for(state, job.image),
-            personality=archs.personality(job.arch),
-        )
-        try:
-            with session:
-                stage = "copy in"
-                view.stage(job.id, stage)
-                log.stage(stage)
-                copy_project(session, state.recipe, state.project)
-                if dep_tar:
-                    session.put_tar(dep_tar, "/opt/orch")
-                stage = "build"
-                view.stage(job.id, stage)
-                log.stage(stage)
-                build_wheel(session, job, state.recipe, env)
-                stage = "repair"
-                view.stage(job.id, stage)
-                log.stage(stage)
-                repair_wheel(session, job, state.recipe)
-                stage = "copy out"
-                view.stage(job.id, stage)
-                wheels = copy_out_wheels(session, REPAIRED, staging)
-        finally:
-            if session.kept and session.container is not None:
-                result.kept_container = session.container.name
-        if len(wheels) != 1:
-            raise StageFailed("repair", f"expected one repaired wheel, found {len(wheels)}")
-        wheel = wheels[0]
-        refused = _check(state, job, result, wheel, log, view)
-        if refused:
-            stage = "audit" if refused.startswith("audit") else "verify"
-            aside = set_aside(wheel, opts.meta_dir / "failed") if opts.keep_failed else None
-            raise StageFailed(stage, refused + (f"; wheel kept at {aside}" if aside else ""))
-        result.wheel = land_once(wheel, opts.output_dir, run_id=state.run_id, job=job.id)
-        result.status = "ok"
-        view.finish(job.id, "ok", result.wheel.filename)
-    except Cancelled:
-        result.status = "cancelled"
-        view.finish(job.id, "cancelled")
-    except Blocked as exc:
-        result.status = "blocked"
-        result.failed_stage = "deps"
-        result.error = str(exc)
-        view.finish(job.id, "blocked", str(exc))
-    except (StageFailed, OrchError) as exc:
-        result.status = "failed"
-        result.failed_stage = getattr(exc, "stage", stage)
-        result.error = str(exc)
-        result.log_tail = log.tail(25)
-        view.finish(job.id, "failed", f"{result.failed_stage}: {exc}")
-    except Exception as exc:  # an engine error or a bug: this job fails, the others go on
-        result.status = "failed"
-        result.failed_stage = stage
-        result.error = f"{type(exc).__name__}: {exc}"
-        result.log_tail = log.tail(25)
-        view.finish(job.id, "failed", f"{stage}: {result.error}")
-    finally:
-        if result.status == "failed":
-            result.cause = cause_or_error(log.tail(400), result.error)
-        result.seconds = time.monotonic() - t0
-        result.stages = view.stage_times(job.id)
-        log.close()
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _check(
-    state: RunState, job: Job, result: JobResult, wheel: Path, log: JobLog, view: ProgressView
-) -> str | None:
-    """Audit, then clean-container verification; results go into the job's report.
-    Returns why the wheel is refused, or None."""
-    if state.opts.audit:
-        view.stage(job.id, "audit")
-        log.stage("audit")
-        from orchestrator.pipeline.verify import audit_job_wheel
-
-        audit = audit_job_wheel(wheel, state.recipe, log)
-        result.audit = audit.to_json()
-        errors = sorted({f.check for f in audit.findings if f.severity == "error"})
-        if errors:
-            return f"audit failed: {', '.join(errors)}"
-    if state.opts.verify:
-        view.stage(job.id, "verify")
-        log.stage("verify")
-        from orchestrator.pipeline.verify import verify_wheel
-
-        outcomes = verify_wheel(state, job, wheel, log)
-        result.verify = [o.to_json() for o in outcomes]
-        for o in outcomes:
-            if o.status == "incompatible":
-                return (
-                    f"configuration error: verify image {o.image} cannot run this wheel: {o.detail}"
-                )
-            if not o.ok:
-                return f"verification failed in {o.image}: {o.detail}"
-    return None
-
-
-# --- summary ------------------------------------------------------------------------
-
-
-def summary_table(report: RunReport) -> Table:
-    table = Table(title=f"orch: {report.name}", show_lines=False)
-    for col in ("job", "status", "time", "wheel (or cause)", "size"):
-        table.add_column(
-            col,
-            justify="right" if col in ("time", "size") else "left",
-            overflow="fold",
-            no_wrap=col in ("time", "size", "status"),
-        )
-    order = {"failed": 0, "cancelled": 1, "blocked": 2, "ok": 3}
-    for j in sorted(report.jobs, key=lambda j: (order.get(j.status, 9), j.id)):
-        style = {"ok": "green", "failed": "bold red"}.get(j.status, "yellow")
-        table.add_row(
-            j.id,
-            f"[{style}]{j.status}[/]" + (f" ({j.failed_stage})" if j.failed_stage else ""),
-            f"{j.seconds:.1f}s",
-            j.wheel.filename if j.wheel else (j.cause or "-"),
-            f"{j.wheel.size / 1024:.0f} KiB" if j.wheel else "-",
-        )
-    return table
-
-
-def print_failures(report: RunReport, console: Console) -> None:
-    for j in report.jobs:
-        if j.status != "failed":
+def _record_jobs(
+    report: RunReport, outcomes: dict[str, JobOutcome], view: ProgressView, interrupted: bool
+) -> None:
+    for result in report.jobs:
+        outcome = outcomes.get(result.id)
+        if outcome is None:
+            if interrupted:  # never reported back: stopped before or while it ran
+                started = view.tasks.get(result.id) is not None and view.tasks[result.id].started
+                result.status = "interrupted" if started else "cancelled"
             continue
-        console.rule(f"[bold red]{j.id} failed in {j.failed_stage}")
-        if j.cause and j.cause != j.error:
-            console.print(f"cause: {inert(j.cause)}", markup=False, soft_wrap=True, style="bold")
-        console.print(inert(j.error or ""), markup=False, soft_wrap=True)
-        if j.log_tail:
-            tail = inert("\n".join(j.log_tail))
-            console.print(tail, markup=False, highlight=False, soft_wrap=True)
-        console.print(f"full log: {j.log}", markup=False, soft_wrap=True)
-        if j.kept_container:
-            console.print(
-                f"container kept: docker exec -it {j.kept_container} bash   "
-                f"(remove it with: orch clean)",
-                markup=False,
-            )
+        result.status = outcome.status
+        result.failed_stage = outcome.failed_stage.value if outcome.failed_stage else None
+        result.error = outcome.error
+        result.wheel = outcome.wheel
+        result.audit = dict(outcome.audit) if outcome.audit is not None else None
+        result.verify = [dict(v) for v in outcome.verify]
+        result.kept_container = outcome.kept_container
+        result.seconds = outcome.seconds
+        result.stages = dict(outcome.stages)
+        result.log = outcome.log
+        result.log_tail = list(outcome.log_tail)
+        result.cause = outcome.cause
+
+
+def _clean_up(
+    report: RunReport, factory: ContainerFactory, opts: options.BuildOptions, view: ProgressView
+) -> None:
+    """Containers removed (unless kept), the report written, staging removed. An engine
+    that is down here is a warning: the report is written and the original error stays."""
+    kept = {j.kept_container for j in report.jobs if j.kept_container}
+    if report.images:  # the engine was reached
+        try:
+            removed = remove_run_containers(factory.engine, factory.run, keep=kept)
+        except Exception as exc:
+            view.print(f"warning: could not remove the run's containers: {exc}")
+        else:
+            if removed:
+                view.print(f"removed {removed} container(s)")
+    report.finished = time.time()
+    report.write(opts.report_file)
+    shutil.rmtree(opts.meta_dir / "staging" / factory.run.run_id, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        (opts.meta_dir / "staging").rmdir()  # only when no other run is staging

@@ -1,6 +1,6 @@
 """The verify stage: each repaired wheel installed and tested in fresh containers that
 never saw the build (the runtime image: interpreters only, no compiler, no dependency
-prefix, no source tree), plus any images the recipe lists. And the audit of each wheel."""
+prefix, no source tree), plus any images the recipe lists."""
 
 from __future__ import annotations
 
@@ -10,18 +10,17 @@ import time
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from orchestrator import archs
-from orchestrator.container import engine
+from orchestrator.container.factory import ContainerFactory
 from orchestrator.container.session import Session, StageFailed
+from orchestrator.container.types import ImageInfo
+from orchestrator.errors import EnvironmentProblem
+from orchestrator.images.local import ensure_local_image
 from orchestrator.plan.jobs import Job
 from orchestrator.recipe.model import Recipe
 from orchestrator.report.joblog import JobLog
-
-if TYPE_CHECKING:
-    from orchestrator.audit import AuditResult
-    from orchestrator.pipeline.run import RunState
 
 WHEEL_DIR = "/orch/verify"
 TEST_DIR = "/tmp/orch-test"  # outside any source tree
@@ -93,73 +92,51 @@ def top_level_modules(wheel: Path) -> list[str]:
     return sorted(m for m in mods if m.isidentifier())
 
 
-# --- audit ------------------------------------------------------------------------------
-
-
-def audit_job_wheel(wheel: Path, recipe: Recipe, log: JobLog) -> AuditResult:
-    from orchestrator.audit import audit_wheel
-
-    result = audit_wheel(
-        wheel,
-        allow_exports=recipe.audit.allow_exports,
-        downgrade=recipe.audit.downgrade,
-        bundled_static=[d.name for d in recipe.dependencies],
-    )
-    for f in result.findings:
-        items = ", ".join(f.items[:8]) + (
-            f" (+{len(f.items) - 8} more)" if len(f.items) > 8 else ""
-        )
-        log.line(f"[audit] {f.severity:7} {f.check}: {f.message}{': ' + items if items else ''}")
-    return result
-
-
 # --- clean-container verification -------------------------------------------------------
 
 
-def verify_wheel(state: RunState, job: Job, wheel: Path, log: JobLog) -> list[VerifyOutcome]:
-    images = [job.runtime_image or job.image, *state.recipe.test.verify_images]
-    return [verify_in_image(state, job, wheel, ref, log) for ref in dict.fromkeys(images)]
+def verify_wheel(
+    factory: ContainerFactory, recipe: Recipe, job: Job, wheel: Path, log: JobLog
+) -> list[VerifyOutcome]:
+    images = [job.runtime_image or job.image, *recipe.test.verify_images]
+    return [verify_in_image(factory, recipe, job, wheel, ref, log) for ref in dict.fromkeys(images)]
 
 
-def verify_in_image(state: RunState, job: Job, wheel: Path, ref: str, log: JobLog) -> VerifyOutcome:
+def verify_in_image(
+    factory: ContainerFactory, recipe: Recipe, job: Job, wheel: Path, ref: str, log: JobLog
+) -> VerifyOutcome:
     t0 = time.monotonic()
     tags = wheel_tags(wheel)
-    info = _image(ref, job, log)
+    info = _image(factory, ref, job, log)
     problem = _incompatibility(info, tags)
     if problem:
         log.line(f"[verify] {ref}: cannot run this wheel: {problem}")
         return VerifyOutcome(ref, "incompatible", problem, time.monotonic() - t0)
-    session = Session(
+    session = factory.session(
         ref,
-        platform=engine.image_platform_string(info),
-        labels=state.labels | {engine.LABEL_JOB: f"{job.id}-verify"},
-        host=state.host,
+        platform=info.platform,
+        job=f"{job.id}-verify",
         log=log,
-        cancel=state.cancel,
         personality=archs.personality(tags.arch),
     )
     try:
         with session:
-            _run_checks(session, state.recipe, job, wheel, tags, log)
+            _run_checks(session, recipe, job, wheel, tags)
     except StageFailed as exc:
         return VerifyOutcome(ref, "failed", f"{exc}; see the log", time.monotonic() - t0)
     return VerifyOutcome(ref, "passed", "installed, imported and tested", time.monotonic() - t0)
 
 
-def _image(ref: str, job: Job, log: JobLog) -> engine.ImageInfo:
-    info = engine.inspect_image(ref)
+def _image(factory: ContainerFactory, ref: str, job: Job, log: JobLog) -> ImageInfo:
+    info = factory.engine.inspect_image(ref)
     if info is None and ref == job.runtime_image:
-        from orchestrator.images.local import ensure_local_image
-
         info = ensure_local_image(job.arch, "runtime", on_line=log.line)
     if info is None:
-        from orchestrator.errors import EnvironmentProblem
-
         raise EnvironmentProblem(f"verification image {ref} is not present (test.verify-images)")
     return info
 
 
-def _incompatibility(info: engine.ImageInfo, tags: WheelTags) -> str | None:
+def _incompatibility(info: ImageInfo, tags: WheelTags) -> str | None:
     """Why an image cannot run a wheel by its tag: architecture, then glibc."""
     want = archs.ARCHS.get(tags.arch)
     if want is None:
@@ -175,9 +152,7 @@ def _incompatibility(info: engine.ImageInfo, tags: WheelTags) -> str | None:
     return None
 
 
-def _run_checks(
-    session: Session, recipe: Recipe, job: Job, wheel: Path, tags: WheelTags, log: JobLog
-) -> None:
+def _run_checks(session: Session, recipe: Recipe, job: Job, wheel: Path, tags: WheelTags) -> None:
     py_dir = f"/opt/python/{job.python_tag}/bin"
     env = {"PATH": f"{py_dir}:/usr/local/bin:/usr/bin:/bin", "PIP_NO_INPUT": "1"}
     session.run("verify", ["mkdir", "-p", WHEEL_DIR, TEST_DIR])

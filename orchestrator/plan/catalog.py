@@ -15,6 +15,7 @@ import yaml
 
 from orchestrator import archs
 from orchestrator.errors import ConfigError
+from orchestrator.images.definition import plan_image
 from orchestrator.util.resources import data_dir
 
 # PEP 600 names of the legacy aliases, both ways.
@@ -122,12 +123,11 @@ class Catalog:
             ref = str(preference)
             return ImageChoice("explicit", ref, ref, pep600, pythons, libc)
         if local and arch in local.archs and preference != "pypa":
-            from orchestrator.images.local import local_image_ref
-
+            image = plan_image(arch, local.suite)  # its tag, from the definition files
             return ImageChoice(
                 "local",
-                local_image_ref(arch, "build", local.suite),
-                local_image_ref(arch, "runtime", local.suite),
+                image.ref("build"),
+                image.ref("runtime"),
                 pep600,
                 local.pythons(arch),
                 local.libc_version,

@@ -42,8 +42,3 @@ def closure(names: Sequence[str], requires: Mapping[str, Sequence[str]]) -> set[
             out.add(n)
             todo.extend(requires.get(n, ()))
     return out
-
-
-def dependents(name: str, requires: Mapping[str, Sequence[str]]) -> set[str]:
-    """Every node that (transitively) requires `name`."""
-    return {n for n in requires if n != name and name in closure([n], requires)}

@@ -107,8 +107,3 @@ class Recipe:
         keys = ([f"{name}[{index}]"] if index is not None else []) + [name]
         return next((self.origins[k] for k in keys if k in self.origins), str(self.path))
 
-    def dependency(self, name: str) -> DependencySpec:
-        for dep in self.dependencies:
-            if dep.name == name:
-                return dep
-        raise KeyError(name)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from orchestrator import options
 from orchestrator.errors import OrchError
 
 _MAX_LINK_HOPS = 40  # as the kernel's ELOOP limit
@@ -197,13 +198,13 @@ def copy_bounded(chunks: Iterator[bytes], out: IO[bytes], limit: int, what: str)
     return total
 
 
-MAX_COPYOUT_ENV = "ORCH_MAX_COPYOUT_MB"
+MAX_COPYOUT_ENV = options.MAX_COPYOUT_MB
 DEFAULT_MAX_COPYOUT_MB = 4096
 
 
 def max_copyout_bytes() -> int:
     """The bound on one copy out of a container (ORCH_MAX_COPYOUT_MB, default 4 GiB)."""
-    raw = os.environ.get(MAX_COPYOUT_ENV, "").strip()
+    raw = options.env().max_copyout_mb
     try:
         mb = int(raw) if raw else DEFAULT_MAX_COPYOUT_MB
     except ValueError:

@@ -5,19 +5,20 @@ One root, overridable by ``$ORCH_CACHE_DIR`` so CI can point it at a cached volu
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import platformdirs
 
-ENV_CACHE_DIR = "ORCH_CACHE_DIR"
+from orchestrator import options
+
+ENV_CACHE_DIR = options.CACHE_DIR
 
 
 def cache_dir() -> Path:
     """The cache root: ``$ORCH_CACHE_DIR`` if set (and non-empty), else the user cache dir."""
-    override = os.environ.get(ENV_CACHE_DIR, "").strip()
-    if override:
-        return Path(override).expanduser().absolute()
+    override = options.env().cache_dir
+    if override is not None:
+        return override
     return Path(platformdirs.user_cache_dir("orch", appauthor=False))
 
 

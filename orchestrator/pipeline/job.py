@@ -1,0 +1,278 @@
+"""One job, as its list of steps: copy in, build, repair, copy out (in one fresh
+container), then audit, verify (in clean containers) and land. `stage(name)` does the
+bookkeeping of each step (progress view, log, the failed stage); the result is a typed
+`JobOutcome`."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+from orchestrator import archs, options
+from orchestrator.container.factory import ContainerFactory
+from orchestrator.container.session import Cancelled, Session, StageFailed
+from orchestrator.deps.stage import GroupDeps
+from orchestrator.emulation.accel import Accel
+from orchestrator.errors import OrchError
+from orchestrator.pipeline.audit import audit_errors, audit_job_wheel
+from orchestrator.pipeline.build import build_wheel, copy_project, job_env, merge_env
+from orchestrator.pipeline.land import copy_out_wheels, land_once, set_aside
+from orchestrator.pipeline.repair import REPAIRED, repair_wheel
+from orchestrator.pipeline.verify import verify_wheel
+from orchestrator.plan.jobs import Job
+from orchestrator.recipe.model import Recipe
+from orchestrator.report.cause import cause_or_error
+from orchestrator.report.joblog import JobLog
+from orchestrator.report.progress import ProgressView
+from orchestrator.report.record import WheelInfo
+
+
+class JobStage(str, Enum):
+    """Where a job can fail (the report's `failed_stage`)."""
+
+    START = "start"
+    DEPS = "deps"
+    COPY_IN = "copy in"
+    PREPARE = "prepare"
+    BEFORE_BUILD = "before-build"
+    BUILD = "build"
+    REPAIR = "repair"
+    COPY_OUT = "copy out"
+    AUDIT = "audit"
+    VERIFY = "verify"
+    LAND = "land"
+
+
+JobStatus = Literal["ok", "failed", "blocked", "cancelled", "interrupted"]
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    status: JobStatus
+    failed_stage: JobStage | None = None
+    error: str | None = None
+    wheel: WheelInfo | None = None
+    audit: Mapping[str, Any] | None = None
+    verify: tuple[Mapping[str, Any], ...] = ()
+    kept_container: str | None = None
+    seconds: float = 0.0
+    stages: Mapping[str, float] = field(default_factory=dict)
+    log: str | None = None
+    log_tail: tuple[str, ...] = ()
+    cause: str | None = None  # the first error line of the failing step, else the error
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    """What every job of a run gets."""
+
+    recipe: Recipe
+    opts: options.BuildOptions
+    factory: ContainerFactory
+    view: ProgressView
+    project: bytes  # the project as a tar (build.project_tar)
+    image_env: Mapping[str, Mapping[str, str]]  # image -> its environment
+    accel: Mapping[str, Accel]  # emulated image -> native cross compiler
+    deps: Mapping[str, GroupDeps]  # group -> its dependency prefix
+
+    @property
+    def staging(self) -> Path:
+        return self.opts.meta_dir / "staging" / self.factory.run.run_id
+
+
+class Blocked(OrchError):
+    """A job cannot start: something it needs (a dependency) failed."""
+
+
+class Refused(OrchError):
+    """The wheel was built but a check refused it."""
+
+    def __init__(self, stage: JobStage, message: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+@dataclass
+class _Found:
+    """What the steps learn on the way (kept for the outcome, whatever happens)."""
+
+    stage: JobStage = JobStage.START
+    started: bool = False
+    audit: Mapping[str, Any] | None = None
+    verify: tuple[Mapping[str, Any], ...] = ()
+    kept_container: str | None = None
+
+
+class _JobRun:
+    def __init__(self, inputs: JobInputs, job: Job, log: JobLog) -> None:
+        self.inputs, self.job, self.log = inputs, job, log
+        self.found = _Found()
+
+    @contextlib.contextmanager
+    def stage(self, name: JobStage) -> Iterator[None]:
+        """One step: shown in the view, marked in the log, named if it fails."""
+        if self.inputs.factory.cancel.is_set():
+            raise Cancelled("cancelled")
+        self.found.stage, self.found.started = name, True
+        self.inputs.view.stage(self.job.id, name.value)
+        self.log.stage(name.value)
+        yield
+
+    def steps(self) -> WheelInfo:
+        deps = self.dependencies()
+        with self.container() as session:
+            with self.stage(JobStage.COPY_IN):
+                self.copy_in(session, deps)
+            with self.stage(JobStage.BUILD):
+                build_wheel(session, self.job, self.inputs.recipe, self.build_env(deps))
+            with self.stage(JobStage.REPAIR):
+                repair_wheel(session, self.job, self.inputs.recipe)
+            with self.stage(JobStage.COPY_OUT):
+                wheel = self.copy_out(session)
+        if self.inputs.opts.audit:
+            with self.stage(JobStage.AUDIT):
+                self.audit(wheel)
+        if self.inputs.opts.verify:
+            with self.stage(JobStage.VERIFY):
+                self.verify(wheel)
+        with self.stage(JobStage.LAND):
+            run_id = self.inputs.factory.run.run_id
+            return land_once(wheel, self.inputs.opts.output_dir, run_id=run_id, job=self.job.id)
+
+    def dependencies(self) -> GroupDeps:
+        deps = self.inputs.deps.get(self.job.group) or GroupDeps(b"", {}, (), ())
+        if not deps.ok:
+            raise Blocked(f"dependency {', '.join(deps.failures)} failed to build")
+        return deps
+
+    def build_env(self, deps: GroupDeps) -> dict[str, str]:
+        image_env = self.inputs.image_env.get(self.job.image, {})
+        return job_env(
+            self.job, image_env, merge_env(deps.build_env, self.inputs.recipe.environment)
+        )
+
+    @contextlib.contextmanager
+    def container(self) -> Iterator[Session]:
+        """The job's build container (kept on failure when asked, and noted)."""
+        accel = self.inputs.accel.get(self.job.image)
+        session = self.inputs.factory.session(
+            self.job.image,
+            platform=archs.get(self.job.arch).platform,
+            job=self.job.id,
+            log=self.log,
+            keep_on_failure=self.inputs.opts.keep_container,
+            mounts=tuple(accel.mounts) if accel else (),
+            overlay=accel.overlay if accel else None,
+            personality=archs.personality(self.job.arch),
+            describe=accel.describe() if accel else "",
+        )
+        try:
+            with session:
+                yield session
+        finally:
+            if session.kept and session.container is not None:
+                self.found.kept_container = session.container.name
+
+    def copy_in(self, session: Session, deps: GroupDeps) -> None:
+        copy_project(session, self.inputs.recipe, self.inputs.project)
+        if deps.prefix_tar:
+            session.put_tar(deps.prefix_tar, "/opt/orch")
+
+    def copy_out(self, session: Session) -> Path:
+        wheels = copy_out_wheels(session, REPAIRED, self.inputs.staging / self.job.id)
+        if len(wheels) != 1:
+            raise StageFailed("repair", f"expected one repaired wheel, found {len(wheels)}")
+        return wheels[0]
+
+    def audit(self, wheel: Path) -> None:
+        result = audit_job_wheel(wheel, self.inputs.recipe, self.log)
+        self.found.audit = result.to_json()
+        errors = audit_errors(result)
+        if errors:
+            self.refuse(wheel, JobStage.AUDIT, f"audit failed: {', '.join(errors)}")
+
+    def verify(self, wheel: Path) -> None:
+        outcomes = verify_wheel(self.inputs.factory, self.inputs.recipe, self.job, wheel, self.log)
+        self.found.verify = tuple(o.to_json() for o in outcomes)
+        for o in outcomes:
+            if o.status == "incompatible":
+                why = (
+                    f"configuration error: verify image {o.image} cannot run this wheel: {o.detail}"
+                )
+                self.refuse(wheel, JobStage.VERIFY, why)
+            if not o.ok:
+                self.refuse(wheel, JobStage.VERIFY, f"verification failed in {o.image}: {o.detail}")
+
+    def refuse(self, wheel: Path, stage: JobStage, why: str) -> None:
+        if self.inputs.opts.keep_failed:
+            aside = set_aside(wheel, self.inputs.opts.meta_dir / "failed")
+            why += f"; wheel kept at {aside}"
+        raise Refused(stage, why)
+
+
+def run_job(inputs: JobInputs, job: Job) -> JobOutcome:
+    """Run one job to its outcome; never raises for the job's own failures."""
+    log = JobLog(inputs.opts.logs / f"{job.id}.log")
+    run = _JobRun(inputs, job, log)
+    t0 = time.monotonic()
+    try:
+        wheel = run.steps()
+        inputs.view.finish(job.id, "ok", wheel.filename)
+        outcome = JobOutcome("ok", wheel=wheel)
+    except Exception as exc:  # an engine error or a bug fails this job, the others go on
+        outcome = _failure(run, exc)
+        inputs.view.finish(job.id, outcome.status, _detail(outcome))
+    finally:
+        log.close()
+        shutil.rmtree(inputs.staging / job.id, ignore_errors=True)
+    return _complete(outcome, run, log, time.monotonic() - t0)
+
+
+def _failure(run: _JobRun, exc: Exception) -> JobOutcome:
+    if run.inputs.factory.cancel.is_set():
+        return JobOutcome("interrupted" if run.found.started else "cancelled")
+    if isinstance(exc, Blocked):
+        return JobOutcome("blocked", JobStage.DEPS, str(exc))
+    stage = _stage_of(exc, run.found.stage)
+    error = str(exc) if isinstance(exc, OrchError) else f"{type(exc).__name__}: {exc}"
+    cause = cause_or_error(run.log.tail(400), error)
+    return JobOutcome("failed", stage, error, log_tail=tuple(run.log.tail(25)), cause=cause)
+
+
+def _stage_of(exc: Exception, current: JobStage) -> JobStage:
+    if isinstance(exc, Refused):
+        return exc.stage
+    if isinstance(exc, StageFailed):
+        with contextlib.suppress(ValueError):
+            return JobStage(exc.stage)
+    return current
+
+
+def _detail(outcome: JobOutcome) -> str:
+    if outcome.status == "failed" and outcome.failed_stage:
+        return f"{outcome.failed_stage.value}: {outcome.error}"
+    return outcome.error or ""
+
+
+def _complete(outcome: JobOutcome, run: _JobRun, log: JobLog, seconds: float) -> JobOutcome:
+    found = run.found
+    return JobOutcome(
+        status=outcome.status,
+        failed_stage=outcome.failed_stage,
+        error=outcome.error,
+        wheel=outcome.wheel,
+        audit=found.audit,
+        verify=found.verify,
+        kept_container=found.kept_container,
+        seconds=seconds,
+        stages=run.inputs.view.stage_times(run.job.id),
+        log=str(log.path),
+        log_tail=outcome.log_tail,
+        cause=outcome.cause,
+    )

@@ -1,0 +1,329 @@
+"""The runner's orchestration on the in-memory engine (tests/support/fakeengine.py): what
+runs where and when, what is cancelled, blocked, kept, landed and reported. No Docker;
+the Docker tests (test_*_e2e.py) check that the real engine does the same."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from orchestrator import archs
+from orchestrator.container import types
+from orchestrator.container.factory import RunIdentity, dead_runs_containers, run_is_alive
+from orchestrator.options import BuildOptions, EnvSettings
+from orchestrator.pipeline.run import run
+from orchestrator.plan.jobs import Plan, make_plan
+from orchestrator.recipe import load_recipe
+from orchestrator.report.record import RunReport
+from tests.support.fakeengine import FakeContainer, FakeEngine, image, succeed
+
+DEP = """\
+  - name: {name}
+    version: "1.0"
+    source: {{url: "http://127.0.0.1:9/{name}.tar.gz", sha256: "{sha}"}}
+    build: {{system: make}}
+"""
+
+
+def setup(
+    tmp_path: Path,
+    arch_list: Sequence[str] = ("x86_64",),
+    python: Sequence[str] = ("3.9", "3.11"),
+    deps: Sequence[str] = (),
+) -> tuple[Any, Plan, Path]:
+    """A recipe (with dependencies served from a mirror directory) and its plan."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "setup.py").write_text("")
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    dep_text = ""
+    for name in deps:
+        data = f"source of {name}".encode()
+        sha = hashlib.sha256(data).hexdigest()
+        (mirror / sha).write_bytes(data)
+        dep_text += DEP.format(name=name, sha=sha)
+    (project / "orch.yaml").write_text(
+        "schema: 1\nname: fakedemo\nproject: .\n"
+        f"python: {json.dumps(list(python))}\nplatforms: [manylinux_2_31]\n"
+        f"archs: {json.dumps(list(arch_list))}\n" + (f"dependencies:\n{dep_text}" if deps else "")
+    )
+    recipe = load_recipe(project / "orch.yaml")
+    return recipe, make_plan(recipe, host_arch="x86_64"), mirror
+
+
+def engine_for(plan: Plan, script: Any = succeed) -> FakeEngine:
+    refs = {(j.image, archs.get(j.arch).oci.split("/")[0]) for j in plan.jobs}
+    return FakeEngine([image(ref, oci) for ref, oci in refs], script)
+
+
+def options(tmp_path: Path, mirror: Path, **kw: Any) -> BuildOptions:
+    settings = EnvSettings(source_mirrors=(str(mirror),))
+    base: dict[str, Any] = dict(
+        output_dir=tmp_path / "wheelhouse",
+        jobs=2,
+        verify=False,
+        audit=False,
+        live=False,
+        emulation="plain",
+        env=settings,
+    )
+    return BuildOptions(**{**base, **kw})
+
+
+def build(recipe: Any, plan: Plan, opts: BuildOptions, engine: FakeEngine) -> tuple[RunReport, str]:
+    out = io.StringIO()
+    report = run(
+        recipe,
+        plan,
+        opts,
+        Console(file=out, width=200),
+        engine=engine,
+        require_arch=lambda _arch: None,
+    )
+    return report, out.getvalue()
+
+
+def statuses(report_file: Path) -> dict[str, tuple[str, str | None]]:
+    data = json.loads(report_file.read_text())
+    return {j["id"]: (j["status"], j["failed_stage"]) for j in data["jobs"]}
+
+
+def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_jobs_land_wheels_from_fresh_labelled_containers(tmp_path: Path, cache_dir: Path) -> None:
+    recipe, plan, mirror = setup(tmp_path)
+    engine = engine_for(plan)
+    opts = options(tmp_path, mirror)
+    report, _ = build(recipe, plan, opts, engine)
+    assert [j.status for j in report.jobs] == ["ok", "ok"]
+    landed = sorted(p.name for p in opts.output_dir.glob("*.whl"))
+    assert landed == sorted(j.wheel.filename for j in report.jobs if j.wheel)
+    assert len(landed) == 2 and not engine.live  # every container removed
+    assert {c.job for c in engine.created} == {j.id for j in plan.jobs}  # one fresh each
+    labels = engine.created[0].spec.labels
+    assert labels[types.LABEL_RUN] == report.run_id
+    assert labels[types.LABEL_PID] == str(os.getpid())
+    assert labels[types.LABEL_HOST] == socket.gethostname()
+    assert statuses(opts.report_file) == {j.id: ("ok", None) for j in plan.jobs}
+    assert not (opts.meta_dir / "staging").exists()
+
+
+def test_failed_stage_is_the_step_that_failed(tmp_path: Path, cache_dir: Path) -> None:
+    recipe, plan, mirror = setup(tmp_path)
+
+    def fail_build_of_cp39(engine: FakeEngine, c: FakeContainer, cmd: Sequence[str]) -> int:
+        if c.job.startswith("cp39") and "build" in cmd and "--wheel" in cmd:
+            return 2
+        return succeed(engine, c, cmd)
+
+    opts = options(tmp_path, mirror)
+    report, _ = build(recipe, plan, opts, engine_for(plan, fail_build_of_cp39))
+    by_id = {j.id: j for j in report.jobs}
+    failed = by_id["cp39-manylinux_2_31_x86_64"]
+    assert (failed.status, failed.failed_stage) == ("failed", "build")
+    assert "exit code 2" in (failed.error or "")
+    assert by_id["cp311-manylinux_2_31_x86_64"].status == "ok"
+    assert [p.name for p in opts.output_dir.glob("*.whl")] == [
+        by_id["cp311-manylinux_2_31_x86_64"].wheel.filename  # type: ignore[union-attr]
+    ]
+
+
+def test_dependency_failure_blocks_only_its_group(tmp_path: Path, cache_dir: Path) -> None:
+    recipe, plan, mirror = setup(tmp_path, arch_list=("x86_64", "i686"), deps=("zed",))
+
+    def dep_fails_on_i686(engine: FakeEngine, c: FakeContainer, cmd: Sequence[str]) -> int:
+        if c.job == "dep-zed" and c.spec.platform == "linux/386" and "make" in " ".join(cmd):
+            return 2
+        return succeed(engine, c, cmd)
+
+    engine = engine_for(plan, dep_fails_on_i686)
+    opts = options(tmp_path, mirror)
+    report, output = build(recipe, plan, opts, engine)
+    got = {j.id: (j.status, j.failed_stage) for j in report.jobs}
+    assert got == {
+        "cp39-manylinux_2_31_x86_64": ("ok", None),
+        "cp311-manylinux_2_31_x86_64": ("ok", None),
+        "cp39-manylinux_2_31_i686": ("blocked", "deps"),
+        "cp311-manylinux_2_31_i686": ("blocked", "deps"),
+    }
+    assert sorted((d.arch, d.status) for d in report.deps) == [
+        ("i686", "failed"),
+        ("x86_64", "built"),
+    ]
+    assert "dependency zed (i686) failed" in output
+    # The x86_64 jobs got the prefix: it was copied into their containers.
+    x86_jobs = [c for c in engine.created if c.job.endswith("x86_64")]
+    assert x86_jobs and all("/opt/orch" in c.copied_in for c in x86_jobs)
+    assert not any(c.job.endswith("i686") for c in engine.created)  # blocked: never started
+
+
+def test_kept_container_survives_the_cleanup(tmp_path: Path, cache_dir: Path) -> None:
+    recipe, plan, mirror = setup(tmp_path, python=("3.9",))
+
+    def fail_repair(engine: FakeEngine, c: FakeContainer, cmd: Sequence[str]) -> int:
+        return 1 if "auditwheel repair" in " ".join(cmd) else succeed(engine, c, cmd)
+
+    engine = engine_for(plan, fail_repair)
+    report, _ = build(recipe, plan, options(tmp_path, mirror, keep_container=True), engine)
+    job = report.jobs[0]
+    assert (job.status, job.failed_stage) == ("failed", "repair")
+    assert job.kept_container is not None
+    assert [c.handle.name for c in engine.live.values()] == [job.kept_container]
+
+
+def test_emulated_jobs_never_take_every_slot(tmp_path: Path, cache_dir: Path) -> None:
+    recipe, plan, mirror = setup(tmp_path, arch_list=("x86_64", "aarch64"), python=("3.9",))
+    emulated = next(j for j in plan.jobs if j.emulated)
+    copies = tuple(replace(emulated, id=f"{emulated.id}-{i}") for i in range(3))
+    plan = Plan(plan.recipe, (*copies, *(j for j in plan.jobs if not j.emulated)))
+    running: list[bool] = []  # emulated?, of each build running now
+    most = {"emulated": 0, "all": 0}
+    started: list[str] = []
+    lock = threading.Lock()
+
+    def slow(engine: FakeEngine, c: FakeContainer, cmd: Sequence[str]) -> int:
+        if "--wheel" in cmd:
+            is_emulated = c.spec.platform == "linux/arm64"
+            with lock:
+                started.append("emulated" if is_emulated else "native")
+                running.append(is_emulated)
+                most["emulated"] = max(most["emulated"], sum(running))
+                most["all"] = max(most["all"], len(running))
+            time.sleep(0.3)
+            with lock:
+                running.remove(is_emulated)
+        return succeed(engine, c, cmd)
+
+    report, _ = build(recipe, plan, options(tmp_path, mirror, jobs=3), engine_for(plan, slow))
+    assert [j.status for j in report.jobs] == ["ok"] * 4
+    assert most == {"emulated": 2, "all": 3}  # one of three slots stays for native jobs
+    assert started.index("native") < 3  # it did not wait for every emulated job
+
+
+def test_interrupt_marks_running_jobs_interrupted_and_queued_cancelled(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    recipe, plan, mirror = setup(tmp_path, python=("3.9", "3.11"))
+
+    def interrupted_build(engine: FakeEngine, c: FakeContainer, cmd: Sequence[str]) -> int:
+        if "--wheel" in cmd:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C while this job builds
+            engine.wait_until_removed(c)
+            return 143
+        return succeed(engine, c, cmd)
+
+    engine = engine_for(plan, interrupted_build)
+    opts = options(tmp_path, mirror, jobs=1)
+    with pytest.raises(KeyboardInterrupt):
+        build(recipe, plan, opts, engine)
+    assert eventually(lambda: not engine.live)
+    assert sorted(statuses(opts.report_file).values()) == [
+        ("cancelled", None),
+        ("interrupted", None),
+    ]
+    assert not list(opts.output_dir.glob("*.whl"))
+    assert not (opts.meta_dir / "staging").exists()
+
+
+def test_interrupt_during_dependencies_stops_the_queue(tmp_path: Path, cache_dir: Path) -> None:
+    recipe, plan, mirror = setup(tmp_path, deps=("one", "two", "three", "four"))
+
+    def interrupted_dep(engine: FakeEngine, c: FakeContainer, cmd: Sequence[str]) -> int:
+        if c.job.startswith("dep-") and "make" in " ".join(cmd):
+            signal.raise_signal(signal.SIGINT)
+            engine.wait_until_removed(c)
+            return 143
+        return succeed(engine, c, cmd)
+
+    engine = engine_for(plan, interrupted_dep)
+    opts = options(tmp_path, mirror, jobs=1)
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        build(recipe, plan, opts, engine)
+    assert time.monotonic() - t0 < 10
+    assert eventually(lambda: not engine.live)
+    assert len(engine.created) == 1  # the queued dependencies never started
+    assert set(statuses(opts.report_file).values()) == {("cancelled", None)}
+
+
+def test_engine_down_at_cleanup_keeps_the_error_and_writes_the_report(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    recipe, plan, mirror = setup(tmp_path, python=("3.9",))
+
+    def engine_dies(engine: FakeEngine, c: FakeContainer, cmd: Sequence[str]) -> int:
+        if "--wheel" in cmd:
+            engine.down = True
+            signal.raise_signal(signal.SIGTERM)
+            return 255
+        return succeed(engine, c, cmd)
+
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    try:
+        engine = engine_for(plan, engine_dies)
+        opts = options(tmp_path, mirror)
+        out = io.StringIO()
+        with pytest.raises(KeyboardInterrupt) as caught:
+            run(recipe, plan, opts, Console(file=out), engine=engine, require_arch=print)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert getattr(caught.value, "signum", None) == signal.SIGTERM  # not masked
+    assert "could not remove the run's containers" in out.getvalue()
+    assert opts.report_file.is_file()
+
+
+def _raise_interrupted(signum: int, _frame: object) -> None:
+    from orchestrator.errors import Interrupted
+
+    raise Interrupted(signum)
+
+
+def test_clean_takes_only_containers_of_dead_runs() -> None:
+    me = RunIdentity.new()
+    dead = RunIdentity("deadrun", 2**22 + 7, "1", me.host)  # above the default pid_max
+    elsewhere = RunIdentity("remote", 1, "1", me.host + "-other")
+    reused = RunIdentity("reused", me.pid, "1", me.host)  # same pid, another process
+    engine = FakeEngine([image("img")])
+    for run_id in (me, dead, elsewhere, reused):
+        engine.create(types.ContainerSpec("img", labels=run_id.labels))
+    engine.create(types.ContainerSpec("img", labels={types.LABEL: "1"}))  # older orch
+    assert run_is_alive(me.labels) and not run_is_alive(dead.labels)
+    gone = {c.labels.get(types.LABEL_RUN) for c in dead_runs_containers(engine)}
+    assert gone == {"deadrun", "reused", None}
+    assert len(dead_runs_containers(engine, everything=True)) == 5
+
+
+@pytest.mark.parametrize(
+    ("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)]
+)
+def test_stop_signals_interrupt_with_their_exit_code(sig: signal.Signals, code: int) -> None:
+    from orchestrator import cli
+    from orchestrator.errors import Interrupted
+
+    before = signal.getsignal(sig)
+    with pytest.raises(Interrupted) as caught, cli._stop_signals_interrupt():
+        os.kill(os.getpid(), sig)
+        time.sleep(5)  # the handler interrupts this
+    assert caught.value.exit_code == code
+    assert signal.getsignal(sig) is before  # restored after the command
