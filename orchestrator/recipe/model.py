@@ -106,4 +106,3 @@ class Recipe:
         """Where a field was written (`file:line:col`), for messages of later stages."""
         keys = ([f"{name}[{index}]"] if index is not None else []) + [name]
         return next((self.origins[k] for k in keys if k in self.origins), str(self.path))
-
