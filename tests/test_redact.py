@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from orchestrator.pipeline.run import print_failures
+from orchestrator.pipeline.summary import print_failures
 from orchestrator.report import github_annotations, to_html, to_markdown
 from orchestrator.report.joblog import JobLog
 from orchestrator.report.record import DepResult, JobResult, RunReport
