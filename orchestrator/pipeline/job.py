@@ -6,6 +6,7 @@ bookkeeping of each step (progress view, log, the failed stage); the result is a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import time
 from collections.abc import Iterator, Mapping
@@ -261,18 +262,14 @@ def _detail(outcome: JobOutcome) -> str:
 
 
 def _complete(outcome: JobOutcome, run: _JobRun, log: JobLog, seconds: float) -> JobOutcome:
+    """The step's outcome plus what was learnt on the way, whatever the ending."""
     found = run.found
-    return JobOutcome(
-        status=outcome.status,
-        failed_stage=outcome.failed_stage,
-        error=outcome.error,
-        wheel=outcome.wheel,
+    return dataclasses.replace(
+        outcome,
         audit=found.audit,
         verify=found.verify,
         kept_container=found.kept_container,
         seconds=seconds,
         stages=run.inputs.view.stage_times(run.job.id),
         log=str(log.path),
-        log_tail=outcome.log_tail,
-        cause=outcome.cause,
     )
