@@ -321,6 +321,15 @@ def _project_path(doc: Located, data: Mapping[str, Any]) -> Path:
 
 
 def _project(doc: Located, data: Mapping[str, Any]) -> ProjectSource:
+    try:
+        return _project_source(doc, data)
+    except OSError as exc:  # e.g. a name longer than the filesystem allows
+        raise ConfigError(
+            f"{doc.where(('project',))}: project: cannot use this path: {exc.strerror}"
+        ) from None
+
+
+def _project_source(doc: Located, data: Mapping[str, Any]) -> ProjectSource:
     path = _project_path(doc, data)
     where = doc.where(("project",))
     if path.is_dir():
