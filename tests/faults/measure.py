@@ -86,12 +86,18 @@ def _is_temp(name: str) -> bool:
 def partial_wheels(wheelhouse: Path, report: dict[str, Any] | None) -> list[str]:
     if not wheelhouse.is_dir():
         return []
-    landed = {}
+    landed: dict[str, str] = {}
+    bad = []
     for job in (report or {}).get("jobs", []):
         wheel = job.get("wheel")
-        if job.get("status") == "ok" and wheel:
-            landed[wheel["filename"]] = wheel["sha256"]
-    bad = []
+        if job.get("status") != "ok" or not wheel:
+            continue
+        landed[wheel["filename"]] = wheel["sha256"]
+        path = wheelhouse / wheel["filename"]
+        if not path.is_file() or sha256(path) != wheel["sha256"]:
+            bad.append(
+                f"{wheel['filename']} (job {job['id']}: the report's sha256 is not the file's)"
+            )
     for path in sorted(wheelhouse.rglob("*")):
         rel = path.relative_to(wheelhouse)
         if path.is_dir():

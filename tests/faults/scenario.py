@@ -21,8 +21,6 @@ from tests.faults.engine import FaultEngine, docker
 from tests.support.run import EXAMPLES, ROOT
 from tests.support.sourceserver import make_tarball
 
-JOB = "cp311-manylinux_2_31_x86_64"
-
 MAKEFILE = """\
 lib{n}.a: {n}.o
 \t{sleep}ar rcs $@ $^
@@ -80,7 +78,7 @@ class Build:
         with self.log.open("w") as console:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "orchestrator", "build", "-f", str(self.recipe),
-                 "-o", str(self.out), "--plain", "--only", JOB, *extra],
+                 "-o", str(self.out), "--plain", *extra],
                 cwd=ROOT,
                 stdout=console,
                 stderr=subprocess.STDOUT,
@@ -160,13 +158,14 @@ def make_build(
     out: Path | None = None,
     project: Path | None = None,
     lines: Sequence[str] = (),
+    python: str = '["3.11"]',
 ) -> Build:
-    """A recipe for the hello-bz2 project (cp311 only) plus generated dependencies."""
+    """A recipe for the hello-bz2 project (one job: cp311) plus generated dependencies."""
     root.mkdir(parents=True, exist_ok=True)
     proj = root / "proj"
     shutil.copytree(project or EXAMPLES / "hello-bz2", proj, dirs_exist_ok=True)
     extra = "".join(line + "\n" for line in lines)
-    text = f'schema: 1\nname: faultdemo\nproject: .\npython: ["3.11"]\n{extra}'
+    text = f"schema: 1\nname: faultdemo\nproject: .\npython: {python}\n{extra}"
     if deps:
         assert srv is not None
         text += "dependencies:\n"
