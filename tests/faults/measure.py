@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 TRACEBACK = "Traceback (most recent call last)"
+FILLER = ".filler"  # what the full-disk tests write to fill a filesystem: not orch's
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,10 @@ def partial_wheels(wheelhouse: Path, report: dict[str, Any] | None) -> list[str]
     for path in sorted(wheelhouse.rglob("*")):
         rel = path.relative_to(wheelhouse)
         if path.is_dir():
-            if rel.parts[:2] == (".orch", "staging") and any(path.iterdir()):
+            if rel.parts[:2] == (".orch", "staging") and len(rel.parts) == 3:
                 bad.append(f"{rel}/ (staging left)")
+            continue
+        if path.name == FILLER:
             continue
         if _is_temp(path.name):
             bad.append(str(rel))

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 MODES = ("garbage", "500", "slow", "drop", "stall")
-SLOW_SECONDS = 4.0
+SLOW_SECONDS = 2.0
 
 
 class _Server(http.server.ThreadingHTTPServer):

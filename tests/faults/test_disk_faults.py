@@ -13,6 +13,7 @@ import pytest
 
 from tests.faults.conftest import Record, assert_clean
 from tests.faults.engine import FaultEngine
+from tests.faults.measure import FILLER
 from tests.faults.scenario import Dep, make_build
 from tests.support.sourceserver import ServerURL
 
@@ -29,7 +30,7 @@ def nearly_full(path: Path, size_kib: int, free_kib: int) -> Iterator[Path]:
     try:
         st = os.statvfs(path)
         fill = st.f_bavail * st.f_frsize - free_kib * 1024
-        (path / ".filler").write_bytes(b"\0" * max(fill, 0))
+        (path / FILLER).write_bytes(b"\0" * max(fill, 0))
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], check=False)
@@ -40,7 +41,7 @@ def test_full_wheelhouse(engine: FaultEngine, tmp_path: Path, record: Record) ->
     build = make_build(tmp_path, engine, out=out)
     with nearly_full(out, size_kib=512, free_kib=24):  # the report fits, the wheel does not
         outcome = build.run("--no-audit")
-        (out / ".filler").unlink()
+        (out / FILLER).unlink()
     record("full disk: wheelhouse", outcome)
     assert_clean(outcome)
     assert outcome.exit_code == 1, outcome.summary()
@@ -55,7 +56,7 @@ def test_full_cache(
     build = make_build(tmp_path, engine, base, srv, [Dep("bigdep", blob_kib=600)], cache=cache)
     with nearly_full(cache, size_kib=1024, free_kib=256):  # the source fits, the artifact not
         outcome = build.run("--no-verify", "--no-audit")
-        leftovers = [p for p in cache.rglob("*") if p.name != ".filler"]
+        leftovers = [p for p in cache.rglob("*") if p.name != FILLER]
         outcome_poisoned = outcome.poisoned
     record("full disk: cache", outcome)
     assert_clean(outcome)
