@@ -5,6 +5,7 @@ cache temp, and write a report saying what was interrupted."""
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -17,16 +18,21 @@ from tests.support.sourceserver import ServerURL
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
+STOP_SECONDS = 30  # containers get a short grace period, then they are killed
 SIGNALS = {"SIGTERM": (signal.SIGTERM, 143), "SIGINT": (signal.SIGINT, 130)}
 
 
 def _interrupt(build: Build, signame: str, record: Record, stage: str) -> None:
     sig, code = SIGNALS[signame]
+    t0 = time.monotonic()
     build.signal(sig)
     outcome = build.finish(timeout=90)
+    seconds = time.monotonic() - t0
     record(f"{signame} during {stage}", outcome)
     assert_clean(outcome)
     assert outcome.exit_code == code, outcome.summary()
+    # Stopping means stopping: not finishing the queued or running work first.
+    assert seconds < STOP_SECONDS, f"{signame} took {seconds:.0f}s to stop orch"
     assert outcome.report is not None
     statuses = {j["id"]: j["status"] for j in outcome.report["jobs"]}
     assert "ok" not in statuses.values(), statuses
