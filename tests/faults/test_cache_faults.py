@@ -165,5 +165,5 @@ def test_hostile_artifact_import(kind: str, tmp_path: Path, record: Record) -> N
     )
     record(f"hostile artifact: {kind}", outcome, report_expected=False)
     assert_clean(outcome, report=False)
-    stored = (cache / "deps" / key[:2] / key).exists()
-    assert not stored or entry_problem(cache / "deps" / key[:2] / key) is None, output
+    assert not (cache / "deps" / key[:2] / key).exists(), output
+    assert done.returncode == 1 and "rejected" in output, output  # refused, and said so

@@ -4,6 +4,7 @@ engine itself stopped in the middle of a run."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -81,4 +82,6 @@ def test_engine_stopped_mid_run(engine: FaultEngine, tmp_path: Path, record: Rec
     )
     record("engine stopped mid-run", outcome)
     assert_clean(outcome)
-    assert outcome.exit_code == 3, outcome.summary()  # an environment problem
+    # The job's failure or the environment problem (3), said in words, not a traceback.
+    assert outcome.exit_code in (1, 3), outcome.summary()
+    assert re.search(r"engine|docker", outcome.output, re.IGNORECASE), outcome.output[-2000:]
