@@ -10,6 +10,7 @@ removed when the session ends.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ HOST = f"unix://{SOCKET}"
 DATA_ROOT = Path("/var/lib/orch-fault-docker")
 EXEC_ROOT = Path("/run/orch-fault-docker-exec")
 PIDFILE = Path("/run/orch-fault-docker.pid")
+LOCK = Path("/run/orch-fault-docker.lock")
 LOG = Path("/tmp/orch-fault-dockerd.log")
 BRIDGE = "orchflt0"
 SUBNET = "172.29.77.0/24"
@@ -175,8 +177,24 @@ def _stale_daemon() -> None:
 
 
 @contextlib.contextmanager
+def _session_lock() -> Iterator[None]:
+    """One fault session at a time on this host: they share the socket and the bridge."""
+    with LOCK.open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
 def private_engine(images: tuple[str, ...]) -> Iterator[FaultEngine]:
-    _stale_daemon()
+    with _session_lock():
+        yield from _private_engine(images)
+
+
+def _private_engine(images: tuple[str, ...]) -> Iterator[FaultEngine]:
+    _stale_daemon()  # under the lock: only a crashed session's daemon can be left
     _network_up()
     fe = FaultEngine()
     try:
