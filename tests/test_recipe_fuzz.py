@@ -317,3 +317,19 @@ def test_orch_plan_exits_2_without_a_traceback(workdir: Path, name: str) -> None
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stdout + result.stderr
     assert f"{recipe}:" in (result.stdout + result.stderr).replace("\n", "")
+
+
+@pytest.mark.parametrize(
+    "name", ["nul", "latin1", "deep-maps", "billion-laughs", "python-tag", "empty"]
+)
+def test_hostile_library_recipe_gives_a_located_error(workdir: Path, name: str) -> None:
+    """`use: NAME` reads recipes/NAME.yaml beside the recipe: the same reader, the same care."""
+    case = workdir / f"lib-{name}"
+    (case / "recipes").mkdir(parents=True)
+    library = case / "recipes" / "evil.yaml"
+    library.write_bytes(HOSTILE[name][0])
+    recipe = case / "orch.yaml"
+    recipe.write_text("schema: 1\nproject: ../proj\ndependencies:\n  - use: evil\n")
+    with pytest.raises(ConfigError) as info:
+        load_recipe(recipe)
+    assert str(info.value).startswith(f"{library.resolve()}:"), str(info.value)
