@@ -80,6 +80,7 @@ _scalars = st.one_of(
     _text,
     st.sampled_from(["3.10", "proj", "zlib", "x86_64", "manylinux_2_31", "*", "", "..", "/"]),
     st.integers(min_value=1, max_value=100_000).map(lambda n: "x" * n),  # huge strings
+    st.sampled_from([256, 300, 4097, 70_000]).map(lambda n: "x" * n),  # past NAME_MAX, PATH_MAX
 )
 _values = st.recursive(
     _scalars,
@@ -290,6 +291,11 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
         b'schema: 1\nproject: proj\nenvironment: {"\\e[2J": x}\n',
         r":3:15: control character U\+001B",
     ),
+    "long-use": (
+        b"schema: 1\nproject: proj\ndependencies:\n  - use: " + b"x" * 300 + b"\n",
+        r":4:10: dependencies\[0\]\.use: no library recipe",
+    ),
+    "long-project": (b"schema: 1\nproject: " + b"x" * 300 + b"\n", r":2:10: project: "),
     "merge-key": (
         b"schema: 1\nproject: proj\nenvironment: {<<: {A: b}}\n",
         r":3:15: mapping keys must be plain",

@@ -384,10 +384,18 @@ def library_dirs(recipe_file: Path) -> list[Path]:
     return [d for d in dirs if d.is_dir()]
 
 
+def _is_file(path: Path) -> bool:
+    """False also for names the OS refuses (too long...): such a name names no file."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def load_library_recipe(name: str, dirs: Iterable[Path]) -> tuple[Located, dict[str, Any]] | None:
     for d in dirs:
         file = d / f"{name}.yaml"
-        if file.is_file():
+        if _is_file(file):
             doc = load_located(file.resolve())
             if not isinstance(doc.data, dict):
                 raise ConfigError(f"{file}:1:1: a dependency recipe is a mapping")
@@ -476,7 +484,7 @@ def _dependency(
     urls = tuple(_as_list(src["url"]))
     patches = tuple((defined_in.file.parent / p).resolve() for p in src.get("patches", ()))
     for p in patches:
-        if not p.is_file():
+        if not _is_file(p):
             raise ConfigError(f"{where}: {label} ({data['name']}): patch {p} does not exist")
     exports = data.get("exports", {})
     return DependencySpec(
