@@ -40,7 +40,7 @@ BASES: list[dict[str, Any]] = [
         "archs": ["x86_64"],
         "build": ["cp3*"],
         "skip": "cp39-*",
-        "environment": {"CFLAGS": "-O2", "DEBUG": True, "N": 3},
+        "environment": {"CFLAGS": "-O2", "DEBUG": "1", "N": "3"},
         "before-build": ["echo before"],
         "repair": {"exclude": ["libcuda.so.1"], "enabled": True},
         "test": {"requires": ["pytest"], "imports": ["bzdemo"], "command": "python -c 1"},
@@ -72,6 +72,11 @@ def workdir() -> Iterator[Path]:
 # --- generated values ---------------------------------------------------------------------
 
 _text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)
+_printable = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Zl", "Zp")),
+    min_size=1,
+    max_size=40,
+)
 _scalars = st.one_of(
     st.none(),
     st.booleans(),
@@ -117,12 +122,15 @@ def structural(draw: st.DrawFn) -> str:
     for _ in range(draw(st.integers(1, 3))):
         paths = _paths(data)
         path = draw(st.sampled_from(paths))
-        action = draw(st.sampled_from(["replace", "add", "delete"]))
+        action = draw(st.sampled_from(["replace", "add", "delete", "alike"]))
         target = data
         for part in path:
             target = target[part]
         if action == "add" and isinstance(target, dict):
             target[draw(st.one_of(_text, st.sampled_from(list(BASES[1]))))] = draw(_values)
+        elif action == "alike" and isinstance(target, str) and path and path[-1] != "project":
+            # Same type, other content: unicode names, env values, commands (often valid).
+            data = _set(data, path, draw(_printable))
         elif action == "delete" and path:
             container = data
             for part in path[:-1]:
@@ -232,6 +240,13 @@ def test_fuzzed_recipes_give_a_recipe_or_a_located_error(
         print(f"\nfuzzed recipes: {total} ({', '.join(f'{v} {k}' for k, v in outcomes.items())})")
     assert total >= 1000
     assert outcomes["located errors"] > 0 and outcomes["valid recipes"] > 0
+
+
+@pytest.mark.parametrize("index", range(len(BASES)))
+def test_fuzz_starts_from_valid_recipes(workdir: Path, index: int) -> None:
+    recipe = workdir / f"base-{index}.yaml"
+    recipe.write_text(yaml.safe_dump(BASES[index], sort_keys=False))
+    assert isinstance(load_recipe(recipe), Recipe)
 
 
 # --- named hostile files ------------------------------------------------------------------
