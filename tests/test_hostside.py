@@ -77,6 +77,9 @@ def test_wheel_tags() -> None:
     assert t.python == "cp311" and t.arch == "aarch64" and t.min_glibc == (2, 17)
     assert wheel_tags(Path("x-1-cp39-cp39-manylinux_2_31_armv7l.whl")).arch == "armv7l"
     assert wheel_tags(Path("x-1-cp39-cp39-manylinux1_i686.whl")).min_glibc == (2, 5)
+    # a pure-Python wheel is verified on the architecture of the job that built it
+    pure = wheel_tags(Path("x-1-py3-none-any.whl"), "aarch64")
+    assert pure.arch == "aarch64" and pure.min_glibc is None
 
 
 def make_wheel(path: Path, files: dict[str, str]) -> Path:

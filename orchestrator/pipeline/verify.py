@@ -66,10 +66,14 @@ class WheelTags:
         return best
 
 
-def wheel_tags(wheel: Path) -> WheelTags:
+def wheel_tags(wheel: Path, job_arch: str | None = None) -> WheelTags:
+    """The wheel's tags; a platform-independent wheel (`any`) is verified on the job's arch."""
     # name-version(-build)?-python-abi-platform.whl; platform may be a dotted set
     parts = wheel.name[: -len(".whl")].split("-")
-    return WheelTags(python=parts[-3], platforms=tuple(parts[-1].split(".")))
+    platforms = tuple(parts[-1].split("."))
+    if platforms == ("any",) and job_arch:
+        platforms = (f"linux_{job_arch}",)
+    return WheelTags(python=parts[-3], platforms=platforms)
 
 
 def top_level_modules(wheel: Path) -> list[str]:
@@ -106,7 +110,7 @@ def verify_in_image(
     factory: ContainerFactory, recipe: Recipe, job: Job, wheel: Path, ref: str, log: JobLog
 ) -> VerifyOutcome:
     t0 = time.monotonic()
-    tags = wheel_tags(wheel)
+    tags = wheel_tags(wheel, job.arch)
     info = _image(factory, ref, job, log)
     problem = _incompatibility(info, tags)
     if problem:
