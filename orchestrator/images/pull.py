@@ -9,6 +9,8 @@ from collections.abc import Callable
 from orchestrator import archs, options
 from orchestrator.container import engine
 from orchestrator.errors import EnvironmentProblem
+from orchestrator.images.interpreters import Accelerator
+from orchestrator.plan import catalog
 from orchestrator.plan.jobs import Job
 
 MIRROR_ENV = options.IMAGE_MIRROR
@@ -26,9 +28,19 @@ def mirrored(ref: str) -> str | None:
 
 
 def ensure(
-    job: Job, *, build: bool, on_line: Callable[[str], None]
+    job: Job,
+    *,
+    build: bool,
+    on_line: Callable[[str], None],
+    on_phase: Callable[[str], None] | None = None,
+    accelerator: Accelerator | None = None,
 ) -> tuple[engine.ImageInfo, str]:
-    """(image info, how it was obtained: present | built | pulled)."""
+    """(image info, how it was obtained: present | built | pulled).
+
+    A local image is built with its runtime twin; `on_phase` hears the phases (debootstrap,
+    packages, each CPython compile) and heartbeats; `accelerator` speeds up compiling
+    interpreters for emulated architectures.
+    """
     info = engine.inspect_image(job.image)
     if info is not None:
         _check_arch(job, info)
@@ -38,12 +50,33 @@ def ensure(
             raise EnvironmentProblem(
                 f"local image {job.image} is not built; run `orch images build-local --arch {job.arch}`"
             )
-        from orchestrator.images.local import ensure_local_image
-
-        ensure_local_image(job.arch, "runtime", on_line=on_line)
-        info = ensure_local_image(job.arch, "build", on_line=on_line)
-        return info, "built"
+        ensure_local(job, "runtime", on_line, on_phase, accelerator)
+        return ensure_local(job, "build", on_line, on_phase, accelerator), "built"
     return _pull(job), "pulled"
+
+
+def ensure_local(
+    job: Job,
+    variant: str,
+    on_line: Callable[[str], None],
+    on_phase: Callable[[str], None] | None = None,
+    accelerator: Accelerator | None = None,
+) -> engine.ImageInfo:
+    """The job's local image of `variant` (build or runtime), with the Pythons its plan chose."""
+    from orchestrator.images.local import ensure_local_image
+
+    suite = catalog.load().local[job.policy].suite
+    pythons = job.image_pythons or None
+    info = ensure_local_image(
+        job.arch, variant, suite, pythons, on_line, on_phase=on_phase, accelerator=accelerator
+    )
+    want = job.image if variant == "build" else job.runtime_image
+    if info.ref != want:
+        raise EnvironmentProblem(
+            f"job {job.id} expects image {want}, but its definition now names {info.ref}: "
+            "the image definition changed since the plan was made; plan again"
+        )
+    return info
 
 
 def _pull(job: Job) -> engine.ImageInfo:

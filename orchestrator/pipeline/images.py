@@ -11,6 +11,7 @@ from orchestrator import archs, options
 from orchestrator.container.factory import ContainerFactory
 from orchestrator.container.types import ImageInfo
 from orchestrator.emulation.accel import Accel, Fallback, plan_accel
+from orchestrator.emulation.compile_aid import interpreter_accelerator
 from orchestrator.errors import EnvironmentProblem
 from orchestrator.images import pull
 from orchestrator.plan.jobs import Job, Plan
@@ -65,7 +66,7 @@ def _one(inputs: ImagesInputs, job: Job, accel: dict[str, Accel | Fallback]) -> 
     view.stage(key, "checking")
     t0 = time.monotonic()
     log = _image_log(inputs.opts, job.image)
-    info, status = _ensure(inputs, job, log)
+    info, status = _ensure(inputs, job, log, lambda text: view.stage(key, text))
     inputs.on_result(
         ImageResult(job.image, job.arch, info.id, job.image_source, status, time.monotonic() - t0)
     )
@@ -76,10 +77,18 @@ def _one(inputs: ImagesInputs, job: Job, accel: dict[str, Accel | Fallback]) -> 
     return info
 
 
-def _ensure(inputs: ImagesInputs, job: Job, log: Callable[[str], None]) -> tuple[ImageInfo, str]:
+def _ensure(
+    inputs: ImagesInputs,
+    job: Job,
+    log: Callable[[str], None],
+    phase: Callable[[str], None],
+) -> tuple[ImageInfo, str]:
+    """Present, pulled, or built (a local image reports its phases to the view)."""
     info = inputs.factory.engine.inspect_image(job.image)
     if info is None:
-        return pull.ensure(job, build=inputs.opts.build_images, on_line=log)
+        aid = interpreter_accelerator(inputs.opts.emulation)
+        build = inputs.opts.build_images
+        return pull.ensure(job, build=build, on_line=log, on_phase=phase, accelerator=aid)
     want = archs.get(job.arch).oci.split("/")[0]
     if info.architecture and info.architecture != want:
         raise EnvironmentProblem(

@@ -17,7 +17,7 @@ from orchestrator.container.factory import ContainerFactory
 from orchestrator.container.session import Session, StageFailed
 from orchestrator.container.types import ImageInfo
 from orchestrator.errors import EnvironmentProblem
-from orchestrator.images.local import ensure_local_image
+from orchestrator.images.pull import ensure_local
 from orchestrator.plan.jobs import Job
 from orchestrator.recipe.model import Recipe
 from orchestrator.report.joblog import JobLog
@@ -133,8 +133,8 @@ def verify_in_image(
 
 def _image(factory: ContainerFactory, ref: str, job: Job, log: JobLog) -> ImageInfo:
     info = factory.engine.inspect_image(ref)
-    if info is None and ref == job.runtime_image:
-        info = ensure_local_image(job.arch, "runtime", on_line=log.line)
+    if info is None and ref == job.runtime_image and job.image_source == "local":
+        info = ensure_local(job, "runtime", log.line)
     if info is None:
         raise EnvironmentProblem(f"verification image {ref} is not present (test.verify-images)")
     return info

@@ -15,7 +15,7 @@ import yaml
 
 from orchestrator import archs
 from orchestrator.errors import ConfigError
-from orchestrator.images.definition import plan_image
+from orchestrator.images.definition import load_suite, plan_image, version_of
 from orchestrator.util.resources import data_dir
 
 # PEP 600 names of the legacy aliases, both ways.
@@ -55,11 +55,13 @@ class LocalInfo:
     suite: str
     libc_version: str
     archs: tuple[str, ...]
-    pythons_by_arch: Mapping[str, tuple[str, ...]]
     unserved: tuple[str, ...] = ()  # archs the suite's archive no longer serves
 
     def pythons(self, arch: str) -> tuple[str, ...]:
-        return self.pythons_by_arch.get(arch, self.pythons_by_arch["default"])
+        """Every CPython the suite's image definition offers ("3.9", "3.13t"), on every
+        architecture: source-built ones are compiled when a job first needs them."""
+        defn = load_suite(self.suite)
+        return tuple(version_of(tag) for tag in defn.available())
 
 
 @dataclass(frozen=True)
@@ -108,12 +110,20 @@ class Catalog:
             found += self.local[pep600].archs
         return tuple(a for a in archs.ARCHS if a in found)
 
-    def choose(self, pep600: str, arch: str, preference: str | None = None) -> ImageChoice:
+    def choose(
+        self,
+        pep600: str,
+        arch: str,
+        preference: str | None = None,
+        pythons: tuple[str, ...] | None = None,
+    ) -> ImageChoice:
         """The image for (policy, arch); preference: 'local', 'pypa' or an explicit ref.
 
-        Raises NoImage (a KeyError) with the reason when no image exists for it. Every
-        choice names the image that verifies its wheels: a local runtime image, else a
-        fresh container of the build image (nothing of the build is copied into it).
+        A local image carries Debian's interpreter plus exactly `pythons` (versions), or
+        every available one when None; its tag names that set, since each source-built
+        interpreter is added on demand. Raises NoImage (a KeyError) with the reason when no
+        image exists for it. Every choice names the image that verifies its wheels: a local
+        runtime image, else a fresh container of the build image.
         """
         local = self.local.get(pep600)
         pypa = self.pypa_policy(pep600)
@@ -123,13 +133,15 @@ class Catalog:
             ref = str(preference)
             return ImageChoice("explicit", ref, ref, pep600, pythons, libc)
         if local and arch in local.archs and preference != "pypa":
-            image = plan_image(arch, local.suite)  # its tag, from the definition files
+            offered = local.pythons(arch)
+            chosen = tuple(p for p in offered if pythons is None or p in pythons)
+            image = plan_image(arch, local.suite, chosen)  # its tag, from the definition files
             return ImageChoice(
                 "local",
                 image.ref("build"),
                 image.ref("runtime"),
                 pep600,
-                local.pythons(arch),
+                offered if pythons is None else chosen,
                 local.libc_version,
             )
         if pypa and arch in pypa.archs and preference != "local":
@@ -174,7 +186,6 @@ def load() -> Catalog:
             suite=str(v["suite"]),
             libc_version=str(v["libc_version"]),
             archs=tuple(v["archs"]),
-            pythons_by_arch={k: tuple(str(p) for p in ps) for k, ps in v["pythons"].items()},
             unserved=tuple(v.get("unserved", ())),
         )
         for name, v in raw["local"].items()

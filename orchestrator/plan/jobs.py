@@ -35,6 +35,7 @@ class Job:
     emulated: bool
     deps: tuple[str, ...] = ()  # dependency names, build order
     verify_images: tuple[str, ...] = ()  # every image the wheel is verified in, runtime first
+    image_pythons: tuple[str, ...] = ()  # local images: the CPython versions the image carries
 
     @property
     def group(self) -> str:
@@ -117,7 +118,7 @@ class Plan:
 
     def _keeping(self, keep: tuple[Job, ...], reason: str) -> Plan:
         dropped = tuple(Excluded(j.id, reason, DESELECTED) for j in self.jobs if j not in keep)
-        return replace(self, jobs=keep, excluded=self.excluded + dropped)
+        return replace(self, jobs=fit_local_images(keep), excluded=self.excluded + dropped)
 
     def shards(self, count: int, runners: Runners | None = None) -> list[tuple[Job, ...]]:
         """Split into at most `count` shards (at least one per runner), whole groups only (a
@@ -273,9 +274,41 @@ def _cost(jobs: Iterable[Job], runners: Runners) -> float:
 
 
 def python_tag(version: str) -> str:
-    major, minor = version.split(".")
+    """'3.11' -> cp311-cp311, '3.13t' (free-threaded) -> cp313-cp313t, '3.7' -> cp37-cp37m."""
+    free = version.endswith("t")
+    major, minor = version.removesuffix("t").split(".")
     tag = f"cp{major}{minor}"
-    return f"{tag}-{tag}m" if (int(major), int(minor)) < (3, 8) else f"{tag}-{tag}"
+    abi = "m" if (int(major), int(minor)) < (3, 8) else "t" if free else ""
+    return f"{tag}-{tag}{abi}"
+
+
+def job_prefix(version: str) -> str:
+    """The job id's Python part, as cibuildwheel spells it: cp311, cp313t."""
+    return python_tag(version).split("-")[0] + ("t" if version.endswith("t") else "")
+
+
+def fit_local_images(jobs: tuple[Job, ...]) -> tuple[Job, ...]:
+    """Each local image carries exactly the Pythons its jobs use (interpreters are built on
+    demand, so an image with more would compile interpreters nobody asked for)."""
+    cat = catalog.load()
+    wanted: dict[tuple[str, str], list[str]] = {}
+    for job in jobs:
+        if job.image_source == "local":
+            wanted.setdefault((job.policy, job.arch), []).append(job.python)
+    fitted = []
+    for job in jobs:
+        if job.image_source == "local":
+            image = cat.choose(job.policy, job.arch, "local", tuple(wanted[job.policy, job.arch]))
+            others = [v for v in job.verify_images if v != job.runtime_image]
+            job = replace(
+                job,
+                image=image.ref,
+                runtime_image=image.runtime_ref,
+                verify_images=tuple(dict.fromkeys((image.runtime_ref, *others))),
+                image_pythons=image.pythons,
+            )
+        fitted.append(job)
+    return tuple(fitted)
 
 
 def make_plan(recipe: Recipe, host_arch: str | None = None) -> Plan:
@@ -298,7 +331,7 @@ def make_plan(recipe: Recipe, host_arch: str | None = None) -> Plan:
             for py in recipe.python:
                 if py not in image.pythons:
                     has = ", ".join(image.pythons)
-                    reason = f"{image.ref} has no CPython {py} (has {has})"
+                    reason = f"{_image_name(image, tag)} has no CPython {py} (has {has})"
                     excluded.append(Excluded(_job_id(py, tag), reason))
                     continue
                 verify = tuple(dict.fromkeys((image.runtime_ref, *recipe.test.verify_images)))
@@ -322,8 +355,13 @@ def make_plan(recipe: Recipe, host_arch: str | None = None) -> Plan:
     return _apply_selectors(plan, recipe)
 
 
+def _image_name(image: catalog.ImageChoice, plat: str) -> str:
+    # A local image's tag names the Pythons it carries: name the family, not one set.
+    return f"the local {plat} image" if image.source == "local" else image.ref
+
+
 def _job_id(python: str, platform_tag: str) -> str:
-    return f"{python_tag(python).split('-')[0]}-{platform_tag}"
+    return f"{job_prefix(python)}-{platform_tag}"
 
 
 def _apply_selectors(plan: Plan, recipe: Recipe) -> Plan:
@@ -353,4 +391,5 @@ def _apply_selectors(plan: Plan, recipe: Recipe) -> Plan:
             dropped.append(Excluded(job.id, f"skipped by skip: {hit}", DESELECTED))
         else:
             keep.append(job)
-    return replace(plan, jobs=tuple(keep), excluded=plan.excluded + tuple(dropped))
+    jobs = fit_local_images(tuple(keep))
+    return replace(plan, jobs=jobs, excluded=plan.excluded + tuple(dropped))

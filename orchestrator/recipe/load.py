@@ -93,7 +93,7 @@ def _describe(err: jsonschema.ValidationError, doc: Located) -> tuple[tuple[int,
             f"{err.validator_value} (write `schema: {err.validator_value}`)"
         )
     elif v == "pattern" and path and path[0] == "python":
-        msg = f"{field}: '{err.instance}' is not a CPython version like '3.11'"
+        msg = f"{field}: '{err.instance}' is not a CPython version like '3.11' (or '3.13t', free-threaded)"
     elif v == "pattern" and path and path[-1] == "sha256":
         msg = f"{field}: expected 64 lowercase hex digits (a sha256), got {err.instance!r}"
     elif v in ("enum", "const"):

@@ -41,3 +41,16 @@ pip_install() {
 }
 
 drop_host_ca() { rm -f "$HOST_CA"; }
+
+# Fails the build if a library an extension module of interpreter $1 needs is missing.
+check_stdlib() {
+    "$1" - <<'PY'
+import importlib, sys
+mods = ["ssl", "ctypes", "sqlite3", "lzma", "bz2", "zlib", "hashlib", "uuid", "decimal",
+        "readline", "curses", "dbm", "json", "pyexpat", "venv", "ensurepip"]
+for name in mods:
+    importlib.import_module(name)
+from pip._vendor.packaging.tags import sys_tags
+print(sys.executable, sys.version.split()[0], "best tag:", next(iter(sys_tags())))
+PY
+}

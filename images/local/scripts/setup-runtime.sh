@@ -22,16 +22,7 @@ for prefix in /opt/python/*; do
     [ -x "$prefix/bin/python" ] || continue
     # shellcheck disable=SC2086
     pip_install "$prefix/bin/python" $PIP_RUNTIME
-    # Fails the build if a library an extension module needs is missing.
-    "$prefix/bin/python" - <<'PY'
-import importlib, sys
-mods = ["ssl", "ctypes", "sqlite3", "lzma", "bz2", "zlib", "hashlib", "uuid", "decimal",
-        "readline", "curses", "dbm", "json", "pyexpat", "venv", "ensurepip"]
-for name in mods:
-    importlib.import_module(name)
-from pip._vendor.packaging.tags import sys_tags
-print(sys.executable, sys.version.split()[0], "best tag:", next(iter(sys_tags())))
-PY
+    check_stdlib "$prefix/bin/python"
 done
 drop_host_ca
 

@@ -1,0 +1,295 @@
+"""Source-built CPython interpreters: compiled once per (spec, source), kept as tarballs.
+
+Each interpreter is compiled in a container of the CPython builder image
+(``Dockerfile.cpython``, ``build-cpython.sh``) from the upstream tarball of a Debian source
+package, then packed as a tarball of ``/opt/python/<tag>`` into the interpreter store,
+keyed by its spec (builder definition, package, flags) and the source tarball's sha256.
+A job image adds the tarballs it needs on top of the base (see `local.py`), so an
+interpreter is compiled only when a job first needs it and never again while its key holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tarfile
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from orchestrator import archs, options
+from orchestrator.container import engine
+from orchestrator.errors import OrchError
+from orchestrator.images import definition
+from orchestrator.images.definition import InterpreterPlan
+from orchestrator.images.progress import Phases, Report
+from orchestrator.util import paths
+
+ENV_INTERPRETER_DIR = options.INTERPRETER_DIR
+SCRIPT = "/usr/local/lib/orch-image/build-cpython.sh"
+OUTPUT = "/tmp/orch-out/python.tar.gz"
+LABEL_STEP = "io.orch.image-step"
+
+# Interpreters this process has built or found (spec digest -> result).
+_seen: dict[str, Built] = {}
+_seen_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class CompileAid:
+    """Mounts and environment that make compiling in an emulated container faster (the
+    native cross compiler: emulation/accel.py provides it; images may not import it)."""
+
+    mounts: tuple[engine.Mount, ...]
+    env: Mapping[str, str]
+    description: str
+
+
+# (architecture, builder image) -> an aid, or None for plain emulation.
+Accelerator = Callable[[str, engine.ImageInfo, Report], CompileAid | None]
+
+
+@dataclass(frozen=True)
+class Source:
+    file: str  # python3.13_3.13.5.orig.tar.xz
+    sha256: str
+    version: str  # the Debian version: 3.13.5-2+deb13u5
+
+
+@dataclass(frozen=True)
+class Built:
+    tag: str
+    arch: str
+    path: Path
+    source: Source
+    status: str  # "built" | "cached"
+    seconds: float  # compile time (when built) or the recorded one (when cached)
+
+
+def store_dir() -> Path:
+    """Where built interpreters are kept: ``$ORCH_INTERPRETER_DIR``, else under the cache.
+    Tests point it outside their throw-away cache dirs, as with the cross toolchain roots."""
+    override = options.env().interpreter_dir
+    return override if override is not None else paths.cache_dir() / "images" / "pythons"
+
+
+def artifact_path(interp: InterpreterPlan, key: str) -> Path:
+    plat = f"{interp.builder.defn.policy}_{interp.arch.name}"
+    return store_dir() / plat / f"{interp.tag}-{key[:16]}.tar.gz"
+
+
+def built_interpreters(plat: str) -> list[dict[str, Any]]:
+    """What the store holds for one image platform (from the records beside the tarballs)."""
+    records = []
+    for meta in sorted((store_dir() / plat).glob("*.json")):
+        with contextlib.suppress(OSError, ValueError):
+            record = json.loads(meta.read_text())
+            if Path(record.get("path", "")).is_file():
+                records.append(record)
+    return records
+
+
+def ensure_interpreter(
+    interp: InterpreterPlan,
+    builder: engine.ImageInfo,
+    phases: Phases,
+    accelerator: Accelerator | None = None,
+) -> Built:
+    """The interpreter's tarball: from the store when its key is there, else compiled.
+
+    The key needs the source's sha256 from the suite's Sources index (a container and an
+    `apt-get update`), so a process asks once per interpreter: the runtime and build
+    variants of an image share the answer.
+    """
+    with _seen_lock:
+        seen = _seen.get(interp.spec_digest)
+    if seen is not None and seen.path.is_file():
+        return replace(seen, status="cached")
+    built = _ensure(interp, builder, phases, accelerator)
+    with _seen_lock:
+        _seen[interp.spec_digest] = built
+    return built
+
+
+def _ensure(
+    interp: InterpreterPlan,
+    builder: engine.ImageInfo,
+    phases: Phases,
+    accelerator: Accelerator | None,
+) -> Built:
+    emulated = not archs.runs_natively(interp.arch.name)
+    aid = (
+        accelerator(interp.arch.name, builder, phases.on_line) if accelerator and emulated else None
+    )
+    with _container(interp, builder, aid) as container:
+        with phases.phase(f"{interp.tag}: source", "the suite's Sources index") as log:
+            source = _resolve(container, interp, log)
+        key = interp.artifact_key(source.sha256)
+        path = artifact_path(interp, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock"):
+            if path.is_file():  # built before, or by another process while we waited
+                return _cached(interp, path, source)
+            return _compile(container, interp, source, path, key, phases, aid)
+
+
+def _cached(interp: InterpreterPlan, path: Path, source: Source) -> Built:
+    seconds = 0.0
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        seconds = float(json.loads(_meta_path(path).read_text())["seconds"])
+    return Built(interp.tag, interp.arch.name, path, source, "cached", seconds)
+
+
+@contextlib.contextmanager
+def _container(
+    interp: InterpreterPlan, builder: engine.ImageInfo, aid: CompileAid | None
+) -> Iterator[Any]:
+    container = engine.create_container(
+        builder.ref,
+        # Not "managed=1": `orch clean` from another process must not kill a compile this
+        # one waits for; the container is removed below however the build ends.
+        labels={engine.LABEL: "image-step", LABEL_STEP: f"cpython-{interp.tag}-{interp.arch.name}"},
+        mounts=aid.mounts if aid else (),
+        platform=interp.arch.platform,
+        network_mode="host",
+    )
+    try:
+        script = definition.definition_dir() / definition.SCRIPTS_SUBDIR / definition.CPYTHON_SCRIPT
+        engine.put_tree(container, script, str(Path(SCRIPT).parent), arcname=script.name)
+        yield container
+    finally:
+        engine.remove_container(container)
+
+
+def _resolve(container: Any, interp: InterpreterPlan, log: Report) -> Source:
+    out = _exec(container, interp, "resolve", {}, log)
+    for line in out:
+        fields = line.split()
+        if len(fields) == 4 and fields[0] == "orch-source":
+            return Source(file=fields[1], sha256=fields[2].lower(), version=fields[3])
+    raise OrchError(
+        f"{interp.tag}: no {interp.source.package} source tarball in Debian "
+        f"{interp.source.suite}'s Sources index (see the image log)"
+    )
+
+
+def _compile(
+    container: Any,
+    interp: InterpreterPlan,
+    source: Source,
+    path: Path,
+    key: str,
+    phases: Phases,
+    aid: CompileAid | None,
+) -> Built:
+    how = f", {aid.description}" if aid else ""
+    env = {
+        "VERSION": source.version,
+        "SOURCE_FILE": source.file,
+        "SOURCE_SHA256": source.sha256,
+        **(aid.env if aid else {}),
+    }
+    start = time.monotonic()
+    with phases.phase(f"{interp.tag}: compile ({interp.arch.name}{how})", "make") as log:
+        _exec(container, interp, "build", env, log)
+        data = _output_tarball(container)
+    seconds = time.monotonic() - start
+    record = {
+        "tag": interp.tag,
+        "arch": interp.arch.name,
+        "key": key,
+        "source": asdict(source),
+        "package": interp.source.package,
+        "suite": interp.source.suite,
+        "seconds": round(seconds, 1),
+        "accelerated": bool(aid),
+        "path": str(path),
+    }
+    _write_atomically(path, data)
+    _write_atomically(_meta_path(path), json.dumps(record, indent=2).encode())
+    return Built(interp.tag, interp.arch.name, path, source, "built", seconds)
+
+
+def _exec(
+    container: Any, interp: InterpreterPlan, mode: str, env: Mapping[str, str], log: Report
+) -> list[str]:
+    """Runs build-cpython.sh MODE; returns its output lines (also sent to `log`)."""
+    setarch = interp.builder.buildargs.get("SETARCH", "")
+    cmd: Sequence[str] = [*([setarch] if setarch else []), SCRIPT, mode]
+    full_env = {
+        "TAG": interp.tag,
+        "SUITE": interp.source.suite,
+        "PACKAGE": interp.source.package,
+        "FREE_THREADED": "1" if interp.source.free_threaded else "0",
+        **env,
+    }
+    lines: list[str] = []
+
+    def keep(line: str) -> None:
+        lines.append(line)
+        log(line)
+
+    splitter = _LineSplitter(keep)
+    result = engine.exec_stream(container, cmd, splitter.feed, env=full_env)
+    splitter.flush()
+    if result.exit_code != 0:
+        tail = "\n  ".join(lines[-15:])
+        raise OrchError(
+            f"{interp.tag} ({interp.arch.name}): build-cpython.sh {mode} failed "
+            f"(exit {result.exit_code}):\n  {tail}"
+        )
+    return lines
+
+
+def _output_tarball(container: Any) -> bytes:
+    outer = engine.get_tar(container, OUTPUT)
+    with tarfile.open(fileobj=io.BytesIO(outer)) as tar:
+        member = tar.extractfile(Path(OUTPUT).name)
+        if member is None:
+            raise OrchError(f"{OUTPUT} missing from the builder container")
+        return member.read()
+
+
+def _meta_path(path: Path) -> Path:
+    return path.with_name(path.name.removesuffix(".tar.gz") + ".json")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Written under a temporary name, then renamed: the store never holds half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the store is shared like the cache
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class _LineSplitter:
+    """Bytes from a stream -> whole decoded lines."""
+
+    def __init__(self, on_line: Callable[[str], object]) -> None:
+        self._on_line = on_line
+        self._buf = b""
+
+    def feed(self, chunk: bytes) -> None:
+        self._buf += chunk
+        *lines, self._buf = self._buf.split(b"\n")
+        for line in lines:
+            self._on_line(line.decode(errors="replace").rstrip("\r"))
+
+    def flush(self) -> None:
+        if self._buf:
+            self._on_line(self._buf.decode(errors="replace"))
+            self._buf = b""

@@ -1,0 +1,76 @@
+"""Interpreters built on demand (images/interpreters.py), against the real engine: a job
+for a newly added CPython compiles it once, lands its wheel, and the next run reuses it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from orchestrator.container import engine
+from tests.support.run import orch
+
+pytestmark = pytest.mark.docker
+
+JOB = "cp313-manylinux_2_31_x86_64"
+
+
+def _remove_job_images(plan_json: str) -> None:
+    """The derived images are cheap to rebuild; removing them forces the image step."""
+    job = json.loads(plan_json)["jobs"][0]
+    for ref in (job["image"], job["runtime_image"]):
+        engine.remove_image(ref)
+
+
+def _build(recipe: Path, out: Path, store: Path) -> tuple[dict, str]:  # type: ignore[type-arg]
+    proc = orch("build", "-f", str(recipe), "-o", str(out), "--plain", env=_env(store))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((out / ".orch" / "report.json").read_text())
+    logs = "".join(p.read_text() for p in (out / ".orch" / "logs").glob("image-*.log"))
+    return report, proc.stderr + logs
+
+
+def _env(store: Path) -> dict[str, str]:
+    return {"ORCH_INTERPRETER_DIR": str(store)}
+
+
+def test_new_interpreter_built_on_demand_then_cached(
+    docker_engine: None, project_copy: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "pythons"  # nothing compiled yet
+    recipe = project_copy / "orch.yaml"
+    recipe.write_text(recipe.read_text().replace('python: ["3.9", "3.11"]', 'python: ["3.13"]'))
+    plan = orch("plan", "-f", str(recipe), "--json", env=_env(store))
+    assert plan.returncode == 0, plan.stderr
+    _remove_job_images(plan.stdout)
+
+    report, output = _build(recipe, tmp_path / "wh1", store)
+    (wheel,) = (tmp_path / "wh1").glob("*.whl")
+    assert "-cp313-cp313-" in wheel.name and "manylinux_2_31_x86_64" in wheel.name
+    assert [j["id"] for j in report["jobs"]] == [JOB]
+    assert report["jobs"][0]["verify"][0]["status"] == "passed"
+    assert report["images"][0]["status"] == "built"
+    # the compile is reported as a phase, in CI's plain lines too
+    assert "cp313-cp313: compile (x86_64)" in output
+    assert "cp313-cp313: compile (x86_64): done in" in output
+    (tarball,) = (store / "manylinux_2_31_x86_64").glob("cp313-cp313-*.tar.gz")
+    record = json.loads(tarball.with_name(tarball.name[: -len(".tar.gz")] + ".json").read_text())
+    assert record["tag"] == "cp313-cp313" and record["source"]["version"].startswith("3.13.")
+    assert record["seconds"] > 10
+    built_at = tarball.stat().st_mtime_ns
+
+    # The job image gone (say, a base package changed): rebuilt from the stored interpreter.
+    _remove_job_images(plan.stdout)
+    report, output = _build(recipe, tmp_path / "wh2", store)
+    assert report["images"][0]["status"] == "built"
+    assert "cp313-cp313: compile" not in output
+    assert "cp313-cp313: source" in output  # its key needs the source's sha256: asked, found
+    assert "cp313-cp313 (x86_64): cached" in output
+    assert tarball.stat().st_mtime_ns == built_at
+
+    # And with the image present, nothing about interpreters happens at all.
+    report, output = _build(recipe, tmp_path / "wh3", store)
+    assert report["images"][0]["status"] == "present"
+    assert "cp313-cp313: source" not in output and "cp313-cp313: compile" not in output
+    assert len(list((tmp_path / "wh3").glob("*cp313-cp313*.whl"))) == 1
