@@ -327,3 +327,23 @@ def test_stop_signals_interrupt_with_their_exit_code(sig: signal.Signals, code: 
         time.sleep(5)  # the handler interrupts this
     assert caught.value.exit_code == code
     assert signal.getsignal(sig) is before  # restored after the command
+
+
+def test_dependencies_are_keyed_by_the_base_image_not_the_pythons_added_to_it() -> None:
+    """A local job image = its base + the selected interpreters: choosing other Pythons must
+    reuse the dependencies built with the same base (the compiler lives there)."""
+    from orchestrator.container.factory import ContainerFactory
+    from orchestrator.container.hostenv import host_env
+    from orchestrator.pipeline.run import _toolchain_image_id
+
+    base = image("orch-local/base:1")
+    with_39 = replace(image("orch-local/job:39"), labels={"io.orch.base": base.ref})
+    with_313 = replace(image("orch-local/job:313"), labels={"io.orch.base": base.ref})
+    pulled = image("quay.example/pypa/manylinux2014_x86_64:latest")
+    engine = FakeEngine([base, with_39, with_313, pulled])
+    factory = ContainerFactory(
+        engine, RunIdentity.new(), host_env(EnvSettings()), threading.Event()
+    )
+    assert _toolchain_image_id(factory, with_39) == _toolchain_image_id(factory, with_313)
+    assert _toolchain_image_id(factory, with_39) == base.id != with_39.id
+    assert _toolchain_image_id(factory, pulled) == pulled.id  # no base: the image itself

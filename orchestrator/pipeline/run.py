@@ -18,7 +18,7 @@ from orchestrator import options
 from orchestrator.container.engine import DockerEngine
 from orchestrator.container.factory import ContainerFactory, RunIdentity, remove_run_containers
 from orchestrator.container.hostenv import host_env
-from orchestrator.container.types import Engine
+from orchestrator.container.types import Engine, ImageInfo
 from orchestrator.deps.stage import DepGroup, DepsInputs, build_dependencies
 from orchestrator.emulation import binfmt
 from orchestrator.pipeline.build import project_tar
@@ -81,6 +81,15 @@ def _image_env(images: ImagesOutcome) -> dict[str, dict[str, str]]:
     return {ref: dict(info.env) for ref, info in images.info.items()}
 
 
+def _toolchain_image_id(factory: ContainerFactory, info: ImageInfo) -> str:
+    """What pins a dependency build's compiler: a local job image adds only interpreters to
+    its base (label io.orch.base), so the base's id is the key and choosing other Pythons
+    reuses the same built dependencies."""
+    base = info.labels.get("io.orch.base")
+    found = factory.engine.inspect_image(base) if base else None
+    return found.id if found else info.id
+
+
 def _deps_inputs(
     recipe: Recipe,
     plan: Plan,
@@ -93,7 +102,11 @@ def _deps_inputs(
     accel = images.accelerated()
     groups = tuple(
         DepGroup(
-            g, jobs[0].image, images.info[jobs[0].image].id, jobs[0].arch, accel.get(jobs[0].image)
+            g,
+            jobs[0].image,
+            _toolchain_image_id(factory, images.info[jobs[0].image]),
+            jobs[0].arch,
+            accel.get(jobs[0].image),
         )
         for g, jobs in plan.groups()
     )
