@@ -254,6 +254,12 @@ def _build_command(sub: Sub) -> None:
     b.add_argument("--no-verify", action="store_true", help="skip clean-container verification")
     b.add_argument("--no-audit", action="store_true", help="skip orch audit of each wheel")
     b.add_argument(
+        "--offline",
+        action="store_true",
+        help="job and verify containers get no network: build and verification "
+        "requirements come from the wheel cache only (env ORCH_OFFLINE=1)",
+    )
+    b.add_argument(
         "--no-build-images",
         action="store_true",
         help="fail instead of building missing local images",
@@ -605,6 +611,7 @@ def build_options(args: argparse.Namespace, env: options.EnvSettings) -> options
         shard=f"{args.shard[0]}/{args.shard[1]}" if args.shard else None,
         live=False if args.plain else None,
         emulation=args.emulation or env.emulation,
+        offline=args.offline or env.offline,
         env=env,
     )
 

@@ -30,6 +30,7 @@ CACHE_AUTH_HOST = "ORCH_CACHE_AUTH_HOST"
 MAX_COPYOUT_MB = "ORCH_MAX_COPYOUT_MB"
 CA_BUNDLE = "ORCH_CA_BUNDLE"
 NO_HOST_CA = "ORCH_NO_HOST_CA"
+OFFLINE = "ORCH_OFFLINE"  # 1: job and verify containers get no network (a warm cache)
 
 # Variables naming a CA bundle, in the order they are honoured.
 CA_BUNDLE_VARS = (CA_BUNDLE, "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT")
@@ -60,6 +61,7 @@ class EnvSettings:
     ca_bundles: tuple[str, ...] = ()  # values of CA_BUNDLE_VARS, in order, set ones only
     ssl_cert_file: str = ""
     no_host_ca: bool = False
+    offline: bool = False
     proxies: Mapping[str, str] = field(default_factory=lambda: _frozen({}))  # as spelled
     pip: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
     process: Mapping[str, str] = field(default_factory=lambda: _frozen({}))  # subprocesses
@@ -85,6 +87,7 @@ class EnvSettings:
             ca_bundles=tuple(environ[v] for v in CA_BUNDLE_VARS if environ.get(v)),
             ssl_cert_file=environ.get("SSL_CERT_FILE", ""),
             no_host_ca=environ.get(NO_HOST_CA) == "1",
+            offline=environ.get(OFFLINE) == "1",
             proxies=_frozen(
                 {
                     key: environ[key]
@@ -127,6 +130,7 @@ class BuildOptions:
     shard: str | None = None
     live: bool | None = None
     emulation: str = "auto"  # auto | accelerated | plain (emulation/accel.py)
+    offline: bool = False  # job and verify containers without network (pipeline/buildenv.py)
     env: EnvSettings = field(default_factory=EnvSettings)
 
     @property

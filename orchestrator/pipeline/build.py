@@ -9,6 +9,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from orchestrator.container.session import Session
+from orchestrator.pipeline.buildenv import (
+    WHEELS,
+    EnvSource,
+    build_key,
+    offline_env,
+    prepare_build_env,
+)
+from orchestrator.pipeline.wheelcache import WheelCache
 from orchestrator.plan.jobs import Job
 from orchestrator.recipe.model import Recipe
 
@@ -94,12 +102,33 @@ def merge_env(base: Mapping[str, str], user: Mapping[str, str]) -> dict[str, str
     return out
 
 
-def build_wheel(session: Session, job: Job, recipe: Recipe, env: Mapping[str, str]) -> None:
+def build_wheel(
+    session: Session,
+    job: Job,
+    recipe: Recipe,
+    env: Mapping[str, str],
+    cache: WheelCache,
+    *,
+    offline: bool = False,
+) -> EnvSource:
+    """before-build, then the build with its isolated environment installed from the
+    wheel cache (no index)."""
     for command in recipe.before_build:
         session.run("before-build", command, env=env, workdir=SRC)
+    source = prepare_build_env(
+        session,
+        cache,
+        build_key(recipe, job),
+        python=python_bin(job),
+        src=SRC,
+        env=dict(env),
+        offline=offline,
+    )
+    session.log.line(source.line("build requirements", cache))
     session.run(
         "build",
         [python_bin(job), "-m", "build", "--wheel", "--outdir", DIST, SRC],
-        env=env,
+        env={**env, **offline_env(WHEELS)},
         workdir=SRC,
     )
+    return source

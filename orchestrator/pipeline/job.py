@@ -26,6 +26,7 @@ from orchestrator.pipeline.build import build_wheel, copy_project, job_env, merg
 from orchestrator.pipeline.land import copy_out_wheels, land_once, set_aside
 from orchestrator.pipeline.repair import REPAIRED, repair_wheel
 from orchestrator.pipeline.verify import verify_wheel
+from orchestrator.pipeline.wheelcache import WheelCache
 from orchestrator.plan.jobs import Job
 from orchestrator.recipe.model import Recipe
 from orchestrator.report.cause import cause_or_error
@@ -67,6 +68,7 @@ class JobOutcome:
     log: str | None = None
     log_tail: tuple[str, ...] = ()
     cause: str | None = None  # the first error line of the failing step, else the error
+    wheel_cache: Mapping[str, str] = field(default_factory=dict)  # build/verify -> hit | miss
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ class _Found:
     audit: Mapping[str, Any] | None = None
     verify: tuple[Mapping[str, Any], ...] = ()
     kept_container: str | None = None
+    wheel_cache: Mapping[str, str] = field(default_factory=dict)  # build/verify -> hit/miss
 
 
 class _JobRun:
@@ -131,7 +134,7 @@ class _JobRun:
             with self.stage(JobStage.COPY_IN):
                 self.copy_in(session, deps)
             with self.stage(JobStage.BUILD):
-                build_wheel(session, self.job, self.inputs.recipe, self.build_env(deps))
+                self.build(session, deps)
             with self.stage(JobStage.REPAIR):
                 repair_wheel(session, self.job, self.inputs.recipe)
             with self.stage(JobStage.COPY_OUT):
@@ -151,6 +154,22 @@ class _JobRun:
         if not deps.ok:
             raise Blocked(f"dependency {', '.join(deps.failures)} failed to build")
         return deps
+
+    def build(self, session: Session, deps: GroupDeps) -> None:
+        cache = self.wheel_cache(self.job.image)
+        source = build_wheel(
+            session,
+            self.job,
+            self.inputs.recipe,
+            self.build_env(deps),
+            cache,
+            offline=self.inputs.opts.offline,
+        )
+        self.found.wheel_cache = {**self.found.wheel_cache, "build": source.status}
+
+    def wheel_cache(self, image: str) -> WheelCache:
+        info = self.inputs.factory.engine.inspect_image(image)
+        return WheelCache.for_image(info.id if info else image, self.job.arch)
 
     def build_env(self, deps: GroupDeps) -> dict[str, str]:
         image_env = self.inputs.image_env.get(self.job.image, {})
@@ -172,6 +191,7 @@ class _JobRun:
             overlay=accel.overlay if accel else None,
             personality=archs.personality(self.job.arch),
             describe=accel.describe() if accel else "",
+            network_mode="none" if self.inputs.opts.offline else None,
         )
         try:
             with session:
@@ -199,7 +219,20 @@ class _JobRun:
             self.refuse(wheel, JobStage.AUDIT, f"audit failed: {', '.join(errors)}")
 
     def verify(self, wheel: Path) -> None:
-        outcomes = verify_wheel(self.inputs.factory, self.inputs.recipe, self.job, wheel, self.log)
+        outcomes = verify_wheel(
+            self.inputs.factory,
+            self.inputs.recipe,
+            self.job,
+            wheel,
+            self.log,
+            offline=self.inputs.opts.offline,
+        )
+        statuses = {o.wheel_cache for o in outcomes if o.wheel_cache}
+        if statuses:
+            self.found.wheel_cache = {
+                **self.found.wheel_cache,
+                "verify": "/".join(sorted(statuses)),
+            }
         self.found.verify = tuple(o.to_json() for o in outcomes)
         for o in outcomes:
             if o.status == "incompatible":
@@ -269,6 +302,7 @@ def _complete(outcome: JobOutcome, run: _JobRun, log: JobLog, seconds: float) ->
         audit=found.audit,
         verify=found.verify,
         kept_container=found.kept_container,
+        wheel_cache=found.wheel_cache,
         seconds=seconds,
         stages=run.inputs.view.stage_times(run.job.id),
         log=str(log.path),

@@ -220,6 +220,7 @@ def _record_jobs(
         result.log = outcome.log
         result.log_tail = list(outcome.log_tail)
         result.cause = outcome.cause
+        result.wheel_cache = dict(outcome.wheel_cache)
 
 
 def _clean_up(

@@ -4,6 +4,7 @@ prefix, no source tree), plus any images the recipe lists."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import time
@@ -18,6 +19,13 @@ from orchestrator.container.session import Session, StageFailed
 from orchestrator.container.types import ImageInfo
 from orchestrator.errors import EnvironmentProblem
 from orchestrator.images.pull import ensure_local
+from orchestrator.pipeline.buildenv import WHEELS, offline_env
+from orchestrator.pipeline.wheelcache import (
+    WheelCache,
+    requirement_lines,
+    set_key,
+    wheels_from_tar,
+)
 from orchestrator.plan.jobs import Job
 from orchestrator.recipe.model import Recipe
 from orchestrator.report.joblog import JobLog
@@ -32,6 +40,7 @@ class VerifyOutcome:
     status: str  # passed | failed | incompatible
     detail: str
     seconds: float
+    wheel_cache: str = ""  # hit | miss | none (nothing to install besides the wheel)
 
     @property
     def ok(self) -> bool:
@@ -100,14 +109,30 @@ def top_level_modules(wheel: Path) -> list[str]:
 
 
 def verify_wheel(
-    factory: ContainerFactory, recipe: Recipe, job: Job, wheel: Path, log: JobLog
+    factory: ContainerFactory,
+    recipe: Recipe,
+    job: Job,
+    wheel: Path,
+    log: JobLog,
+    *,
+    offline: bool = False,
 ) -> list[VerifyOutcome]:
     images = [job.runtime_image or job.image, *recipe.test.verify_images]
-    return [verify_in_image(factory, recipe, job, wheel, ref, log) for ref in dict.fromkeys(images)]
+    return [
+        verify_in_image(factory, recipe, job, wheel, ref, log, offline=offline)
+        for ref in dict.fromkeys(images)
+    ]
 
 
 def verify_in_image(
-    factory: ContainerFactory, recipe: Recipe, job: Job, wheel: Path, ref: str, log: JobLog
+    factory: ContainerFactory,
+    recipe: Recipe,
+    job: Job,
+    wheel: Path,
+    ref: str,
+    log: JobLog,
+    *,
+    offline: bool = False,
 ) -> VerifyOutcome:
     t0 = time.monotonic()
     tags = wheel_tags(wheel, job.arch)
@@ -122,13 +147,17 @@ def verify_in_image(
         job=f"{job.id}-verify",
         log=log,
         personality=archs.personality(tags.arch),
+        network_mode="none" if offline else None,
     )
+    cache = WheelCache.for_image(info.id, job.arch)
+    source = ""
     try:
         with session:
-            _run_checks(session, recipe, job, wheel, tags)
+            source = _run_checks(session, recipe, job, wheel, tags, cache, offline)
     except StageFailed as exc:
         return VerifyOutcome(ref, "failed", f"{exc}; see the log", time.monotonic() - t0)
-    return VerifyOutcome(ref, "passed", "installed, imported and tested", time.monotonic() - t0)
+    done = "installed, imported and tested"
+    return VerifyOutcome(ref, "passed", done, time.monotonic() - t0, source)
 
 
 def _image(factory: ContainerFactory, ref: str, job: Job, log: JobLog) -> ImageInfo:
@@ -156,7 +185,15 @@ def _incompatibility(info: ImageInfo, tags: WheelTags) -> str | None:
     return None
 
 
-def _run_checks(session: Session, recipe: Recipe, job: Job, wheel: Path, tags: WheelTags) -> None:
+def _run_checks(
+    session: Session,
+    recipe: Recipe,
+    job: Job,
+    wheel: Path,
+    tags: WheelTags,
+    cache: WheelCache,
+    offline: bool,
+) -> str:
     py_dir = f"/opt/python/{job.python_tag}/bin"
     env = {"PATH": f"{py_dir}:/usr/local/bin:/usr/bin:/bin", "PIP_NO_INPUT": "1"}
     session.run("verify", ["mkdir", "-p", WHEEL_DIR, TEST_DIR])
@@ -166,11 +203,13 @@ def _run_checks(session: Session, recipe: Recipe, job: Job, wheel: Path, tags: W
         f"test -x {py_dir}/python || {{ echo 'no {tags.python} interpreter at {py_dir}'; exit 1; }}",
         env=env,
     )
+    source = _verify_env(session, recipe, job, wheel, cache, offline, env)
+    installs = {**env, **offline_env(WHEELS)}  # installs only: a test command may use pip
     requires = " ".join(shlex.quote(r) for r in recipe.test.requires)
     session.run(
         "verify: install",
         f"python -m pip install --disable-pip-version-check {WHEEL_DIR}/{shlex.quote(wheel.name)} {requires}",
-        env=env,
+        env=installs,
         workdir=TEST_DIR,
     )
     modules = list(recipe.test.imports) or top_level_modules(wheel)
@@ -185,7 +224,80 @@ def _run_checks(session: Session, recipe: Recipe, job: Job, wheel: Path, tags: W
     if recipe.test.command:
         session.run("verify: test-command", recipe.test.command, env=env, workdir=TEST_DIR)
     if recipe.test.coexist:
-        _coexist(session, recipe, modules, env)
+        _coexist(session, recipe, modules, installs)
+    return source
+
+
+def requires_dist(wheel: Path) -> list[str]:
+    """The wheel's own runtime requirements (METADATA's Requires-Dist)."""
+    with zipfile.ZipFile(wheel) as zf:
+        for name in zf.namelist():
+            if name.count("/") == 1 and name.endswith(".dist-info/METADATA"):
+                text = zf.read(name).decode(errors="replace")
+                return [
+                    line.split(":", 1)[1].strip()
+                    for line in text.split("\n\n", 1)[0].splitlines()
+                    if line.lower().startswith("requires-dist:")
+                ]
+    return []
+
+
+def _verify_env(
+    session: Session,
+    recipe: Recipe,
+    job: Job,
+    wheel: Path,
+    cache: WheelCache,
+    offline: bool,
+    env: dict[str, str],
+) -> str:
+    """The wheels verification installs (runtime and test requirements, coexist
+    packages) at WHEELS, from the cache, filled on a miss; "none" if there are none."""
+    session.run("verify", ["mkdir", "-p", WHEELS])
+    wanted = {
+        "requires-dist": json.dumps(requirement_lines(requires_dist(wheel))),
+        "test": json.dumps(requirement_lines(recipe.test.requires)),
+        "coexist": json.dumps(
+            requirement_lines(r for r, _m in map(coexist_entry, recipe.test.coexist))
+        ),
+    }
+    if all(v == "[]" for v in wanted.values()):
+        return "none"
+    key = set_key("verify", job.python_tag, wanted)
+    with cache.filling(key, session.cancel):
+        found = cache.lookup(key)
+        if found is not None:
+            session.put_tar(found.tar("wheels"), "/orch")
+            session.log.line(
+                f"[wheels] verify requirements: hit, {len(found.wheels)} wheel(s) in {cache.root}"
+            )
+            return "hit"
+        if offline:
+            raise StageFailed(
+                "verify",
+                f"offline and the wheel cache {cache.root} has no verification requirements "
+                "for this wheel and Python: run once with the network to fill it",
+            )
+        _fill_verify(session, recipe, wheel, env)
+        stored = cache.store(key, wheels_from_tar(session.get(WHEELS)), {"purpose": "verify"})
+        session.log.line(
+            f"[wheels] verify requirements: miss, {len(stored.wheels)} wheel(s) stored in {cache.root}"
+        )
+        return "miss"
+
+
+def _fill_verify(session: Session, recipe: Recipe, wheel: Path, env: dict[str, str]) -> None:
+    """pip resolves the wheel's requirements with the test ones; the job's own wheel is
+    not cached (it is rebuilt every run)."""
+    extra = [*recipe.test.requires, *(r for r, _m in map(coexist_entry, recipe.test.coexist))]
+    args = " ".join(shlex.quote(r) for r in extra)
+    session.run(
+        "verify: fetch requirements",
+        f"python -m pip wheel --disable-pip-version-check --wheel-dir {WHEELS} "
+        f"{WHEEL_DIR}/{shlex.quote(wheel.name)} {args} && rm -f {WHEELS}/{shlex.quote(wheel.name)}",
+        env=env,
+        workdir=TEST_DIR,
+    )
 
 
 def coexist_entry(entry: str) -> tuple[str, str]:

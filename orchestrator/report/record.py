@@ -47,6 +47,7 @@ class JobResult:
     verify: list[dict[str, Any]] = field(default_factory=list)
     image_id: str | None = None
     kept_container: str | None = None
+    wheel_cache: dict[str, str] = field(default_factory=dict)  # build/verify -> hit | miss
 
 
 @dataclass

@@ -1,0 +1,144 @@
+"""The build environment from the wheel cache: `python -m build` installs its isolated
+environment with no index, from the wheels of this image x arch's cache. On a miss the
+build requirements (static `[build-system].requires` and the backend's dynamic
+`get_requires_for_build_wheel`) are fetched once into the cache, then the build runs
+offline the same way."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.container.session import Session, StageFailed
+from orchestrator.pipeline.wheelcache import WheelCache, set_key, wheels_from_tar
+from orchestrator.plan.jobs import Job
+from orchestrator.recipe.model import Recipe
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+WHEELS = "/orch/wheels"
+# Files whose content can change what a setuptools project asks for dynamically.
+SETUPTOOLS_FILES = ("setup.py", "setup.cfg")
+SETUPTOOLS_BACKENDS = ("setuptools.build_meta", "setuptools.build_meta:__legacy__")
+
+# Run in the job's interpreter on a miss: fetch the static requirements, ask the backend
+# for its dynamic ones in an isolated environment installed offline from them, fetch those.
+FILL_SCRIPT = r"""
+import json, os, subprocess, sys
+from build import ProjectBuilder
+from build.env import DefaultIsolatedEnv
+src, fill = sys.argv[1:3]
+def fetch(reqs):
+    if reqs:
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check",
+                        "--wheel-dir", fill, "--find-links", fill, *reqs], check=True)
+static = sorted(ProjectBuilder(src).build_system_requires)
+fetch(static)
+os.environ.update(PIP_NO_INDEX="1", PIP_FIND_LINKS=fill)
+with DefaultIsolatedEnv() as env:
+    builder = ProjectBuilder.from_isolated_env(env, src)
+    env.install(static)
+    dynamic = sorted(builder.get_requires_for_build("wheel"))
+del os.environ["PIP_NO_INDEX"]
+fetch(dynamic)
+print("[wheels] static:", static, "dynamic:", dynamic)
+"""
+
+
+@dataclass(frozen=True)
+class EnvSource:
+    """Where a job's build (or verify) environment came from, for the log and report."""
+
+    status: str  # hit | miss
+    wheels: int
+    key: str
+
+    def line(self, what: str, cache: WheelCache) -> str:
+        return f"[wheels] {what}: {self.status}, {self.wheels} wheel(s) in {cache.root} (set {self.key[:12]})"
+
+
+def offline_env(find_links: str) -> dict[str, str]:
+    """pip with no index: everything from `find_links`."""
+    return {
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": find_links,
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    }
+
+
+def build_key(recipe: Recipe, job: Job) -> str:
+    """The build requirements' key: the interpreter and what decides the requirements."""
+    files = project_files(recipe, ("pyproject.toml", *SETUPTOOLS_FILES))
+    return set_key("build", job.python_tag, requirement_inputs(files))
+
+
+def requirement_inputs(files: dict[str, bytes]) -> dict[str, str]:
+    """The `[build-system]` table; for setuptools also setup.py/setup.cfg (setup_requires),
+    for any other backend the whole pyproject.toml (its dynamic requirements may depend on
+    any of it)."""
+    raw = files.get("pyproject.toml", b"")
+    try:
+        table: Any = tomllib.loads(raw.decode()).get("build-system", {})
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        table = None
+    parts = {"build-system": json.dumps(table, sort_keys=True)}
+    backend = table.get("build-backend") if isinstance(table, dict) else None
+    if table is None or (backend and backend not in SETUPTOOLS_BACKENDS):
+        parts["pyproject.toml"] = hashlib.sha256(raw).hexdigest()
+    for name in SETUPTOOLS_FILES:
+        if name in files:
+            parts[name] = hashlib.sha256(files[name]).hexdigest()
+    return parts
+
+
+def project_files(recipe: Recipe, names: tuple[str, ...]) -> dict[str, bytes]:
+    """The named top-level files of the project (a directory or an sdist) that exist."""
+    path = recipe.project.path
+    if recipe.project.kind != "sdist":
+        return {n: (path / n).read_bytes() for n in names if (path / n).is_file()}
+    out: dict[str, bytes] = {}
+    with tarfile.open(path) as tar:
+        for member in tar.getmembers():
+            parts = Path(member.name).parts
+            if len(parts) == 2 and parts[1] in names and member.isfile():
+                data = tar.extractfile(member)
+                if data is not None:
+                    out[parts[1]] = data.read()
+    return out
+
+
+def prepare_build_env(
+    session: Session,
+    cache: WheelCache,
+    key: str,
+    *,
+    python: str,
+    src: str,
+    env: dict[str, str],
+    offline: bool,
+) -> EnvSource:
+    """Put the build requirements' wheels at WHEELS, filling the cache on a miss."""
+    with cache.filling(key, session.cancel):
+        found = cache.lookup(key)
+        if found is not None:
+            session.put_tar(found.tar("wheels"), "/orch")
+            return EnvSource("hit", len(found.wheels), key)
+        if offline:
+            raise StageFailed(
+                "build",
+                f"offline and the wheel cache {cache.root} has no build requirements for "
+                "this project and Python: run once with the network to fill it",
+            )
+        session.run("build: fetch requirements", ["mkdir", "-p", WHEELS])
+        session.run("build: fetch requirements", [python, "-c", FILL_SCRIPT, src, WHEELS], env=env)
+        wheels = wheels_from_tar(session.get(WHEELS))
+        stored = cache.store(key, wheels, {"purpose": "build"})
+        return EnvSource("miss", len(stored.wheels), key)

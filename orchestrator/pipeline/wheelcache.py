@@ -1,0 +1,149 @@
+"""A local, content-addressed wheel cache per image x architecture, so build and verify
+environments are installed without the index once the cache holds what they need.
+
+Layout under the orch cache: `wheels/<image-id-short>-<arch>/` holds the wheels under
+their own names (written by atomic rename, never rewritten) and `sets/<key>.json`, one
+per set of requirements: the wheels it resolved to, each with its sha256. A set is a hit
+only when every listed wheel is present with that hash. Jobs filling the same set take
+its file lock, so one downloads and the others wait and then hit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import tarfile
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import filelock
+
+from orchestrator.container.session import Cancelled
+from orchestrator.util.paths import cache_dir
+
+LOCK_POLL_SECONDS = 0.5
+
+
+def set_key(purpose: str, python_tag: str, parts: Mapping[str, str]) -> str:
+    """The key of a requirement set: what it is for, the interpreter and the inputs that
+    decide the requirements (canonical JSON, so the order of `parts` does not matter)."""
+    doc = json.dumps({"purpose": purpose, "python": python_tag, **parts}, sort_keys=True)
+    return hashlib.sha256(doc.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class CachedSet:
+    key: str
+    wheels: tuple[Path, ...]
+
+    def tar(self, arcdir: str) -> bytes:
+        """The set's wheels as a tar for `put_tar` (under `arcdir/`)."""
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo(arcdir)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+            for path in self.wheels:
+                tar.add(str(path), arcname=f"{arcdir}/{path.name}")
+        return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class WheelCache:
+    root: Path
+
+    @classmethod
+    def for_image(cls, image_id: str, arch: str, base: Path | None = None) -> WheelCache:
+        short = image_id.split(":", 1)[-1][:12]
+        return cls((base or cache_dir()) / "wheels" / f"{short}-{arch}")
+
+    def _marker(self, key: str) -> Path:
+        return self.root / "sets" / f"{key}.json"
+
+    def lookup(self, key: str) -> CachedSet | None:
+        """The set if every wheel it lists is present and unchanged, else None."""
+        try:
+            listed = json.loads(self._marker(key).read_text())["wheels"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        paths = []
+        for name, digest in sorted(listed.items()):
+            path = self.root / name
+            if not _safe_name(name) or _sha256(path) != digest:
+                return None
+            paths.append(path)
+        return CachedSet(key, tuple(paths))
+
+    def store(self, key: str, wheels: Mapping[str, bytes], note: Mapping[str, object]) -> CachedSet:
+        """Add wheels (kept as they are if already present: other sets list them by hash)
+        and record the set last, so a reader never sees a set whose wheels are missing."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        listed: dict[str, str] = {}
+        for name, data in sorted(wheels.items()):
+            if not _safe_name(name):
+                continue
+            path = self.root / name
+            if not path.exists():
+                _atomic_write(path, data)
+            listed[name] = _sha256(path) or ""
+        _atomic_write(self._marker(key), json.dumps({**note, "wheels": listed}, indent=1).encode())
+        return CachedSet(key, tuple(self.root / n for n in sorted(listed)))
+
+    @contextlib.contextmanager
+    def filling(self, key: str, cancel: threading.Event) -> Iterator[None]:
+        """Held while a set is filled: concurrent jobs (threads or processes) wait."""
+        (self.root / "sets").mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(str(self.root / "sets" / f"{key}.lock"))
+        while True:
+            if cancel.is_set():
+                raise Cancelled("cancelled")
+            try:
+                lock.acquire(timeout=LOCK_POLL_SECONDS)
+                break
+            except filelock.Timeout:
+                continue
+        try:
+            yield
+        finally:
+            lock.release()
+
+
+def wheels_from_tar(data: bytes) -> dict[str, bytes]:
+    """The regular `*.whl` files of a container's tar (by base name; links and other
+    files ignored)."""
+    out: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for member in tar.getmembers():
+            name = Path(member.name).name
+            if member.isfile() and _safe_name(name):
+                extracted = tar.extractfile(member)
+                if extracted is not None:
+                    out[name] = extracted.read()
+    return out
+
+
+def _safe_name(name: str) -> bool:
+    return name.endswith(".whl") and "/" not in name and not name.startswith(".")
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def requirement_lines(reqs: Iterable[str]) -> list[str]:
+    return sorted({r.strip() for r in reqs if r.strip()})
