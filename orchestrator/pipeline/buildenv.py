@@ -7,6 +7,7 @@ offline the same way."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import sys
 import tarfile
@@ -25,6 +26,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 WHEELS = "/orch/wheels"
+FILL_PATH = "/orch/fill_build_requirements.py"
 # Files whose content can change what a setuptools project asks for dynamically.
 SETUPTOOLS_FILES = ("setup.py", "setup.cfg")
 SETUPTOOLS_BACKENDS = ("setuptools.build_meta", "setuptools.build_meta:__legacy__")
@@ -63,6 +65,16 @@ class EnvSource:
 
     def line(self, what: str, cache: WheelCache) -> str:
         return f"[wheels] {what}: {self.status}, {self.wheels} wheel(s) in {cache.root} (set {self.key[:12]})"
+
+
+def _script_tar() -> bytes:
+    buf = io.BytesIO()
+    data = FILL_SCRIPT.encode()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo(Path(FILL_PATH).name)
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 def offline_env(find_links: str) -> dict[str, str]:
@@ -138,7 +150,8 @@ def prepare_build_env(
                 "this project and Python: run once with the network to fill it",
             )
         session.run("build: fetch requirements", ["mkdir", "-p", WHEELS])
-        session.run("build: fetch requirements", [python, "-c", FILL_SCRIPT, src, WHEELS], env=env)
+        session.put_tar(_script_tar(), "/orch")
+        session.run("build: fetch requirements", [python, FILL_PATH, src, WHEELS], env=env)
         wheels = wheels_from_tar(session.get(WHEELS))
         stored = cache.store(key, wheels, {"purpose": "build"})
         return EnvSource("miss", len(stored.wheels), key)

@@ -83,7 +83,7 @@ class WheelCache:
     def store(self, key: str, wheels: Mapping[str, bytes], note: Mapping[str, object]) -> CachedSet:
         """Add wheels (kept as they are if already present: other sets list them by hash)
         and record the set last, so a reader never sees a set whose wheels are missing."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "sets").mkdir(parents=True, exist_ok=True)
         listed: dict[str, str] = {}
         for name, data in sorted(wheels.items()):
             if not _safe_name(name):

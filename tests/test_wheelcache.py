@@ -1,0 +1,135 @@
+"""The wheel cache's keys, hit/miss rules and lock, without an engine."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.container.session import Cancelled
+from orchestrator.pipeline.buildenv import requirement_inputs
+from orchestrator.pipeline.wheelcache import WheelCache, set_key, wheels_from_tar
+
+SETUPTOOLS = (
+    b'[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
+)
+
+
+def test_key_ignores_order_and_follows_each_input() -> None:
+    base = set_key("build", "cp311-cp311", {"a": "1", "b": "2"})
+    assert base == set_key("build", "cp311-cp311", {"b": "2", "a": "1"})
+    assert base != set_key("build", "cp39-cp39", {"a": "1", "b": "2"})
+    assert base != set_key("verify", "cp311-cp311", {"a": "1", "b": "2"})
+    assert base != set_key("build", "cp311-cp311", {"a": "1", "b": "3"})
+
+
+def test_setuptools_key_survives_a_version_bump_but_not_a_new_requirement() -> None:
+    v1 = requirement_inputs({"pyproject.toml": SETUPTOOLS + b'[project]\nversion = "1"\n'})
+    v2 = requirement_inputs({"pyproject.toml": SETUPTOOLS + b'[project]\nversion = "2"\n'})
+    assert v1 == v2
+    cython = SETUPTOOLS.replace(b'"setuptools>=61"', b'"setuptools>=61", "cython"')
+    assert requirement_inputs({"pyproject.toml": cython}) != v1
+    with_setup = requirement_inputs({"pyproject.toml": SETUPTOOLS, "setup.py": b"setup()"})
+    assert with_setup != v1  # setup_requires lives there
+    assert with_setup != requirement_inputs(
+        {"pyproject.toml": SETUPTOOLS, "setup.py": b"setup(setup_requires=['x'])"}
+    )
+
+
+def test_other_backends_key_on_the_whole_pyproject() -> None:
+    other = b'[build-system]\nrequires = ["scikit-build-core"]\nbuild-backend = "scikit_build_core.build"\n'
+    a = requirement_inputs({"pyproject.toml": other + b"[tool.scikit-build]\nx = 1\n"})
+    b = requirement_inputs({"pyproject.toml": other + b"[tool.scikit-build]\nx = 2\n"})
+    assert a != b
+    broken = requirement_inputs({"pyproject.toml": b"[build-system\n"})
+    assert "pyproject.toml" in broken  # unparsable: keyed on its bytes, never an exception
+
+
+def test_store_then_hit_and_damaged_entries_are_misses(tmp_path: Path) -> None:
+    cache = WheelCache.for_image("sha256:0123456789abcdef0123", "x86_64", base=tmp_path)
+    assert cache.root == tmp_path / "wheels" / "0123456789ab-x86_64"
+    assert cache.lookup("k") is None
+    stored = cache.store("k", {"a-1-py3-none-any.whl": b"A", "b-1-py3-none-any.whl": b"B"}, {})
+    found = cache.lookup("k")
+    assert found is not None and found.wheels == stored.wheels
+    assert [p.read_bytes() for p in found.wheels] == [b"A", b"B"]
+    (cache.root / "b-1-py3-none-any.whl").write_bytes(b"changed")
+    assert cache.lookup("k") is None  # a changed wheel is never handed out
+    (cache.root / "b-1-py3-none-any.whl").unlink()
+    assert cache.lookup("k") is None
+    (cache.root / "sets" / "k.json").write_text("{not json")
+    assert cache.lookup("k") is None
+
+
+def test_store_keeps_existing_wheels_for_other_sets(tmp_path: Path) -> None:
+    cache = WheelCache(tmp_path)
+    cache.store("one", {"a-1-py3-none-any.whl": b"first"}, {})
+    cache.store("two", {"a-1-py3-none-any.whl": b"second", "../evil.whl": b"x"}, {})
+    assert (tmp_path / "a-1-py3-none-any.whl").read_bytes() == b"first"
+    assert cache.lookup("one") is not None and cache.lookup("two") is not None
+    listed = json.loads((tmp_path / "sets" / "two.json").read_text())["wheels"]
+    assert listed == {"a-1-py3-none-any.whl": hashlib.sha256(b"first").hexdigest()}
+    assert not list(tmp_path.parent.glob("evil.whl"))
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporaries
+
+
+def test_filling_serialises_jobs_so_the_second_one_hits(tmp_path: Path) -> None:
+    cache = WheelCache(tmp_path)
+    events: list[str] = []
+
+    def job(name: str) -> None:
+        with cache.filling("k", threading.Event()):
+            if cache.lookup("k") is not None:
+                events.append(f"{name}: hit")
+                return
+            events.append(f"{name}: fill start")
+            time.sleep(0.3)
+            cache.store("k", {"a-1-py3-none-any.whl": b"A"}, {})
+            events.append(f"{name}: fill end")
+
+    threads = [threading.Thread(target=job, args=(n,)) for n in ("j1", "j2")]
+    threads[0].start()
+    time.sleep(0.05)
+    threads[1].start()
+    for t in threads:
+        t.join(10)
+    assert events == ["j1: fill start", "j1: fill end", "j2: hit"]
+
+
+def test_waiting_for_the_lock_ends_on_cancel(tmp_path: Path) -> None:
+    cache = WheelCache(tmp_path)
+    cancel = threading.Event()
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with cache.filling("k", threading.Event()):
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    held.wait(5)
+    threading.Timer(0.2, cancel.set).start()
+    with pytest.raises(Cancelled), cache.filling("k", cancel):
+        pass
+    release.set()
+    t.join(5)
+
+
+def test_wheels_from_tar_takes_regular_wheels_only() -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in (("wheels/a-1-py3-none-any.whl", b"A"), ("wheels/notes.txt", b"n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("wheels/b-1-py3-none-any.whl")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+    assert wheels_from_tar(buf.getvalue()) == {"a-1-py3-none-any.whl": b"A"}
