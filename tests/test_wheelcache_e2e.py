@@ -30,7 +30,10 @@ def _recipe_with_test_requirement(project: Path, *, check_offline: bool) -> None
     """A runtime test requirement (so verification installs from the cache too), and,
     offline, a check in the build and in the test that the network is really gone."""
     recipe = project / "orch.yaml"
-    text = recipe.read_text().replace("test:\n", "test:\n  requires: [packaging]\n", 1)
+    original = recipe.with_suffix(".orig")
+    if not original.exists():
+        original.write_text(recipe.read_text())
+    text = original.read_text().replace("test:\n", "test:\n  requires: [packaging]\n", 1)
     if check_offline:
         text = text.replace(
             'command: >-\n    python -c "', f'command: >-\n    {NO_NETWORK} && python -c "', 1
@@ -71,6 +74,7 @@ def test_warm_run_builds_verifies_and_lands_with_no_network(
         assert job["wheel_cache"] == {"build": "hit", "verify": "hit"}
         assert [v["status"] for v in job["verify"]] == ["passed"]
         log = Path(job["log"]).read_text()
-        assert "network present" not in log and "libbz2 1.0" in log
+        # the no-network checks ran in the build and in verification, and passed (status ok)
+        assert log.count("ls /sys/class/net") >= 2 and "libbz2 1.0" in log
         assert "[wheels] build requirements: hit" in log
     assert not containers_with_label(f"io.orch.run={report['run_id']}")
