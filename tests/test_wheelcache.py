@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from orchestrator.container.session import Cancelled
-from orchestrator.pipeline.buildenv import requirement_inputs
+from orchestrator.pipeline.buildenv import FILL_PATH, requirement_inputs
 from orchestrator.pipeline.wheelcache import WheelCache, set_key, wheels_from_tar
+from tests.support.fakeengine import FakeEngine
+from tests.test_runner import build, engine_for, options, setup
 
 SETUPTOOLS = (
     b'[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
@@ -133,3 +135,38 @@ def test_wheels_from_tar_takes_regular_wheels_only() -> None:
         link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
         tar.addfile(link)
     assert wheels_from_tar(buf.getvalue()) == {"a-1-py3-none-any.whl": b"A"}
+
+
+# --- the runner with the wheel cache, on the in-memory engine ----------------------------
+
+
+def _fills(engine: FakeEngine) -> int:
+    return sum(FILL_PATH in " ".join(cmd) for c in engine.created for cmd in c.execs)
+
+
+def test_second_run_hits_and_offline_cuts_the_network(tmp_path: Path, cache_dir: Path) -> None:
+    recipe, plan, mirror = setup(tmp_path)
+    first = engine_for(plan)
+    report, _ = build(recipe, plan, options(tmp_path, mirror), first)
+    assert [j.wheel_cache for j in report.jobs] == [{"build": "miss"}] * 2
+    assert _fills(first) == 2  # one per Python: the sets differ by interpreter
+    assert all(c.spec.network_mode is None for c in first.created)
+
+    again = engine_for(plan)
+    report, _ = build(recipe, plan, options(tmp_path, mirror, offline=True), again)
+    assert [j.status for j in report.jobs] == ["ok", "ok"]
+    assert [j.wheel_cache for j in report.jobs] == [{"build": "hit"}] * 2
+    assert _fills(again) == 0
+    assert {c.spec.network_mode for c in again.created} == {"none"}
+
+
+def test_offline_on_an_empty_cache_fails_with_the_fix(tmp_path: Path, cache_dir: Path) -> None:
+    recipe, plan, mirror = setup(tmp_path, python=("3.9",))
+    engine = engine_for(plan)
+    opts = options(tmp_path, mirror, offline=True)
+    report, _ = build(recipe, plan, opts, engine)
+    [job] = report.jobs
+    assert (job.status, job.failed_stage) == ("failed", "build")
+    assert "run once with the network" in (job.error or "")
+    assert not list(opts.output_dir.glob("*.whl")) and not engine.live
+    assert not list((cache_dir / "wheels").glob("*/sets/*.json"))

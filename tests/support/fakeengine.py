@@ -2,8 +2,8 @@
 fast tests of the runner's orchestration (scheduling, cancellation, blocking, cleanup)
 without Docker. It claims nothing about real builds: commands are answered by a script.
 
-The default script plays a successful build: `auditwheel repair` leaves one wheel named
-after the job, a dependency's `package` step leaves an artifact with one static library.
+The default script plays a successful build: filling the wheel cache leaves one wheel,
+`auditwheel repair` leaves one wheel named after the job, a dependency's `package` step leaves an artifact with one static library.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from orchestrator.container.types import (
 )
 from orchestrator.deps.stage import WORK
 from orchestrator.errors import EnvironmentProblem, OrchError
+from orchestrator.pipeline.buildenv import FILL_PATH, WHEELS
 from orchestrator.pipeline.repair import REPAIRED
 
 
@@ -80,6 +81,8 @@ def succeed(engine: FakeEngine, c: FakeContainer, cmd: Sequence[str]) -> int:
     if "auditwheel repair" in text or f"{REPAIRED}/" in text:
         name, data = wheel_bytes(c.job)
         c.files[REPAIRED] = tar_of({f"repaired/{name}": data})
+    if FILL_PATH in text:  # the build requirements fetched into the wheel cache
+        c.files[WHEELS] = tar_of({"wheels/setuptools-1-py3-none-any.whl": b"fake wheel"})
     if "artifact.tar.gz -T" in text:
         artifact = tar_of({"lib/libfake.a": b"!<arch>\n"}, gz=True)
         c.files[f"{WORK}/artifact.tar.gz"] = tar_of({"artifact.tar.gz": artifact})
