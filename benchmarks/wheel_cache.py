@@ -27,6 +27,7 @@ HERE = Path(__file__).resolve().parents[1]
 
 def orch_build(tree: Path, project: Path, out: Path, env: dict[str, str]) -> dict[str, object]:
     shutil.rmtree(out, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "orchestrator", "build", "-f", str(project), "-o", str(out)]
     load = os.getloadavg()[0]
     t0 = time.monotonic()
