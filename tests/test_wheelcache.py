@@ -8,6 +8,7 @@ import json
 import tarfile
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -170,3 +171,24 @@ def test_offline_on_an_empty_cache_fails_with_the_fix(tmp_path: Path, cache_dir:
     assert "run once with the network" in (job.error or "")
     assert not list(opts.output_dir.glob("*.whl")) and not engine.live
     assert not list((cache_dir / "wheels").glob("*/sets/*.json"))
+
+
+def _wheel_with_script(path: Path, script: bytes) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("uv-1.0.data/scripts/uv", script)
+        zf.writestr("uv-1.0.dist-info/METADATA", "Name: uv\n")
+    return path
+
+
+def test_tool_is_extracted_once_and_kept_out_of_the_copied_set(tmp_path: Path) -> None:
+    cache = WheelCache(tmp_path / "c")
+    wheel = _wheel_with_script(tmp_path / "uv-1.0-py3-none-any.whl", b"#!binary")
+    stored = cache.store("k", {wheel.name: wheel.read_bytes(), "a-1-py3-none-any.whl": b"A"}, {})
+    uv = cache.tool(stored.wheels[1], "uv")
+    assert uv is not None and uv.read_bytes() == b"#!binary" and uv.stat().st_mode & 0o111
+    assert uv.parent.parent == cache.tools
+    assert cache.tool(stored.wheels[1], "uv") == uv  # present: reused
+    assert cache.tool(stored.wheels[0], "uv") is None  # a wheel without that script
+    assert not list(cache.tools.glob(".*"))  # no temporary directories left
+    with tarfile.open(fileobj=io.BytesIO(stored.tar("wheels", skip=("uv-",)))) as tar:
+        assert tar.getnames() == ["wheels", "wheels/a-1-py3-none-any.whl"]

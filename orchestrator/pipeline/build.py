@@ -10,10 +10,10 @@ from pathlib import Path
 
 from orchestrator.container.session import Session
 from orchestrator.pipeline.buildenv import (
-    WHEELS,
     EnvSource,
+    build_command,
     build_key,
-    offline_env,
+    installer_env,
     prepare_build_env,
 )
 from orchestrator.pipeline.wheelcache import WheelCache
@@ -127,8 +127,8 @@ def build_wheel(
     session.log.line(source.line("build requirements", cache))
     session.run(
         "build",
-        [python_bin(job), "-m", "build", "--wheel", "--outdir", DIST, SRC],
-        env={**env, **offline_env(WHEELS)},
+        build_command(python_bin(job), DIST, SRC, source),
+        env={**env, **installer_env(source)},
         workdir=SRC,
     )
     return source

@@ -26,6 +26,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 WHEELS = "/orch/wheels"
+TOOLS = "/orch/tools"  # the cache's extracted tools, mounted read-only
 FILL_PATH = "/orch/fill_build_requirements.py"
 # Files whose content can change what a setuptools project asks for dynamically.
 SETUPTOOLS_FILES = ("setup.py", "setup.cfg")
@@ -38,6 +39,12 @@ import json, os, subprocess, sys
 from build import ProjectBuilder
 from build.env import DefaultIsolatedEnv
 src, fill = sys.argv[1:3]
+try:  # build >= 1.2 can install with uv: fetch it too (its own wheel, a native binary)
+    from build.env import Installer
+    subprocess.run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check",
+                    "--no-deps", "--only-binary", ":all:", "--dest", fill, "uv"], check=False)
+except ImportError:
+    pass
 def fetch(reqs):
     if reqs:
         subprocess.run([sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check",
@@ -62,9 +69,14 @@ class EnvSource:
     status: str  # hit | miss
     wheels: int
     key: str
+    uv: str | None = None  # the uv binary in the container, if the set has one
 
     def line(self, what: str, cache: WheelCache) -> str:
-        return f"[wheels] {what}: {self.status}, {self.wheels} wheel(s) in {cache.root} (set {self.key[:12]})"
+        installer = f"uv ({self.uv})" if self.uv else "pip"
+        return (
+            f"[wheels] {what}: {self.status}, {self.wheels} wheel(s) in {cache.root} "
+            f"(set {self.key[:12]}), installer {installer}"
+        )
 
 
 def _script_tar() -> bytes:
@@ -141,8 +153,8 @@ def prepare_build_env(
     with cache.filling(key, session.cancel):
         found = cache.lookup(key)
         if found is not None:
-            session.put_tar(found.tar("wheels"), "/orch")
-            return EnvSource("hit", len(found.wheels), key)
+            session.put_tar(found.tar("wheels", skip=("uv-",)), "/orch")
+            return EnvSource("hit", len(found.wheels), key, _uv(cache, found.wheels))
         if offline:
             raise StageFailed(
                 "build",
@@ -154,4 +166,27 @@ def prepare_build_env(
         session.run("build: fetch requirements", [python, FILL_PATH, src, WHEELS], env=env)
         wheels = wheels_from_tar(session.get(WHEELS))
         stored = cache.store(key, wheels, {"purpose": "build"})
-        return EnvSource("miss", len(stored.wheels), key)
+        return EnvSource("miss", len(stored.wheels), key, _uv(cache, stored.wheels))
+
+
+def _uv(cache: WheelCache, wheels: tuple[Path, ...]) -> str | None:
+    """The container path of the set's uv binary (extracted once into the cache's tools)."""
+    for wheel in wheels:
+        if wheel.name.startswith("uv-"):
+            found = cache.tool(wheel, "uv")
+            return f"{TOOLS}/{found.relative_to(cache.tools).as_posix()}" if found else None
+    return None
+
+
+def build_command(python: str, outdir: str, src: str, source: EnvSource) -> list[str]:
+    """`python -m build`, installing its environment with uv when the set has it."""
+    uv = ["--installer", "uv"] if source.uv else []
+    return [python, "-m", "build", "--wheel", *uv, "--outdir", outdir, src]
+
+
+def installer_env(source: EnvSource) -> dict[str, str]:
+    """pip and uv with no index: everything from the wheels put in the container."""
+    env = offline_env(WHEELS)
+    if source.uv:
+        env.update(UV=source.uv, UV_OFFLINE="1", UV_NO_INDEX="1", UV_FIND_LINKS=WHEELS)
+    return env

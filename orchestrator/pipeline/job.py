@@ -18,11 +18,13 @@ from typing import Any, Literal
 from orchestrator import archs, options
 from orchestrator.container.factory import ContainerFactory
 from orchestrator.container.session import Cancelled, Session, StageFailed
+from orchestrator.container.types import Mount
 from orchestrator.deps.stage import GroupDeps
 from orchestrator.emulation.accel import Accel
 from orchestrator.errors import OrchError
 from orchestrator.pipeline.audit import audit_errors, audit_job_wheel
 from orchestrator.pipeline.build import build_wheel, copy_project, job_env, merge_env
+from orchestrator.pipeline.buildenv import TOOLS
 from orchestrator.pipeline.land import copy_out_wheels, land_once, set_aside
 from orchestrator.pipeline.repair import REPAIRED, repair_wheel
 from orchestrator.pipeline.verify import verify_wheel
@@ -171,6 +173,13 @@ class _JobRun:
         info = self.inputs.factory.engine.inspect_image(image)
         return WheelCache.for_image(info.id if info else image, self.job.arch)
 
+    def tools_mount(self) -> Mount:
+        """The wheel cache's extracted tools (uv), read-only: filled on a miss, visible at
+        once through the mount."""
+        tools = self.wheel_cache(self.job.image).tools
+        tools.mkdir(parents=True, exist_ok=True)
+        return Mount(str(tools), TOOLS, read_only=True)
+
     def build_env(self, deps: GroupDeps) -> dict[str, str]:
         image_env = self.inputs.image_env.get(self.job.image, {})
         return job_env(
@@ -187,7 +196,7 @@ class _JobRun:
             job=self.job.id,
             log=self.log,
             keep_on_failure=self.inputs.opts.keep_container,
-            mounts=tuple(accel.mounts) if accel else (),
+            mounts=(*(accel.mounts if accel else ()), self.tools_mount()),
             overlay=accel.overlay if accel else None,
             personality=archs.personality(self.job.arch),
             describe=accel.describe() if accel else "",

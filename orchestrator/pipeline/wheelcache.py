@@ -15,9 +15,11 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tarfile
 import threading
 import uuid
+import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,14 +44,17 @@ class CachedSet:
     key: str
     wheels: tuple[Path, ...]
 
-    def tar(self, arcdir: str) -> bytes:
-        """The set's wheels as a tar for `put_tar` (under `arcdir/`)."""
+    def tar(self, arcdir: str, skip: tuple[str, ...] = ()) -> bytes:
+        """The set's wheels as a tar for `put_tar` (under `arcdir/`), but those whose
+        names start with one of `skip` (tools used from the cache's mount)."""
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
             info = tarfile.TarInfo(arcdir)
             info.type, info.mode = tarfile.DIRTYPE, 0o755
             tar.addfile(info)
             for path in self.wheels:
+                if path.name.startswith(skip):
+                    continue
                 tar.add(str(path), arcname=f"{arcdir}/{path.name}")
         return buf.getvalue()
 
@@ -62,6 +67,27 @@ class WheelCache:
     def for_image(cls, image_id: str, arch: str, base: Path | None = None) -> WheelCache:
         short = image_id.split(":", 1)[-1][:12]
         return cls((base or cache_dir()) / "wheels" / f"{short}-{arch}")
+
+    @property
+    def tools(self) -> Path:
+        return self.root / "tools"
+
+    def tool(self, wheel: Path, name: str) -> Path | None:
+        """A wheel's `<dist>.data/scripts/<name>` binary, extracted once under tools/
+        (into a temporary directory renamed into place: readers never see half a file)."""
+        target = self.tools / wheel.name[: -len(".whl")]
+        if not (target / name).is_file():
+            self.tools.mkdir(parents=True, exist_ok=True)
+            tmp = self.tools / f".{target.name}.{uuid.uuid4().hex}.tmp"
+            tmp.mkdir()
+            try:
+                if not _extract_script(wheel, name, tmp / name):
+                    return None
+                with contextlib.suppress(OSError):  # another job got there first
+                    os.rename(tmp, target)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return target / name if (target / name).is_file() else None
 
     def _marker(self, key: str) -> Path:
         return self.root / "sets" / f"{key}.json"
@@ -126,6 +152,19 @@ def wheels_from_tar(data: bytes) -> dict[str, bytes]:
                 if extracted is not None:
                     out[name] = extracted.read()
     return out
+
+
+def _extract_script(wheel: Path, name: str, dest: Path) -> bool:
+    if not zipfile.is_zipfile(wheel):
+        return False
+    with zipfile.ZipFile(wheel) as zf:
+        for member in zf.namelist():
+            parts = member.split("/")
+            if len(parts) == 3 and parts[0].endswith(".data") and parts[1:] == ["scripts", name]:
+                dest.write_bytes(zf.read(member))
+                dest.chmod(0o755)
+                return True
+    return False
 
 
 def _safe_name(name: str) -> bool:
