@@ -28,7 +28,7 @@ from orchestrator.pipeline.run import run
 from orchestrator.plan.jobs import Plan, make_plan
 from orchestrator.recipe import load_recipe
 from orchestrator.report.record import RunReport
-from tests.support.fakeengine import FakeContainer, FakeEngine, image, succeed
+from tests.support.fakeengine import FakeContainer, FakeEngine, builds_wheel, image, succeed
 
 DEP = """\
   - name: {name}
@@ -133,7 +133,7 @@ def test_failed_stage_is_the_step_that_failed(tmp_path: Path, cache_dir: Path) -
     recipe, plan, mirror = setup(tmp_path)
 
     def fail_build_of_cp39(engine: FakeEngine, c: FakeContainer, cmd: Sequence[str]) -> int:
-        if c.job.startswith("cp39") and "build" in cmd and "--wheel" in cmd:
+        if c.job.startswith("cp39") and builds_wheel(cmd):
             return 2
         return succeed(engine, c, cmd)
 
@@ -203,7 +203,7 @@ def test_emulated_jobs_never_take_every_slot(tmp_path: Path, cache_dir: Path) ->
     lock = threading.Lock()
 
     def slow(engine: FakeEngine, c: FakeContainer, cmd: Sequence[str]) -> int:
-        if "--wheel" in cmd:
+        if builds_wheel(cmd):
             is_emulated = c.spec.platform == "linux/arm64"
             with lock:
                 started.append("emulated" if is_emulated else "native")
@@ -215,6 +215,9 @@ def test_emulated_jobs_never_take_every_slot(tmp_path: Path, cache_dir: Path) ->
                 running.remove(is_emulated)
         return succeed(engine, c, cmd)
 
+    # A warm wheel cache first: the copies share one requirement set, and on a cold cache
+    # they would wait for the one filling it (pipeline/wheelcache.py), not for a slot.
+    build(recipe, plan, options(tmp_path, mirror, jobs=3), engine_for(plan))
     report, _ = build(recipe, plan, options(tmp_path, mirror, jobs=3), engine_for(plan, slow))
     assert [j.status for j in report.jobs] == ["ok"] * 4
     assert most == {"emulated": 2, "all": 3}  # one of three slots stays for native jobs
@@ -227,7 +230,7 @@ def test_interrupt_marks_running_jobs_interrupted_and_queued_cancelled(
     recipe, plan, mirror = setup(tmp_path, python=("3.9", "3.11"))
 
     def interrupted_build(engine: FakeEngine, c: FakeContainer, cmd: Sequence[str]) -> int:
-        if "--wheel" in cmd:
+        if builds_wheel(cmd):
             signal.raise_signal(signal.SIGINT)  # Ctrl-C while this job builds
             engine.wait_until_removed(c)
             return 143
@@ -273,7 +276,7 @@ def test_engine_down_at_cleanup_keeps_the_error_and_writes_the_report(
     recipe, plan, mirror = setup(tmp_path, python=("3.9",))
 
     def engine_dies(engine: FakeEngine, c: FakeContainer, cmd: Sequence[str]) -> int:
-        if "--wheel" in cmd:
+        if builds_wheel(cmd):
             engine.down = True
             signal.raise_signal(signal.SIGTERM)
             return 255

@@ -121,10 +121,13 @@ def build_wheel(
         build_key(recipe, job),
         python=python_bin(job),
         src=SRC,
+        outdir=DIST,
         env=dict(env),
         offline=offline,
     )
     session.log.line(source.line("build requirements", cache))
+    if source.built:
+        return source
     session.run(
         "build",
         build_command(python_bin(job), DIST, SRC, source),

@@ -32,33 +32,54 @@ FILL_PATH = "/orch/fill_build_requirements.py"
 SETUPTOOLS_FILES = ("setup.py", "setup.cfg")
 SETUPTOOLS_BACKENDS = ("setuptools.build_meta", "setuptools.build_meta:__legacy__")
 
-# Run in the job's interpreter on a miss: fetch the static requirements, ask the backend
-# for its dynamic ones in an isolated environment installed offline from them, fetch those.
+# Run in the job's interpreter on a miss: fetch the static requirements (and uv, if this
+# build can use it), make the isolated environment offline from them, ask the backend for
+# its dynamic requirements, fetch those, and build the wheel in that same environment.
 FILL_SCRIPT = r"""
-import json, os, subprocess, sys
+import glob, os, subprocess, sys, zipfile
 from build import ProjectBuilder
 from build.env import DefaultIsolatedEnv
-src, fill = sys.argv[1:3]
-try:  # build >= 1.2 can install with uv: fetch it too (its own wheel, a native binary)
-    from build.env import Installer
-    subprocess.run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check",
-                    "--no-deps", "--only-binary", ":all:", "--dest", fill, "uv"], check=False)
-except ImportError:
-    pass
+src, fill, outdir = sys.argv[1:4]
+pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+OFFLINE = dict(PIP_NO_INDEX="1", PIP_FIND_LINKS=fill, UV_OFFLINE="1", UV_NO_INDEX="1",
+               UV_FIND_LINKS=fill)
 def fetch(reqs):
     if reqs:
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check",
-                        "--wheel-dir", fill, "--find-links", fill, *reqs], check=True)
+        subprocess.run([*pip, "wheel", "--wheel-dir", fill, "--find-links", fill, *reqs],
+                       check=True)
+def uv_binary():
+    try:
+        from build.env import Installer  # build >= 1.2 installs with uv
+    except ImportError:
+        return None
+    subprocess.run([*pip, "download", "--no-deps", "--only-binary", ":all:", "--dest", fill,
+                    "uv"], check=False)
+    for wheel in glob.glob(os.path.join(fill, "uv-*.whl")):
+        with zipfile.ZipFile(wheel) as zf:
+            for name in zf.namelist():
+                if name.endswith(".data/scripts/uv"):
+                    with open("/tmp/orch-uv", "wb") as f:
+                        f.write(zf.read(name))
+                    os.chmod("/tmp/orch-uv", 0o755)
+                    return "/tmp/orch-uv"
+    return None
 static = sorted(ProjectBuilder(src).build_system_requires)
 fetch(static)
-os.environ.update(PIP_NO_INDEX="1", PIP_FIND_LINKS=fill)
-with DefaultIsolatedEnv() as env:
+uv = uv_binary()
+os.environ.update(OFFLINE, **({"UV": uv} if uv else {}))
+with DefaultIsolatedEnv(**({"installer": "uv"} if uv else {})) as env:
     builder = ProjectBuilder.from_isolated_env(env, src)
     env.install(static)
     dynamic = sorted(builder.get_requires_for_build("wheel"))
-del os.environ["PIP_NO_INDEX"]
-fetch(dynamic)
-print("[wheels] static:", static, "dynamic:", dynamic)
+    if dynamic:
+        for name in ("PIP_NO_INDEX", "UV_OFFLINE", "UV_NO_INDEX"):
+            del os.environ[name]
+        fetch(dynamic)
+        os.environ.update(OFFLINE)
+        env.install(dynamic)
+    print("[wheels] static:", static, "dynamic:", dynamic, "installer:", "uv" if uv else "pip",
+          flush=True)
+    print("built", builder.build("wheel", outdir))
 """
 
 
@@ -70,6 +91,7 @@ class EnvSource:
     wheels: int
     key: str
     uv: str | None = None  # the uv binary in the container, if the set has one
+    built: bool = False  # a miss builds the wheel while it fills the cache
 
     def line(self, what: str, cache: WheelCache) -> str:
         installer = f"uv ({self.uv})" if self.uv else "pip"
@@ -146,10 +168,12 @@ def prepare_build_env(
     *,
     python: str,
     src: str,
+    outdir: str,
     env: dict[str, str],
     offline: bool,
 ) -> EnvSource:
-    """Put the build requirements' wheels at WHEELS, filling the cache on a miss."""
+    """Put the build requirements' wheels at WHEELS; on a miss fill the cache from the
+    index and build the wheel on the way (`built`)."""
     with cache.filling(key, session.cancel):
         found = cache.lookup(key)
         if found is not None:
@@ -161,12 +185,12 @@ def prepare_build_env(
                 f"offline and the wheel cache {cache.root} has no build requirements for "
                 "this project and Python: run once with the network to fill it",
             )
-        session.run("build: fetch requirements", ["mkdir", "-p", WHEELS])
+        session.run("build", ["mkdir", "-p", WHEELS])
         session.put_tar(_script_tar(), "/orch")
-        session.run("build: fetch requirements", [python, FILL_PATH, src, WHEELS], env=env)
+        session.run("build", [python, FILL_PATH, src, WHEELS, outdir], env=env, workdir=src)
         wheels = wheels_from_tar(session.get(WHEELS))
         stored = cache.store(key, wheels, {"purpose": "build"})
-        return EnvSource("miss", len(stored.wheels), key, _uv(cache, stored.wheels))
+        return EnvSource("miss", len(stored.wheels), key, _uv(cache, stored.wheels), built=True)
 
 
 def _uv(cache: WheelCache, wheels: tuple[Path, ...]) -> str | None:

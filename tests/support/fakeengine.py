@@ -76,6 +76,12 @@ def tar_of(files: Mapping[str, bytes], gz: bool = False) -> bytes:
     return buf.getvalue()
 
 
+def builds_wheel(cmd: Sequence[str]) -> bool:
+    """The job's wheel build: `python -m build --wheel`, or the wheel-cache fill, which
+    builds the wheel while it fetches the requirements (pipeline/buildenv.py)."""
+    return "--wheel" in cmd or FILL_PATH in cmd
+
+
 def succeed(engine: FakeEngine, c: FakeContainer, cmd: Sequence[str]) -> int:
     text = " ".join(cmd)
     if "auditwheel repair" in text or f"{REPAIRED}/" in text:
