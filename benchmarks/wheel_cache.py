@@ -6,12 +6,13 @@ Dependencies are built once first (a priming run, not measured); every measured 
 shares that dependency cache, and "cold" removes only the wheel cache.
 
     python benchmarks/wheel_cache.py --before /path/to/main-tree \\
-        [--rounds 1] [--mirror DIR] examples/hello-bz2 examples/multi-deps
+        [--rounds 1] [--mirror DIR] [--work DIR] examples/hello-bz2 examples/multi-deps
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -65,9 +66,11 @@ def main() -> None:
     ap.add_argument("--before", type=Path, required=True, help="the tree to compare with")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--mirror", default=os.environ.get("ORCH_SOURCE_MIRROR", ""))
+    ap.add_argument("--work", type=Path, help="keep caches here (primed once, reused)")
     args = ap.parse_args()
     print(f"{os.cpu_count()} CPUs, load average at start {os.getloadavg()}")
-    with tempfile.TemporaryDirectory(prefix="orch-bench-") as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = args.work or stack.enter_context(tempfile.TemporaryDirectory(prefix="orch-bench-"))
         for project in args.projects:
             cache = Path(tmp) / project.name / "cache"
             env = {**os.environ, "ORCH_CACHE_DIR": str(cache), "ORCH_SOURCE_MIRROR": args.mirror}
