@@ -76,5 +76,5 @@ def test_warm_run_builds_verifies_and_lands_with_no_network(
         log = Path(job["log"]).read_text()
         # the no-network checks ran in the build and in verification, and passed (status ok)
         assert log.count("ls /sys/class/net") >= 2 and "libbz2 1.0" in log
-        assert "[wheels] build requirements: hit" in log
+        assert "[wheels] build requirements: hit" in log and "installer uv" in log
     assert not containers_with_label(f"io.orch.run={report['run_id']}")
