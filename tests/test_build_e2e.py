@@ -78,10 +78,11 @@ def test_killed_container_fails_only_its_job(
     proc = subprocess.Popen(
         cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+    mine = f"io.orch.pid={proc.pid}"  # this run's containers, not a concurrent run's
     victim = None
     deadline = time.monotonic() + 300
     while victim is None and time.monotonic() < deadline and proc.poll() is None:
-        ids = containers_with_label("io.orch.job=cp39-manylinux_2_31_x86_64")
+        ids = containers_with_label("io.orch.job=cp39-manylinux_2_31_x86_64", mine)
         if ids:
             ps = subprocess.run(["docker", "top", ids[0]], capture_output=True, text=True)
             if "sleep 60" in ps.stdout:
@@ -100,8 +101,8 @@ def test_killed_container_fails_only_its_job(
     assert "sleep 60" in "\n".join(by_id["cp39-manylinux_2_31_x86_64"]["log_tail"])
     assert "cp39-manylinux_2_31_x86_64 failed in before-build" in output  # tail shown
     assert not list((out / ".orch").glob("staging/*/*")), "staging left behind"
-    assert not containers_with_label("io.orch.job=cp39-manylinux_2_31_x86_64")
-    assert not containers_with_label("io.orch.job=cp311-manylinux_2_31_x86_64")
+    assert not containers_with_label("io.orch.job=cp39-manylinux_2_31_x86_64", mine)
+    assert not containers_with_label("io.orch.job=cp311-manylinux_2_31_x86_64", mine)
 
 
 def test_ctrl_c_leaves_no_container_and_no_wheel(

@@ -25,9 +25,11 @@ def orch(
     )
 
 
-def containers_with_label(label: str) -> list[str]:
+def containers_with_label(label: str, *more: str) -> list[str]:
+    """Containers carrying every label given (e.g. a job's and its orch process's)."""
+    filters = [arg for lab in (label, *more) for arg in ("--filter", f"label={lab}")]
     out = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label={label}"],
+        ["docker", "ps", "-aq", *filters],
         capture_output=True,
         text=True,
         check=True,
