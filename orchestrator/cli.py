@@ -34,6 +34,9 @@ from orchestrator.errors import (
 )
 from orchestrator.util.redact import inert
 
+if TYPE_CHECKING:
+    from orchestrator.plan.jobs import Plan
+
 EXIT_CODES = (
     "exit codes: 0 ok, 1 build/check failed, 2 configuration error (nothing was started), "
     "3 environment problem, 130/143/129 interrupted (SIGINT/SIGTERM/SIGHUP)"
@@ -574,6 +577,7 @@ def cmd_build(args: argparse.Namespace, console: Console) -> int:
     from orchestrator.pipeline.summary import print_failures, summary_table
 
     recipe, plan = _load_plan(args)
+    _print_plan_warnings(plan, console)
     if args.print_build_identifiers:
         for job in plan.jobs:
             print(job.id)
@@ -629,6 +633,7 @@ def _check_output_dirs(output: Path, report: Path | None) -> None:
 
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     _recipe, plan = _load_plan(args)
+    _print_plan_warnings(plan, console)
     if args.json:
         print(plan.dumps())
         return EXIT_OK
@@ -652,6 +657,13 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     for ex in plan.excluded:
         out.print(Text(f"excluded {ex.id}: {ex.reason}", style="dim"), soft_wrap=True)
     return EXIT_OK
+
+
+def _print_plan_warnings(plan: Plan, console: Console) -> None:
+    """On stderr, so `orch plan --json` output stays machine-readable."""
+    err = Console(stderr=True, width=max(console.width, 120))
+    for warning in plan.warnings:
+        err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
 
 
 def cmd_matrix(args: argparse.Namespace, console: Console) -> int:
