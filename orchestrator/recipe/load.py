@@ -352,7 +352,7 @@ def _repair(raw: Mapping[str, Any]) -> RepairOptions:
         plat=raw.get("plat"),
         exclude=tuple(raw.get("exclude", ())),
         enabled=raw.get("enabled", True),
-        only_plat=raw.get("only-plat", True),
+        only_plat=raw.get("only-plat", False),
     )
 
 

@@ -62,7 +62,7 @@ class RepairOptions:
     plat: str | None = None  # None: the job's own policy tag
     exclude: tuple[str, ...] = ()
     enabled: bool = True
-    only_plat: bool = True  # False: let auditwheel add every other tag the wheel satisfies
+    only_plat: bool = False  # True: exactly the job's tag; default: every tag auditwheel proves
 
 
 @dataclass(frozen=True)
