@@ -80,6 +80,7 @@ class TestOptions:
     imports: tuple[str, ...] = ()
     coexist: tuple[str, ...] = ()  # other distributions to import alongside, both orders
     verify_images: tuple[str, ...] = ()
+    stock_images: bool = True  # also verify in the nearest stock distribution image
 
 
 @dataclass(frozen=True)
