@@ -45,6 +45,9 @@ PROJECTS = {
     "pyyaml": Project(
         "pyyaml", ("libyaml",), r"^yaml/_yaml\.cpython-.*\.so$", "libyaml 0.2.5 ok", ("libyaml",)
     ),
+    "lz4": Project(
+        "lz4", ("lz4",), r"^lz4/frame/_frame\.cpython-.*\.so$", "python-lz4 4.4.5 ok", ("lz4",)
+    ),
     "cffi": Project(
         "cffi", ("libffi",), r"^_cffi_backend\.cpython-.*\.so$", "backend", ("libffi",)
     ),

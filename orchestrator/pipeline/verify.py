@@ -232,7 +232,7 @@ for c in "$layout" {" ".join(shlex.quote(c) for c in system)}; do
 done
 [ -n "$found" ] || {{ echo "no CPython {want} in this image (looked for $layout, {", ".join(system)})"; exit 1; }}
 if [ "$found" = "$layout" ]; then
-  mkdir -p {VENV} && ln -s "$(dirname "$found")" {VENV}/bin
+  ln -s "$(dirname "$(dirname "$found")")" {VENV}  # the whole prefix: it may be a venv
 else
   echo "[verify] system interpreter $found: installing into a venv"
   "$found" -m venv {VENV}
