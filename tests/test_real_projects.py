@@ -39,17 +39,28 @@ class Project:
     extension: str  # regex of the compiled module inside the wheel
     smoke: str  # a line the recipe's test command prints when the extension works
     bundled_static: tuple[str, ...]  # archive names that must not be grafted as .so
+    linked: str  # the link line shows the prefix's library, not a bundled copy
 
 
 PROJECTS = {
     "pyyaml": Project(
-        "pyyaml", ("libyaml",), r"^yaml/_yaml\.cpython-.*\.so$", "libyaml 0.2.5 ok", ("libyaml",)
+        "pyyaml",
+        ("libyaml",),
+        r"^yaml/_yaml\.cpython-.*\.so$",
+        "libyaml 0.2.5 ok",
+        ("libyaml",),
+        "-lyaml",
     ),
     "lz4": Project(
-        "lz4", ("lz4",), r"^lz4/frame/_frame\.cpython-.*\.so$", "python-lz4 4.4.5 ok", ("lz4",)
+        "lz4",
+        ("lz4",),
+        r"^lz4/frame/_frame\.cpython-.*\.so$",
+        "python-lz4 4.4.5 ok",
+        ("lz4",),
+        "-L/opt/orch/deps/lib -llz4",
     ),
     "cffi": Project(
-        "cffi", ("libffi",), r"^_cffi_backend\.cpython-.*\.so$", "backend", ("libffi",)
+        "cffi", ("libffi",), r"^_cffi_backend\.cpython-.*\.so$", "backend", ("libffi",), "-lffi"
     ),
 }
 
@@ -126,7 +137,8 @@ def _check_wheels(spec: Project, plan: dict, out: Path) -> None:  # type: ignore
         verified = {v["image"]: v["status"] for v in job["verify"]}
         assert set(verified.values()) == {"passed"}, verified
         assert any(i.startswith("stock:") for i in verified), verified  # the user's side
-        assert spec.smoke in Path(job["log"]).read_text()
+        log = Path(job["log"]).read_text()
+        assert spec.smoke in log and spec.linked in log
         with zipfile.ZipFile(out / job["wheel"]["filename"]) as zf:
             names = zf.namelist()
         assert any(re.match(spec.extension, n) for n in names), names
