@@ -149,6 +149,28 @@ def test_grafted_shared_libraries_are_not_own_exports(tmp_path: Path) -> None:
     assert audit_wheel(wheel).by_check("exported-own") == ()
 
 
+def test_orch_audit_cli_takes_archives(tmp_path: Path) -> None:
+    """Standalone `orch audit --archive NAME=PATH`: the same attribution by fact."""
+    import json
+    import sys
+
+    archive = _archive(tmp_path)
+    wheel = _wheel(tmp_path, _extension(tmp_path, archive, "-Wl,--exclude-libs,ALL"), "cli")
+    base = [sys.executable, "-m", "orchestrator", "audit", "--json", str(wheel)]
+    by_name = subprocess.run([*base, "--bundled", "libjpeg-turbo"], capture_output=True, text=True)
+    assert by_name.returncode == 1  # jpeg_buffer_src blamed on libjpeg-turbo by its prefix
+    for given in (str(archive), str(_artifact(tmp_path, archive))):
+        proc = subprocess.run(
+            [*base, "--archive", f"libjpeg-turbo={given}"], capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        (result,) = json.loads(proc.stdout)["results"]
+        checks = {f["check"]: f["severity"] for f in result["findings"]}
+        assert checks.get("exported-own") == "warning" and "exported-static-libs" not in checks
+    bad = subprocess.run([*base, "--archive", "x=/nonexistent.a"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "/nonexistent.a is not a file" in bad.stderr
+
+
 @pytest.mark.docker
 def test_orch_build_attributes_by_the_jobs_archives(  # type: ignore[no-untyped-def]
     x86_images: tuple[str, str], world

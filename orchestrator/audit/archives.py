@@ -45,6 +45,31 @@ def linked_libraries(artifacts: Mapping[str, Path]) -> tuple[LinkedLibrary, ...]
     return tuple(out)
 
 
+def parse_archive_option(text: str) -> LinkedLibrary:
+    """`orch audit --archive NAME=PATH`: a static archive (.a) or a dependency's prefix
+    artifact (.tar.gz) the wheel was linked against. Raises ValueError when unusable."""
+    name, sep, raw = text.partition("=")
+    path = Path(raw)
+    if not sep or not name.strip() or not raw:
+        raise ValueError(
+            f"--archive {text!r}: expected NAME=PATH (a .a file or an artifact .tar.gz)"
+        )
+    if not path.is_file():
+        raise ValueError(f"--archive {text!r}: {path} is not a file")
+    if path.name.endswith(".a"):
+        symbols = archive_symbols(path.read_bytes())
+        if not symbols:
+            raise ValueError(f"--archive {text!r}: {path} is not an ar archive with global symbols")
+        return LinkedLibrary(name.strip(), (path.name,), symbols)
+    try:
+        found = linked_libraries({name.strip(): path})
+    except (tarfile.TarError, OSError) as exc:
+        raise ValueError(f"--archive {text!r}: cannot read {path}: {exc}") from None
+    if not found:
+        raise ValueError(f"--archive {text!r}: {path} holds no static archive (.a)")
+    return found[0]
+
+
 @functools.lru_cache(maxsize=64)  # every job of a group audits against the same artifacts
 def _artifact_archives(
     artifact: str, _mtime_ns: int, _size: int
