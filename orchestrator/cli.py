@@ -350,6 +350,24 @@ def _images_command(sub: Sub) -> None:
         help="compiling interpreters for emulated architectures: auto (the native cross "
         "compiler where it matches, docs/emulation.md), accelerated, or plain QEMU",
     )
+    bs = _add(
+        isub,
+        "build-stock",
+        "build stock Debian images (system python3) for verification",
+        "Build the stock images wheels are verified in as users install them: a Debian "
+        "suite with its own python3 and venv, nothing in /opt/python (stock:<suite> in "
+        "test.verify-images; built on first use otherwise).",
+        "orch images build-stock bookworm trixie --arch x86_64 --arch aarch64",
+    )
+    bs.add_argument("suites", nargs="+", metavar="SUITE", help="bullseye, bookworm, trixie")
+    bs.add_argument(
+        "--arch",
+        type=arch_list,
+        action="extend",
+        default=[],
+        metavar="ARCH",
+        help="architecture(s), repeatable or comma-separated (default: x86_64)",
+    )
     _add(
         isub,
         "list",
@@ -686,6 +704,8 @@ def cmd_images(args: argparse.Namespace, console: Console) -> int:
         return commands.build_local(
             args.arch or ["x86_64"], args.suite, args.rebuild, console, pythons, aid
         )
+    if args.images_command == "build-stock":
+        return commands.build_stock(args.suites, args.arch or ["x86_64"], console)
     if args.images_command == "prune":
         from orchestrator.images.local import remove_stale_local_images
 
