@@ -34,6 +34,9 @@ from orchestrator.errors import (
 )
 from orchestrator.util.redact import inert
 
+if TYPE_CHECKING:
+    from orchestrator.plan.jobs import Plan
+
 EXIT_CODES = (
     "exit codes: 0 ok, 1 build/check failed, 2 configuration error (nothing was started), "
     "3 environment problem, 130/143/129 interrupted (SIGINT/SIGTERM/SIGHUP)"
@@ -353,6 +356,24 @@ def _images_command(sub: Sub) -> None:
         help="compiling interpreters for emulated architectures: auto (the native cross "
         "compiler where it matches, docs/emulation.md), accelerated, or plain QEMU",
     )
+    bs = _add(
+        isub,
+        "build-stock",
+        "build stock Debian images (system python3) for verification",
+        "Build the stock images wheels are verified in as users install them: a Debian "
+        "suite with its own python3 and venv, nothing in /opt/python (stock:<suite> in "
+        "test.verify-images; built on first use otherwise).",
+        "orch images build-stock bookworm trixie --arch x86_64 --arch aarch64",
+    )
+    bs.add_argument("suites", nargs="+", metavar="SUITE", help="bullseye, bookworm, trixie")
+    bs.add_argument(
+        "--arch",
+        type=arch_list,
+        action="extend",
+        default=[],
+        metavar="ARCH",
+        help="architecture(s), repeatable or comma-separated (default: x86_64)",
+    )
     _add(
         isub,
         "list",
@@ -580,6 +601,7 @@ def cmd_build(args: argparse.Namespace, console: Console) -> int:
     from orchestrator.pipeline.summary import print_failures, summary_table
 
     recipe, plan = _load_plan(args)
+    _print_plan_warnings(plan, console)
     if args.print_build_identifiers:
         for job in plan.jobs:
             print(job.id)
@@ -636,6 +658,7 @@ def _check_output_dirs(output: Path, report: Path | None) -> None:
 
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     _recipe, plan = _load_plan(args)
+    _print_plan_warnings(plan, console)
     if args.json:
         print(plan.dumps())
         return EXIT_OK
@@ -661,6 +684,13 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _print_plan_warnings(plan: Plan, console: Console) -> None:
+    """On stderr, so `orch plan --json` output stays machine-readable."""
+    err = Console(stderr=True, width=max(console.width, 120))
+    for warning in plan.warnings:
+        err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+
+
 def cmd_matrix(args: argparse.Namespace, console: Console) -> int:
     from orchestrator.plan.github import github_matrix
     from orchestrator.plan.runners import parse_runners
@@ -681,6 +711,8 @@ def cmd_images(args: argparse.Namespace, console: Console) -> int:
         return commands.build_local(
             args.arch or ["x86_64"], args.suite, args.rebuild, console, pythons, aid
         )
+    if args.images_command == "build-stock":
+        return commands.build_stock(args.suites, args.arch or ["x86_64"], console)
     if args.images_command == "prune":
         from orchestrator.images.local import remove_stale_local_images
 

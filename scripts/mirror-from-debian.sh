@@ -3,13 +3,15 @@
 # orch's recipe library that Debian ships byte-identical as `.orig` tarballs. For machines
 # whose network reaches Debian's archive but not the upstream hosts (as this project's CI).
 #
-#   bash scripts/mirror-from-debian.sh DIR
+#   bash scripts/mirror-from-debian.sh DIR [RECIPE...]    (default: every recipe)
 #
 # The archive's address is read from this machine's own apt configuration, never written
 # down. Only files whose sha256 equals a recipe's upstream sha256 are kept, so what lands in
 # DIR is exactly what the recipes ask for.
 set -euo pipefail
-dest=$(realpath -m "${1:?usage: mirror-from-debian.sh DIR}")
+dest=$(realpath -m "${1:?usage: mirror-from-debian.sh DIR [RECIPE...]}")
+shift
+wanted=" $* "
 here=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$dest"
 
@@ -45,6 +47,7 @@ declare -A srcpkg=(
 )
 cd "$work/dl"
 for recipe in "${!srcpkg[@]}"; do
+  [ "$wanted" = "  " ] || [[ "$wanted" == *" $recipe "* ]] || continue
   for suite in bookworm trixie; do
     apt-get source -q --download-only "${srcpkg[$recipe]}/$suite" >/dev/null 2>&1 || true
   done
@@ -54,6 +57,8 @@ kept=0
 for yaml in "$here"/recipes/*.yaml; do
   want=$(sed -n 's/^ *sha256: *"\{0,1\}\([0-9a-f]\{64\}\)"\{0,1\}.*/\1/p' "$yaml" | head -n1)
   name=$(basename "$yaml" .yaml)
+  [ "$wanted" = "  " ] || [[ "$wanted" == *" $name "* ]] || continue
+  [ -f "$dest/$want" ] && { echo "mirror: $name already present"; kept=$((kept + 1)); continue; }
   for f in "$work"/dl/*.orig.tar.*; do
     [ -f "$f" ] || continue
     if [ "$(sha256sum "$f" | cut -d' ' -f1)" = "$want" ]; then

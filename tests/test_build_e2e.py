@@ -32,8 +32,9 @@ def test_example_builds_repairs_verifies(
     assert proc.returncode == 0, proc.stdout + proc.stderr
     names = wheels(out)
     assert names == [
-        "orch_example_bzdemo-1.0.0-cp311-cp311-manylinux_2_31_x86_64.whl",
-        "orch_example_bzdemo-1.0.0-cp39-cp39-manylinux_2_31_x86_64.whl",
+        # every tag auditwheel proves (libbz2 and the module need nothing newer than 2.5)
+        "orch_example_bzdemo-1.0.0-cp311-cp311-manylinux1_x86_64.manylinux_2_31_x86_64.manylinux_2_5_x86_64.whl",
+        "orch_example_bzdemo-1.0.0-cp39-cp39-manylinux1_x86_64.manylinux_2_31_x86_64.manylinux_2_5_x86_64.whl",
     ]
     for name in names:
         with zipfile.ZipFile(out / name) as zf:
@@ -92,7 +93,9 @@ def test_killed_container_fails_only_its_job(
     subprocess.run(["docker", "kill", victim], check=True, capture_output=True)
     output, _ = proc.communicate(timeout=900)
     assert proc.returncode == 1, output
-    assert wheels(out) == ["orch_example_bzdemo-1.0.0-cp311-cp311-manylinux_2_31_x86_64.whl"]
+    assert wheels(out) == [
+        "orch_example_bzdemo-1.0.0-cp311-cp311-manylinux1_x86_64.manylinux_2_31_x86_64.manylinux_2_5_x86_64.whl"
+    ]
     report = json.loads((out / ".orch" / "report.json").read_text())
     by_id = {j["id"]: j for j in report["jobs"]}
     assert by_id["cp39-manylinux_2_31_x86_64"]["status"] == "failed"

@@ -6,6 +6,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from .archives import LinkedLibrary
 from .checks import CHECK_FUNCS
 from .context import Context
 from .model import CHECKS, AuditResult, Finding, apply_downgrades, parse_downgrades
@@ -19,15 +20,19 @@ def audit_wheel(
     allow_exports: Sequence[str] = (),
     downgrade: Sequence[tuple[str, str, str]] = (),
     bundled_static: Sequence[str] = (),
+    linked: Sequence[LinkedLibrary] = (),
 ) -> AuditResult:
     """Audit one wheel. Raises WheelError when the file is missing or not a wheel, and
     ValueError for an invalid downgrade entry."""
     rules = parse_downgrades(downgrade)
     wheel = open_wheel(Path(path))
-    declared, notes = resolve_bundled(bundled_static)
+    by_fact = {lib.name for lib in linked}  # their archives tell; no name guessing
+    declared, notes = resolve_bundled([n for n in bundled_static if n not in by_fact])
     with tempfile.TemporaryDirectory(prefix="orch-audit-") as tmp:
         elfs, errors = extract_elfs(wheel, Path(tmp))
-        ctx = Context(wheel, elfs, errors, tuple(allow_exports), declared, notes)
+        ctx = Context(
+            wheel, elfs, errors, tuple(allow_exports), declared, notes, linked=tuple(linked)
+        )
         findings: list[Finding] = []
         for name in CHECKS:
             findings += CHECK_FUNCS[name](ctx)

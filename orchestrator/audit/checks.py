@@ -13,7 +13,7 @@ from .elf import DynSymbol, ElfInfo
 from .model import ERROR, INFO, WARNING, Finding
 from .model import make_finding as _f
 from .record import check_record
-from .symbols import StaticLib, is_std_symbol, match_lib, uses_new_abi, uses_old_abi
+from .symbols import find_known, is_std_symbol, uses_new_abi, uses_old_abi
 from .tagchecks import check_symbol_versions, check_tag
 
 Check = Callable[[Context], list[Finding]]
@@ -49,26 +49,25 @@ def check_exported_std(ctx: Context) -> list[Finding]:
 
 def check_exported_static_libs(ctx: Context) -> list[Finding]:
     findings = [_f("exported-static-libs", INFO, note) for note in ctx.declared_notes]
-    declared = {lib.name for lib in ctx.declared}
     for elf in ctx.elfs:
         groups: dict[str, list[DynSymbol]] = {}
+        how: dict[str, str] = {}
         for sym in ctx.unwanted_exports(elf):
             if is_std_symbol(sym.name):
                 continue
-            lib = match_lib(sym.name, ctx.static_libs)
-            if lib is not None and not _is_that_library(elf, lib):
-                groups.setdefault(lib.name, []).append(sym)
+            owner = ctx.owner(sym.name)
+            if owner is not None and not _is_that_library(elf, owner[0]):
+                groups.setdefault(owner[0], []).append(sym)
+                how[owner[0]] = owner[1]
         if groups:
-            findings.append(_static_finding(ctx, elf, groups, declared))
+            findings.append(_static_finding(ctx, elf, groups, how))
     return findings
 
 
 def _static_finding(
-    ctx: Context, elf: ElfInfo, groups: dict[str, list[DynSymbol]], declared: set[str]
+    ctx: Context, elf: ElfInfo, groups: dict[str, list[DynSymbol]], how: dict[str, str]
 ) -> Finding:
-    libs = ", ".join(
-        f"{n} ({'declared' if n in declared else 'matched by name'})" for n in sorted(groups)
-    )
+    libs = ", ".join(f"{n} ({how[n]})" for n in sorted(groups))
     items = [
         f"{name}: {ctx.describe(s)}"
         for name in sorted(groups)
@@ -85,14 +84,55 @@ def _static_finding(
     )
 
 
-def _is_that_library(elf: ElfInfo, lib: StaticLib) -> bool:
+def _is_that_library(elf: ElfInfo, name: str) -> bool:
     """A bundled shared copy (libz-1a2b3c4d.so.1) exports its API on purpose."""
-    stems = {n.lower().removeprefix("lib") for n in (lib.name, *lib.aliases)}
+    known = find_known(name)
+    names = (name, *(known.aliases if known else ()))
+    stems = {n.lower().removeprefix("lib") for n in names}
     for name in (PurePosixPath(elf.path).name, elf.soname or ""):
         base = name.lower().removeprefix("lib")
         if any(re.match(rf"^{re.escape(s)}(?:[-._\d]|$)", base) for s in stems):
             return True
     return False
+
+
+# --- exported-own ----------------------------------------------------------------------------
+
+
+def check_exported_own(ctx: Context) -> list[Finding]:
+    """An extension module's own global functions beyond its PyInit_: harmless alone, but
+    they can bind to (or be bound by) another extension loaded with RTLD_GLOBAL."""
+    findings: list[Finding] = []
+    for elf in ctx.elfs:
+        if not _is_extension_module(elf):
+            continue
+        own = [
+            s
+            for s in ctx.unwanted_exports(elf)
+            if not is_std_symbol(s.name) and ctx.owner(s.name) is None
+        ]
+        if own:
+            findings.append(_own_finding(ctx, elf, own))
+    return findings
+
+
+def _is_extension_module(elf: ElfInfo) -> bool:
+    """Extensions export their entry point; grafted or shipped libraries export an API."""
+    return any(s.name.startswith(("PyInit_", "PyModExport_")) for s in elf.exported)
+
+
+def _own_finding(ctx: Context, elf: ElfInfo, own: list[DynSymbol]) -> Finding:
+    init = next(s.name for s in elf.exported if s.name.startswith(("PyInit_", "PyModExport_")))
+    return _f(
+        "exported-own",
+        WARNING,
+        f"exports {len(own)} of the project's own symbol(s) besides {init}: they can clash with "
+        "another extension's symbols of the same name; link with a version script "
+        f"(-Wl,--version-script=exports.map, exports.map: '{{ global: {init}; local: *; }};') "
+        "or build with -fvisibility=hidden; allow intended ones with audit.allow-exports",
+        [ctx.describe(s) for s in sorted(own, key=lambda s: s.name)],
+        elf.path,
+    )
 
 
 # --- cxx11-abi -------------------------------------------------------------------------------
@@ -369,6 +409,7 @@ CHECK_FUNCS: dict[str, Check] = {
     "symbol-versions": check_symbol_versions,
     "exported-std": check_exported_std,
     "exported-static-libs": check_exported_static_libs,
+    "exported-own": check_exported_own,
     "cxx11-abi": check_cxx11_abi,
     "needed": check_needed,
     "rpath": check_rpath,

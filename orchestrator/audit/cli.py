@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from .archives import parse_archive_option
 from .audit import audit_wheel
 from .model import CHECKS, SEVERITIES, AuditResult
 from .render import render_table, to_json_document
@@ -58,6 +59,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="a static library the build links (zlib, zstd, ... or "
         "NAME=GLOB,GLOB for others); repeatable",
     )
+    parser.add_argument(
+        "--archive",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="a static archive (.a) or dependency artifact (.tar.gz) the wheel was linked "
+        "against: its symbols are that library's, other exports are the project's own "
+        "(orch build does this by itself); repeatable",
+    )
 
 
 def parse_downgrade(text: str) -> tuple[str, str, str]:
@@ -72,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     out = Console()
     try:
         downgrades = [parse_downgrade(d) for d in args.downgrade]
+        linked = [parse_archive_option(a) for a in args.archive]
     except ValueError as exc:
         _complain(str(exc))
         return EXIT_UNREADABLE
@@ -85,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
                     allow_exports=args.allow_export,
                     downgrade=downgrades,
                     bundled_static=args.bundled,
+                    linked=linked,
                 )
             )
         except WheelError as exc:

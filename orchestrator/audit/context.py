@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from .archives import LinkedLibrary
 from .elf import DynSymbol, ElfInfo
 from .external import AuditwheelShow, run_auditwheel_show
 from .policy import Platform, Policy, most_permissive, parse_platform, policies_for, policy_for
-from .symbols import KNOWN_LIBS, Demangler, StaticLib, allowed_export
+from .symbols import KNOWN_LIBS, Demangler, StaticLib, allowed_export, find_known, match_lib
 from .wheel import Wheel
 
 # The dynamic loader: every ELF may need it, no policy lists it, it is never bundled.
@@ -24,6 +25,7 @@ class Context:
     declared: tuple[StaticLib, ...] = ()
     declared_notes: tuple[str, ...] = ()
     demangle: Demangler = field(default_factory=Demangler)
+    linked: tuple[LinkedLibrary, ...] = ()  # the job's dependency archives, by fact
     _show: AuditwheelShow | None = None
 
     @property
@@ -46,8 +48,24 @@ class Context:
 
     @property
     def static_libs(self) -> tuple[StaticLib, ...]:
-        # declared libraries first, so a symbol is attributed to what the recipe says it links
-        return (*self.declared, *KNOWN_LIBS)
+        """Libraries recognised by name: declared ones first (a symbol is attributed to what
+        the recipe says it links), never one whose archives are known (facts win)."""
+        by_fact = {lib.name.lower() for lib in self.linked}
+        by_fact |= {known.name.lower() for lib in self.linked if (known := find_known(lib.name))}
+        return tuple(
+            lib for lib in (*self.declared, *KNOWN_LIBS) if lib.name.lower() not in by_fact
+        )
+
+    def owner(self, symbol: str) -> tuple[str, str] | None:
+        """(library, how we know) for a symbol some static library defines, else None."""
+        for linked in self.linked:
+            if symbol in linked.symbols:
+                return linked.name, f"defined in {', '.join(linked.archives)}"
+        lib = match_lib(symbol, self.static_libs)
+        if lib is None:
+            return None
+        declared = any(d.name == lib.name for d in self.declared)
+        return lib.name, "declared" if declared else "matched by name"
 
     def auditwheel(self) -> AuditwheelShow:
         if self._show is None:

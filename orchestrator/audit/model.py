@@ -17,6 +17,7 @@ CHECKS = (
     "symbol-versions",
     "exported-std",
     "exported-static-libs",
+    "exported-own",
     "cxx11-abi",
     "needed",
     "rpath",

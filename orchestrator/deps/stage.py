@@ -87,6 +87,7 @@ class GroupDeps:
     build_env: Mapping[str, str]
     failures: tuple[str, ...]
     results: tuple[DepResult, ...]
+    artifacts: tuple[tuple[str, Path], ...] = ()  # (dependency, its artifact): audit facts
 
     @property
     def ok(self) -> bool:
@@ -347,4 +348,5 @@ def _collect(
             failed.append(name)
     if failed:
         return GroupDeps(None, {}, tuple(failed), results)
-    return GroupDeps(prefix_tar(artifacts), flags_for_project(PREFIX), (), results)
+    named = tuple(zip(order, artifacts, strict=True))
+    return GroupDeps(prefix_tar(artifacts), flags_for_project(PREFIX), (), results, named)

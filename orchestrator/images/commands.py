@@ -115,3 +115,22 @@ def build_local(
             )
             console.print(f"  -> {info.ref} ({info.architecture})")
     return EXIT_OK
+
+
+def build_stock(suites: list[str], arch_names: list[str], console: Console) -> int:
+    """`orch images build-stock`: stock Debian images, timed (debootstrap included)."""
+    import time
+
+    from orchestrator.images.stock import PREFIX, ensure_stock_image
+
+    for suite in suites:
+        for arch in arch_names:
+            console.print(f"[bold]{PREFIX}{suite} {arch}[/]")
+            t0 = time.monotonic()
+            info = ensure_stock_image(
+                f"{PREFIX}{suite.removeprefix(PREFIX)}",
+                arch,
+                on_line=lambda line: console.print(f"  {line}", markup=False, highlight=False),
+            )
+            console.print(f"  -> {info.ref} ({info.architecture}) in {time.monotonic() - t0:.0f} s")
+    return EXIT_OK

@@ -3,19 +3,26 @@ check), with the recipe's allowances; findings go to the job's log."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from orchestrator.audit import AuditResult, audit_wheel
+from orchestrator.audit.archives import linked_libraries
 from orchestrator.recipe.model import Recipe
 from orchestrator.report.joblog import JobLog
 
 
-def audit_job_wheel(wheel: Path, recipe: Recipe, log: JobLog) -> AuditResult:
+def audit_job_wheel(
+    wheel: Path, recipe: Recipe, log: JobLog, artifacts: Mapping[str, Path] | None = None
+) -> AuditResult:
+    """`artifacts`: the dependencies the job linked (name -> prefix artifact); their
+    archives' symbol tables decide which exports are theirs."""
     result = audit_wheel(
         wheel,
         allow_exports=recipe.audit.allow_exports,
         downgrade=recipe.audit.downgrade,
         bundled_static=[d.name for d in recipe.dependencies],
+        linked=linked_libraries(artifacts or {}),
     )
     for f in result.findings:
         items = ", ".join(f.items[:8]) + (

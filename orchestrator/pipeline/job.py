@@ -221,7 +221,9 @@ class _JobRun:
         return wheels[0]
 
     def audit(self, wheel: Path) -> None:
-        result = audit_job_wheel(wheel, self.inputs.recipe, self.log)
+        deps = self.inputs.deps.get(self.job.group)
+        linked = dict(deps.artifacts) if deps else {}  # whose symbols are whose: by fact
+        result = audit_job_wheel(wheel, self.inputs.recipe, self.log, linked)
         self.found.audit = result.to_json()
         errors = audit_errors(result)
         if errors:

@@ -19,8 +19,8 @@ def repair_wheel(session: Session, job: Job, recipe: Recipe) -> None:
         return
     flags = [f"--exclude {shlex.quote(e)}" for e in recipe.repair.exclude]
     if recipe.repair.only_plat:
-        # Exactly the job's tag; auditwheel would otherwise add every older policy the
-        # wheel happens to satisfy (manylinux1...), which the recipe did not ask for.
+        # Opt-in: exactly the job's tag. By default auditwheel also adds the most compatible
+        # policy it proves (manylinux_2_17...), so older systems' pip installs the wheel.
         flags.append("--only-plat")
     session.run(
         "repair",

@@ -19,6 +19,7 @@ from orchestrator.container.session import Session, StageFailed
 from orchestrator.container.types import ImageInfo
 from orchestrator.errors import EnvironmentProblem
 from orchestrator.images.pull import ensure_local
+from orchestrator.images.stock import choose_default, ensure_stock_image, is_stock, stock_ref
 from orchestrator.pipeline.buildenv import WHEELS, offline_env
 from orchestrator.pipeline.wheelcache import (
     WheelCache,
@@ -54,6 +55,17 @@ class VerifyOutcome:
 class WheelTags:
     python: str  # cp311
     platforms: tuple[str, ...]  # manylinux_2_31_x86_64, ...
+    abi: str = ""  # cp311, cp313t (free-threaded), abi3
+
+    @property
+    def version(self) -> str | None:
+        """'3.11' for cp311; None for a tag that names no single CPython (py3)."""
+        m = re.fullmatch(r"cp(\d)(\d+)", self.python)
+        return f"{m.group(1)}.{m.group(2)}" if m else None
+
+    @property
+    def free_threaded(self) -> bool:
+        return self.abi.endswith("t") and self.abi.startswith("cp")
 
     @property
     def arch(self) -> str:
@@ -82,7 +94,7 @@ def wheel_tags(wheel: Path, job_arch: str | None = None) -> WheelTags:
     platforms = tuple(parts[-1].split("."))
     if platforms == ("any",) and job_arch:
         platforms = (f"linux_{job_arch}",)
-    return WheelTags(python=parts[-3], platforms=platforms)
+    return WheelTags(python=parts[-3], platforms=platforms, abi=parts[-2])
 
 
 def top_level_modules(wheel: Path) -> list[str]:
@@ -118,10 +130,34 @@ def verify_wheel(
     offline: bool = False,
 ) -> list[VerifyOutcome]:
     images = [job.runtime_image or job.image, *recipe.test.verify_images]
+    if recipe.test.stock_images != "never":
+        images += _default_stock(factory, recipe, wheel_tags(wheel, job.arch), log)
     return [
         verify_in_image(factory, recipe, job, wheel, ref, log, offline=offline)
         for ref in dict.fromkeys(images)
     ]
+
+
+def _default_stock(
+    factory: ContainerFactory, recipe: Recipe, tags: WheelTags, log: JobLog
+) -> list[str]:
+    """The user's side of the fence: a distribution image whose system Python is the
+    wheel's, glibc the nearest at or above the wheel's minimum. By default (auto) only when
+    that image is present: building one costs a debootstrap (minutes, more under QEMU)."""
+    chosen = choose_default(tags.version, tags.min_glibc, tags.arch) if tags.version else None
+    if chosen is None or tags.free_threaded:
+        if not tags.free_threaded:
+            log.line(f"[verify] no stock image has a system Python {tags.version} for {tags.arch}")
+        return []
+    absent = factory.engine.inspect_image(stock_ref(chosen, tags.arch)) is None
+    if recipe.test.stock_images == "auto" and absent:
+        suite = chosen.removeprefix("stock:")
+        log.line(
+            f"[verify] {chosen} ({tags.arch}) is not built, so not verified there: "
+            f"`orch images build-stock {suite} --arch {tags.arch}` (or test.stock-images: true)"
+        )
+        return []
+    return [chosen]
 
 
 def verify_in_image(
@@ -142,7 +178,7 @@ def verify_in_image(
         log.line(f"[verify] {ref}: cannot run this wheel: {problem}")
         return VerifyOutcome(ref, "incompatible", problem, time.monotonic() - t0)
     session = factory.session(
-        ref,
+        info.ref,  # stock:<suite> resolved to its tag
         platform=info.platform,
         job=f"{job.id}-verify",
         log=log,
@@ -161,6 +197,9 @@ def verify_in_image(
 
 
 def _image(factory: ContainerFactory, ref: str, job: Job, log: JobLog) -> ImageInfo:
+    if is_stock(ref):
+        present = factory.engine.inspect_image(stock_ref(ref, job.arch))
+        return present or ensure_stock_image(ref, job.arch, on_line=log.line)
     info = factory.engine.inspect_image(ref)
     if info is None and ref == job.runtime_image and job.image_source == "local":
         info = ensure_local(job, "runtime", log.line)
@@ -194,15 +233,10 @@ def _run_checks(
     cache: WheelCache,
     offline: bool,
 ) -> str:
-    py_dir = f"/opt/python/{job.python_tag}/bin"
-    env = {"PATH": f"{py_dir}:/usr/local/bin:/usr/bin:/bin", "PIP_NO_INPUT": "1"}
+    env = {"PATH": f"{VENV}/bin:/usr/local/bin:/usr/bin:/bin", "PIP_NO_INPUT": "1"}
     session.run("verify", ["mkdir", "-p", WHEEL_DIR, TEST_DIR])
     session.put(wheel, WHEEL_DIR, arcname=wheel.name)
-    session.run(
-        "verify: interpreter",
-        f"test -x {py_dir}/python || {{ echo 'no {tags.python} interpreter at {py_dir}'; exit 1; }}",
-        env=env,
-    )
+    session.run("verify: interpreter", interpreter_script(job.python_tag, tags))
     source = _verify_env(session, recipe, job, wheel, cache, offline, env)
     installs = {**env, **offline_env(WHEELS)}  # installs only: a test command may use pip
     requires = " ".join(shlex.quote(r) for r in recipe.test.requires)
@@ -226,6 +260,37 @@ def _run_checks(
     if recipe.test.coexist:
         _coexist(session, recipe, modules, installs)
     return source
+
+
+VENV = "/orch/venv"
+
+
+def interpreter_script(python_tag: str, tags: WheelTags) -> str:
+    """Find the interpreter the wheel is for and make {VENV}/bin its bin directory: the
+    manylinux layout's /opt/python/<tag> as it is, else a system python3.X (on PATH,
+    /usr/bin/python3) as a fresh venv, where a user would install the wheel."""
+    want = (tags.version or "") + ("t" if tags.free_threaded else "")
+    probe = (
+        "import sys, sysconfig; print('%d.%d%s' % (*sys.version_info[:2], "
+        "'t' if sysconfig.get_config_var('Py_GIL_DISABLED') else ''))"
+    )
+    system = [f"python{want}", f"python{tags.version}", "python3", "/usr/bin/python3"]
+    return f"""
+layout=/opt/python/{python_tag}/bin/python
+found=""
+for c in "$layout" {" ".join(shlex.quote(c) for c in system)}; do
+  p=$(command -v "$c" 2>/dev/null) || continue
+  got=$("$p" -c {shlex.quote(probe)} 2>/dev/null) || continue
+  [ -z {shlex.quote(want)} ] || [ "$got" = {shlex.quote(want)} ] && {{ found=$p; break; }}
+done
+[ -n "$found" ] || {{ echo "no CPython {want} in this image (looked for $layout, {", ".join(system)})"; exit 1; }}
+if [ "$found" = "$layout" ]; then
+  ln -s "$(dirname "$(dirname "$found")")" {VENV}  # the whole prefix: it may be a venv
+else
+  echo "[verify] system interpreter $found: installing into a venv"
+  "$found" -m venv {VENV}
+fi
+"""
 
 
 def requires_dist(wheel: Path) -> list[str]:

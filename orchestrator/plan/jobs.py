@@ -19,6 +19,7 @@ from orchestrator.plan import catalog
 from orchestrator.plan.runners import Runners
 from orchestrator.recipe.graph import topological_order
 from orchestrator.recipe.model import Recipe
+from orchestrator.recipe.requires_python import RequiresPython, read_requires_python
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Plan:
     excluded: tuple[Excluded, ...] = ()
     dep_order: tuple[str, ...] = field(default=())
     dep_network: tuple[str, ...] = ()  # dependencies whose build container has a network
+    warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,6 +72,7 @@ class Plan:
             "excluded": [asdict(e) for e in self.excluded],
             "dependency_order": list(self.dep_order),
             "dependency_network": list(self.dep_network),
+            "warnings": list(self.warnings),
         }
 
     def dumps(self) -> str:
@@ -317,6 +320,7 @@ def make_plan(recipe: Recipe, host_arch: str | None = None) -> Plan:
     cat = catalog.load()
     host = host_arch or archs.host_arch()
     dep_order = tuple(topological_order({d.name: d.requires for d in recipe.dependencies}))
+    requires = read_requires_python(recipe.project)
     jobs: list[Job] = []
     excluded: list[Excluded] = []
     for policy in recipe.platforms:
@@ -329,6 +333,9 @@ def make_plan(recipe: Recipe, host_arch: str | None = None) -> Plan:
                 excluded += [Excluded(_job_id(py, tag), exc.reason) for py in recipe.python]
                 continue
             for py in recipe.python:
+                if requires is not None and not requires.allows(py):
+                    excluded.append(Excluded(_job_id(py, tag), _outside(requires)))
+                    continue
                 if py not in image.pythons:
                     has = ", ".join(image.pythons)
                     reason = f"{_image_name(image, tag)} has no CPython {py} (has {has})"
@@ -351,13 +358,34 @@ def make_plan(recipe: Recipe, host_arch: str | None = None) -> Plan:
                 )
                 jobs.append(job)
     online = tuple(d.name for d in recipe.dependencies if d.network)
-    plan = Plan(str(recipe.path), tuple(jobs), tuple(excluded), dep_order, online)
+    warnings = _requires_python_warnings(recipe, requires)
+    plan = Plan(str(recipe.path), tuple(jobs), tuple(excluded), dep_order, online, warnings)
     return _apply_selectors(plan, recipe)
 
 
 def _image_name(image: catalog.ImageChoice, plat: str) -> str:
     # A local image's tag names the Pythons it carries: name the family, not one set.
     return f"the local {plat} image" if image.source == "local" else image.ref
+
+
+def _outside(requires: RequiresPython) -> str:
+    return f"outside the project's requires-python {requires.text} (from {requires.origin})"
+
+
+def _requires_python_warnings(recipe: Recipe, requires: RequiresPython | None) -> tuple[str, ...]:
+    """A version the recipe names explicitly but the project refuses is worth a word: the
+    recipe asked for it, and the plan silently dropping it would look like a bug."""
+    origin = recipe.origins.get("python")  # only when the recipe lists versions itself
+    if requires is None or origin is None:
+        return ()
+    outside = [py for py in recipe.python if not requires.allows(py)]
+    if not outside:
+        return ()
+    return (
+        f"{origin}: python lists {', '.join(outside)}, "
+        f"{_outside(requires)}: not built; remove {'them' if len(outside) > 1 else 'it'} "
+        "from `python:`",
+    )
 
 
 def _job_id(python: str, platform_tag: str) -> str:

@@ -13,7 +13,7 @@ import functools
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jsonschema
 from jsonschema import Draft202012Validator
@@ -32,6 +32,7 @@ from orchestrator.recipe.model import (
     TestOptions,
 )
 from orchestrator.recipe.yamlsrc import Located, format_path, load_located
+from orchestrator.util.hashing import sha256_file
 from orchestrator.util.resources import data_dir
 
 SCHEMA_FILE = Path(__file__).with_name("orch-recipe.schema.json")
@@ -336,11 +337,34 @@ def _project_source(doc: Located, data: Mapping[str, Any]) -> ProjectSource:
         if not any((path / f).is_file() for f in ("pyproject.toml", "setup.py")):
             raise ConfigError(f"{where}: project: {path} has no pyproject.toml or setup.py")
         return ProjectSource(path=path, kind="directory")
+    pinned = data["project"].get("sha256", "") if isinstance(data["project"], dict) else ""
     if path.is_file():
         if not path.name.endswith((".tar.gz", ".tgz")):
             raise ConfigError(f"{where}: project: {path} is a file but not an sdist (.tar.gz)")
+        _check_sdist_sha256(doc, path, pinned)
         return ProjectSource(path=path, kind="sdist")
-    raise ConfigError(f"{where}: project: {path} does not exist")
+    hint = f"; download it: {_download_hint(path)}" if pinned else ""
+    raise ConfigError(f"{where}: project: {path} does not exist{hint}")
+
+
+def _check_sdist_sha256(doc: Located, path: Path, pinned: str) -> None:
+    """A pinned sdist is the one the recipe was written for, or nothing is built."""
+    if not pinned:
+        return
+    got = sha256_file(path)
+    if got != pinned:
+        raise ConfigError(
+            f"{doc.where(('project', 'sha256'))}: project.sha256: {path.name} has sha256 {got}, "
+            f"the recipe pins {pinned}; download the pinned release again "
+            f"({_download_hint(path)}) or update the pin if the change is intended"
+        )
+
+
+def _download_hint(path: Path) -> str:
+    """pyyaml-6.0.4.tar.gz -> the pip command that fetches exactly that sdist."""
+    stem = path.name.removesuffix(".tar.gz").removesuffix(".tgz")
+    name, _, version = stem.rpartition("-")
+    return f"pip download --no-binary :all: --no-deps {name}=={version} -d {path.parent}"
 
 
 def _as_list(value: str | list[str]) -> list[str]:
@@ -352,8 +376,15 @@ def _repair(raw: Mapping[str, Any]) -> RepairOptions:
         plat=raw.get("plat"),
         exclude=tuple(raw.get("exclude", ())),
         enabled=raw.get("enabled", True),
-        only_plat=raw.get("only-plat", True),
+        only_plat=raw.get("only-plat", False),
     )
+
+
+_STOCK_MODES: dict[object, Literal["auto", "always", "never"]] = {
+    "auto": "auto",
+    True: "always",
+    False: "never",
+}
 
 
 def _test(raw: Mapping[str, Any]) -> TestOptions:
@@ -363,6 +394,7 @@ def _test(raw: Mapping[str, Any]) -> TestOptions:
         imports=tuple(raw.get("imports", ())),
         coexist=tuple(raw.get("coexist", ())),
         verify_images=tuple(raw.get("verify-images", ())),
+        stock_images=_STOCK_MODES[raw.get("stock-images", "auto")],
     )
 
 

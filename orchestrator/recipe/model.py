@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 BUILD_SYSTEMS = ("autotools", "cmake", "meson", "make", "script")
 
@@ -62,7 +63,7 @@ class RepairOptions:
     plat: str | None = None  # None: the job's own policy tag
     exclude: tuple[str, ...] = ()
     enabled: bool = True
-    only_plat: bool = True  # False: let auditwheel add every other tag the wheel satisfies
+    only_plat: bool = False  # True: exactly the job's tag; default: every tag auditwheel proves
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,9 @@ class TestOptions:
     imports: tuple[str, ...] = ()
     coexist: tuple[str, ...] = ()  # other distributions to import alongside, both orders
     verify_images: tuple[str, ...] = ()
+    # also verify in the nearest stock distribution image: when it is present (auto), always
+    # (built on first use), or never
+    stock_images: Literal["auto", "always", "never"] = "auto"
 
 
 @dataclass(frozen=True)

@@ -35,3 +35,13 @@ def containers_with_label(label: str, *more: str) -> list[str]:
         check=True,
     )
     return out.stdout.split()
+
+
+def wheel_platforms(name: str) -> set[str]:
+    """'x-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux_2_31_x86_64.whl' -> both tags."""
+    return set(name.removesuffix(".whl").rsplit("-", 1)[1].split("."))
+
+
+def wheel_stem(name: str) -> str:
+    """The file name without its platform tags: 'x-1.0-cp311-cp311'."""
+    return name.removesuffix(".whl").rsplit("-", 1)[0]

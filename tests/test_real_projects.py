@@ -1,0 +1,214 @@
+"""Real projects from the package index, built from their sdists as a maintainer would:
+`examples/real/<name>/orch.yaml` (written from orch's docs), the sdist fetched with
+`pip download --no-binary` and checked by orch against the sha256 the recipe pins, the
+static libraries from a local mirror of their exact upstream tarballs.
+
+Each wheel must build for every image Python the project's requires-python allows, be
+repaired (tags as wide as auditwheel proves), audited clean, and verified in the runtime
+image and a stock Debian image with the system Python; the C extension must be present
+(the recipes' smoke tests fail on a pure-Python fallback).
+
+PyYAML on x86_64 runs every time; every project and aarch64 with ORCH_TEST_REAL_PROJECTS=1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLES, ROOT, orch
+
+pytestmark = pytest.mark.docker
+ALL = os.environ.get("ORCH_TEST_REAL_PROJECTS") == "1"
+
+
+@dataclass(frozen=True)
+class Project:
+    name: str
+    libraries: tuple[str, ...]  # recipes whose sources the mirror must hold
+    extension: str  # regex of the compiled module inside the wheel
+    smoke: str  # a line the recipe's test command prints when the extension works
+    bundled_static: tuple[str, ...]  # archive names that must not be grafted as .so
+    linked: str  # regex: the link line takes the prefix's library, not a bundled copy
+
+
+PROJECTS = {
+    "pyyaml": Project(
+        "pyyaml",
+        ("libyaml",),
+        r"^yaml/_yaml\.cpython-.*\.so$",
+        "libyaml 0.2.5 ok",
+        ("libyaml",),
+        "-lyaml",
+    ),
+    "lz4": Project(
+        "lz4",
+        ("lz4",),
+        r"^lz4/frame/_frame\.cpython-.*\.so$",
+        "python-lz4 4.4.5 ok",
+        ("lz4",),
+        r"-L/opt/orch/deps/lib (-L\S+ )*-llz4",
+    ),
+    "cffi": Project(
+        "cffi", ("libffi",), r"^_cffi_backend\.cpython-.*\.so$", "backend", ("libffi",), "-lffi"
+    ),
+}
+
+
+@pytest.fixture(scope="session")
+def library_mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The libraries' upstream tarballs, as Debian ships them byte-identical."""
+    given = os.environ.get("ORCH_TEST_LIBRARY_MIRROR")
+    if given:
+        return Path(given)
+    mirror = tmp_path_factory.mktemp("mirror")
+    libs = sorted({lib for p in PROJECTS.values() for lib in p.libraries})
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "mirror-from-debian.sh"), str(mirror), *libs],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return mirror
+
+
+def _example(name: str, tmp_path: Path) -> Path:
+    """A copy of the example with its pinned sdist fetched from the package index."""
+    dest = tmp_path / name
+    shutil.copytree(EXAMPLES / "real" / name, dest)
+    text = (dest / "orch.yaml").read_text()
+    sdist = re.search(r"path: (\S+\.tar\.gz)", text)
+    assert sdist, "the recipe names its sdist"
+    dist, version = sdist.group(1).removesuffix(".tar.gz").rsplit("-", 1)
+    pip = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check"]
+    proc = subprocess.run(
+        [*pip, "--no-binary", ":all:", "--no-deps", f"{dist}=={version}", "-d", str(dest)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (dest / sdist.group(1)).is_file(), sorted(p.name for p in dest.iterdir())
+    return dest
+
+
+def _build(project: Path, out: Path, mirror: Path, *args: str) -> tuple[dict, float]:  # type: ignore[type-arg]
+    plan_file = out.parent / f"{out.name}-plan.json"
+    plan = orch("plan", "-f", str(project), "--json", *args)
+    assert plan.returncode == 0, plan.stderr
+    plan_file.write_text(plan.stdout)
+    t0 = time.monotonic()
+    proc = orch(
+        "build",
+        "-f",
+        str(project),
+        "-o",
+        str(out),
+        "--plain",
+        *args,
+        env={"ORCH_SOURCE_MIRROR": str(mirror)},
+        timeout=7200,
+    )
+    seconds = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    check = orch("report", str(out), "--expect-plan", str(plan_file), "--wheelhouse", str(out))
+    assert check.returncode == 0, check.stdout + check.stderr
+    return json.loads(plan.stdout), seconds
+
+
+def _check_wheels(spec: Project, plan: dict, out: Path) -> None:  # type: ignore[type-arg]
+    report = json.loads((out / ".orch" / "report.json").read_text())
+    assert {j["id"] for j in report["jobs"]} == {j["id"] for j in plan["jobs"]}
+    for job in report["jobs"]:
+        assert job["status"] == "ok", job
+        errors = [f for f in job["audit"]["findings"] if f["severity"] == "error"]
+        assert errors == [], errors
+        verified = {v["image"]: v["status"] for v in job["verify"]}
+        assert set(verified.values()) == {"passed"}, verified
+        assert any(i.startswith("stock:") for i in verified), verified  # the user's side
+        log = Path(job["log"]).read_text()
+        assert spec.smoke in log and re.search(spec.linked, log)
+        with zipfile.ZipFile(out / job["wheel"]["filename"]) as zf:
+            names = zf.namelist()
+        assert any(re.match(spec.extension, n) for n in names), names
+        grafted = [n for n in names if ".libs/" in n]
+        for lib in spec.bundled_static:  # linked statically, never grafted as a shared copy
+            assert not [n for n in grafted if lib.removeprefix("lib") in n], grafted
+    # requires-python: versions outside it are planned out, with the reason
+    assert all(
+        "requires-python" in e["reason"] or "has no CPython" in e["reason"]
+        for e in plan["excluded"]
+        if e["kind"] != "deselected"  # --arch
+    ), plan["excluded"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "pyyaml",
+        *(
+            pytest.param(n, marks=pytest.mark.skipif(not ALL, reason="ORCH_TEST_REAL_PROJECTS=1"))
+            for n in PROJECTS
+            if n != "pyyaml"
+        ),
+    ],
+)
+def test_real_project_x86_64(
+    name: str, x86_images: tuple[str, str], library_mirror: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    project = _example(name, tmp_path)
+    plan, seconds = _build(project, tmp_path / "wh", library_mirror, "--arch", "x86_64")
+    assert plan["jobs"], plan
+    _check_wheels(PROJECTS[name], plan, tmp_path / "wh")
+    print(f"{name} x86_64: {len(plan['jobs'])} job(s) in {seconds:.0f} s")
+
+
+@pytest.mark.emulated
+@pytest.mark.skipif(not ALL, reason="ORCH_TEST_REAL_PROJECTS=1")
+@pytest.mark.parametrize("name", sorted(PROJECTS))
+def test_real_project_aarch64(
+    name: str, library_mirror: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    project = _example(name, tmp_path)
+    plan, seconds = _build(project, tmp_path / "wh", library_mirror, "--arch", "aarch64")
+    if not plan["jobs"]:
+        pytest.skip(f"no aarch64 image Python is allowed: {plan['excluded']}")
+    _check_wheels(PROJECTS[name], plan, tmp_path / "wh")
+    print(f"{name} aarch64: {len(plan['jobs'])} job(s) in {seconds:.0f} s")
+
+
+def test_pyyaml_without_libyaml_fails_and_lands_nothing(
+    x86_images: tuple[str, str], library_mirror: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    """PyYAML builds a pure-Python fallback when libyaml is missing; orch must not ship it."""
+    project = _example("pyyaml", tmp_path)
+    recipe = project / "orch.yaml"
+    text = recipe.read_text()
+    recipe.write_text(text.replace("dependencies:\n  - use: libyaml\n", ""))
+    assert "- use: libyaml" in text and "- use: libyaml" not in recipe.read_text()
+    proc = orch(
+        "build",
+        "-f",
+        str(project),
+        "-o",
+        str(tmp_path / "wh"),
+        "--plain",
+        "--arch",
+        "x86_64",
+        env={"ORCH_SOURCE_MIRROR": str(library_mirror)},
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert not list((tmp_path / "wh").glob("*.whl"))
+    report = json.loads((tmp_path / "wh" / ".orch" / "report.json").read_text())
+    assert {j["status"] for j in report["jobs"]} == {"failed"}
