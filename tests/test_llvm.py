@@ -370,7 +370,9 @@ class _Planners:
         self.calls: list[str] = []
 
     def make(self, compiler: str):  # type: ignore[no-untyped-def]
-        def plan(arch: str, image: engine.ImageInfo, log: object, why: str) -> Accel:
+        def plan(
+            arch: str, image: engine.ImageInfo, log: object, factory: object, why: str
+        ) -> Accel:
             self.calls.append(compiler)
             reason = self.answers[compiler]
             if reason is not None:
