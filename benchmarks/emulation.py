@@ -1,17 +1,22 @@
-"""Emulated builds: native x86_64 against aarch64 under plain QEMU and aarch64 accelerated.
+"""Emulated builds: x86_64 native against every emulated architecture, plain and accelerated.
 
-    python benchmarks/emulation.py [--mirror DIR] [--project NAME|PATH] [--python 3.9]
-                                   [--reps 5] [--json FILE]
+    python benchmarks/emulation.py [--mirror DIR] [--project NAME|PATH] [--reps 5]
+                                   [--archs aarch64,armv7l,ppc64le,s390x]
+                                   [--plain-archs ARCHS] [--no-compile] [--json FILE]
 
 One run measures, one after the other on this host:
 
-1. compiling a small C file (Python.h, bzlib.h) inside the build containers: x86_64 native,
-   aarch64 with the image's own gcc (emulated), aarch64 with the cross gcc (accelerated);
-   best of --reps, timed inside the container;
-2. the same project end to end with the real CLI, `orch build --only cp39-* --emulation=...`:
-   x86_64, aarch64 plain, aarch64 accelerated, each from an empty orch cache (so static
-   dependencies are built cold), with its audit and its verification (tests run in the
-   target's runtime image, emulated for aarch64).
+1. compiling a small C file (Python.h, bzlib.h) inside the aarch64 build container: x86_64
+   native, the image's own gcc (emulated), the cross gcc and clang (accelerated); best of
+   --reps, timed inside the container (skip with --no-compile);
+2. the project end to end with the real CLI, `orch build --only <one Python> --emulation=...`,
+   per architecture: plain QEMU, the cross gcc where it applies, and LLVM, each from an
+   empty orch cache (so static dependencies are built cold), with its audit and its
+   verification (tests run in the target's runtime image, emulated). Each is compared with
+   x86_64 native on the same image family: bullseye (manylinux_2_31, cp39) for aarch64 and
+   armv7l, bookworm (manylinux_2_36, cp311) for ppc64le and s390x, whose bullseye packages
+   the mirror no longer serves. Plain QEMU is slow (ppc64le and s390x most):
+   --plain-archs measures it on a subset and the table says which.
 
 The project is examples/multi-deps (five static dependencies) when the sources of all its
 dependencies are in the mirror directory (--mirror or $ORCH_TEST_LIBRARY_MIRROR; files
@@ -22,8 +27,8 @@ build is mostly pip under emulation, so it shows little of what acceleration doe
 --project picks one (static-subset, an example name, or a directory with an orch.yaml).
 The output says which was used and why.
 
-Images and the cross toolchain root are prepared first and not timed (like images, the
-root is built once per host); $ORCH_CROSS_DIR points every measurement at that root.
+Images and the toolchain roots (cross and LLVM) are prepared first and not timed (like
+images, they are built once per host); $ORCH_CROSS_DIR points every measurement at them.
 """
 
 from __future__ import annotations
@@ -48,16 +53,20 @@ sys.path.insert(0, str(ROOT))
 
 from orchestrator.container import engine  # noqa: E402
 from orchestrator.emulation import accel, cross_root  # noqa: E402
+from orchestrator.errors import OrchError  # noqa: E402
 from orchestrator.images.local import ensure_local_image  # noqa: E402
 
 EXAMPLES = ROOT / "examples"
 RECIPES = ROOT / "recipes"
 MIRROR_ENV = "ORCH_TEST_LIBRARY_MIRROR"
-RUNS = (
-    ("x86_64", "native", "plain"),
-    ("aarch64", "plain", "plain"),
-    ("aarch64", "accelerated", "accelerated"),
-)
+EMULATED = ("aarch64", "armv7l", "ppc64le", "s390x")
+# Image family per architecture: (suite, policy, Python).
+FAMILY = {
+    "bullseye": ("manylinux_2_31", "3.9"),
+    "bookworm": ("manylinux_2_36", "3.11"),
+}
+SUITE = {"aarch64": "bullseye", "armv7l": "bullseye", "ppc64le": "bookworm", "s390x": "bookworm"}
+MODES = ("plain", "gcc-cross", "llvm")  # per emulated architecture, in this order
 C_FILE = r"""
 #include <Python.h>
 #include <bzlib.h>
@@ -73,9 +82,11 @@ class Run:
     label: str
     arch: str
     mode: str
+    suite: str
     seconds: float  # wall time of `orch build`
     ok: bool
     wheel: str
+    compiler: str  # what the job log's first line says built it
     deps_seconds: float  # sum over dependency builds (they run in parallel)
     deps: dict[str, float]  # each dependency's build
     load: float  # the host's 1-minute load average when the run started (others' work)
@@ -243,13 +254,18 @@ def static_subset(work: Path) -> Path:
     return path
 
 
-def project_copy(src: Path, dest: Path, arch: str, mirror: Path | None) -> Path:
-    """The project with archs: [arch] (and the mirror), in a directory of its own."""
+def project_copy(src: Path, dest: Path, arch: str, suite: str, mirror: Path | None) -> Path:
+    """The project for one architecture and image family (and the mirror), in a directory
+    of its own."""
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns("wheelhouse", ".orch", "build"))
     recipe = dest / "orch.yaml"
-    text = re.sub(r"(?m)^archs:.*$", f"archs: [{arch}]", recipe.read_text())
-    if not re.search(r"(?m)^archs:", text):
-        text += f"archs: [{arch}]\n"
+    policy, python = FAMILY[suite]
+    text = recipe.read_text()
+    for key, value in (("archs", f"[{arch}]"), ("platforms", f"[{policy}]")):
+        text = re.sub(rf"(?m)^{key}:.*$", f"{key}: {value}", text)
+        if not re.search(rf"(?m)^{key}:", text):
+            text += f"{key}: {value}\n"
+    text = re.sub(r"(?m)^python:.*$", f'python: ["{python}"]', text)
     if mirror is not None and dependency_names(dest):
         text += f"mirrors:\n  - directory: {mirror}\n"
     recipe.write_text(text)
@@ -259,18 +275,28 @@ def project_copy(src: Path, dest: Path, arch: str, mirror: Path | None) -> Path:
 # --- preparation (not timed) ------------------------------------------------------------
 
 
-def prepare() -> accel.Accel:
-    for arch in ("x86_64", "aarch64"):
+def prepare(emulated: list[str]) -> dict[str, dict[str, accel.Accel | accel.Fallback]]:
+    """Images, roots and each accelerator's plan per architecture (what the runs will use)."""
+    suites = sorted({SUITE[a] for a in emulated})
+    wanted = [("x86_64", s) for s in suites] + [(a, SUITE[a]) for a in emulated]
+    for arch, suite in wanted:
         for variant in ("runtime", "build"):
             t0 = time.monotonic()
-            info = ensure_local_image(arch, variant, on_line=_quiet)
-            print(f"image {info.ref}: ready ({time.monotonic() - t0:.1f} s)")
-    t0 = time.monotonic()
-    image = ensure_local_image("aarch64", "build")
-    plan = accel.plan_accel("aarch64", image, "accelerated", on_line=_quiet)
-    assert isinstance(plan, accel.Accel)
-    print(f"cross root {plan.root}: ready ({time.monotonic() - t0:.1f} s), {plan.describe()}")
-    return plan
+            info = ensure_local_image(arch, variant, suite=suite, on_line=_quiet)
+            print(f"image {info.ref}: ready ({time.monotonic() - t0:.1f} s)", flush=True)
+    plans: dict[str, dict[str, accel.Accel | accel.Fallback]] = {}
+    for arch in emulated:
+        image = ensure_local_image(arch, "build", suite=SUITE[arch])
+        plans[arch] = {}
+        for mode in ("gcc-cross", "llvm"):
+            t0 = time.monotonic()
+            try:
+                plan: accel.Accel | accel.Fallback = accel.plan_accel(arch, image, mode, _quiet)
+            except OrchError as exc:
+                plan = accel.Fallback(str(exc).splitlines()[0])
+            plans[arch][mode] = plan
+            print(f"{arch} {mode}: {plan.describe()} ({time.monotonic() - t0:.1f} s)", flush=True)
+    return plans
 
 
 def _quiet(_line: str) -> None:
@@ -280,16 +306,18 @@ def _quiet(_line: str) -> None:
 # --- 1. compiling one file --------------------------------------------------------------
 
 
-def compile_times(plan: accel.Accel, reps: int) -> dict[str, float]:
-    cases = {
-        "x86_64 native": ("x86_64", None, "gcc"),
-        "aarch64 emulated gcc": ("aarch64", None, "gcc"),
-        "aarch64 accelerated": ("aarch64", plan, "gcc"),
+def compile_times(plans: dict[str, accel.Accel | accel.Fallback], reps: int) -> dict[str, float]:
+    cases: dict[str, tuple[str, accel.Accel | None]] = {
+        "x86_64 native": ("x86_64", None),
+        "aarch64 emulated gcc": ("aarch64", None),
     }
-    return {label: _best_compile(arch, p, cc, reps) for label, (arch, p, cc) in cases.items()}
+    for mode, plan in plans.items():
+        if isinstance(plan, accel.Accel):
+            cases[f"aarch64 {mode}"] = ("aarch64", plan)
+    return {label: _best_compile(arch, p, reps) for label, (arch, p) in cases.items()}
 
 
-def _best_compile(arch: str, plan: accel.Accel | None, cc: str, reps: int) -> float:
+def _best_compile(arch: str, plan: accel.Accel | None, reps: int) -> float:
     image = ensure_local_image(arch, "build")
     env = accel.apply(plan, {"PATH": image.env.get("PATH", accel.DEFAULT_PATH)})
     container = engine.create_container(
@@ -300,8 +328,8 @@ def _best_compile(arch: str, plan: accel.Accel | None, cc: str, reps: int) -> fl
         labels={engine.LABEL_JOB: "bench-emulation"},
     )
     try:
-        _exec(container, f"mkdir -p /b && cat > /b/p.c <<'EOF'\n{C_FILE}\nEOF\n{cc} {CFLAGS}")
-        script = f"date +%s.%N; {cc} {CFLAGS}; date +%s.%N"
+        _exec(container, f"mkdir -p /b && cat > /b/p.c <<'EOF'\n{C_FILE}\nEOF\ngcc {CFLAGS}")
+        script = f"date +%s.%N; gcc {CFLAGS}; date +%s.%N"
         times = []
         for _ in range(reps):
             start, end = _exec(container, script).split()[-2:]
@@ -323,35 +351,59 @@ def _exec(container: Any, script: str) -> str:
 # --- 2. the project end to end ----------------------------------------------------------
 
 
+def run_list(
+    emulated: list[str],
+    plain: list[str],
+    plans: dict[str, dict[str, accel.Accel | accel.Fallback]],
+) -> list[tuple[str, str, str]]:
+    """(arch, mode, suite) in the order run: natives first, then every accelerated run,
+    then the slow plain ones (so a run cut short still has the accelerated figures)."""
+    runs = [("x86_64", "native", s) for s in sorted({SUITE[a] for a in emulated})]
+    for arch in emulated:
+        for mode in ("gcc-cross", "llvm"):
+            if isinstance(plans[arch][mode], accel.Accel):
+                runs.append((arch, mode, SUITE[arch]))
+    runs += [(arch, "plain", SUITE[arch]) for arch in emulated if arch in plain]
+    return runs
+
+
 def end_to_end(
-    project: Path, mirror: Path | None, python: str, work: Path, cross: Path
+    project: Path,
+    mirror: Path | None,
+    runs_wanted: list[tuple[str, str, str]],
+    work: Path,
+    cross: Path,
 ) -> list[Run]:
     runs = []
-    tag = "cp" + python.replace(".", "")
-    for arch, label, mode in RUNS:
-        name = f"{arch}-{label}"
-        recipe = project_copy(project, work / name / "project", arch, mirror)
+    for arch, mode, suite in runs_wanted:
+        name = f"{arch}-{mode}-{suite}"
+        recipe = project_copy(project, work / name / "project", arch, suite, mirror)
         out = work / name / "wheelhouse"
         env = {
             **os.environ,
             "ORCH_CACHE_DIR": str(work / name / "cache"),  # cold: dependencies built again
             cross_root.ENV_CROSS_DIR: str(cross),
         }
+        tag = "cp" + FAMILY[suite][1].replace(".", "")
+        emulation = "plain" if mode == "native" else mode
         cmd = [sys.executable, "-m", "orchestrator", "build", "-f", str(recipe), "-o", str(out),
-               "--plain", "--only", f"{tag}-*", f"--emulation={mode}"]  # fmt: skip
+               "--plain", "--only", f"{tag}-*", f"--emulation={emulation}"]  # fmt: skip
         load = os.getloadavg()[0]
         t0 = time.monotonic()
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         seconds = time.monotonic() - t0
-        runs.append(_result(f"{arch} {label}", arch, mode, seconds, out, proc, load))
+        runs.append(_result(f"{arch} {mode}", arch, mode, suite, seconds, out, proc, load))
+        r = runs[-1]
         print(
-            f"  {runs[-1].label}: {seconds:.1f} s, {'ok' if runs[-1].ok else 'FAILED'}", flush=True
+            f"  {r.label}: {seconds:.1f} s, {'ok' if r.ok else 'FAILED'}, {r.compiler}", flush=True
         )
+        if r.ok:
+            shutil.rmtree(work / name, ignore_errors=True)  # disk: caches are large
     return runs
 
 
 def _result(
-    label: str, arch: str, mode: str, seconds: float, out: Path, proc: Any, load: float
+    label: str, arch: str, mode: str, suite: str, seconds: float, out: Path, proc: Any, load: float
 ) -> Run:
     try:
         report = json.loads((out / ".orch" / "report.json").read_text())
@@ -359,56 +411,81 @@ def _result(
         report = {"jobs": [], "deps": []}
     jobs = report["jobs"]
     ok = proc.returncode == 0 and bool(jobs) and all(j["status"] == "ok" for j in jobs)
+    ok = ok and all(j["verify"] and j["verify"][0]["status"] == "passed" for j in jobs)
     if not ok:
         print(proc.stdout[-3000:], proc.stderr[-2000:], sep="\n", file=sys.stderr)
     stages: dict[str, float] = {}
+    compiler = ""
     for job in jobs:
         for stage, secs in (job.get("stages") or {}).items():
             stages[stage] = round(stages.get(stage, 0.0) + secs, 1)
+        compiler = _first_line(job.get("log"))
     wheels = [j["wheel"]["filename"] for j in jobs if j.get("wheel")]
     deps = {str(d["name"]): round(d.get("seconds") or 0.0, 1) for d in report["deps"]}
     total = round(sum(deps.values()), 1)
     return Run(
-        label, arch, mode, round(seconds, 1), ok, ", ".join(wheels), total, deps, load, stages
-    )
+        label, arch, mode, suite, round(seconds, 1), ok, ", ".join(wheels), compiler, total,
+        deps, load, stages,
+    )  # fmt: skip
+
+
+def _first_line(log: str | None) -> str:
+    """The compiler a job log names (its first line says which accelerator, if any)."""
+    if not log:
+        return ""
+    try:
+        head = Path(log).read_text(errors="replace").splitlines()[:3]
+    except OSError:
+        return ""
+    found = next((ln for ln in head if "accelerated:" in ln), "")
+    if not found:
+        return "the image's gcc" if head else ""
+    text = found.split("accelerated:", 1)[1].strip()
+    return text.split(" (no cross gcc", 1)[0]
 
 
 # --- report -----------------------------------------------------------------------------
 
 
-def show(project: Path, why: str, compiles: dict[str, float], runs: list[Run]) -> dict[str, Any]:
+def show(
+    project: Path, why: str, compiles: dict[str, float], runs: list[Run], plain: list[str]
+) -> dict[str, Any]:
     name = project.relative_to(ROOT) if project.is_relative_to(ROOT) else project.name
     print(f"\nproject: {name} ({why})")
-    base = compiles["x86_64 native"]
-    print("\ncompile one C file (best of reps, inside the container):")
-    for label, secs in compiles.items():
-        print(f"  {label:24} {secs:7.3f} s  {secs / base:5.1f}x native")
-    native = runs[0].seconds
-    print("\norch build, cold dependencies (wall time; deps = sum of dependency builds):")
-    print(
-        f"  {'run':24} {'total':>8} {'ratio':>6} {'deps':>8} {'build':>7} {'verify':>7} "
-        f"{'load':>5}  wheel"
-    )
+    if compiles:
+        base = compiles["x86_64 native"]
+        print("\ncompile one C file (best of reps, inside the aarch64 container):")
+        for label, secs in compiles.items():
+            print(f"  {label:24} {secs:7.3f} s  {secs / base:5.1f}x native")
+    native = {r.suite: r.seconds for r in runs if r.mode == "native"}
+    print("\norch build, cold dependencies (wall time; ratio to x86_64 native, same family):")
+    print(f"  {'run':20} {'total':>8} {'ratio':>6} {'deps':>8} {'build':>7} {'verify':>7} "
+          f"{'load':>5}  wheel")  # fmt: skip
+    ratios: dict[str, dict[str, float]] = {}
     for r in runs:
+        ratio = r.seconds / native[r.suite] if native.get(r.suite) else 0.0
+        if r.mode != "native" and r.ok:
+            ratios.setdefault(r.arch, {})[r.mode] = round(ratio, 2)
         print(
-            f"  {r.label:24} {r.seconds:7.1f}s {r.seconds / native:5.2f}x {r.deps_seconds:7.1f}s "
+            f"  {r.label:20} {r.seconds:7.1f}s {ratio:5.2f}x {r.deps_seconds:7.1f}s "
             f"{r.stages.get('build', 0):6.1f}s {r.stages.get('verify', 0):6.1f}s {r.load:5.1f}  "
             f"{r.wheel if r.ok else 'FAILED'}"
         )
     names = sorted({n for r in runs for n in r.deps})
     if names:
         print("\neach dependency's build (seconds):")
-        print(f"  {'run':24} " + " ".join(f"{n:>8}" for n in names))
+        print(f"  {'run':20} " + " ".join(f"{n:>8}" for n in names))
         for r in runs:
-            print(f"  {r.label:24} " + " ".join(f"{r.deps.get(n, 0):8.1f}" for n in names))
-    plain, fast = runs[1], runs[2]
-    ratios = {"plain": plain.seconds / native, "accelerated": fast.seconds / native}
-    print(
-        f"\naarch64/x86_64: plain {ratios['plain']:.2f}x, accelerated {ratios['accelerated']:.2f}x "
-        f"(accelerated is {plain.seconds / fast.seconds:.1f}x faster than plain)"
-    )
-    same = plain.ok and fast.ok and plain.wheel == fast.wheel
-    print(f"same wheel name and tags, plain and accelerated: {'yes' if same else 'NO'}")
+            print(f"  {r.label:20} " + " ".join(f"{r.deps.get(n, 0):8.1f}" for n in names))
+    print("\ncompilers (job log):")
+    for r in runs:
+        print(f"  {r.label:20} {r.compiler}")
+    same = _same_wheels(runs)
+    print("\nper architecture (ratio to x86_64 native):")
+    for arch, by_mode in ratios.items():
+        cells = ", ".join(f"{m} {v:.2f}x" for m, v in by_mode.items())
+        note = "" if arch in plain else " (plain not measured: --plain-archs)"
+        print(f"  {arch:8} {cells}; same wheel names: {same.get(arch, False)}{note}")
     return {
         "project": str(project),
         "why": why,
@@ -420,27 +497,46 @@ def show(project: Path, why: str, compiles: dict[str, float], runs: list[Run]) -
     }
 
 
+def _same_wheels(runs: list[Run]) -> dict[str, bool]:
+    """Per emulated architecture: every run succeeded and landed the same wheel names."""
+    out: dict[str, bool] = {}
+    for arch in {r.arch for r in runs if r.mode != "native"}:
+        mine = [r for r in runs if r.arch == arch]
+        out[arch] = all(r.ok for r in mine) and len({r.wheel for r in mine}) == 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--mirror", type=Path, default=os.environ.get(MIRROR_ENV) or None)
     ap.add_argument("--project", help="example name or project directory (default: see above)")
-    ap.add_argument("--python", default="3.9", help="the one interpreter built (default 3.9)")
+    ap.add_argument("--archs", default=",".join(EMULATED), help="emulated architectures")
+    ap.add_argument("--plain-archs", help="measure plain QEMU only for these (default: all)")
     ap.add_argument("--reps", type=int, default=5, help="repetitions of the compile timing")
+    ap.add_argument("--no-compile", action="store_true", help="skip the one-file timing")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
     mirror = Path(args.mirror).resolve() if args.mirror else None
+    emulated = [a for a in args.archs.split(",") if a]
+    unknown = [a for a in emulated if a not in SUITE]
+    if unknown:
+        raise SystemExit(f"--archs: not an emulated architecture: {', '.join(unknown)}")
+    plain = emulated if args.plain_archs is None else [a for a in args.plain_archs.split(",") if a]
     with tempfile.TemporaryDirectory(prefix="orch-bench-emulation-") as tmp:
         project, why = pick_project(args.project, mirror, Path(tmp))
         print(f"project: {project.name} ({why})")
-        plan = prepare()
-        compiles = compile_times(plan, args.reps)
-        runs = end_to_end(project, mirror, args.python, Path(tmp), plan.root.parent)
-        figures = show(project, why, compiles, runs)
+        plans = prepare(emulated)
+        compiles = {}
+        if not args.no_compile and "aarch64" in plans:
+            compiles = compile_times(plans["aarch64"], args.reps)
+        wanted = run_list(emulated, plain, plans)
+        runs = end_to_end(project, mirror, wanted, Path(tmp), cross_root.cross_dir())
+        figures = show(project, why, compiles, runs, plain)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
-    return 0 if all(r.ok for r in runs) and figures["same_wheels"] else 1
+    return 0 if all(r.ok for r in runs) and all(figures["same_wheels"].values()) else 1
 
 
 if __name__ == "__main__":

@@ -248,11 +248,12 @@ def _build_command(sub: Sub) -> None:
     )
     b.add_argument(
         "--emulation",
-        choices=["auto", "accelerated", "plain"],
+        choices=["auto", "gcc-cross", "llvm", "accelerated", "plain"],
         default=None,
-        help="emulated architectures: compile with a native cross compiler where it applies, "
-        "else plain QEMU with a message (auto, the default; env ORCH_EMULATION), always or "
-        "fail (accelerated), or compile under QEMU (plain)",
+        help="emulated architectures: compile natively with the matching cross gcc, else "
+        "clang against the image's gcc, else plain QEMU with a message (auto, the default; "
+        "env ORCH_EMULATION); the same or fail (accelerated); only that compiler or fail "
+        "(gcc-cross, llvm); or compile under QEMU (plain)",
     )
     b.add_argument("--no-verify", action="store_true", help="skip clean-container verification")
     b.add_argument("--no-audit", action="store_true", help="skip orch audit of each wheel")

@@ -129,7 +129,7 @@ class BuildOptions:
     audit: bool = True
     shard: str | None = None
     live: bool | None = None
-    emulation: str = "auto"  # auto | accelerated | plain (emulation/accel.py)
+    emulation: str = "auto"  # auto | accelerated | gcc-cross | llvm | plain (emulation/accel.py)
     offline: bool = False  # job and verify containers without network (pipeline/buildenv.py)
     env: EnvSettings = field(default_factory=EnvSettings)
 

@@ -217,7 +217,9 @@ def _image(labels: dict[str, str], architecture: str = "arm64") -> engine.ImageI
 
 
 @needs_x86
-def test_plan_falls_back_with_reasons() -> None:
+def test_plan_falls_back_with_reasons(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cross gcc's reasons (LLVM, tried next, has its own tests: test_llvm.py)."""
+    monkeypatch.setattr(accel, "_PLANNERS", ((accel.GCC_CROSS, accel._plan),))
     local = {"io.orch.image": "local", "io.orch.suite": "bullseye"}
     pypa = accel.plan_accel("aarch64", _image({}))
     assert isinstance(pypa, Fallback) and "devtoolset" in pypa.reason

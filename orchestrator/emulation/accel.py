@@ -9,12 +9,15 @@ targets so do the shell and arch-neutral text tools configure and libtool start 
 hundred. Python, pip, build backends, make, cmake, uname, configure's test programs and the
 tests stay emulated. docs/emulation.md has the details and the figures.
 
-`plan_accel` decides per (architecture, image) and says why when it does not apply;
+Where no cross GCC matches the image's own, the second accelerator is a native clang
+(`llvm_root`) compiling against the image's GCC installation. `plan_accel` tries the
+exact cross GCC, then LLVM, then falls back to plain QEMU, and says why at each step;
 `apply` puts the wrappers into a container's or a command's environment.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -27,8 +30,10 @@ from orchestrator.container.engine import DockerEngine
 from orchestrator.container.factory import ContainerFactory, RunIdentity
 from orchestrator.container.hostenv import HostEnv
 from orchestrator.container.types import ImageInfo, Mount, PathOverlay
+from orchestrator.emulation import llvm_root
 from orchestrator.emulation.cross_root import (
     HOST_LIBDIR,
+    LITTLE_ENDIAN,
     LOADER,
     PREFIX,
     SHELL,
@@ -42,8 +47,12 @@ from orchestrator.errors import ConfigError, EnvironmentProblem, OrchError
 
 __all__ = ["MODES", "Accel", "Fallback", "apply", "plan_accel"]
 
-MODES = ("auto", "accelerated", "plain")
+# auto: cross gcc, else LLVM, else plain; accelerated: the same, but never plain (an
+# error instead); gcc-cross and llvm: that accelerator or an error; plain: QEMU only.
+MODES = ("auto", "accelerated", "gcc-cross", "llvm", "plain")
 MODE_ALIASES = {"off": "plain", "on": "accelerated"}
+GCC_CROSS = "gcc-cross"
+LLVM = "llvm"
 WRAPPER_DIR = f"{PREFIX}/{WRAPPER_SUBDIR}"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PROBE_VERSION = 2
@@ -70,20 +79,41 @@ class Accel:
     package_version: str
     key: str
     native_tools: bool  # the shell and text tools run natively too
+    compiler: str = GCC_CROSS  # or LLVM
+    wrapper_dir: str = WRAPPER_DIR  # in the container, first on PATH
+    clang_version: str = ""  # LLVM: the clang release; gcc_version is then the image's gcc
+    gcc_prefix: str = "/usr"  # LLVM: the image's GCC installation (--gcc-toolchain)
+    why: str = ""  # LLVM: why not the cross gcc
 
     @property
     def overlay(self) -> PathOverlay:
         """The wrappers first on PATH, the other variables as defaults."""
         defaults = {k: v for k, v in self.env.items() if k != "PATH"}
-        return PathOverlay(WRAPPER_DIR, defaults, self.image_path)
+        return PathOverlay(self.wrapper_dir, defaults, self.image_path)
 
     def describe(self) -> str:
         tools = " and shell tools" if self.native_tools else ""
+        if self.compiler == LLVM:
+            where = "" if self.gcc_prefix == "/usr" else f" in {self.gcc_prefix}"
+            why = f" (no cross gcc: {self.why})" if self.why else ""
+            return (
+                f"accelerated: native clang {self.clang_version} for {self.triplet} with the "
+                f"image's gcc {self.gcc_version}{where} headers and runtime{tools}{why}"
+            )
         return f"accelerated: native {self.triplet}-gcc {self.gcc_version}{tools}"
+
+    @property
+    def label(self) -> str:
+        """Short, for the progress view: which compiler the job's code comes from."""
+        if self.compiler == LLVM:
+            return f"accelerated (clang {self.clang_version})"
+        return f"accelerated (cross gcc {self.gcc_version})"
 
     @property
     def cache_tag(self) -> str:
         """For cache keys of what it builds: same compiler release, different binary."""
+        if self.compiler == LLVM:
+            return f"llvm-{self.clang_version}-{self.key[:12]}"
         return f"cross-{self.package_version}-{self.key[:12]}"
 
 
@@ -125,22 +155,33 @@ def plan_accel(
 
     mode "plain" (alias "off") never accelerates; "auto" accelerates where it applies;
     "accelerated" raises EnvironmentProblem where it does not (an architecture that runs
-    natively is never an error: there is nothing to accelerate). The first call for an
-    architecture may build the cross root (about a minute) and probes the image once.
+    natively is never an error: there is nothing to accelerate); "gcc-cross" and "llvm"
+    try only that accelerator, or raise. The first call for an architecture may build the
+    cross root or the LLVM root (minutes) and probes the image once.
     """
     mode = normalize_mode(mode)
     if mode == "plain":
         return Fallback("--emulation=plain")
     if archs.runs_natively(arch):
         return Fallback(f"{arch} runs natively on this host")
-    try:
-        return _plan(arch, image, on_line, factory or _probe_factory())
-    except _NotApplicable as exc:
-        if mode == "accelerated":
-            raise EnvironmentProblem(
-                f"cannot accelerate {arch} builds in {image.ref}: {exc}"
-            ) from None
-        return Fallback(str(exc))
+    factory = factory or _probe_factory()
+    tried: list[tuple[str, str]] = []  # (compiler, why not)
+    for compiler, planner in _PLANNERS:
+        if mode not in ("auto", "accelerated", compiler):
+            continue
+        try:
+            return planner(arch, image, on_line, factory, "; ".join(why for _, why in tried))
+        except _NotApplicable as exc:
+            tried.append((compiler, str(exc)))
+    if mode in (GCC_CROSS, LLVM):
+        reason = tried[0][1]
+    else:
+        reason = "; ".join(f"no {_NAMES[compiler]}: {why}" for compiler, why in tried)
+    if mode != "auto":
+        raise EnvironmentProblem(
+            f"cannot accelerate {arch} builds in {image.ref} (--emulation={mode}): {reason}"
+        )
+    return Fallback(reason)
 
 
 def apply(accel: Accel | Fallback | None, base_env: Mapping[str, str]) -> dict[str, str]:
@@ -158,7 +199,9 @@ class _NotApplicable(Exception):
     pass
 
 
-def _plan(arch: str, image: ImageInfo, on_line: Log | None, factory: ContainerFactory) -> Accel:
+def _plan(
+    arch: str, image: ImageInfo, on_line: Log | None, factory: ContainerFactory, _why: str = ""
+) -> Accel:
     if archs.host_arch() != "x86_64":
         raise _NotApplicable(
             f"the cross toolchains run on x86_64 hosts (this is {archs.host_arch()})"
@@ -229,6 +272,111 @@ def _check(facts: ImageFacts, root: CrossRoot, package: str) -> None:
         )
 
 
+# --- LLVM: a native clang against the image's own GCC installation ------------------
+
+
+def _plan_llvm(
+    arch: str, image: ImageInfo, on_line: Log | None, factory: ContainerFactory, why: str
+) -> Accel:
+    if archs.host_arch() != "x86_64":
+        raise _NotApplicable(f"the LLVM root runs on x86_64 hosts (this is {archs.host_arch()})")
+    want = archs.get(arch).oci.split("/")[0]
+    if image.architecture != want:
+        raise _NotApplicable(f"{image.ref} is {image.architecture}, not {want}")
+    try:
+        root = llvm_root.ensure_llvm_root(on_line)
+    except OrchError as exc:
+        raise _NotApplicable(f"the LLVM toolchain could not be built: {exc}") from None
+    lines = _llvm_facts(factory, image, root)
+    existing = [ln[7:] for ln in lines if ln.startswith("exists=")]
+    if existing:
+        raise _NotApplicable(f"the image already has {', '.join(existing)}")
+    answers = {k: _field(lines, k).replace("\\n", "\n") for k in _GCC_QUESTIONS}
+    gcc = llvm_root.gcc_install(answers, dict(image.env))
+    if gcc is None:
+        raise _NotApplicable("the image has no gcc to take headers and runtime from")
+    wrappers = llvm_root.ensure_wrappers(root, arch, gcc)
+    same_sh = _field(lines, "shell") == f"/{SHELL}" and _field(lines, "dash") == root.dash_version
+    accel = _llvm_accel(root, arch, gcc, wrappers, image.env.get("PATH") or DEFAULT_PATH, same_sh)
+    accel = dataclasses.replace(accel, why=why)
+    problem = _smoke(factory, image, accel, cxx=True)
+    if problem:
+        raise _NotApplicable(f"clang does not work in the image: {problem}")
+    return accel
+
+
+def _llvm_accel(
+    root: llvm_root.LlvmRoot,
+    arch: str,
+    gcc: llvm_root.GccInstall,
+    wrappers: str,
+    image_path: str,
+    over_sh: bool,
+) -> Accel:
+    prefix = llvm_root.PREFIX
+    native_tools = arch in LITTLE_ENDIAN
+    mounts = [
+        Mount(str(root.path), prefix),
+        Mount(str(root.path / root.loader), f"/{LOADER}"),
+        Mount(str(root.path / HOST_LIBDIR), f"/{HOST_LIBDIR}"),
+    ]
+    env = {"PATH": f"{prefix}/{wrappers}"}
+    if native_tools:
+        env["CONFIG_SHELL"] = f"{prefix}/{SHELL}"
+        if over_sh:
+            mounts.append(Mount(str(root.path / SHELL), f"/{SHELL}"))
+    return Accel(
+        arch=arch,
+        triplet=gcc.triplet,
+        root=root.path,
+        mounts=mounts,
+        env=env,
+        image_path=image_path,
+        gcc_version=gcc.version,
+        package_version=root.package_version,
+        key=llvm_root.wrapper_key(root, arch, gcc),
+        native_tools=native_tools,
+        compiler=LLVM,
+        wrapper_dir=f"{prefix}/{wrappers}",
+        clang_version=root.clang_version,
+        gcc_prefix=gcc.prefix,
+    )
+
+
+# What the image's gcc is asked (one line each; gcc -v's lines joined by a literal \n).
+_GCC_QUESTIONS = {
+    "dumpmachine": "gcc -dumpmachine",
+    "libgcc": "gcc -print-libgcc-file-name",
+    "version": "gcc -dumpfullversion -dumpversion",
+    "dumpversion": "gcc -dumpversion",
+    "multiarch": "gcc -print-multiarch",
+    "v": "gcc -v 2>&1 | grep '^Configured with' | tr -d '\\n'",
+}
+
+
+def _llvm_facts(factory: ContainerFactory, image: ImageInfo, root: llvm_root.LlvmRoot) -> list[str]:
+    """The image's gcc, shell and mount targets, as `key=value` lines (cached)."""
+    path = _probe_path(f"llvm:{image.id}:{root.key}")
+    try:
+        return list(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        pass
+    targets = [llvm_root.PREFIX, f"/{LOADER}", f"/{HOST_LIBDIR}", "/lib/x86_64-linux-gnu"]
+    questions = "; ".join(f"echo {k}=$({q} 2>/dev/null)" for k, q in _GCC_QUESTIONS.items())
+    script = (
+        f"{questions}; echo dash=$(dpkg-query -W -f='${{Version}}' dash 2>/dev/null); "
+        "echo shell=$(readlink -f /bin/sh); "
+        f"for p in {' '.join(targets)}; do "
+        'if [ -e "$p" ] || [ -L "$p" ]; then echo "exists=$p"; fi; done'
+    )
+    lines = _run_in(factory, image, [], {}, script)
+    _store(path, lines)
+    return lines
+
+
+_NAMES = {GCC_CROSS: "cross gcc", LLVM: "LLVM"}
+
+
 # --- the image probe ----------------------------------------------------------------
 
 
@@ -271,11 +419,12 @@ def _facts(
     return facts
 
 
-def _smoke(factory: ContainerFactory, image: ImageInfo, accel: Accel) -> str:
+def _smoke(factory: ContainerFactory, image: ImageInfo, accel: Accel, cxx: bool = False) -> str:
     """With the mounts, a program compiled natively must run (emulated), and the shell's
-    programs must still see the target: "" when all is well (remembered), else why not."""
+    programs must still see the target: "" when all is well (remembered), else why not.
+    cxx: a C++ program too (libstdc++ and libgcc_s of the image, linked by clang)."""
     mounts = sorted((m.source, m.target) for m in accel.mounts)
-    path = _probe_path(f"smoke:{image.id}:{accel.key}:{mounts}")
+    path = _probe_path(f"smoke:{image.id}:{accel.key}:{mounts}:{cxx}")
     if path.is_file():
         return ""
     script = (
@@ -283,11 +432,18 @@ def _smoke(factory: ContainerFactory, image: ImageInfo, accel: Accel) -> str:
         "gcc -o /tmp/orch-accel /tmp/orch-accel.c && /tmp/orch-accel && "
         f'test "$(uname -m)" = {accel.arch} && echo smoke=ok'
     )
+    if cxx:
+        script += (
+            ' && printf \'#include <string>\\nint main(){std::string s("ok");'
+            "return s.size() != 2;}\\n' > /tmp/orch-accel.cc && "
+            "g++ -O2 -o /tmp/orch-accel-cc /tmp/orch-accel.cc && /tmp/orch-accel-cc "
+            "&& echo smoke=ok"
+        )
     try:
         out = _run_in(factory, image, accel.mounts, apply(accel, image.env), script)
     except OrchError as exc:  # e.g. the engine refused a mount
         return str(exc).splitlines()[0]
-    if "smoke=ok" not in out:  # not remembered: it may have been transient
+    if out.count("smoke=ok") != (2 if cxx else 1):  # not remembered: it may have been transient
         return " | ".join(out[-3:]) or "no output"
     _store(path, {"ok": True})
     return ""
@@ -341,3 +497,11 @@ class _NoLog:
 def _probe_factory() -> ContainerFactory:
     """For a probe outside a run (`orch doctor`, tests): the real engine, own labels."""
     return ContainerFactory(DockerEngine(), RunIdentity.new(), HostEnv())
+
+
+_PLANNERS: tuple[
+    tuple[str, Callable[[str, ImageInfo, Log | None, ContainerFactory, str], Accel]], ...
+] = (
+    (GCC_CROSS, _plan),
+    (LLVM, _plan_llvm),
+)

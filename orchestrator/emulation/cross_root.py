@@ -392,9 +392,9 @@ def _write_wrappers(root: Path, defn: CrossDefinition, arch: Arch) -> None:
         _link_tools(root, bindir)
 
 
-def _link_tools(root: Path, bindir: Path) -> None:
+def _link_tools(root: Path, bindir: Path, prefix: str = PREFIX) -> None:
     for name, program in NATIVE_TOOLS.items():
         for where in ("usr/bin", "bin"):  # merged /usr or not
             if (root / where / program).is_file():
-                (bindir / name).symlink_to(f"{PREFIX}/{where}/{program}")
+                (bindir / name).symlink_to(f"{prefix}/{where}/{program}")
                 break

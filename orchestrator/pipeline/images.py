@@ -33,7 +33,7 @@ class ImagesOutcome:
             return ""
         plan = self.accel.get(job.image)
         if isinstance(plan, Accel):
-            return "emulated, accelerated"
+            return f"emulated, {plan.label}"
         return f"emulated ({plan.describe() if plan else 'plain'})"
 
 
