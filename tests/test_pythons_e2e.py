@@ -4,6 +4,7 @@ for a newly added CPython compiles it once, lands its wheel, and the next run re
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,15 @@ import pytest
 from orchestrator.container import engine
 from tests.support.run import orch
 
-pytestmark = pytest.mark.docker
+# A CPython compile from an empty store (~3-5 min on 2 cores) every run would crowd the CI
+# budget: opt in. CI still compiles cp311 on demand through the same path (scripts/test.sh).
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.skipif(
+        os.environ.get("ORCH_TEST_PYTHONS") != "1",
+        reason="set ORCH_TEST_PYTHONS=1 (compiles cp313)",
+    ),
+]
 
 JOB = "cp313-manylinux_2_31_x86_64"
 
