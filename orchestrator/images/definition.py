@@ -347,16 +347,7 @@ def plan_image(
 def plan_base(defn: SuiteDefinition, arch: Arch) -> BasePlan:
     args = _base_buildargs(defn, arch)
     rootfs_key = rootfs_key_for(defn.suite, arch)
-    digest = _digest(
-        {
-            "format": FORMAT_VERSION,
-            "suite": defn.suite,
-            "arch": [arch.name, arch.debian, arch.oci],
-            "buildargs": args,
-            "rootfs": rootfs_key,
-            "files": _file_digests(base_files()),
-        }
-    )
+    digest = _step_digest(FORMAT_VERSION, defn, arch, args, rootfs_key, base_files())
     return BasePlan(defn, arch, args, digest, rootfs_key)
 
 
@@ -366,17 +357,29 @@ def plan_builder(defn: SuiteDefinition, arch: Arch) -> BuilderPlan:
         "SOURCE_PYTHON_BUILD_PACKAGES": " ".join(defn.packages.get("source_python_build", ())),
     }
     rootfs_key = rootfs_key_for(defn.suite, arch)
-    digest = _digest(
+    digest = _step_digest(INTERPRETER_FORMAT_VERSION, defn, arch, args, rootfs_key, builder_files())
+    return BuilderPlan(defn, arch, args, digest, rootfs_key)
+
+
+def _step_digest(
+    fmt: int,
+    defn: SuiteDefinition,
+    arch: Arch,
+    args: Mapping[str, str],
+    rootfs_key: str,
+    files: list[str],
+) -> str:
+    """An image step's identity: its format, suite, arch, build args, root and files."""
+    return _digest(
         {
-            "format": INTERPRETER_FORMAT_VERSION,
+            "format": fmt,
             "suite": defn.suite,
             "arch": [arch.name, arch.debian, arch.oci],
-            "buildargs": args,
+            "buildargs": dict(args),
             "rootfs": rootfs_key,
-            "files": _file_digests(builder_files()),
+            "files": _file_digests(files),
         }
     )
-    return BuilderPlan(defn, arch, args, digest, rootfs_key)
 
 
 def plan_interpreter(source: SourcePython, builder: BuilderPlan) -> InterpreterPlan:
