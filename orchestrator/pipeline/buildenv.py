@@ -37,7 +37,7 @@ SETUPTOOLS_BACKENDS = ("setuptools.build_meta", "setuptools.build_meta:__legacy_
 # its dynamic requirements, fetch those, and build the wheel in that same environment.
 FILL_SCRIPT = r"""
 import glob, os, subprocess, sys, zipfile
-from build import ProjectBuilder
+from build import BuildBackendException, BuildException, ProjectBuilder
 from build.env import DefaultIsolatedEnv
 src, fill, outdir = sys.argv[1:4]
 pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
@@ -63,23 +63,30 @@ def uv_binary():
                     os.chmod("/tmp/orch-uv", 0o755)
                     return "/tmp/orch-uv"
     return None
-static = sorted(ProjectBuilder(src).build_system_requires)
-fetch(static)
-uv = uv_binary()
-os.environ.update(OFFLINE, **({"UV": uv} if uv else {}))
-with DefaultIsolatedEnv(**({"installer": "uv"} if uv else {})) as env:
-    builder = ProjectBuilder.from_isolated_env(env, src)
-    env.install(static)
-    dynamic = sorted(builder.get_requires_for_build("wheel"))
-    if dynamic:
-        for name in ("PIP_NO_INDEX", "UV_OFFLINE", "UV_NO_INDEX"):
-            del os.environ[name]
-        fetch(dynamic)
-        os.environ.update(OFFLINE)
-        env.install(dynamic)
-    print("[wheels] static:", static, "dynamic:", dynamic, "installer:", "uv" if uv else "pip",
-          flush=True)
-    print("built", builder.build("wheel", outdir))
+def main():
+    static = sorted(ProjectBuilder(src).build_system_requires)
+    fetch(static)
+    uv = uv_binary()
+    os.environ.update(OFFLINE, **({"UV": uv} if uv else {}))
+    with DefaultIsolatedEnv(**({"installer": "uv"} if uv else {})) as env:
+        builder = ProjectBuilder.from_isolated_env(env, src)
+        env.install(static)
+        dynamic = sorted(builder.get_requires_for_build("wheel"))
+        if dynamic:
+            for name in ("PIP_NO_INDEX", "UV_OFFLINE", "UV_NO_INDEX"):
+                del os.environ[name]
+            fetch(dynamic)
+            os.environ.update(OFFLINE)
+            env.install(dynamic)
+        print("[wheels] static:", static, "dynamic:", dynamic, "installer:", "uv" if uv else "pip",
+              flush=True)
+        print("built", builder.build("wheel", outdir))
+try:
+    main()
+except (BuildBackendException, BuildException, subprocess.CalledProcessError) as exc:
+    # the backend's own output is above; a traceback of this script would only hide it
+    print(f"ERROR: {exc}", file=sys.stderr, flush=True)
+    sys.exit(1)
 """
 
 
