@@ -15,9 +15,13 @@ from tests.conftest import EXAMPLES, orch
 pytestmark = pytest.mark.docker
 
 CAUSE = "error: deliberate failure after the clean-container checks"
-# Runs in the verify container: no /opt/orch (the dependency prefix), nothing in /orch but
-# the wheel orch copied in; only then the line the report must lead with.
-CHECKS = f'test ! -e /opt/orch && test "$(ls /orch)" = verify && echo "{CAUSE}" && exit 1'
+# Runs in the verify container: no /opt/orch (the dependency prefix), no source tree or build
+# output (/orch/src, /orch/dist) — only the wheel, its venv and the cached requirements;
+# only then the line the report must lead with.
+CHECKS = (
+    "test ! -e /opt/orch && test ! -e /orch/src && test ! -e /orch/dist && test -d /orch/verify"
+    f' && echo "{CAUSE}" && exit 1'
+)
 
 
 def test_explicit_image_verifies_in_a_fresh_container_and_reports_the_cause(

@@ -72,7 +72,9 @@ def test_warm_run_builds_verifies_and_lands_with_no_network(
     for job in report["jobs"]:
         assert job["status"] == "ok"
         assert job["wheel_cache"] == {"build": "hit", "verify": "hit"}
-        assert [v["status"] for v in job["verify"]] == ["passed"]
+        # the runtime image, and a stock image too where one is present (stock-images: auto)
+        statuses = [v["status"] for v in job["verify"]]
+        assert statuses and set(statuses) == {"passed"}, job["verify"]
         log = Path(job["log"]).read_text()
         # the no-network checks ran in the build and in verification, and passed (status ok)
         assert log.count("ls /sys/class/net") >= 2 and "libbz2 1.0" in log

@@ -196,7 +196,9 @@ def prepare_build_env(
         session.put_tar(_script_tar(), "/orch")
         session.run("build", [python, FILL_PATH, src, WHEELS, outdir], env=env, workdir=src)
         wheels = wheels_from_tar(session.get(WHEELS))
-        stored = cache.store(key, wheels, {"purpose": "build"})
+        stored = cache.store_or_warn(key, wheels, {"purpose": "build"}, session.log.line)
+        if stored is None:  # built all the same; the next run fills the cache again
+            return EnvSource("miss", len(wheels), key, None, built=True)
         return EnvSource("miss", len(stored.wheels), key, _uv(cache, stored.wheels), built=True)
 
 

@@ -344,10 +344,13 @@ def _verify_env(
                 "for this wheel and Python: run once with the network to fill it",
             )
         _fill_verify(session, recipe, wheel, env)
-        stored = cache.store(key, wheels_from_tar(session.get(WHEELS)), {"purpose": "verify"})
-        session.log.line(
-            f"[wheels] verify requirements: miss, {len(stored.wheels)} wheel(s) stored in {cache.root}"
-        )
+        wheels = wheels_from_tar(session.get(WHEELS))
+        stored = cache.store_or_warn(key, wheels, {"purpose": "verify"}, session.log.line)
+        if stored is not None:
+            session.log.line(
+                f"[wheels] verify requirements: miss, {len(stored.wheels)} wheel(s) stored in "
+                f"{cache.root}"
+            )
         return "miss"
 
 

@@ -20,7 +20,7 @@ import tarfile
 import threading
 import uuid
 import zipfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,8 @@ from orchestrator.container.session import Cancelled
 from orchestrator.util.paths import cache_dir
 
 LOCK_POLL_SECONDS = 0.5
+
+LogLine = Callable[[str], None]
 
 
 def set_key(purpose: str, python_tag: str, parts: Mapping[str, str]) -> str:
@@ -121,6 +123,17 @@ class WheelCache:
         _atomic_write(self._marker(key), json.dumps({**note, "wheels": listed}, indent=1).encode())
         return CachedSet(key, tuple(self.root / n for n in sorted(listed)))
 
+    def store_or_warn(
+        self, key: str, wheels: Mapping[str, bytes], note: Mapping[str, object], log: LogLine
+    ) -> CachedSet | None:
+        """store(), but a cache that cannot take the set (full disk, permissions) is only a
+        warning: the cache is an optimisation, the job goes on without it."""
+        try:
+            return self.store(key, wheels, note)
+        except OSError as exc:
+            log(f"[wheels] warning: the wheel cache {self.root} could not store the set: {exc}")
+            return None
+
     @contextlib.contextmanager
     def filling(self, key: str, cancel: threading.Event) -> Iterator[None]:
         """Held while a set is filled: concurrent jobs (threads or processes) wait."""
@@ -180,8 +193,12 @@ def _sha256(path: Path) -> str | None:
 
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written entry behind
+        raise
 
 
 def requirement_lines(reqs: Iterable[str]) -> list[str]:
