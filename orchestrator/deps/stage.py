@@ -10,12 +10,14 @@ returns a `GroupDeps` per group.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from orchestrator import archs, options
 from orchestrator.container.factory import ContainerFactory
@@ -36,6 +38,7 @@ from orchestrator.emulation.accel import Accel
 from orchestrator.errors import OrchError
 from orchestrator.recipe.graph import topological_order
 from orchestrator.recipe.model import DependencySpec, Recipe
+from orchestrator.report.cause import cause_or_error
 from orchestrator.report.joblog import JobLog
 from orchestrator.report.progress import ProgressView
 from orchestrator.report.record import DepResult
@@ -88,10 +91,16 @@ class GroupDeps:
     failures: tuple[str, ...]
     results: tuple[DepResult, ...]
     artifacts: tuple[tuple[str, Path], ...] = ()  # (dependency, its artifact): audit facts
+    blocked: tuple[str, ...] = ()  # not built because a requirement failed
 
     @property
     def ok(self) -> bool:
         return self.prefix_tar is not None
+
+    def why_blocked(self) -> str:
+        """What a job of the group says: the dependency that failed, then what it blocked."""
+        text = f"dependency {', '.join(self.failures)} failed to build"
+        return text + (f" (blocking {', '.join(self.blocked)})" if self.blocked else "")
 
 
 @dataclass
@@ -100,6 +109,7 @@ class _Shared:
 
     inputs: DepsInputs
     cache: DepCache
+    cpus: CpuShare
     sources_lock: threading.Lock = field(default_factory=threading.Lock)
 
     results: list[DepResult] = field(default_factory=list)
@@ -116,26 +126,91 @@ class _Shared:
 
 def build_dependencies(inputs: DepsInputs) -> dict[str, GroupDeps]:
     """Every group's dependencies; cancelling `inputs.factory.cancel` stops the queue."""
-    recipe = inputs.recipe
-    if not recipe.dependencies:
-        return {g.group: GroupDeps(b"", {}, (), ()) for g in inputs.groups}
-    specs = {d.name: d for d in recipe.dependencies}
-    order = topological_order({d.name: d.requires for d in recipe.dependencies})
-    shared = _Shared(inputs, DepCache(paths.cache_dir()))
-    for ctx in inputs.groups:
-        for name in order:
-            d = specs[name]
-            inputs.view.add(_task(ctx, name), "dep", f"{d.name} {d.version} ({ctx.arch})")
-    pool = ThreadPoolExecutor(max_workers=max(1, inputs.jobs), thread_name_prefix="dep")
-    try:
-        submitted = [(ctx, _submit(pool, shared, ctx, order, specs)) for ctx in inputs.groups]
-        return {
-            ctx.group: _collect(order, futures, shared.results_of(ctx.group))
-            for ctx, futures in submitted
-        }
-    finally:
+    with DepsScheduler(inputs) as scheduler:
+        futures = {ctx.group: scheduler.start(ctx) for ctx in inputs.groups}
+        wait_responsively(list(futures.values()))
+        return {group: f.result() for group, f in futures.items()}
+
+
+class DepsScheduler:
+    """Dependency builds of every group in one pool of `inputs.jobs` workers: a group is
+    started when its image is ready (`start`), each dependency is queued only once its
+    requirements are done (no worker sits waiting), and the compiler's -j is shared among
+    the builds running at that moment (`CpuShare`)."""
+
+    def __init__(self, inputs: DepsInputs) -> None:
+        recipe = inputs.recipe
+        self.specs = {d.name: d for d in recipe.dependencies}
+        self.order = topological_order({d.name: d.requires for d in recipe.dependencies})
+        self.shared = _Shared(inputs, DepCache(paths.cache_dir()), cpus=CpuShare(inputs.jobs))
+        self.pool = ThreadPoolExecutor(max_workers=max(1, inputs.jobs), thread_name_prefix="dep")
+
+    def __enter__(self) -> DepsScheduler:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
         # Interrupted: queued builds never start, running ones see the cancel flag.
-        pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def start(self, ctx: DepGroup) -> Future[GroupDeps]:
+        """The group's prefix, once all its dependencies are built (or one failed)."""
+        done: Future[GroupDeps] = Future()
+        if not self.order:
+            done.set_result(GroupDeps(b"", {}, (), ()))
+            return done
+        for name in self.order:
+            d = self.specs[name]
+            self.shared.inputs.view.add(
+                _task(ctx, name), "dep", f"{d.name} {d.version} ({ctx.arch})"
+            )
+        futures = _submit(self.pool, self.shared, ctx, self.order, self.specs)
+        _when_all(
+            list(futures.values()),
+            lambda: done.set_result(
+                _collect(self.order, futures, self.shared.results_of(ctx.group))
+            ),
+        )
+        return done
+
+
+class CpuShare:
+    """The -j of a dependency build: the machine's job count split among the builds
+    running when it starts (2 cores, 2 builds: -j1 each, not 4 compilers on 2 cores)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = max(1, total)
+        self.running = 0
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def share(self) -> Iterator[int]:
+        with self._lock:
+            self.running += 1
+            jobs = max(1, self.total // self.running)
+        try:
+            yield jobs
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+def _when_all(futures: Sequence[Future[Any]], then: Callable[[], None]) -> None:
+    """Call `then` (on the thread that finishes the last) when every future is done."""
+    if not futures:
+        then()
+        return
+    left = [len(futures)]
+    lock = threading.Lock()
+
+    def one_done(_f: Future[Any]) -> None:
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            then()
+
+    for f in futures:
+        f.add_done_callback(one_done)
 
 
 def _submit(
@@ -145,12 +220,42 @@ def _submit(
     order: Sequence[str],
     specs: dict[str, DependencySpec],
 ) -> dict[str, Future[tuple[Path, DepResult]]]:
+    """Each dependency queued when its requirements are done, in DAG order."""
     keys = _keys(ctx, order, specs, shared.inputs.recipe)
     futures: dict[str, Future[tuple[Path, DepResult]]] = {}
     for name in order:
         reqs = [futures[r] for r in specs[name].requires]
-        futures[name] = pool.submit(_one, shared, ctx, specs[name], keys[name], reqs)
+        futures[name] = _after(pool, reqs, _one, shared, ctx, specs[name], keys[name], reqs)
     return futures
+
+
+def _after(
+    pool: ThreadPoolExecutor,
+    reqs: list[Future[tuple[Path, DepResult]]],
+    fn: Callable[..., tuple[Path, DepResult]],
+    *args: Any,
+) -> Future[tuple[Path, DepResult]]:
+    out: Future[tuple[Path, DepResult]] = Future()
+
+    def submit() -> None:
+        try:
+            inner = pool.submit(fn, *args)
+        except RuntimeError:  # the pool is shut down: interrupted
+            out.set_exception(Cancelled("cancelled"))
+            return
+        inner.add_done_callback(lambda f: _copy(f, out))
+
+    _when_all(reqs, submit)
+    return out
+
+
+def _copy(src: Future[tuple[Path, DepResult]], dst: Future[tuple[Path, DepResult]]) -> None:
+    if src.cancelled():
+        dst.set_exception(Cancelled("cancelled"))
+    elif src.exception() is not None:
+        dst.set_exception(src.exception())
+    else:
+        dst.set_result(src.result())
 
 
 def _task(ctx: DepGroup, name: str) -> str:
@@ -208,10 +313,12 @@ def _one(
     except (OrchError, OSError) as exc:
         result.status = "failed"
         result.error = str(exc)
-        view.finish(task, "failed", str(exc).splitlines()[0])
+        result.cause = cause_or_error(log.tail(400), str(exc))
+        view.finish(task, "failed", result.cause or str(exc).splitlines()[0])
         tail = "\n    ".join(log.tail(20))
         view.print(
-            f"dependency {dep.name} ({ctx.arch}) failed: {exc}\n  log: {log.path}\n    {tail}"
+            f"dependency {dep.name} ({ctx.arch}) failed: {result.cause}\n  {exc}\n"
+            f"  log: {log.path}\n    {tail}"
         )
         raise DepFailed(dep.name) from None
     finally:
@@ -256,7 +363,8 @@ def _build_and_store(
             log=log.line,
             name=dep.name,
         )
-    artifact = _build(inputs, ctx, dep, src, req_artifacts, log, task)
+    with shared.cpus.share() as jobs:
+        artifact = _build(inputs, ctx, dep, src, req_artifacts, log, task, jobs)
     seconds = time.monotonic() - t0
     meta = {
         "name": dep.name,
@@ -286,6 +394,7 @@ def _build(
     req_artifacts: list[Path],
     log: JobLog,
     task: str,
+    jobs: int,
 ) -> Path:
     """Build in a fresh container; the artifact holds only the files this dependency
     installed (its requirements' files are present during the build, not in its tar)."""
@@ -304,13 +413,16 @@ def _build(
         _copy_in(session, dep, source, req_artifacts)
         inputs.view.stage(task, "unpack")
         session.run("unpack", unpack_script(dep, source.name, WORK, PREFIX))
-        inputs.view.stage(task, "build")
+        inputs.view.stage(task, f"build -j{jobs}")
+        log.line(
+            f"[orch] -j{jobs}: {jobs} of {inputs.jobs} job(s), shared with the builds running now"
+        )
         script = build_script(
             dep,
             src_dir=f"{WORK}/src",
             build_dir=f"{WORK}/build",
             prefix=PREFIX,
-            jobs=max(1, inputs.jobs),
+            jobs=jobs,
         )
         session.run("build", script, workdir=f"{WORK}/src")
         inputs.view.stage(task, "package")
@@ -340,13 +452,16 @@ def _collect(
     """The group's prefix tar and build flags, or its failures."""
     artifacts: list[Path] = []
     failed: list[str] = []
-    wait_responsively(list(futures.values()))
     for name in order:
         try:
             artifacts.append(futures[name].result()[0])
         except (DepFailed, Cancelled):
             failed.append(name)
     if failed:
-        return GroupDeps(None, {}, tuple(failed), results)
+        # The ones that failed themselves first: a job names them, not what they blocked.
+        own = {r.name for r in results if r.status in ("failed", "cancelled")}
+        first = tuple(n for n in failed if n in own) or tuple(failed)
+        blocked = tuple(n for n in failed if n not in first)
+        return GroupDeps(None, {}, first, results, blocked=blocked)
     named = tuple(zip(order, artifacts, strict=True))
     return GroupDeps(prefix_tar(artifacts), flags_for_project(PREFIX), (), results, named)

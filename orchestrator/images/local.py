@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -48,6 +49,8 @@ DEFAULT_SUITE = "bullseye"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 # Interpreters compiled at once: each runs `make -j$(nproc)`, so more only adds contention.
 PARALLEL_COMPILES = 2
+# Shared by every image built in this process: a run builds one image per Python at once.
+_compile_slots = threading.BoundedSemaphore(PARALLEL_COMPILES)
 BUILDER_LABEL = "local-builder"
 
 Log = Callable[[str], None]
@@ -91,6 +94,32 @@ def ensure_local_image(
     if fresh:
         _refreshed_rootfs.add(plan.base.rootfs_key)
     return info
+
+
+def ensure_local_base(
+    arch: str,
+    variant: str = "build",
+    suite: str = DEFAULT_SUITE,
+    on_line: Log | None = None,
+    on_phase: Log | None = None,
+) -> engine.ImageInfo:
+    """Only the base of (arch, variant, suite): the root, packages and (build) toolchain,
+    no source-built interpreter. Dependencies need no more, so they start on it while
+    the interpreters compile."""
+    base = definition.plan_base(definition.load_suite(suite), archs.get(arch))
+    engine.ping()
+    info = engine.inspect_image(base.ref(variant))
+    if info is not None:
+        return info
+    rootfs.check_binfmt(base.arch)
+    phases = Phases(on_phase, on_line or _quiet)
+    return _ensure_base(base, variant, _rootfs(base, phases, False), phases, False)
+
+
+def python_image_ref(arch: str, variant: str, suite: str, python: str) -> str:
+    """The image with one Python (plus Debian's, which every base has): a job waits only
+    for its own interpreter, not for every interpreter the plan asks for."""
+    return local_image_ref(arch, variant, suite, (python,))
 
 
 def stale_local_images() -> list[str]:
@@ -179,14 +208,23 @@ def _build(
         base = pool.submit(_ensure_base, plan.base, variant, tarball, phases, force)
         builder = _ensure_builder(definition.plan_builder(plan.defn, plan.arch), tarball, phases)
         compiles: list[Future[Built]] = [
-            pool.submit(interpreters.ensure_interpreter, i, builder, phases, aid)
-            for i in plan.interpreters
+            pool.submit(_compile_one, i, builder, phases, aid) for i in plan.interpreters
         ]
         built = [f.result() for f in compiles]
         base_info = base.result()
     for item in built:
         phases.on_line(f"[orch] {item.tag} ({item.arch}): {item.status}, {item.path.name}")
     return _build_derived(plan, variant, base_info, built, phases)
+
+
+def _compile_one(
+    interp: definition.InterpreterPlan,
+    builder: engine.ImageInfo,
+    phases: Phases,
+    aid: Accelerator | None,
+) -> Built:
+    with _compile_slots:  # each compile runs make -j$(nproc): more at once only contend
+        return interpreters.ensure_interpreter(interp, builder, phases, aid)
 
 
 def _rootfs(base: BasePlan, phases: Phases, fresh: bool) -> Path:

@@ -154,7 +154,7 @@ class _JobRun:
     def dependencies(self) -> GroupDeps:
         deps = self.inputs.deps.get(self.job.group) or GroupDeps(b"", {}, (), ())
         if not deps.ok:
-            raise Blocked(f"dependency {', '.join(deps.failures)} failed to build")
+            raise Blocked(deps.why_blocked())
         return deps
 
     def build(self, session: Session, deps: GroupDeps) -> None:

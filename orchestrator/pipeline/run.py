@@ -1,16 +1,20 @@
-"""Runs a plan, as a straight list of steps: images -> dependencies -> jobs (each: build ->
-repair -> audit -> verify -> land, see job.py) -> report. Jobs run concurrently, each in
-its own fresh container; an interruption (Ctrl-C, SIGTERM, SIGHUP) at any step stops
-and removes the run's containers, and the report is written all the same."""
+"""Runs a plan as a graph, not a list of stages: per image/architecture group, its
+toolchain image -> its dependencies; per job, its own image and its group's dependencies
+-> the job (build -> repair -> audit -> verify -> land, see job.py); then the report (see
+`Schedule`). Jobs run concurrently, each in its own fresh container; an interruption
+(Ctrl-C, SIGTERM, SIGHUP) at any step stops and removes the run's containers, and the
+report is written all the same."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
 
 from rich.console import Console
 
@@ -19,11 +23,11 @@ from orchestrator.container.engine import DockerEngine
 from orchestrator.container.factory import ContainerFactory, RunIdentity, remove_run_containers
 from orchestrator.container.hostenv import host_env
 from orchestrator.container.types import Engine, ImageInfo
-from orchestrator.deps.stage import DepGroup, DepsInputs, build_dependencies
+from orchestrator.deps.stage import DepGroup, DepsInputs, DepsScheduler, GroupDeps
 from orchestrator.emulation import binfmt
 from orchestrator.pipeline.build import project_tar
-from orchestrator.pipeline.images import ImagesInputs, ImagesOutcome, prepare_images
-from orchestrator.pipeline.job import JobInputs, JobOutcome, run_job
+from orchestrator.pipeline.images import Images, ImagesInputs, LocalImages, Ready
+from orchestrator.pipeline.job import JobInputs, JobOutcome, JobStage, run_job
 from orchestrator.plan.jobs import Job, Plan
 from orchestrator.recipe.model import Recipe
 from orchestrator.report.progress import ProgressView
@@ -40,6 +44,7 @@ def run(
     console: Console | None = None,
     engine: Engine | None = None,
     require_arch: Callable[[str], object] = binfmt.require,
+    local_images: LocalImages | None = None,
 ) -> RunReport:
     factory = ContainerFactory(
         engine or DockerEngine(), RunIdentity.new(), host_env(opts.env), threading.Event()
@@ -49,24 +54,17 @@ def run(
     outcomes: dict[str, JobOutcome] = {}
     try:
         with view:
-            images = prepare_images(
-                ImagesInputs(plan, opts, view, factory, require_arch, report.images.append)
+            images = Images(
+                ImagesInputs(plan, opts, view, factory, require_arch, report.images.append),
+                local_images,
             )
-            _set_image_ids(report, images)
-            deps = build_dependencies(
-                _deps_inputs(recipe, plan, opts, view, factory, images, report)
+            images.check()
+            inputs = JobInputs(recipe, opts, factory, view, project_tar(recipe), {}, {}, {})
+            deps = DepsInputs(
+                recipe, (), factory, view, opts.logs, opts.jobs, opts.env, report.deps.append
             )
-            inputs = JobInputs(
-                recipe,
-                opts,
-                factory,
-                view,
-                project_tar(recipe),
-                _image_env(images),
-                images.accelerated(),
-                deps,
-            )
-            run_jobs(inputs, plan.jobs, images, outcomes.__setitem__)
+            with DepsScheduler(deps) as scheduler:
+                Schedule(inputs, images, scheduler, report).run(plan.jobs, outcomes.__setitem__)
     except KeyboardInterrupt:
         factory.cancel.set()
         view.print("interrupted: stopping containers...")
@@ -75,10 +73,6 @@ def run(
         _record_jobs(report, outcomes, view, interrupted=factory.cancel.is_set())
         _clean_up(report, factory, opts, view)
     return report
-
-
-def _image_env(images: ImagesOutcome) -> dict[str, dict[str, str]]:
-    return {ref: dict(info.env) for ref, info in images.info.items()}
 
 
 def _toolchain_image_id(factory: ContainerFactory, info: ImageInfo) -> str:
@@ -90,81 +84,175 @@ def _toolchain_image_id(factory: ContainerFactory, info: ImageInfo) -> str:
     return found.id if found else info.id
 
 
-def _deps_inputs(
-    recipe: Recipe,
-    plan: Plan,
-    opts: options.BuildOptions,
-    view: ProgressView,
-    factory: ContainerFactory,
-    images: ImagesOutcome,
-    report: RunReport,
-) -> DepsInputs:
-    accel = images.accelerated()
-    groups = tuple(
-        DepGroup(
-            g,
-            jobs[0].image,
-            _toolchain_image_id(factory, images.info[jobs[0].image]),
-            jobs[0].arch,
-            accel.get(jobs[0].image),
+# --- the schedule -------------------------------------------------------------------
+
+
+class Schedule:
+    """No stage barrier: each group's dependencies start when its toolchain image is ready,
+    each job when its group's dependencies and its own image are, verification of one job
+    runs while others build. Every image, group and job is a future; a job thread waits
+    for its two futures (saying what for), then for a slot."""
+
+    def __init__(
+        self, inputs: JobInputs, images: Images, deps: DepsScheduler, report: RunReport
+    ) -> None:
+        self.inputs, self.images, self.deps, self.report = inputs, images, deps, report
+        self.groups: dict[str, Future[GroupDeps]] = {}
+        self.job_images: dict[str, Future[tuple[Job, Ready]]] = {}
+        self.errors: list[BaseException] = []
+
+    def run(self, jobs: Sequence[Job], on_done: Callable[[str, JobOutcome], None]) -> None:
+        """Every job, at most `jobs` at once: emulated ones first (they take longest) but
+        never in every slot while native jobs wait (see `emulated_limit`)."""
+        order = sorted(jobs, key=lambda j: (not j.emulated, j.id))
+        n = max(1, self.inputs.opts.jobs)
+        slots = _Slots(n, emulated_limit(order, n))
+        for job in order:
+            self.inputs.view.add(job.id, "job", job.id, "emulated" if job.emulated else "")
+        # Threads that mostly wait (image builds run in the engine): one per step.
+        steps = ThreadPoolExecutor(2 * len(order) + 4, thread_name_prefix="image")
+        runners = ThreadPoolExecutor(len(order), thread_name_prefix="job")
+        try:
+            self._start_images(steps, order)
+            futures = [runners.submit(self._one_job, j, slots, on_done) for j in order]
+            self._wait(futures)
+        finally:
+            steps.shutdown(wait=False, cancel_futures=True)
+            runners.shutdown(wait=False, cancel_futures=True)
+        if self.errors:  # an image step failed: its jobs did not run; say why, once
+            raise self.errors[0]
+
+    def _start_images(self, steps: ThreadPoolExecutor, order: Sequence[Job]) -> None:
+        """Group images (then their dependencies) first, then each job's own image."""
+        for job in order:
+            if job.group not in self.groups:
+                self.groups[job.group] = steps.submit(self._group, job)
+        for job in order:
+            self.job_images[job.id] = steps.submit(self._job_image, job, steps)
+
+    def _group(self, job: Job) -> GroupDeps:
+        ready = self.images.group_image(job)
+        ctx = DepGroup(
+            job.group,
+            ready.info.ref,
+            _toolchain_image_id(self.inputs.factory, ready.info),
+            job.arch,
+            ready.accelerated,
         )
-        for g, jobs in plan.groups()
-    )
-    return DepsInputs(
-        recipe, groups, factory, view, opts.logs, opts.jobs, opts.env, report.deps.append
-    )
+        return self.deps.start(ctx).result()
+
+    def _job_image(self, job: Job, steps: ThreadPoolExecutor) -> tuple[Job, Ready]:
+        as_run, ready = self.images.job_image(job)
+        if self.inputs.opts.verify and as_run is not job:
+            steps.submit(self.images.runtime_image, job)  # while the job builds
+        return as_run, ready
+
+    def _wait(self, futures: Sequence[Future[None]]) -> None:
+        try:
+            wait_responsively(futures)
+        except KeyboardInterrupt:
+            factory = self.inputs.factory
+            factory.cancel.set()
+            for f in futures:
+                f.cancel()
+            with contextlib.suppress(Exception):  # the engine may be down; cleanup retries
+                remove_run_containers(factory.engine, factory.run)
+            wait(futures, timeout=GRACE_SECONDS)  # running jobs end fast without containers
+            raise
+
+    def _one_job(self, job: Job, slots: _Slots, on_done: Callable[[str, JobOutcome], None]) -> None:
+        image_f, group_f = self.job_images[job.id], self.groups[job.group]
+        if not self._ready(job, image_f, group_f):
+            return  # cancelled: recorded as such
+        try:
+            as_run, ready = image_f.result()
+        except Exception as exc:
+            self._image_failed(job, exc, on_done)
+            return
+        try:
+            deps = group_f.result()
+        except Exception as exc:
+            self._image_failed(job, exc, on_done)
+            return
+        self._set_image(job, ready)
+        self.inputs.view.note(job.id, self.images_label(job, ready))
+        with slots.take(job.emulated, lambda: self.inputs.view.waiting(job.id, "waiting: a slot")):
+            if self.inputs.factory.cancel.is_set():
+                return
+            on_done(job.id, run_job(self._inputs_for(as_run, ready, deps), as_run))
+
+    def images_label(self, job: Job, ready: Ready) -> str:
+        return ready.emulation_label(job)
+
+    def _ready(self, job: Job, image_f: Future[Any], group_f: Future[Any]) -> bool:
+        """Wait for the job's image and its group's dependencies, saying which."""
+        view, cancel = self.inputs.view, self.inputs.factory.cancel
+        while not (image_f.done() and group_f.done()):
+            if cancel.is_set():
+                return False
+            view.waiting(job.id, f"waiting: {self._waiting_for(job, image_f, group_f)}")
+            wait([image_f, group_f], timeout=0.25, return_when=FIRST_COMPLETED)
+        return not cancel.is_set()
+
+    def _waiting_for(self, job: Job, image_f: Future[Any], group_f: Future[Any]) -> str:
+        what = []
+        pending = self.inputs.view.unfinished(f"dep:{job.group}:")
+        if not image_f.done():
+            what.append(self.images.waiting_for(job, group_ready=bool(pending)))
+        if not group_f.done() and pending:
+            what.append("deps " + ", ".join(t.label.split()[0] for t in pending))
+        elif not group_f.done() and image_f.done():
+            what.append(self.images.waiting_for(job, group_ready=False))
+        return "; ".join(what)
+
+    def _inputs_for(self, job: Job, ready: Ready, deps: GroupDeps) -> JobInputs:
+        accel = {job.image: ready.accelerated} if ready.accelerated else {}
+        return dataclasses.replace(
+            self.inputs,
+            image_env={job.image: dict(ready.info.env)},
+            accel=accel,
+            deps={job.group: deps},
+        )
+
+    def _set_image(self, job: Job, ready: Ready) -> None:
+        for result in self.report.jobs:
+            if result.id == job.id:
+                result.image, result.image_id = ready.info.ref, ready.info.id
+
+    def _image_failed(
+        self, job: Job, exc: Exception, on_done: Callable[[str, JobOutcome], None]
+    ) -> None:
+        if self.inputs.factory.cancel.is_set():
+            return
+        error = f"image: {exc}"
+        self.inputs.view.finish(job.id, "blocked", error.splitlines()[0])
+        if not any(e is exc for e in self.errors):
+            self.errors.append(exc)
+        on_done(job.id, JobOutcome("blocked", JobStage.START, error, cause=error.splitlines()[0]))
 
 
-# --- jobs ---------------------------------------------------------------------------
+class _Slots:
+    """At most n jobs at once, and at most `emulated` emulated ones among them."""
 
+    def __init__(self, n: int, emulated: int) -> None:
+        self.all = threading.Semaphore(n)
+        self.emulated = threading.Semaphore(emulated)
 
-def run_jobs(
-    inputs: JobInputs,
-    jobs: Sequence[Job],
-    images: ImagesOutcome,
-    on_done: Callable[[str, JobOutcome], None],
-) -> None:
-    """Every job, at most `jobs` at once: emulated ones first (they take longest) but in
-    their own, smaller pool, so that they never take every slot while native jobs wait."""
-    order = sorted(jobs, key=lambda j: (not j.emulated, j.id))
-    n = max(1, inputs.opts.jobs)
-    slots = threading.Semaphore(n)
-    for job in order:
-        inputs.view.add(job.id, "job", job.id, images.emulation_label(job))
-    pools = {
-        True: ThreadPoolExecutor(emulated_limit(order, n), thread_name_prefix="emulated-job"),
-        False: ThreadPoolExecutor(n, thread_name_prefix="job"),
-    }
-    futures = [pools[j.emulated].submit(_one_job, inputs, j, slots, on_done) for j in order]
-    try:
-        wait_responsively(futures)
-    except KeyboardInterrupt:
-        inputs.factory.cancel.set()
-        for f in futures:
-            f.cancel()
-        with contextlib.suppress(Exception):  # the engine may be down; cleanup retries
-            remove_run_containers(inputs.factory.engine, inputs.factory.run)
-        wait(futures, timeout=GRACE_SECONDS)  # running jobs end fast without containers
-        raise
-    finally:
-        for pool in pools.values():
-            pool.shutdown(wait=False, cancel_futures=True)
+    @contextlib.contextmanager
+    def take(self, emulated: bool, on_wait: Callable[[], None]) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            for sem in (self.emulated, self.all) if emulated else (self.all,):
+                if not sem.acquire(blocking=False):
+                    on_wait()
+                    sem.acquire()
+                stack.callback(sem.release)
+            yield
 
 
 def emulated_limit(jobs: Sequence[Job], n: int) -> int:
     """Emulated jobs at once: one slot stays for native jobs when there are any (~20x)."""
     has_native = any(not j.emulated for j in jobs)
     return max(1, n - 1) if has_native and n > 1 else n
-
-
-def _one_job(
-    inputs: JobInputs,
-    job: Job,
-    slots: threading.Semaphore,
-    on_done: Callable[[str, JobOutcome], None],
-) -> None:
-    with slots:
-        on_done(job.id, run_job(inputs, job))
 
 
 # --- the report ---------------------------------------------------------------------
@@ -190,12 +278,6 @@ def _job_result(job: Job) -> JobResult:
         image=job.image,
         emulated=job.emulated,
     )
-
-
-def _set_image_ids(report: RunReport, images: ImagesOutcome) -> None:
-    for result in report.jobs:
-        info = images.info.get(result.image)
-        result.image_id = info.id if info else None
 
 
 def _record_jobs(

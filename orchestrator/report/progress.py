@@ -97,6 +97,30 @@ class ProgressView:
             t.stage = detail or status
         self._plain(t, f"{status}{': ' + detail if detail and detail != status else ''}")
 
+    def waiting(self, key: str, text: str) -> None:
+        """What a task that has not started waits for ("waiting: deps zlib, xz"); shown
+        when it changes, without starting its clock."""
+        with self._lock:
+            t = self.tasks[key]
+            if t.status != "waiting" or t.stage == text:
+                return
+            t.stage = text
+        self._plain(t, text)
+
+    def unfinished(self, prefix: str) -> list[Task]:
+        """Tasks whose key starts with `prefix` that are waiting or running."""
+        with self._lock:
+            return [
+                t
+                for k, t in self.tasks.items()
+                if k.startswith(prefix) and t.status in ("waiting", "running")
+            ]
+
+    def stage_of(self, key: str) -> str | None:
+        with self._lock:
+            t = self.tasks.get(key)
+            return t.stage if t else None
+
     def note(self, key: str, note: str) -> None:
         with self._lock:
             self.tasks[key].note = note

@@ -61,6 +61,7 @@ class DepResult:
     seconds: float = 0.0
     log: str | None = None
     error: str | None = None
+    cause: str | None = None  # the first error line of the failed build (report/cause.py)
 
 
 @dataclass
