@@ -47,8 +47,9 @@ class FakeContainer:
         return self.spec.labels.get(LABEL_JOB, "")
 
 
-# A script answers one command in one container with an exit code (and may block).
-Script = Callable[["FakeEngine", FakeContainer, Sequence[str]], int]
+# A script answers one command in one container with an exit code (and may block), or
+# with an exit code and the output the command printed.
+Script = Callable[["FakeEngine", FakeContainer, Sequence[str]], "int | tuple[int, bytes]"]
 
 
 def image(ref: str, architecture: str = "amd64", env: Mapping[str, str] | None = None) -> ImageInfo:
@@ -133,6 +134,9 @@ class FakeEngine:
             return ExecResult(255, 0.0)
         c.execs.append(list(cmd))
         code = self.script(self, c, cmd)
+        if isinstance(code, tuple):
+            code, printed = code
+            on_output(printed)
         if c.removed:
             return ExecResult(255, 0.0)
         return ExecResult(code, 0.0)

@@ -1,0 +1,217 @@
+"""The schedule without stage barriers, on the in-memory engine: a group's dependencies
+start on its base image while interpreters still compile, a job starts when its own
+interpreter is ready (not every interpreter of the plan), a failed dependency blocks only
+what needs it, and -j is shared among the builds running at once. No Docker."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from orchestrator.container.types import ImageInfo
+from orchestrator.deps.stage import CpuShare
+from orchestrator.pipeline.images import BuiltLocalImages, Report
+from orchestrator.plan.jobs import Job
+from tests.support.fakeengine import FakeContainer, FakeEngine, image, succeed
+from tests.test_runner import build, eventually, options, setup
+
+
+class SlowLocalImages(BuiltLocalImages):
+    """Local images 'built' into the fake engine: the base at once, each Python's image
+    when the test lets it (`release`), as a compile would take its time."""
+
+    def __init__(self, engine: FakeEngine, held: Sequence[str] = ()) -> None:
+        super().__init__("plain")
+        self.engine = engine
+        self.gates = {tag: threading.Event() for tag in held}
+        self.built: list[str] = []
+
+    def release(self, tag: str) -> None:
+        self.gates[tag].set()
+
+    def base(self, job: Job, on_line: Report, on_phase: Report) -> ImageInfo:
+        return self._add(self.base_ref(job), "base")
+
+    def for_python(self, job: Job, variant: str, on_line: Report, on_phase: Report) -> ImageInfo:
+        tag = job.python_tag.split("-")[0]
+        gate = self.gates.get(tag)
+        if gate is not None:
+            on_phase(f"{job.python_tag}: compile (x86_64)")
+            assert gate.wait(20), f"{tag} never released"
+        return self._add(self.python_ref(job, variant), f"{tag}-{variant}")
+
+    def _add(self, ref: str, what: str) -> ImageInfo:
+        info = image(ref)
+        info = ImageInfo(ref, info.id, info.architecture, "", {"io.orch.base": ref}, {}, ())
+        self.engine.images[ref] = info
+        self.built.append(what)
+        return info
+
+
+def _landed(opts: Any) -> list[str]:
+    return sorted(p.name.split("-")[2] for p in opts.output_dir.glob("*.whl"))
+
+
+def test_a_job_lands_while_another_interpreter_of_its_image_compiles(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    recipe, plan, mirror = setup(tmp_path, python=("3.9", "3.11"), deps=("zed",))
+    engine = FakeEngine([])  # no image present: the run builds them in steps
+    local = SlowLocalImages(engine, held=("cp311",))
+    opts = options(tmp_path, mirror)
+    result: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=lambda: result.update(out=build_with(recipe, plan, opts, engine, local))
+    )
+    thread.start()
+    try:
+        # cp39 is Debian's (in the base): its wheel lands while cp311 still compiles.
+        assert eventually(lambda: _landed(opts) == ["cp39"], timeout=20)
+        assert "cp311-build" not in local.built
+        assert any(c.job == "dep-zed" for c in engine.created)  # deps ran on the base
+    finally:
+        local.release("cp311")
+        thread.join(30)
+    report, output = result["out"]
+    assert {j.id: j.status for j in report.jobs} == {
+        "cp39-manylinux_2_31_x86_64": "ok",
+        "cp311-manylinux_2_31_x86_64": "ok",
+    }
+    assert _landed(opts) == ["cp311", "cp39"]
+    assert "waiting: interpreter cp311 (cp311-cp311: compile (x86_64))" in output
+    cp311 = next(j for j in report.jobs if j.python == "3.11")
+    assert cp311.image == local.python_ref(plan.jobs[1], "build")  # its own image
+    dep_containers = [c for c in engine.created if c.job == "dep-zed"]
+    assert [c.spec.image for c in dep_containers] == [local.base_ref(plan.jobs[0])]
+
+
+def build_with(recipe: Any, plan: Any, opts: Any, engine: FakeEngine, local: Any) -> Any:
+    import io
+
+    from rich.console import Console
+
+    from orchestrator.pipeline.run import run
+
+    out = io.StringIO()
+    report = run(
+        recipe,
+        plan,
+        opts,
+        Console(file=out, width=200),
+        engine=engine,
+        require_arch=lambda _arch: None,
+        local_images=local,
+    )
+    return report, out.getvalue()
+
+
+def test_a_waiting_job_names_the_dependencies_it_waits_for(tmp_path: Path, cache_dir: Path) -> None:
+    recipe, plan, mirror = setup(tmp_path, python=("3.9",), deps=("zlib", "xz"))
+    release = threading.Event()
+
+    def slow_deps(engine: FakeEngine, c: FakeContainer, cmd: Sequence[str]) -> Any:
+        if c.job.startswith("dep-") and "make" in " ".join(cmd):
+            release.wait(10)
+        return succeed(engine, c, cmd)
+
+    engine = FakeEngine([image(j.image) for j in plan.jobs], slow_deps)
+    timer = threading.Timer(1.0, release.set)
+    timer.start()
+    report, output = build(recipe, plan, options(tmp_path, mirror), engine)
+    timer.join()
+    assert [j.status for j in report.jobs] == ["ok"]
+    assert "waiting: deps zlib, xz" in output
+
+
+DAG = """\
+  - name: {name}
+    version: "1.0"
+    source: {{url: "http://127.0.0.1:9/{name}.tar.gz", sha256: "{sha}"}}
+    build: {{system: make}}
+    requires: [{requires}]
+"""
+
+
+def test_a_failed_dependency_blocks_only_its_dependents(tmp_path: Path, cache_dir: Path) -> None:
+    recipe, plan, mirror = _dag(tmp_path, {"base": "", "top": "base", "side": ""})
+
+    def base_fails(engine: FakeEngine, c: FakeContainer, cmd: Sequence[str]) -> Any:
+        if c.job == "dep-base" and "make" in " ".join(cmd):
+            return 2, b"cc -c base.c\nbase.c:3:10: fatal error: zlib.h: No such file\nmore\n"
+        return succeed(engine, c, cmd)
+
+    engine = FakeEngine([image(j.image) for j in plan.jobs], base_fails)
+    report, output = build(recipe, plan, options(tmp_path, mirror), engine)
+    got = {d.name: d.status for d in report.deps}
+    assert got == {"base": "failed", "top": "blocked", "side": "built"}
+    failed = next(d for d in report.deps if d.name == "base")
+    assert failed.cause == "base.c:3:10: fatal error: zlib.h: No such file"
+    job = report.jobs[0]
+    assert job.status == "blocked"
+    assert job.error == "dependency base failed to build (blocking top)"
+    assert "dependency base (x86_64) failed: base.c:3:10: fatal error" in output
+    assert not any(c.job == "dep-top" for c in engine.created)  # never started
+
+
+def test_dependencies_run_in_dag_order_as_parallel_as_allowed(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    """a, b, c independent, d needs a and b: with two workers, two run at once, and d
+    starts only after both of its requirements ended."""
+    recipe, plan, mirror = _dag(tmp_path, {"a": "", "b": "", "c": "", "d": "a, b"})
+    events: list[tuple[str, str]] = []
+    running: list[str] = []
+    most = [0]
+    lock = threading.Lock()
+
+    def timed(engine: FakeEngine, c: FakeContainer, cmd: Sequence[str]) -> Any:
+        if c.job.startswith("dep-") and "make" in " ".join(cmd):
+            name = c.job.removeprefix("dep-")
+            with lock:
+                events.append(("start", name))
+                running.append(name)
+                most[0] = max(most[0], len(running))
+            time.sleep(0.2)
+            with lock:
+                running.remove(name)
+                events.append(("end", name))
+        return succeed(engine, c, cmd)
+
+    engine = FakeEngine([image(j.image) for j in plan.jobs], timed)
+    report, _ = build(recipe, plan, options(tmp_path, mirror, jobs=2), engine)
+    assert [j.status for j in report.jobs] == ["ok"]
+    assert most[0] == 2
+    start_d = events.index(("start", "d"))
+    assert events.index(("end", "a")) < start_d and events.index(("end", "b")) < start_d
+
+
+def test_the_cpu_share_splits_jobs_among_running_builds() -> None:
+    share = CpuShare(2)
+    with share.share() as first:
+        assert first == 2
+        with share.share() as second:
+            assert second == 1
+    with share.share() as alone:
+        assert alone == 2
+    assert CpuShare(0).total == 1
+
+
+def _dag(tmp_path: Path, deps: dict[str, str]) -> tuple[Any, Any, Path]:
+    import hashlib
+
+    recipe, plan, mirror = setup(tmp_path, python=("3.9",), deps=tuple(deps))
+    text = (tmp_path / "project" / "orch.yaml").read_text()
+    head = text.split("dependencies:\n")[0]
+    body = ""
+    for name, requires in deps.items():
+        sha = hashlib.sha256(f"source of {name}".encode()).hexdigest()
+        body += DAG.format(name=name, sha=sha, requires=requires)
+    (tmp_path / "project" / "orch.yaml").write_text(head + "dependencies:\n" + body)
+    from orchestrator.plan.jobs import make_plan
+    from orchestrator.recipe import load_recipe
+
+    recipe = load_recipe(tmp_path / "project" / "orch.yaml")
+    return recipe, make_plan(recipe, host_arch="x86_64"), mirror
