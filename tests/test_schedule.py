@@ -202,7 +202,7 @@ def test_the_cpu_share_splits_jobs_among_running_builds() -> None:
 def _dag(tmp_path: Path, deps: dict[str, str]) -> tuple[Any, Any, Path]:
     import hashlib
 
-    recipe, plan, mirror = setup(tmp_path, python=("3.9",), deps=tuple(deps))
+    _recipe, _plan, mirror = setup(tmp_path, python=("3.9",), deps=tuple(deps))
     text = (tmp_path / "project" / "orch.yaml").read_text()
     head = text.split("dependencies:\n")[0]
     body = ""
