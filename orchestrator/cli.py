@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,7 +35,8 @@ from orchestrator.errors import (
 from orchestrator.util.redact import inert
 
 if TYPE_CHECKING:
-    from orchestrator.plan.jobs import Plan
+    from orchestrator.plan.jobs import Job, Plan
+    from orchestrator.recipe.model import Recipe
 
 EXIT_CODES = (
     "exit codes: 0 ok, 1 build/check failed, 2 configuration error (nothing was started), "
@@ -289,6 +290,12 @@ def _plan_commands(sub: Sub) -> None:
     _recipe_arg(p)
     _selection_args(p)
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.add_argument(
+        "--deps",
+        action="store_true",
+        help="print the dependency DAG per group as a tree, with cache hit/miss when the "
+        "group's image is present (with --json: the DAG with cache answers)",
+    )
 
     m = _add(
         sub,
@@ -660,8 +667,17 @@ def _check_output_dirs(output: Path, report: Path | None) -> None:
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     _recipe, plan = _load_plan(args)
     _print_plan_warnings(plan, console)
+    from orchestrator.plan.dag import dag, render_tree
+
+    groups = dag(plan, _dep_cache_answers(_recipe, plan) if args.deps else None)
     if args.json:
-        print(plan.dumps())
+        print(
+            json.dumps(plan.to_json() | {"dependency_dag": [g.to_json() for g in groups]}, indent=2)
+        )
+        return EXIT_OK
+    if args.deps:
+        for line in render_tree(groups):
+            print(line)
         return EXIT_OK
     table = Table(title=f"plan: {plan.recipe}")
     for col in ("job", "image", "source", "verified in", "emulated"):
@@ -683,6 +699,46 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     for ex in plan.excluded:
         out.print(Text(f"excluded {ex.id}: {ex.reason}", style="dim"), soft_wrap=True)
     return EXIT_OK
+
+
+def _dep_cache_answers(recipe: Recipe, plan: Plan) -> Callable[[str, str], str | None]:
+    """Cache hit/miss per (group, dependency) where it can be known without building: the
+    group's toolchain image is present (the key needs its id) and it is not emulated (an
+    accelerated build's key also names the cross root, decided at run time)."""
+    from orchestrator.deps.cache import DepCache
+    from orchestrator.deps.stage import dependency_keys
+    from orchestrator.util import paths
+
+    cache = DepCache(paths.cache_dir())
+    keys: dict[str, dict[str, str] | None] = {}
+    for group, jobs in plan.groups():
+        image_id = None if jobs[0].emulated else _toolchain_id(jobs[0])
+        keys[group] = dependency_keys(recipe, image_id, jobs[0].arch) if image_id else None
+
+    def answer(group: str, name: str) -> str | None:
+        found = keys.get(group)
+        if not found or name not in found:
+            return None
+        return "hit" if cache.lookup(found[name]) else "miss"
+
+    return answer
+
+
+def _toolchain_id(job: Job) -> str | None:
+    """The id that keys a group's dependencies: its image's base (a local job image), or
+    the local base alone when the job image is not built yet, or the image itself."""
+    from orchestrator.container import engine
+    from orchestrator.pipeline.images import BuiltLocalImages
+
+    try:
+        info = engine.inspect_image(job.image)
+        base = info.labels.get("io.orch.base") if info else None
+        if info is None and job.image_source == "local":
+            base = BuiltLocalImages("plain").base_ref(job)
+        found = engine.inspect_image(base) if base else info
+    except Exception:  # no engine, or it failed: unknown is a fine answer for a plan
+        return None
+    return found.id if found else None
 
 
 def _print_plan_warnings(plan: Plan, console: Console) -> None:

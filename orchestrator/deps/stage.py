@@ -258,6 +258,15 @@ def _copy(src: Future[tuple[Path, DepResult]], dst: Future[tuple[Path, DepResult
         dst.set_result(src.result())
 
 
+def dependency_keys(recipe: Recipe, toolchain_id: str, arch: str) -> dict[str, str]:
+    """Every dependency's cache key for a native group whose toolchain image has this id
+    (what `orch plan --deps` looks up)."""
+    specs = {d.name: d for d in recipe.dependencies}
+    order = topological_order({d.name: d.requires for d in recipe.dependencies})
+    ctx = DepGroup("", "", toolchain_id, arch)
+    return _keys(ctx, order, specs, recipe)
+
+
 def _task(ctx: DepGroup, name: str) -> str:
     return f"dep:{ctx.group}:{name}"
 

@@ -64,6 +64,7 @@ class Plan:
     dep_order: tuple[str, ...] = field(default=())
     dep_network: tuple[str, ...] = ()  # dependencies whose build container has a network
     warnings: tuple[str, ...] = ()
+    dep_requires: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (dependency, its requires)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -72,6 +73,7 @@ class Plan:
             "excluded": [asdict(e) for e in self.excluded],
             "dependency_order": list(self.dep_order),
             "dependency_network": list(self.dep_network),
+            "dependency_requires": {n: list(r) for n, r in self.dep_requires},
             "warnings": list(self.warnings),
         }
 
@@ -359,7 +361,8 @@ def make_plan(recipe: Recipe, host_arch: str | None = None) -> Plan:
                 jobs.append(job)
     online = tuple(d.name for d in recipe.dependencies if d.network)
     warnings = _requires_python_warnings(recipe, requires)
-    plan = Plan(str(recipe.path), tuple(jobs), tuple(excluded), dep_order, online, warnings)
+    dag = tuple((d.name, tuple(d.requires)) for d in recipe.dependencies)
+    plan = Plan(str(recipe.path), tuple(jobs), tuple(excluded), dep_order, online, warnings, dag)
     return _apply_selectors(plan, recipe)
 
 
