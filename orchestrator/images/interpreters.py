@@ -58,6 +58,16 @@ Accelerator = Callable[[str, engine.ImageInfo, Report], CompileAid | None]
 
 
 @dataclass(frozen=True)
+class Remote:
+    """Where a missing interpreter is fetched from before compiling, and a compiled one is
+    shared with (the orch cache and the OCI registry cache: deps/pythons.py; images may
+    not import deps)."""
+
+    fetch: Callable[[str, Path, Report], bool]  # (key, destination, log) -> got it
+    share: Callable[[str, Path, Mapping[str, Any], Report], None]  # (key, tarball, record, log)
+
+
+@dataclass(frozen=True)
 class Source:
     file: str  # python3.13_3.13.5.orig.tar.xz
     sha256: str
@@ -70,7 +80,7 @@ class Built:
     arch: str
     path: Path
     source: Source
-    status: str  # "built" | "cached"
+    status: str  # "built" | "cached" | "pulled" (from the orch or registry cache)
     seconds: float  # compile time (when built) or the recorded one (when cached)
 
 
@@ -102,6 +112,7 @@ def ensure_interpreter(
     builder: engine.ImageInfo,
     phases: Phases,
     accelerator: Accelerator | None = None,
+    remote: Remote | None = None,
 ) -> Built:
     """The interpreter's tarball: from the store when its key is there, else compiled.
 
@@ -113,7 +124,7 @@ def ensure_interpreter(
         seen = _seen.get(interp.spec_digest)
     if seen is not None and seen.path.is_file():
         return replace(seen, status="cached")
-    built = _ensure(interp, builder, phases, accelerator)
+    built = _ensure(interp, builder, phases, accelerator, remote)
     with _seen_lock:
         _seen[interp.spec_digest] = built
     return built
@@ -124,6 +135,7 @@ def _ensure(
     builder: engine.ImageInfo,
     phases: Phases,
     accelerator: Accelerator | None,
+    remote: Remote | None = None,
 ) -> Built:
     emulated = not archs.runs_natively(interp.arch.name)
     aid = (
@@ -138,7 +150,16 @@ def _ensure(
         with FileLock(str(path) + ".lock"):
             if path.is_file():  # built before, or by another process while we waited
                 return _cached(interp, path, source)
-            return _compile(container, interp, source, path, key, phases, aid)
+            if remote and remote.fetch(key, path, phases.on_line):
+                _write_atomically(
+                    _meta_path(path),
+                    json.dumps(_record(interp, key, source, path, 0.0, False)).encode(),
+                )
+                return replace(_cached(interp, path, source), status="pulled")
+            built = _compile(container, interp, source, path, key, phases, aid)
+            if remote:
+                remote.share(key, path, json.loads(_meta_path(path).read_text()), phases.on_line)
+            return built
 
 
 def _cached(interp: InterpreterPlan, path: Path, source: Source) -> Built:
@@ -202,7 +223,16 @@ def _compile(
         _exec(container, interp, "build", env, log)
         data = _output_tarball(container)
     seconds = time.monotonic() - start
-    record = {
+    record = _record(interp, key, source, path, seconds, bool(aid))
+    _write_atomically(path, data)
+    _write_atomically(_meta_path(path), json.dumps(record, indent=2).encode())
+    return Built(interp.tag, interp.arch.name, path, source, "built", seconds)
+
+
+def _record(
+    interp: InterpreterPlan, key: str, source: Source, path: Path, seconds: float, aided: bool
+) -> dict[str, Any]:
+    return {
         "tag": interp.tag,
         "arch": interp.arch.name,
         "key": key,
@@ -210,12 +240,9 @@ def _compile(
         "package": interp.source.package,
         "suite": interp.source.suite,
         "seconds": round(seconds, 1),
-        "accelerated": bool(aid),
+        "accelerated": aided,
         "path": str(path),
     }
-    _write_atomically(path, data)
-    _write_atomically(_meta_path(path), json.dumps(record, indent=2).encode())
-    return Built(interp.tag, interp.arch.name, path, source, "built", seconds)
 
 
 def _exec(

@@ -36,7 +36,7 @@ from orchestrator.container import engine
 from orchestrator.errors import OrchError
 from orchestrator.images import definition, interpreters, rootfs
 from orchestrator.images.definition import BasePlan, BuilderPlan, ImagePlan
-from orchestrator.images.interpreters import Accelerator, Built
+from orchestrator.images.interpreters import Accelerator, Built, Remote
 from orchestrator.images.progress import Phases
 
 # Debian suite -> (auditwheel policy, glibc). Each must exist in auditwheel's policy list
@@ -79,6 +79,7 @@ def ensure_local_image(
     rebuild: bool = False,
     on_phase: Log | None = None,
     accelerator: Accelerator | None = None,
+    remote: Remote | None = None,
 ) -> engine.ImageInfo:
     """The image for (arch, variant, suite, pythons), built only when its tag is absent.
 
@@ -90,7 +91,7 @@ def ensure_local_image(
     plan = definition.plan_image(arch, suite, pythons)
     fresh = rebuild and plan.base.rootfs_key not in _refreshed_rootfs
     phases = Phases(on_phase, on_line or _quiet)
-    info = _ensure(plan, variant, phases, force=rebuild, fresh_rootfs=fresh, aid=accelerator)
+    info = _ensure(plan, variant, phases, rebuild, fresh, (accelerator, remote))
     if fresh:
         _refreshed_rootfs.add(plan.base.rootfs_key)
     return info
@@ -162,13 +163,17 @@ def remove_stale_local_images(on_line: Log | None = None) -> list[str]:
     return removed
 
 
+# How interpreters are made faster: a compile aid, and a store to fetch them from first.
+Helpers = tuple[Accelerator | None, Remote | None]
+
+
 def _ensure(
     plan: ImagePlan,
     variant: str,
     phases: Phases,
     force: bool,
     fresh_rootfs: bool,
-    aid: Accelerator | None,
+    aid: Helpers,
 ) -> engine.ImageInfo:
     ref = plan.ref(variant)
     engine.ping()  # an unreachable engine is reported before any slow work
@@ -197,7 +202,7 @@ def _build(
     phases: Phases,
     force: bool,
     fresh_rootfs: bool,
-    aid: Accelerator | None,
+    aid: Helpers,
 ) -> engine.ImageInfo:
     """The base and each missing interpreter in parallel, then the derived image."""
     tarball = _rootfs(plan.base, phases, fresh_rootfs)
@@ -221,10 +226,10 @@ def _compile_one(
     interp: definition.InterpreterPlan,
     builder: engine.ImageInfo,
     phases: Phases,
-    aid: Accelerator | None,
+    aid: Helpers,
 ) -> Built:
     with _compile_slots:  # each compile runs make -j$(nproc): more at once only contend
-        return interpreters.ensure_interpreter(interp, builder, phases, aid)
+        return interpreters.ensure_interpreter(interp, builder, phases, aid[0], aid[1])
 
 
 def _rootfs(base: BasePlan, phases: Phases, fresh: bool) -> Path:

@@ -21,6 +21,7 @@ from typing import Protocol
 from orchestrator import archs, options
 from orchestrator.container.factory import ContainerFactory
 from orchestrator.container.types import ImageInfo
+from orchestrator.deps.pythons import cache_remote
 from orchestrator.emulation.accel import Accel, Fallback, plan_accel
 from orchestrator.emulation.compile_aid import interpreter_accelerator
 from orchestrator.errors import EnvironmentProblem
@@ -74,6 +75,7 @@ class BuiltLocalImages:
 
     def __init__(self, emulation: str) -> None:
         self._aid = interpreter_accelerator(emulation)
+        self._remote = cache_remote()
 
     def base(self, job: Job, on_line: Report, on_phase: Report) -> ImageInfo:
         from orchestrator.images.local import ensure_local_base
@@ -91,6 +93,7 @@ class BuiltLocalImages:
             on_line,
             on_phase=on_phase,
             accelerator=self._aid,
+            remote=self._remote,
         )
 
     def base_ref(self, job: Job) -> str:
