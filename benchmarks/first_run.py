@@ -1,0 +1,215 @@
+"""The first run on a fresh machine: how long until the demo's first wheel lands.
+
+Runs `orch build` of the demo (examples/hello-bz2: cp39, Debian's interpreter, and cp311,
+compiled) against a private, empty Docker engine (own socket, data root, exec root and
+bridge; the shared engine is never touched) with an empty ORCH_CACHE_DIR and interpreter
+store, so everything a fresh machine pays is paid: debootstrap, the base image, the
+CPython builder, compiling cp311, the dependency, the jobs. Prints the timeline from the
+plain progress lines (base image ready, first dependency, first wheel landed, all done)
+and checks the target: first wheel <= 150 s after the command starts.
+
+    sudo .venv/bin/python benchmarks/first_run.py [--json out.json] [--keep]
+
+Root is needed (dockerd, bridge, NAT). The data root is a fresh directory, removed at the
+end unless --keep. ORCH_CACHE_REGISTRY is unset for the run: a fresh machine has no
+registry cache either (with one, interpreters are pulled instead of compiled).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SOCKET = "/run/orch-sched.sock"
+HOST = f"unix://{SOCKET}"
+EXEC_ROOT = Path("/run/orch-sched-exec")
+PIDFILE = Path("/run/orch-sched.pid")
+BRIDGE = "orchsch0"
+SUBNET = "172.29.99.0/24"
+GATEWAY = "172.29.99.1/24"
+TARGET_SECONDS = 150.0
+DEMO = ROOT / "examples" / "hello-bz2"
+# The private bridge reaches the outside (apt, pip) through these, added and removed by us;
+# the daemon itself never edits the host's chains (--iptables=false).
+RULES = (
+    ("filter", "FORWARD", ["-i", BRIDGE, "-j", "ACCEPT"]),
+    (
+        "filter",
+        "FORWARD",
+        ["-o", BRIDGE, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
+    ),
+    ("nat", "POSTROUTING", ["-s", SUBNET, "!", "-o", BRIDGE, "-j", "MASQUERADE"]),
+)
+LINE = re.compile(r"^\[\s*([\d.]+)s\] (image|dep|job) (.+?): (ok|cached|failed|blocked)\b(.*)$")
+
+
+@dataclass
+class Timeline:
+    started: str = ""
+    base_image: float | None = None  # the first base image ready (orch's clock)
+    first_dep: float | None = None
+    first_wheel: float | None = None
+    all_done: float | None = None  # wall time of the whole command
+    exit_code: int | None = None
+    events: list[str] = field(default_factory=list)
+
+    def see(self, line: str, wall: float) -> None:
+        m = LINE.match(line.strip())
+        if not m:
+            return
+        _stamp, kind, what, status, _rest = m.groups()
+        self.events.append(f"{wall:7.1f}s {kind} {what}: {status}")
+        if kind == "image" and "base" in what and status == "ok" and self.base_image is None:
+            self.base_image = wall
+        elif kind == "dep" and status in ("ok", "cached") and self.first_dep is None:
+            self.first_dep = wall
+        elif kind == "job" and status == "ok" and self.first_wheel is None:
+            self.first_wheel = wall
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--json", type=Path, help="write the timeline here too")
+    ap.add_argument("--keep", action="store_true", help="keep the engine's data root")
+    ap.add_argument("--jobs", type=int, default=0, help="orch build -j (default: orch's)")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("needs root (a private dockerd and its bridge)", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="orch-first-run-", dir="/var/tmp"))
+    try:
+        with _network(), _engine(work / "docker"):
+            timeline = _measure(work, args.jobs)
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    _print(timeline)
+    if args.json:
+        args.json.write_text(json.dumps(asdict(timeline), indent=2))
+    ok = timeline.exit_code == 0 and (timeline.first_wheel or 1e9) <= TARGET_SECONDS
+    return 0 if ok else 1
+
+
+def _measure(work: Path, jobs: int) -> Timeline:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
+    env |= {
+        "DOCKER_HOST": HOST,
+        "ORCH_CACHE_DIR": str(work / "cache"),
+        "ORCH_INTERPRETER_DIR": str(work / "pythons"),
+    }
+    cmd = [sys.executable, "-m", "orchestrator", "build", "-f", str(DEMO / "orch.yaml")]
+    cmd += ["-o", str(work / "wheelhouse"), "--plain", *(["-j", str(jobs)] if jobs else [])]
+    timeline = Timeline(started=time.strftime("%Y-%m-%d %H:%M:%S"))
+    t0 = time.monotonic()
+    with (work / "orch.log").open("w") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            wall = time.monotonic() - t0
+            log.write(f"{wall:7.1f} {line}")
+            timeline.see(line, wall)
+        timeline.exit_code = proc.wait()
+    timeline.all_done = time.monotonic() - t0
+    if timeline.exit_code != 0:
+        print((work / "orch.log").read_text()[-4000:], file=sys.stderr)
+    return timeline
+
+
+def _print(t: Timeline) -> None:
+    def fmt(v: float | None) -> str:
+        return f"{v:7.1f} s" if v is not None else "      -  "
+
+    print(f"first run of {DEMO.name} on an empty engine and cache ({t.started})")
+    print(f"  base image ready     {fmt(t.base_image)}")
+    print(f"  first dependency     {fmt(t.first_dep)}")
+    print(f"  first wheel landed   {fmt(t.first_wheel)}   (target <= {TARGET_SECONDS:.0f} s)")
+    print(f"  all done             {fmt(t.all_done)}   (exit {t.exit_code})")
+    for event in t.events:
+        print(f"    {event}")
+
+
+@contextlib.contextmanager
+def _network() -> Iterator[None]:
+    _run(["ip", "link", "add", BRIDGE, "type", "bridge"])
+    _run(["ip", "addr", "add", GATEWAY, "dev", BRIDGE])
+    _run(["ip", "link", "set", BRIDGE, "up"])
+    for table, chain, rule in RULES:
+        if _run(["iptables", "-t", table, "-C", chain, *rule]) != 0:
+            op = "-I" if chain == "FORWARD" else "-A"
+            _run(["iptables", "-t", table, op, chain, *rule])
+    try:
+        yield
+    finally:
+        for table, chain, rule in RULES:
+            while _run(["iptables", "-t", table, "-D", chain, *rule]) == 0:
+                pass
+        _run(["ip", "link", "del", BRIDGE])
+
+
+@contextlib.contextmanager
+def _engine(data_root: Path) -> Iterator[None]:
+    data_root.mkdir(parents=True)
+    EXEC_ROOT.mkdir(parents=True, exist_ok=True)
+    log = (data_root.parent / "dockerd.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            "dockerd",
+            "--host", HOST,
+            "--data-root", str(data_root),
+            "--exec-root", str(EXEC_ROOT),
+            "--pidfile", str(PIDFILE),
+            "--bridge", BRIDGE,
+            "--iptables=false",
+            "--ip-masq=false",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        probe = ["docker", "-H", HOST, "info", "--format", "{{.ID}}"]
+        while subprocess.run(probe, capture_output=True).returncode != 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the private dockerd did not start; see dockerd.log")
+            time.sleep(0.3)
+        yield
+    finally:
+        leftovers = subprocess.run(
+            ["docker", "-H", HOST, "ps", "-aq"], capture_output=True, text=True
+        ).stdout.split()
+        if leftovers:
+            _run(["docker", "-H", HOST, "rm", "-f", *leftovers])
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+        log.close()
+        shutil.rmtree(EXEC_ROOT, ignore_errors=True)
+
+
+def _run(cmd: list[str]) -> int:
+    return subprocess.run(cmd, capture_output=True, check=False).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
