@@ -72,6 +72,10 @@ def test_a_job_lands_while_another_interpreter_of_its_image_compiles(
         assert eventually(lambda: _landed(opts) == ["cp39"], timeout=20)
         assert "cp311-build" not in local.built
         assert any(c.job == "dep-zed" for c in engine.created)  # deps ran on the base
+        # The waiting job sleeps: its group is done, so it must not spin on that future.
+        cpu0 = time.process_time()
+        time.sleep(1.0)
+        assert time.process_time() - cpu0 < 0.5
     finally:
         local.release("cp311")
         thread.join(30)

@@ -202,9 +202,9 @@ class Images:
             whole = view.stage_of(f"image:{job.image}") or "queued"
             return f"image {job.policy}_{job.arch} ({whole})"
         tag = job.python_tag.split("-")[0]
-        stage = view.stage_of(f"image:{self.local.python_ref(job, 'build')}")
+        stage = _short(view.stage_of(f"image:{self.local.python_ref(job, 'build')}"))
         if not group_ready:
-            base = view.stage_of(f"image:{self.local.base_ref(job)}")
+            base = _short(view.stage_of(f"image:{self.local.base_ref(job)}"))
             if base and stage in (None, "checking"):
                 return f"base image ({base})"
         return f"interpreter {tag} ({stage or 'queued'})"
@@ -293,6 +293,11 @@ class Images:
             self.inputs.view.note(key, plan.describe())
         self.inputs.view.finish(key, "ok", status)
         return Ready(info, plan)
+
+
+def _short(stage: str | None) -> str | None:
+    """A heartbeat without its last output line: a waiting job's row stays readable."""
+    return stage.split("; last output")[0] if stage else stage
 
 
 class _Once:

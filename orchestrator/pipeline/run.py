@@ -191,7 +191,8 @@ class Schedule:
             if cancel.is_set():
                 return False
             view.waiting(job.id, f"waiting: {self._waiting_for(job, image_f, group_f)}")
-            wait([image_f, group_f], timeout=0.25, return_when=FIRST_COMPLETED)
+            pending = [f for f in (image_f, group_f) if not f.done()]  # a done one: no wait
+            wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
         return not cancel.is_set()
 
     def _waiting_for(self, job: Job, image_f: Future[Any], group_f: Future[Any]) -> str:
