@@ -6,6 +6,7 @@ does not wait for it). The images are the real local ones."""
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import threading
 import uuid
@@ -26,7 +27,13 @@ from orchestrator.recipe import load_recipe
 from tests.conftest import EXAMPLES
 from tests.test_runner import eventually
 
-pytestmark = pytest.mark.docker
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.skipif(
+        os.environ.get("ORCH_TEST_SCHED") != "1",
+        reason="set ORCH_TEST_SCHED=1 (two real wheel builds, ~1-2 min)",
+    ),
+]
 
 
 class HeldCp311(BuiltLocalImages):
