@@ -204,6 +204,8 @@ def _engine(data_root: Path) -> Iterator[None]:
             proc.kill()
             proc.wait(timeout=30)
         log.close()
+        for ns in (EXEC_ROOT / "netns").glob("*"):  # dockerd leaves its netns mounted
+            _run(["umount", str(ns)])
         shutil.rmtree(EXEC_ROOT, ignore_errors=True)
 
 
