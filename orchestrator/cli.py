@@ -588,12 +588,13 @@ def _recipe_path(arg: str) -> Path:
 
 
 def _load_plan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from orchestrator.plan.engines import engine_routes, with_engines
     from orchestrator.plan.jobs import make_plan
     from orchestrator.plan.runners import parse_runners
     from orchestrator.recipe import load_recipe
 
     recipe = load_recipe(_recipe_path(args.file))
-    plan = make_plan(recipe)
+    plan = with_engines(make_plan(recipe), engine_routes(options.env()))
     plan = plan.select_archs(getattr(args, "arch", []) or [])
     plan = plan.select(getattr(args, "only", []) or [])
     if getattr(args, "shard", None):
@@ -680,11 +681,15 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
             print(line)
         return EXIT_OK
     table = Table(title=f"plan: {plan.recipe}")
-    for col in ("job", "image", "source", "verified in", "emulated"):
+    for col in ("job", "image", "source", "verified in", "emulated", "engine"):
         table.add_column(col, overflow="fold")
     for job in plan.jobs:
         verify = "\n".join(job.verify_images or (job.runtime_image,))
-        table.add_row(job.id, job.image, job.image_source, verify, "yes" if job.emulated else "")
+        emulated = "yes" if job.emulated else ""
+        if job.engine:  # the engine's own architecture decides, once it is asked
+            emulated = "unless native there"
+        row = (job.id, job.image, job.image_source, verify, emulated, job.engine or "local")
+        table.add_row(*row)
     out = Console(width=max(Console().width, 120))
     out.print(table)
     if plan.dep_order:

@@ -27,6 +27,10 @@ class EnvironmentProblem(OrchError):
     exit_code = EXIT_ENVIRONMENT
 
 
+class EngineUnreachable(EnvironmentProblem):
+    """A container engine (the local one, or one a job is routed to) cannot be reached."""
+
+
 class Interrupted(KeyboardInterrupt):
     """A signal asked orch to stop (SIGINT, SIGTERM, SIGHUP): handled like Ctrl-C, and
     the exit code says which (128 + the signal's number)."""

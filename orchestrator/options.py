@@ -31,6 +31,8 @@ MAX_COPYOUT_MB = "ORCH_MAX_COPYOUT_MB"
 CA_BUNDLE = "ORCH_CA_BUNDLE"
 NO_HOST_CA = "ORCH_NO_HOST_CA"
 OFFLINE = "ORCH_OFFLINE"  # 1: job and verify containers get no network (a warm cache)
+ENGINE_PREFIX = "ORCH_ENGINE_"  # ORCH_ENGINE_AARCH64=ssh://builder@arm-host (plan/engines.py)
+CONFIG = "ORCH_CONFIG"  # the user config file (default: $XDG_CONFIG_HOME/orch/config.yaml)
 
 # Variables naming a CA bundle, in the order they are honoured.
 CA_BUNDLE_VARS = (CA_BUNDLE, "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT")
@@ -65,6 +67,8 @@ class EnvSettings:
     proxies: Mapping[str, str] = field(default_factory=lambda: _frozen({}))  # as spelled
     pip: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
     process: Mapping[str, str] = field(default_factory=lambda: _frozen({}))  # subprocesses
+    engines: Mapping[str, str] = field(default_factory=lambda: _frozen({}))  # ORCH_ENGINE_*
+    config_file: Path | None = None  # the user config (engines:), whether it exists or not
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> EnvSettings:
@@ -98,11 +102,24 @@ class EnvSettings:
             ),
             pip=_frozen({v: environ[v] for v in PIP_VARS if environ.get(v)}),
             process=_frozen(environ),
+            engines=_frozen(
+                {k: v.strip() for k, v in environ.items() if k.startswith(ENGINE_PREFIX)}
+            ),
+            config_file=_config_file(environ),
         )
 
 
 def _path(value: str) -> Path | None:
     return Path(value).expanduser().absolute() if value else None
+
+
+def _config_file(environ: Mapping[str, str]) -> Path | None:
+    if environ.get(CONFIG):
+        return _path(environ[CONFIG].strip())
+    base = environ.get("XDG_CONFIG_HOME") or (
+        f"{environ['HOME']}/.config" if environ.get("HOME") else ""
+    )
+    return Path(base) / "orch" / "config.yaml" if base else None
 
 
 def _mirror_pairs(value: str) -> tuple[tuple[str, str], ...]:

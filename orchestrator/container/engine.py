@@ -15,6 +15,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import requests
 from docker.models.containers import Container
 
 from orchestrator.container.types import (
@@ -28,7 +29,7 @@ from orchestrator.container.types import (
     ImageInfo,
     Mount,
 )
-from orchestrator.errors import EnvironmentProblem, OrchError
+from orchestrator.errors import ConfigError, EngineUnreachable, EnvironmentProblem, OrchError
 from orchestrator.util.archive import copy_bounded
 from orchestrator.util.tarballs import tree_tar
 
@@ -46,25 +47,76 @@ __all__ = [
 _local = threading.local()
 
 
-def _client() -> docker.DockerClient:
-    """A client per thread (the SDK's HTTP session is not meant to be shared across threads)."""
-    cli: docker.DockerClient | None = getattr(_local, "client", None)
+def _client(url: str | None = None) -> docker.DockerClient:
+    """A client per thread and engine (the SDK's HTTP session is not meant to be shared
+    across threads). `url` None is the local engine (DOCKER_HOST or the default socket)."""
+    clients: dict[str, docker.DockerClient] = getattr(_local, "clients", None) or {}
+    _local.clients = clients
+    cli = clients.get(url or "")
     if cli is None:
         try:
-            cli = docker.from_env(timeout=600)
+            cli = _connect(url)
             cli.ping()
-        except docker.errors.DockerException as exc:
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            if url:
+                raise EngineUnreachable(f"cannot reach the Docker engine at {url} ({exc})") from exc
             raise EnvironmentProblem(
                 f"cannot reach the Docker engine ({exc}).\n"
                 "  Start it (as root: `bash scripts/setup-host.sh`), or set DOCKER_HOST."
             ) from exc
-        _local.client = cli
+        clients[url or ""] = cli
     return cli
 
 
-def ping() -> None:
+def _connect(url: str | None) -> docker.DockerClient:
+    if not url:
+        return docker.from_env(timeout=600)
+    # ssh:// through the system's ssh client: its config, keys and agent, no paramiko
+    return docker.DockerClient(base_url=url, timeout=600, use_ssh_client=url.startswith("ssh://"))
+
+
+def forget_client(url: str | None) -> None:
+    """Drop this thread's client of an engine (it went away: reconnect next time)."""
+    clients: dict[str, docker.DockerClient] = getattr(_local, "clients", None) or {}
+    clients.pop(url or "", None)
+
+
+def ping(url: str | None = None) -> None:
     """Raise EnvironmentProblem now if the engine cannot be reached."""
-    _client()
+    _client(url)
+
+
+def engine_arch(url: str | None = None) -> str:
+    """The engine's machine as `uname -m` names it (x86_64, aarch64, s390x...)."""
+    return str(_client(url).info().get("Architecture", ""))
+
+
+def context_host(name: str) -> str:
+    """The endpoint of a Docker context (`docker context ls`), by name."""
+    from docker.context import ContextAPI
+
+    try:
+        ctx = ContextAPI.get_context(name)
+    except docker.errors.DockerException as exc:
+        raise ConfigError(f"Docker context {name!r} cannot be read: {exc}") from exc
+    if ctx is None or not ctx.Host:
+        known = ", ".join(c.Name for c in ContextAPI.contexts()) or "none"
+        raise ConfigError(
+            f"no Docker context named {name!r} (known: {known}); create it with "
+            f"`docker context create {name} --docker host=ssh://user@host`, or give a URL"
+        )
+    return str(ctx.Host)
+
+
+def transfer_image(ref: str, source: str | None, target: str | None) -> None:
+    """`docker save | docker load` between two engines over their APIs, streamed."""
+    try:
+        chunks = _client(source).api.get_image(ref)  # the tar names ref: its tag survives
+        _client(target).images.load(chunks)  # a generator: sent chunked, never held whole
+    except docker.errors.ImageNotFound as exc:
+        raise EnvironmentProblem(f"image {ref} is not on the local engine: {exc}") from exc
+    except docker.errors.APIError as exc:
+        raise EnvironmentProblem(f"copying image {ref} to {target} failed: {exc}") from exc
 
 
 def engine_version() -> dict[str, Any]:
@@ -75,9 +127,9 @@ def engine_version() -> dict[str, Any]:
 # --- images -------------------------------------------------------------------------
 
 
-def inspect_image(ref: str) -> ImageInfo | None:
+def inspect_image(ref: str, url: str | None = None) -> ImageInfo | None:
     try:
-        img = _client().images.get(ref)
+        img = _client(url).images.get(ref)
     except docker.errors.ImageNotFound:
         return None
     attrs = img.attrs
@@ -176,12 +228,14 @@ def create_container(
     platform: str | None = None,
     network_mode: str | None = None,
     workdir: str = "/",
+    url: str | None = None,
+    auto_remove: bool = False,
 ) -> ContainerHandle:
     """A started, idle container (PID 1 sleeps); work is done through `exec_stream`."""
     all_labels = {LABEL: "1", **(labels or {})}
     binds = {m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in mounts}
     try:
-        container = _client().containers.create(
+        container = _client(url).containers.create(
             image,
             command=["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"],
             name=name,
@@ -193,6 +247,7 @@ def create_container(
             working_dir=workdir,
             detach=True,
             init=False,
+            auto_remove=auto_remove,
         )
     except docker.errors.ImageNotFound as exc:
         raise EnvironmentProblem(f"image {image} is not present: {exc.explanation}") from exc
@@ -202,13 +257,13 @@ def create_container(
     try:
         container.start()
     except docker.errors.APIError as exc:
-        remove_container(handle)  # created but not started: nothing may be left behind
+        remove_container(handle, url)  # created but not started: nothing may be left behind
         raise EnvironmentProblem(f"cannot start a container of {image}: {exc.explanation}") from exc
     return handle
 
 
-def _container(handle: ContainerHandle) -> Container:
-    return _client().containers.get(handle.id)
+def _container(handle: ContainerHandle, url: str | None = None) -> Container:
+    return _client(url).containers.get(handle.id)
 
 
 def exec_stream(
@@ -218,13 +273,14 @@ def exec_stream(
     env: Mapping[str, str] | None = None,
     workdir: str | None = None,
     user: str = "",
+    url: str | None = None,
 ) -> ExecResult:
     """Run a command in a container, streaming stdout+stderr; returns its exit code.
 
     If the container dies under the command (killed, OOM), the exit code is that of the
     exec as the engine reports it (never 0), and a note is written to the output.
     """
-    api = _client().api
+    api = _client(url).api
     start = time.monotonic()
     try:
         exec_id = api.exec_create(
@@ -242,9 +298,9 @@ def exec_stream(
     return ExecResult(exit_code=int(code), seconds=time.monotonic() - start)
 
 
-def container_running(handle: ContainerHandle) -> bool:
+def container_running(handle: ContainerHandle, url: str | None = None) -> bool:
     try:
-        return bool(_container(handle).status == "running")
+        return bool(_container(handle, url).status == "running")
     except docker.errors.NotFound:
         return False
 
@@ -254,29 +310,36 @@ def put_tree(handle: ContainerHandle, source: Path, target_dir: str, arcname: st
     put_tar(handle, tree_tar(source, arcname), target_dir)
 
 
-def put_tar(handle: ContainerHandle, data: bytes | Iterator[bytes], target_dir: str) -> None:
+def put_tar(
+    handle: ContainerHandle,
+    data: bytes | Iterator[bytes],
+    target_dir: str,
+    url: str | None = None,
+) -> None:
     try:
-        ok = _container(handle).put_archive(target_dir, data)
+        ok = _container(handle, url).put_archive(target_dir, data)
     except docker.errors.APIError as exc:
         raise OrchError(f"copying files into container {handle.short_id} failed: {exc}") from exc
     if not ok:
         raise OrchError(f"copying files into container {handle.short_id}:{target_dir} failed")
 
 
-def get_tar(handle: ContainerHandle, path: str) -> bytes:
+def get_tar(handle: ContainerHandle, path: str, url: str | None = None) -> bytes:
     """The engine's tar of `path` (its top entry is the basename of path)."""
     try:
-        stream, _stat = _container(handle).get_archive(path)
+        stream, _stat = _container(handle, url).get_archive(path)
     except docker.errors.NotFound as exc:
         raise OrchError(f"{path} does not exist in container {handle.short_id}") from exc
     return b"".join(stream)
 
 
-def copy_out(handle: ContainerHandle, path: str, dest: Path, limit: int) -> None:
+def copy_out(
+    handle: ContainerHandle, path: str, dest: Path, limit: int, url: str | None = None
+) -> None:
     """Stream the engine's tar of ``path`` to the file ``dest``, at most ``limit`` bytes
     (a clear error beyond); ``dest`` is removed when the copy fails."""
     try:
-        stream, _stat = _container(handle).get_archive(path)
+        stream, _stat = _container(handle, url).get_archive(path)
         with dest.open("wb") as out:
             copy_bounded(iter(stream), out, limit, f"{path} in container {handle.short_id}")
     except docker.errors.NotFound as exc:
@@ -287,9 +350,9 @@ def copy_out(handle: ContainerHandle, path: str, dest: Path, limit: int) -> None
         raise
 
 
-def remove_container(handle: ContainerHandle) -> None:
+def remove_container(handle: ContainerHandle, url: str | None = None) -> None:
     try:
-        _client().api.remove_container(handle.id, force=True, v=True)
+        _client(url).api.remove_container(handle.id, force=True, v=True)
     except docker.errors.NotFound:
         pass
     except docker.errors.APIError as exc:
@@ -297,12 +360,12 @@ def remove_container(handle: ContainerHandle) -> None:
             raise
 
 
-def list_containers(labels: Mapping[str, str]) -> list[ContainerInfo]:
+def list_containers(labels: Mapping[str, str], url: str | None = None) -> list[ContainerInfo]:
     """Every container (running or not) carrying all the given labels."""
     filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
     return [
         ContainerInfo(ContainerHandle(c.id, c.name), dict(c.labels), c.status == "running")
-        for c in _client().containers.list(all=True, filters=filters)
+        for c in _client(url).containers.list(all=True, filters=filters)
     ]
 
 
@@ -322,19 +385,44 @@ def image_platform_string(info: ImageInfo) -> str:
 
 
 class DockerEngine:
-    """The real engine, as the pipeline's `Engine` protocol."""
+    """A real engine, as the pipeline's `Engine` protocol: the local one (`url` None), or
+    one reached at `url` (unix://, tcp://, ssh://). A remote engine that cannot be reached
+    raises EngineUnreachable with `fix` appended (how to start it, or route around it)."""
+
+    def __init__(self, url: str | None = None, fix: str = "") -> None:
+        self.url = url
+        self.fix = fix
+
+    @contextlib.contextmanager
+    def _reaching(self) -> Iterator[None]:
+        try:
+            yield
+        except EngineUnreachable as exc:
+            raise EngineUnreachable(self._explain(str(exc))) from exc
+        except requests.exceptions.RequestException as exc:  # it went away mid-run
+            forget_client(self.url)
+            where = self.url or "the local engine"
+            raise EngineUnreachable(
+                self._explain(f"lost the Docker engine {where} ({exc})")
+            ) from exc
+
+    def _explain(self, message: str) -> str:
+        return f"{message}\n  {self.fix}" if self.fix and self.fix not in message else message
 
     def create(self, spec: ContainerSpec) -> ContainerHandle:
-        return create_container(
-            spec.image,
-            name=spec.name,
-            labels=spec.labels,
-            env=spec.env,
-            mounts=spec.mounts,
-            platform=spec.platform,
-            network_mode=spec.network_mode,
-            workdir=spec.workdir,
-        )
+        with self._reaching():
+            return create_container(
+                spec.image,
+                name=spec.name,
+                labels=spec.labels,
+                env=spec.env,
+                mounts=spec.mounts,
+                platform=spec.platform,
+                network_mode=spec.network_mode,
+                workdir=spec.workdir,
+                url=self.url,
+                auto_remove=spec.auto_remove,
+            )
 
     def exec(
         self,
@@ -344,25 +432,49 @@ class DockerEngine:
         env: Mapping[str, str] | None = None,
         workdir: str | None = None,
     ) -> ExecResult:
-        return exec_stream(handle, cmd, on_output, env=env, workdir=workdir)
+        with self._reaching():
+            return exec_stream(handle, cmd, on_output, env=env, workdir=workdir, url=self.url)
 
     def running(self, handle: ContainerHandle) -> bool:
-        return container_running(handle)
+        with self._reaching():
+            return container_running(handle, self.url)
 
     def put_tar(self, handle: ContainerHandle, data: bytes, target_dir: str) -> None:
-        put_tar(handle, data, target_dir)
+        with self._reaching():
+            put_tar(handle, data, target_dir, self.url)
 
     def get_tar(self, handle: ContainerHandle, path: str) -> bytes:
-        return get_tar(handle, path)
+        with self._reaching():
+            return get_tar(handle, path, self.url)
 
     def copy_out(self, handle: ContainerHandle, path: str, dest: Path, limit: int) -> None:
-        copy_out(handle, path, dest, limit)
+        with self._reaching():
+            copy_out(handle, path, dest, limit, self.url)
 
     def remove(self, handle: ContainerHandle) -> None:
-        remove_container(handle)
+        with self._reaching():
+            remove_container(handle, self.url)
 
     def containers(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
-        return list_containers(labels)
+        with self._reaching():
+            return list_containers(labels, self.url)
 
     def inspect_image(self, ref: str) -> ImageInfo | None:
-        return inspect_image(ref)
+        with self._reaching():
+            return inspect_image(ref, self.url)
+
+    def arch(self) -> str:
+        """The engine's machine (`docker info`): it decides native or emulated."""
+        with self._reaching():
+            return engine_arch(self.url)
+
+    def receive_image(self, ref: str, source: DockerEngine) -> None:
+        """Copy an image here from another engine, unless it has it with the same id."""
+        have = self.inspect_image(ref)
+        want = source.inspect_image(ref)
+        if want is None:
+            raise EnvironmentProblem(f"image {ref} is not on {source.url or 'the local engine'}")
+        if have is not None and have.id == want.id:
+            return
+        with self._reaching():
+            transfer_image(ref, source.url, self.url)

@@ -105,6 +105,9 @@ class ContainerFactory:
     host: HostEnv = field(default_factory=HostEnv)
     cancel: threading.Event = field(default_factory=threading.Event)
     network_mode: str | None = None
+    # A remote engine cannot see this host's files: every mount becomes a copy into the
+    # container, and a container that stops with its engine is removed by it.
+    remote: bool = False
 
     def session(
         self,
@@ -122,13 +125,15 @@ class ContainerFactory:
         network_mode: str | None = None,
     ) -> Session:
         base = {**self.host.env, **(env or {})}
+        every = (*self.host.mounts, *mounts)
         spec = ContainerSpec(
             image=image,
             labels={**self.run.labels, LABEL_JOB: job},
             env=overlay.apply(base) if overlay else base,
-            mounts=(*self.host.mounts, *mounts),
+            mounts=() if self.remote else every,
             platform=platform,
             network_mode=network_mode or self.network_mode,
+            auto_remove=self.remote,
         )
         return Session(
             self.engine,
@@ -139,4 +144,5 @@ class ContainerFactory:
             overlay=overlay,
             personality=personality,
             describe=describe,
+            copies=every if self.remote else (),
         )

@@ -14,10 +14,19 @@ from orchestrator.container.types import (
     ContainerHandle,
     ContainerSpec,
     Engine,
+    Mount,
     PathOverlay,
 )
 from orchestrator.errors import OrchError
 from orchestrator.util.tarballs import tree_tar
+
+
+def _stamp(path: Path) -> int | None:
+    """A mount source's change time (None: absent, nothing to copy)."""
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 class StageFailed(OrchError):
@@ -51,6 +60,7 @@ class Session:
         overlay: PathOverlay | None = None,
         personality: tuple[str, ...] = (),
         describe: str = "",
+        copies: tuple[Mount, ...] = (),
     ) -> None:
         self.engine = engine
         self.spec = spec
@@ -62,6 +72,8 @@ class Session:
         self.describe = describe
         self.container: ContainerHandle | None = None
         self.kept = False
+        self.copies = copies  # mounts made copies (a remote engine): see _sync_copies
+        self._copied: dict[str, int | None] = {}
 
     def __enter__(self) -> Session:
         if self.cancel.is_set():
@@ -74,7 +86,23 @@ class Session:
             f"[orch] container {self.container.short_id} of {self.spec.image} "
             f"({self.spec.platform})" + (f", {self.describe}" if self.describe else "")
         )
+        try:
+            self._sync_copies()
+        except BaseException:
+            self.engine.remove(self.container)
+            raise
         return self
+
+    def _sync_copies(self) -> None:
+        """Copy each mount's source in, again when it changed since (the wheel cache adds
+        its tools during a build): what a bind mount shows, for an engine elsewhere."""
+        for mount in self.copies:
+            stamp = _stamp(Path(mount.source))
+            if stamp is None or self._copied.get(mount.target) == stamp:
+                continue
+            self._copied[mount.target] = stamp
+            arcname = mount.target.lstrip("/")
+            self.engine.put_tar(self.handle, tree_tar(Path(mount.source), arcname), "/")
 
     def __exit__(
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
@@ -85,7 +113,13 @@ class Session:
             self.kept = True
             self.log.line(f"[orch] kept container {self.container.name} for debugging")
             return
-        self.engine.remove(self.container)
+        try:
+            self.engine.remove(self.container)
+        except OrchError as exc:
+            if et is None:
+                raise
+            # the error in flight says what went wrong (often: the engine went away)
+            self.log.line(f"[orch] could not remove container {self.container.short_id}: {exc}")
 
     @property
     def handle(self) -> ContainerHandle:
@@ -102,6 +136,7 @@ class Session:
         """Run a command (a list, or a bash script string); raise StageFailed on non-zero."""
         if self.cancel.is_set():
             raise Cancelled("cancelled")
+        self._sync_copies()
         argv = ["bash", "-euo", "pipefail", "-c", cmd] if isinstance(cmd, str) else list(cmd)
         argv = [*self.personality, *argv]
         if self.overlay is not None and env is not None:

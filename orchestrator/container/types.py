@@ -93,6 +93,7 @@ class ContainerSpec:
     network_mode: str | None = None
     name: str | None = None
     workdir: str = "/"
+    auto_remove: bool = False  # removed by the engine when it stops (remote engines)
 
 
 OnOutput = Callable[[bytes], None]

@@ -63,6 +63,7 @@ class DepGroup:
     image_id: str
     arch: str
     accel: Accel | None = None  # native cross compiler for an emulated image
+    factory: ContainerFactory | None = None  # the routed engine's (None: the run's own)
 
     @property
     def toolchain(self) -> str:
@@ -407,7 +408,7 @@ def _build(
 ) -> Path:
     """Build in a fresh container; the artifact holds only the files this dependency
     installed (its requirements' files are present during the build, not in its tar)."""
-    session = inputs.factory.session(
+    session = (ctx.factory or inputs.factory).session(
         ctx.image,
         platform=archs.get(ctx.arch).platform,
         job=f"dep-{dep.name}",

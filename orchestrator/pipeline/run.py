@@ -22,12 +22,20 @@ from orchestrator import options
 from orchestrator.container.engine import DockerEngine
 from orchestrator.container.factory import ContainerFactory, RunIdentity, remove_run_containers
 from orchestrator.container.hostenv import host_env
+from orchestrator.container.routing import EngineRouter, route_engines
 from orchestrator.container.types import Engine, ImageInfo
 from orchestrator.deps.stage import DepGroup, DepsInputs, DepsScheduler, GroupDeps
 from orchestrator.emulation import binfmt
 from orchestrator.pipeline.build import project_tar
 from orchestrator.pipeline.images import Images, ImagesInputs, LocalImages, Ready
 from orchestrator.pipeline.job import JobInputs, JobOutcome, JobStage, run_job
+from orchestrator.pipeline.remote import (
+    NotOnItsEngine,
+    on_its_engine,
+    runtime_on_its_engine,
+    unreachable_failed,
+)
+from orchestrator.plan.engines import engine_routes
 from orchestrator.plan.jobs import Job, Plan
 from orchestrator.recipe.model import Recipe
 from orchestrator.report.progress import ProgressView
@@ -45,6 +53,7 @@ def run(
     engine: Engine | None = None,
     require_arch: Callable[[str], object] = binfmt.require,
     local_images: LocalImages | None = None,
+    connect: Callable[[str, str], tuple[Engine, str]] | None = None,  # routed engines (tests)
 ) -> RunReport:
     factory = ContainerFactory(
         engine or DockerEngine(), RunIdentity.new(), host_env(opts.env), threading.Event()
@@ -52,10 +61,14 @@ def run(
     report = _new_report(recipe, plan, opts, factory.run)
     view = ProgressView(console, live=opts.live)
     outcomes: dict[str, JobOutcome] = {}
+    router = EngineRouter(factory)
     try:
         with view:
+            router = route_engines(factory, engine_routes(opts.env), connect)
+            plan = unreachable_failed(plan, router, view, outcomes.__setitem__)
+            needs_binfmt = lambda arch: arch in router.routed or require_arch(arch)  # noqa: E731
             images = Images(
-                ImagesInputs(plan, opts, view, factory, require_arch, report.images.append),
+                ImagesInputs(plan, opts, view, factory, needs_binfmt, report.images.append),
                 local_images,
             )
             images.check()
@@ -64,14 +77,15 @@ def run(
                 recipe, (), factory, view, opts.logs, opts.jobs, opts.env, report.deps.append
             )
             with DepsScheduler(deps) as scheduler:
-                Schedule(inputs, images, scheduler, report).run(plan.jobs, outcomes.__setitem__)
+                schedule = Schedule(inputs, images, scheduler, report, router)
+                schedule.run(plan.jobs, outcomes.__setitem__)
     except KeyboardInterrupt:
         factory.cancel.set()
         view.print("interrupted: stopping containers...")
         raise
     finally:
         _record_jobs(report, outcomes, view, interrupted=factory.cancel.is_set())
-        _clean_up(report, factory, opts, view)
+        _clean_up(report, factory, opts, view, router)
     return report
 
 
@@ -94,9 +108,15 @@ class Schedule:
     for its two futures (saying what for), then for a slot."""
 
     def __init__(
-        self, inputs: JobInputs, images: Images, deps: DepsScheduler, report: RunReport
+        self,
+        inputs: JobInputs,
+        images: Images,
+        deps: DepsScheduler,
+        report: RunReport,
+        router: EngineRouter | None = None,
     ) -> None:
         self.inputs, self.images, self.deps, self.report = inputs, images, deps, report
+        self.router = router or EngineRouter(inputs.factory)  # per-architecture engines
         self.groups: dict[str, Future[GroupDeps]] = {}
         self.job_images: dict[str, Future[tuple[Job, Ready]]] = {}
         self.errors: list[BaseException] = []
@@ -131,19 +151,25 @@ class Schedule:
             self.job_images[job.id] = steps.submit(self._job_image, job, steps)
 
     def _group(self, job: Job) -> GroupDeps:
-        ready = self.images.group_image(job)
+        ready = on_its_engine(job, self.images.group_image(job), self.router, self.inputs.view)
         ctx = DepGroup(
             job.group,
             ready.info.ref,
             _toolchain_image_id(self.inputs.factory, ready.info),
             job.arch,
             ready.accelerated,
+            factory=self.router.routed_factory(job.arch),
         )
         return self.deps.start(ctx).result()
 
     def _job_image(self, job: Job, steps: ThreadPoolExecutor) -> tuple[Job, Ready]:
         as_run, ready = self.images.job_image(job)
-        if self.inputs.opts.verify and as_run is not job:
+        if job.arch in self.router.routed:  # its engine gets the images it runs in, first
+            ready = on_its_engine(as_run, ready, self.router, self.inputs.view)
+            if self.inputs.opts.verify:
+                self.images.runtime_image(job)
+                runtime_on_its_engine(as_run, self.router, self.inputs.view)
+        elif self.inputs.opts.verify and as_run is not job:
             steps.submit(self.images.runtime_image, job)  # while the job builds
         return as_run, ready
 
@@ -210,6 +236,7 @@ class Schedule:
         accel = {job.image: ready.accelerated} if ready.accelerated else {}
         return dataclasses.replace(
             self.inputs,
+            factory=self.router.factory_for(job.arch),
             image_env={job.image: dict(ready.info.env)},
             accel=accel,
             deps={job.group: deps},
@@ -224,6 +251,10 @@ class Schedule:
         self, job: Job, exc: Exception, on_done: Callable[[str, JobOutcome], None]
     ) -> None:
         if self.inputs.factory.cancel.is_set():
+            return
+        if isinstance(exc, NotOnItsEngine):  # its engine's fault: only its jobs fail
+            self.inputs.view.finish(job.id, "failed", str(exc).splitlines()[0])
+            on_done(job.id, JobOutcome("failed", JobStage.START, str(exc), cause=str(exc)))
             return
         error = f"image: {exc}"
         self.inputs.view.finish(job.id, "blocked", error.splitlines()[0])
@@ -307,7 +338,11 @@ def _record_jobs(
 
 
 def _clean_up(
-    report: RunReport, factory: ContainerFactory, opts: options.BuildOptions, view: ProgressView
+    report: RunReport,
+    factory: ContainerFactory,
+    opts: options.BuildOptions,
+    view: ProgressView,
+    router: EngineRouter,
 ) -> None:
     """Containers removed (unless kept), the report written, staging removed. An engine
     that is down here is a warning: the report is written and the original error stays."""
@@ -318,6 +353,7 @@ def _clean_up(
         except Exception as exc:
             view.print(f"warning: could not remove the run's containers: {exc}")
         else:
+            removed += router.clean_up(kept, view.print)
             if removed:
                 view.print(f"removed {removed} container(s)")
     report.finished = time.time()

@@ -37,6 +37,7 @@ class Job:
     deps: tuple[str, ...] = ()  # dependency names, build order
     verify_images: tuple[str, ...] = ()  # every image the wheel is verified in, runtime first
     image_pythons: tuple[str, ...] = ()  # local images: the CPython versions the image carries
+    engine: str = ""  # the engine that runs it ("": the local one; plan/engines.py)
 
     @property
     def group(self) -> str:
