@@ -108,6 +108,11 @@ class ContainerFactory:
     # A remote engine cannot see this host's files: every mount becomes a copy into the
     # container, and a container that stops with its engine is removed by it.
     remote: bool = False
+    engine_name: str = ""  # a routed engine, as the user named it (logs)
+
+    @property
+    def where(self) -> str:
+        return f"on engine {self.engine_name}" if self.engine_name else ""
 
     def session(
         self,
@@ -143,6 +148,6 @@ class ContainerFactory:
             keep_on_failure=keep_on_failure,
             overlay=overlay,
             personality=personality,
-            describe=describe,
+            describe=", ".join(filter(None, (describe, self.where))),
             copies=every if self.remote else (),
         )

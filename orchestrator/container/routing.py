@@ -100,7 +100,7 @@ def _reach(
         engine, machine = connect(url, route.fix)
     except OrchError as exc:
         return RoutedEngine(route, None, error=_with_fix(str(exc), route))
-    factory = dataclasses.replace(local, engine=engine, remote=True)
+    factory = dataclasses.replace(local, engine=engine, remote=True, engine_name=route.target)
     return RoutedEngine(route, factory, machine)
 
 
