@@ -4,8 +4,9 @@ a native clang compiling for the container's architecture against the image's ow
 Unit tests need nothing (no Docker). The Docker tests (marked docker, emulated; opt-in with
 ORCH_TEST_LLVM=1) build the LLVM root once per machine (in $ORCH_CROSS_DIR, next to the
 cross roots) and use the local ppc64le bookworm image, where no cross gcc matches the
-image's and LLVM is the fast path; the multi-deps comparison runs per architecture (slow,
-plain QEMU included) when ORCH_TEST_LIBRARY_MIRROR holds its sources.
+image's and LLVM is the fast path; the C/C++ project's LLVM-against-plain comparison runs
+for every emulated architecture (aarch64, armv7l, ppc64le, s390x), and the multi-deps one
+too (slow, plain QEMU included) when ORCH_TEST_LIBRARY_MIRROR holds its sources.
 """
 
 from __future__ import annotations
@@ -659,7 +660,7 @@ def check():
 TEST_COMMAND = 'python -c "import llvmdemo; llvmdemo.check()"'
 
 
-def _project(base: Path) -> Path:
+def _project(base: Path, arch: str = ARCH, policy: str = POLICY, python: str = "3.11") -> Path:
     (base / "llvmdemo").mkdir(parents=True)
     (base / "pyproject.toml").write_text(PROJECT_TOML)
     # libstdc++ gives namespace std default visibility: std:: instantiations stay exported
@@ -670,20 +671,35 @@ def _project(base: Path) -> Path:
     (base / "llvmdemo" / "_cxx.cpp").write_text(CXX_SOURCE)
     recipe = base / "orch.yaml"
     recipe.write_text(
-        f'schema: 1\nname: llvmdemo\nproject: .\npython: ["3.11"]\nplatforms: [{POLICY}]\n'
-        f"archs: [{ARCH}]\ntest:\n  imports: [llvmdemo._c, llvmdemo._cxx]\n"
+        f'schema: 1\nname: llvmdemo\nproject: .\npython: ["{python}"]\nplatforms: [{policy}]\n'
+        f"archs: [{arch}]\ntest:\n  imports: [llvmdemo._c, llvmdemo._cxx]\n"
         f"  command: {json.dumps(TEST_COMMAND)}\n"
     )
     return recipe
 
 
+# The image family per architecture (the policy picks the image): (policy, Python).
+FAMILY = {"aarch64": ("manylinux_2_31", "3.9"), "armv7l": ("manylinux_2_31", "3.9"),
+          "ppc64le": ("manylinux_2_36", "3.11"), "s390x": ("manylinux_2_36", "3.11")}  # fmt: skip
+
+
 @pytest.mark.docker
 @pytest.mark.emulated
 @needs_x86
-def test_orch_build_with_llvm_equals_plain(ppc_llvm: Accel, tmp_path: Path) -> None:
-    """A C and a C++ extension for ppc64le: with LLVM and with plain QEMU the same wheel
-    name and tags, audit clean, the tests pass in the runtime image; clang compiled it."""
-    recipe = _project(tmp_path / "project")
+@pytest.mark.parametrize("arch", list(FAMILY))
+def test_orch_build_with_llvm_equals_plain(arch: str, tmp_path: Path) -> None:
+    """A C and a C++ extension for every emulated architecture: with LLVM and with plain
+    QEMU the same wheel name and tags, audit clean, the tests pass in the runtime image;
+    clang compiled it (--emulation=llvm: on aarch64 and armv7l auto picks the cross gcc)."""
+    from orchestrator.images.local import ensure_local_image
+
+    policy, python = FAMILY[arch]
+    suite = "bookworm" if policy == "manylinux_2_36" else "bullseye"
+    ensure_local_image(arch, "runtime", suite=suite)
+    image = ensure_local_image(arch, "build", suite=suite)
+    assert isinstance(accel.plan_accel(arch, image, "llvm"), Accel)  # LLVM applies here
+    recipe = _project(tmp_path / "project", arch, policy, python)
+    tag = "cp" + python.replace(".", "")
     wheels: dict[str, Path] = {}
     for mode in ("llvm", "plain"):
         dest = tmp_path / mode
@@ -698,7 +714,7 @@ def test_orch_build_with_llvm_equals_plain(ppc_llvm: Accel, tmp_path: Path) -> N
     assert (
         wheels["llvm"].name
         == wheels["plain"].name
-        == (f"orch_test_llvmdemo-1.0.0-{TAG}-{TAG}-{POLICY}_{ARCH}.whl")
+        == (f"orch_test_llvmdemo-1.0.0-{tag}-{tag}-{policy}_{arch}.whl")
     )
     audit = orch("audit", str(wheels["llvm"]))
     assert audit.returncode == 0, audit.stdout + audit.stderr
@@ -719,11 +735,6 @@ def _comments(wheel: Path) -> dict[str, str]:
                 section = elf.get_section_by_name(".comment")
                 out[name] = section.data().decode(errors="replace") if section else ""
     return out
-
-
-# The image family per architecture (the policy picks the image): (policy, Python).
-FAMILY = {"aarch64": ("manylinux_2_31", "3.9"), "armv7l": ("manylinux_2_31", "3.9"),
-          "ppc64le": ("manylinux_2_36", "3.11"), "s390x": ("manylinux_2_36", "3.11")}  # fmt: skip
 
 
 @pytest.mark.slow

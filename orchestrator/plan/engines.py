@@ -1,4 +1,4 @@
-"""Which container engine runs each architecture's jobs (docs/architecture.md, "Engines").
+"""Which container engine runs each architecture's jobs (docs/engines.md).
 
 By default every job runs on the local engine (DOCKER_HOST or the default socket). An
 architecture can be routed to another engine, typically a native machine of that
