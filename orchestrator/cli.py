@@ -687,7 +687,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         verify = "\n".join(job.verify_images or (job.runtime_image,))
         emulated = "yes" if job.emulated else ""
         if job.engine:  # the engine's own architecture decides, once it is asked
-            emulated = "unless native there"
+            emulated = "as its engine runs it"
         row = (job.id, job.image, job.image_source, verify, emulated, job.engine or "local")
         table.add_row(*row)
     out = Console(width=max(Console().width, 120))

@@ -182,3 +182,26 @@ def test_an_engine_going_away_mid_build_fails_only_its_jobs(
     assert not list(opts.output_dir.glob("*i686*"))
     assert "could not remove the run's containers on a routed engine" in out
     assert not local.live and not (opts.meta_dir / "staging").exists()
+
+
+def test_a_dependency_lost_with_its_engine_blocks_its_jobs_with_the_fix(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    recipe, plan, mirror = setup(tmp_path, ("x86_64", "i686"), python=("3.9",), deps=("zlib",))
+    env = EnvSettings(source_mirrors=(str(mirror),), engines={"ORCH_ENGINE_I686": URL})
+    opts = replace(build_options(tmp_path, mirror), env=env)
+    local = engine_for(plan)
+
+    def die(engine: FakeEngine, c: FakeContainer, cmd: Sequence[str]) -> int:
+        if c.job.startswith("dep-"):
+            raise EngineUnreachable("lost the Docker engine (fake)\n  fix: start it")
+        return succeed(engine, c, cmd)
+
+    remote = engine_for(plan, die)
+    report, _opts, _out = _run(recipe, plan, opts, local, lambda url, fix: (remote, "x86_64"))
+    by_arch = {j.arch: j for j in report.jobs}
+    assert by_arch["x86_64"].status == "ok"
+    assert by_arch["i686"].status == "blocked"
+    assert "zlib" in (by_arch["i686"].error or "") and "fix: start it" in (
+        by_arch["i686"].error or ""
+    )

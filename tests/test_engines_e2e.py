@@ -141,6 +141,7 @@ def test_engine_stopped_mid_run_fails_only_its_jobs(world, engine2, tmp_path: Pa
     jobs = _jobs(out)
     assert jobs[X86]["status"] == "ok"
     assert jobs[I686]["status"] in ("failed", "blocked"), jobs[I686]
+    assert "ORCH_ENGINE_I686" in jobs[I686]["error"] and "fix:" in jobs[I686]["error"]
     run_id = json.loads((out / ".orch" / "report.json").read_text())["run_id"]
     # Restarted, the engine removes the containers it was running (started with
     # auto-remove), so nothing of the run is left there either.

@@ -154,7 +154,10 @@ class _JobRun:
     def dependencies(self) -> GroupDeps:
         deps = self.inputs.deps.get(self.job.group) or GroupDeps(b"", {}, (), ())
         if not deps.ok:
-            raise Blocked(deps.why_blocked())
+            why = next((r.error for r in deps.results if r.status == "failed" and r.error), "")
+            # an engine that went away says so, with its fix, in the job's own error too
+            detail = f": {why}" if why and "fix:" in why else ""
+            raise Blocked(deps.why_blocked() + detail)
         return deps
 
     def build(self, session: Session, deps: GroupDeps) -> None:
