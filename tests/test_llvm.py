@@ -777,3 +777,38 @@ def test_multi_deps_llvm_equals_plain(arch: str, tmp_path: Path) -> None:
         == names["plain"]
         == (f"orch_example_depsdemo-1.0.0-{tag}-{tag}-{policy}_{arch}.whl")
     )
+
+
+def test_bin_sh_is_a_native_dash_of_the_images_release_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bullseye images (dash 0.5.11) get the bullseye cross root's amd64 dash over /bin/sh
+    when that root is built; another release of dash is never swapped in."""
+    from orchestrator.emulation import cross_root
+
+    monkeypatch.setenv("ORCH_CROSS_DIR", str(tmp_path / "cross"))
+    root = _root(tmp_path)
+    image = engine.ImageInfo(
+        "img:1", "sha256:1", "arm64", "", {"io.orch.suite": "bullseye"}, {}, ()
+    )
+    sh = "/usr/bin/dash"
+    assert (
+        accel._native_shell(root, "aarch64", image, sh, "0.5.12-2") == root.path / cross_root.SHELL
+    )
+    assert accel._native_shell(root, "aarch64", image, sh, "0.5.11+git20200708+dd9ef66-5") is None
+    defn, arch = cross_root.require_definition("aarch64", "bullseye")
+    built = cross_root.root_path(defn, arch)
+    built.mkdir(parents=True)
+    manifest = {"arch": "aarch64", "triplet": "aarch64-linux-gnu", "key": "k", "gcc_version": "10",
+                "package_version": "10", "loader": "x", "native_tools": True,
+                "dash_version": "0.5.11+git20200708+dd9ef66-5"}  # fmt: skip
+    (built / cross_root.MANIFEST).parent.mkdir(parents=True, exist_ok=True)
+    (built / cross_root.MANIFEST).write_text(json.dumps(manifest))
+    got = accel._native_shell(root, "aarch64", image, sh, "0.5.11+git20200708+dd9ef66-5")
+    assert got == built / cross_root.SHELL
+    assert accel._native_shell(root, "aarch64", image, sh, "0.5.10") is None  # another release
+    assert accel._native_shell(root, "aarch64", image, "/usr/bin/bash", "0.5.12-2") is None
+    ppc = engine.ImageInfo(
+        "img:2", "sha256:2", "ppc64le", "", {"io.orch.suite": "bookworm"}, {}, ()
+    )
+    assert accel._native_shell(root, "ppc64le", ppc, sh, "0.5.11+git20200708+dd9ef66-5") is None

@@ -42,7 +42,10 @@ from orchestrator.emulation.cross_root import (
     cross_dir,
     ensure_root,
     load_definition,
+    require_definition,
 )
+from orchestrator.emulation.cross_root import load_root as load_cross_root
+from orchestrator.emulation.cross_root import root_path as cross_root_path
 from orchestrator.errors import ConfigError, EnvironmentProblem, OrchError
 
 __all__ = ["MODES", "Accel", "Fallback", "apply", "plan_accel"]
@@ -296,8 +299,8 @@ def _plan_llvm(
     if gcc is None:
         raise _NotApplicable("the image has no gcc to take headers and runtime from")
     wrappers = llvm_root.ensure_wrappers(root, arch, gcc)
-    same_sh = _field(lines, "shell") == f"/{SHELL}" and _field(lines, "dash") == root.dash_version
-    accel = _llvm_accel(root, arch, gcc, wrappers, image.env.get("PATH") or DEFAULT_PATH, same_sh)
+    shell = _native_shell(root, arch, image, _field(lines, "shell"), _field(lines, "dash"))
+    accel = _llvm_accel(root, arch, gcc, wrappers, image.env.get("PATH") or DEFAULT_PATH, shell)
     accel = dataclasses.replace(accel, why=why)
     problem = _smoke(factory, image, accel, cxx=True)
     if problem:
@@ -311,7 +314,7 @@ def _llvm_accel(
     gcc: llvm_root.GccInstall,
     wrappers: str,
     image_path: str,
-    over_sh: bool,
+    shell: Path | None,
 ) -> Accel:
     prefix = llvm_root.PREFIX
     native_tools = arch in LITTLE_ENDIAN
@@ -323,8 +326,8 @@ def _llvm_accel(
     env = {"PATH": f"{prefix}/{wrappers}"}
     if native_tools:
         env["CONFIG_SHELL"] = f"{prefix}/{SHELL}"
-        if over_sh:
-            mounts.append(Mount(str(root.path / SHELL), f"/{SHELL}"))
+        if shell is not None:  # /bin/sh for everything else (CMake's Makefiles, make's recipes)
+            mounts.append(Mount(str(shell), f"/{SHELL}"))
     return Accel(
         arch=arch,
         triplet=gcc.triplet,
@@ -341,6 +344,28 @@ def _llvm_accel(
         clang_version=root.clang_version,
         gcc_prefix=gcc.prefix,
     )
+
+
+def _native_shell(
+    root: llvm_root.LlvmRoot, arch: str, image: ImageInfo, shell: str, dash: str
+) -> Path | None:
+    """An amd64 dash of the image's own dash release, to mount over its /bin/sh: the LLVM
+    root's (bookworm's) when the image has that release, else the suite's cross root's when
+    one is built (bullseye images: without it every make recipe starts an emulated shell).
+    A dash of another release is never swapped in (their behaviour differs)."""
+    if shell != f"/{SHELL}" or not dash:
+        return None
+    if dash == root.dash_version:
+        return root.path / SHELL
+    suite = image.labels.get("io.orch.suite", "")
+    try:
+        defn, arch_info = require_definition(arch, suite)
+    except ConfigError:
+        return None
+    cross = load_cross_root(cross_root_path(defn, arch_info))
+    if cross is None or not cross.native_tools or cross.dash_version != dash:
+        return None
+    return cross.path / SHELL
 
 
 # What the image's gcc is asked (one line each; gcc -v's lines joined by a literal \n).
