@@ -802,18 +802,33 @@ def cmd_setup_emulation(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_clean(args: argparse.Namespace, console: Console) -> int:
-    from orchestrator.container.engine import DockerEngine
+    from orchestrator.container.engine import DockerEngine, context_host
     from orchestrator.container.factory import dead_runs_containers
     from orchestrator.container.types import LABEL
+    from orchestrator.errors import EnvironmentProblem
+    from orchestrator.plan.engines import engine_routes
 
-    engine = DockerEngine()
-    dead = dead_runs_containers(engine, everything=args.all)
-    for info in dead:
-        engine.remove(info.handle)
-    live = len(engine.containers({LABEL: "1"}))
-    console.print(
-        f"removed {len(dead)} container(s)" + (f"; {live} of live runs left" if live else "")
-    )
+    engines = {"local": DockerEngine()}
+    for route in engine_routes(options.env()).values():  # and every routed engine
+        url = context_host(route.target) if route.is_context else route.target
+        engines.setdefault(route.target, DockerEngine(url, route.fix))
+    for name, engine in engines.items():
+        try:
+            dead = dead_runs_containers(engine, everything=args.all)
+            for info in dead:
+                engine.remove(info.handle)
+            live = len(engine.containers({LABEL: "1"}))
+        except EnvironmentProblem as exc:
+            if name == "local":
+                raise
+            console.print(f"engine {name}: skipped, {exc}", highlight=False)
+            continue
+        where = "" if name == "local" else f"engine {name}: "
+        console.print(
+            f"{where}removed {len(dead)} container(s)"
+            + (f"; {live} of live runs left" if live else ""),
+            highlight=False,
+        )
     return EXIT_OK
 
 
