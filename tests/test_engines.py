@@ -205,3 +205,32 @@ def test_a_dependency_lost_with_its_engine_blocks_its_jobs_with_the_fix(
     assert "zlib" in (by_arch["i686"].error or "") and "fix: start it" in (
         by_arch["i686"].error or ""
     )
+
+
+def test_mounts_on_a_remote_engine_are_copies_refreshed_when_their_source_changes(
+    tmp_path: Path,
+) -> None:
+    import time
+
+    from orchestrator.container.factory import ContainerFactory, RunIdentity
+    from orchestrator.container.types import Mount
+    from orchestrator.report.joblog import JobLog
+    from tests.support.fakeengine import image
+
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    engine = FakeEngine([image("img")])
+    factory = ContainerFactory(engine, RunIdentity.new(), remote=True, engine_name=URL)
+    log = JobLog(tmp_path / "job.log")
+    mounts = (Mount(str(tools), "/orch/tools"), Mount(str(tmp_path / "absent"), "/orch/x"))
+    with factory.session("img", platform="linux/amd64", job="j", log=log, mounts=mounts) as s:
+        (c,) = engine.created
+        assert c.spec.mounts == () and c.copied_in == ["/"]  # copied once, absent skipped
+        s.run("build", ["true"])
+        assert c.copied_in == ["/"]  # unchanged: not copied again
+        time.sleep(0.01)
+        (tools / "uv").mkdir()  # the wheel cache extracted a tool during the build
+        s.run("build", ["true"])
+        assert c.copied_in == ["/", "/"]
+    log.close()
+    assert f"on engine {URL}" in (tmp_path / "job.log").read_text()
