@@ -802,7 +802,7 @@ def cmd_setup_emulation(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_clean(args: argparse.Namespace, console: Console) -> int:
-    from orchestrator.container.engine import DockerEngine, context_host
+    from orchestrator.container.engine import DockerEngine
     from orchestrator.container.factory import dead_runs_containers
     from orchestrator.container.types import LABEL
     from orchestrator.errors import EnvironmentProblem
@@ -810,8 +810,10 @@ def cmd_clean(args: argparse.Namespace, console: Console) -> int:
 
     engines = {"local": DockerEngine()}
     for route in engine_routes(options.env()).values():  # and every routed engine
-        url = context_host(route.target) if route.is_context else route.target
-        engines.setdefault(route.target, DockerEngine(url, route.fix))
+        try:
+            engines.setdefault(route.target, DockerEngine(route.url(), route.fix))
+        except ConfigError as exc:
+            console.print(f"engine {route.target}: skipped, {exc}", highlight=False)
     for name, engine in engines.items():
         try:
             dead = dead_runs_containers(engine, everything=args.all)

@@ -69,6 +69,7 @@ class EnvSettings:
     process: Mapping[str, str] = field(default_factory=lambda: _frozen({}))  # subprocesses
     engines: Mapping[str, str] = field(default_factory=lambda: _frozen({}))  # ORCH_ENGINE_*
     config_file: Path | None = None  # the user config (engines:), whether it exists or not
+    docker_config: Path | None = None  # $DOCKER_CONFIG or ~/.docker: Docker contexts
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> EnvSettings:
@@ -106,6 +107,8 @@ class EnvSettings:
                 {k: v.strip() for k, v in environ.items() if k.startswith(ENGINE_PREFIX)}
             ),
             config_file=_config_file(environ),
+            docker_config=_path(environ.get("DOCKER_CONFIG", "").strip())
+            or (Path(environ["HOME"]) / ".docker" if environ.get("HOME") else None),
         )
 
 

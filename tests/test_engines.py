@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import subprocess
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +24,7 @@ from orchestrator.container.types import Engine
 from orchestrator.errors import ConfigError, EngineUnreachable
 from orchestrator.options import BuildOptions, EnvSettings
 from orchestrator.pipeline.run import run
-from orchestrator.plan.engines import engine_routes, with_engines
+from orchestrator.plan.engines import context_endpoint, engine_routes, with_engines
 from orchestrator.plan.jobs import Plan
 from tests.support.fakeengine import FakeContainer, FakeEngine, succeed
 from tests.test_runner import engine_for, setup
@@ -234,3 +236,23 @@ def test_mounts_on_a_remote_engine_are_copies_refreshed_when_their_source_change
         assert c.copied_in == ["/", "/"]
     log.close()
     assert f"on engine {URL}" in (tmp_path / "job.log").read_text()
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="needs the docker CLI (no engine)")
+def test_docker_contexts_resolve_as_the_docker_cli_stores_them(tmp_path: Path) -> None:
+    env = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "dc")}
+    subprocess.run(
+        ["docker", "context", "create", "arm-box", "--docker", "host=tcp://10.9.8.7:2376"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    routed = engine_routes(
+        EnvSettings(engines={"ORCH_ENGINE_AARCH64": "arm-box"}, docker_config=tmp_path / "dc")
+    )
+    assert routed["aarch64"].is_context
+    assert (
+        routed["aarch64"].url(EnvSettings(docker_config=tmp_path / "dc")) == "tcp://10.9.8.7:2376"
+    )
+    with pytest.raises(ConfigError, match="docker context create other"):
+        context_endpoint("other", EnvSettings(docker_config=tmp_path / "dc"))

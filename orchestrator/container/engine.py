@@ -29,7 +29,7 @@ from orchestrator.container.types import (
     ImageInfo,
     Mount,
 )
-from orchestrator.errors import ConfigError, EngineUnreachable, EnvironmentProblem, OrchError
+from orchestrator.errors import EngineUnreachable, EnvironmentProblem, OrchError
 from orchestrator.util.archive import copy_bounded
 from orchestrator.util.tarballs import tree_tar
 
@@ -89,23 +89,6 @@ def ping(url: str | None = None) -> None:
 def engine_arch(url: str | None = None) -> str:
     """The engine's machine as `uname -m` names it (x86_64, aarch64, s390x...)."""
     return str(_client(url).info().get("Architecture", ""))
-
-
-def context_host(name: str) -> str:
-    """The endpoint of a Docker context (`docker context ls`), by name."""
-    from docker.context import ContextAPI
-
-    try:
-        ctx = ContextAPI.get_context(name)
-    except docker.errors.DockerException as exc:
-        raise ConfigError(f"Docker context {name!r} cannot be read: {exc}") from exc
-    if ctx is None or not ctx.Host:
-        known = ", ".join(c.Name for c in ContextAPI.contexts()) or "none"
-        raise ConfigError(
-            f"no Docker context named {name!r} (known: {known}); create it with "
-            f"`docker context create {name} --docker host=ssh://user@host`, or give a URL"
-        )
-    return str(ctx.Host)
 
 
 def transfer_image(ref: str, source: str | None, target: str | None) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from orchestrator import archs
-from orchestrator.container.engine import DockerEngine, context_host
+from orchestrator.container.engine import DockerEngine
 from orchestrator.container.factory import ContainerFactory, remove_run_containers
 from orchestrator.container.types import Engine
 from orchestrator.errors import OrchError
@@ -96,7 +96,7 @@ def _reach(
     local: ContainerFactory, route: Route, connect: Callable[[str, str], tuple[Engine, str]]
 ) -> RoutedEngine:
     try:
-        url = context_host(route.target) if route.is_context else route.target
+        url = route.url()
         engine, machine = connect(url, route.fix)
     except OrchError as exc:
         return RoutedEngine(route, None, error=_with_fix(str(exc), route))

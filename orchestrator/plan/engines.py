@@ -15,6 +15,8 @@ recipe field: a recipe is shared, a build host's address is not.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,6 +42,10 @@ class Route:
     @property
     def is_context(self) -> bool:
         return "://" not in self.target
+
+    def url(self, settings: options.EnvSettings | None = None) -> str:
+        """The engine's endpoint: the target, or its Docker context's."""
+        return context_endpoint(self.target, settings) if self.is_context else self.target
 
     @property
     def fix(self) -> str:
@@ -110,6 +116,24 @@ def _checked(target: str, where: str) -> str:
             "Docker context name (`docker context ls`)"
         )
     return target
+
+
+def context_endpoint(name: str, settings: options.EnvSettings | None = None) -> str:
+    """A Docker context's engine endpoint, read as the docker CLI stores it
+    (`<DOCKER_CONFIG>/contexts/meta/<sha256 of the name>/meta.json`); the SDK's own reader
+    misses contexts when no config.json exists beside them."""
+    base = (settings or options.env()).docker_config
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    meta = base / "contexts" / "meta" / digest / "meta.json" if base else None
+    try:
+        data: Any = json.loads(meta.read_text()) if meta else None
+        host = data["Endpoints"]["docker"]["Host"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigError(
+            f"no Docker context named {name!r} (in {base or '~/.docker'}/contexts); create it "
+            f"with `docker context create {name} --docker host=ssh://user@host`, or give a URL"
+        ) from None
+    return str(host)
 
 
 def with_engines(plan: Plan, routes: dict[str, Route]) -> Plan:
