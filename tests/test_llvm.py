@@ -812,3 +812,17 @@ def test_bin_sh_is_a_native_dash_of_the_images_release_only(
         "img:2", "sha256:2", "ppc64le", "", {"io.orch.suite": "bookworm"}, {}, ()
     )
     assert accel._native_shell(root, "ppc64le", ppc, sh, "0.5.11+git20200708+dd9ef66-5") is None
+
+
+def test_big_endian_targets_get_the_native_shell_but_not_the_text_tools(tmp_path: Path) -> None:
+    root = _root(tmp_path)
+    gcc = _debian_gcc("s390x-linux-gnu")
+    s390x = accel._llvm_accel(
+        root, "s390x", gcc, "w", accel.DEFAULT_PATH, root.path / "usr/bin/dash"
+    )
+    assert s390x.env["CONFIG_SHELL"].endswith("/usr/bin/dash") and not s390x.native_tools
+    assert [m.target for m in s390x.mounts][-1] == "/usr/bin/dash"
+    assert s390x.describe().endswith("headers and runtime and the shell")
+    ppc = accel._llvm_accel(root, "ppc64le", _debian_gcc(), "w", accel.DEFAULT_PATH, None)
+    assert ppc.native_tools and "/usr/bin/dash" not in [m.target for m in ppc.mounts]
+    assert "and shell tools" in ppc.describe()

@@ -87,6 +87,7 @@ class Accel:
     clang_version: str = ""  # LLVM: the clang release; gcc_version is then the image's gcc
     gcc_prefix: str = "/usr"  # LLVM: the image's GCC installation (--gcc-toolchain)
     why: str = ""  # LLVM: why not the cross gcc
+    native_shell: bool = False  # big-endian LLVM: the shell alone runs natively
 
     @property
     def overlay(self) -> PathOverlay:
@@ -96,6 +97,7 @@ class Accel:
 
     def describe(self) -> str:
         tools = " and shell tools" if self.native_tools else ""
+        tools = tools or (" and the shell" if self.native_shell else "")
         if self.compiler == LLVM:
             where = "" if self.gcc_prefix == "/usr" else f" in {self.gcc_prefix}"
             why = f" (no cross gcc: {self.why})" if self.why else ""
@@ -323,11 +325,12 @@ def _llvm_accel(
         Mount(str(root.path / root.loader), f"/{LOADER}"),
         Mount(str(root.path / HOST_LIBDIR), f"/{HOST_LIBDIR}"),
     ]
-    env = {"PATH": f"{prefix}/{wrappers}"}
-    if native_tools:
-        env["CONFIG_SHELL"] = f"{prefix}/{SHELL}"
-        if shell is not None:  # /bin/sh for everything else (CMake's Makefiles, make's recipes)
-            mounts.append(Mount(str(shell), f"/{SHELL}"))
+    # The shell runs natively on every target, big-endian ones too: dash calls neither
+    # setlocale nor strcoll (no locale file is read) and compiles in nothing of the CPU;
+    # the text tools (sort, grep...) read locales, so they do so only on little-endian ones.
+    env = {"PATH": f"{prefix}/{wrappers}", "CONFIG_SHELL": f"{prefix}/{SHELL}"}
+    if shell is not None:  # /bin/sh for everything else (CMake's Makefiles, make's recipes)
+        mounts.append(Mount(str(shell), f"/{SHELL}"))
     return Accel(
         arch=arch,
         triplet=gcc.triplet,
@@ -339,6 +342,7 @@ def _llvm_accel(
         package_version=root.package_version,
         key=llvm_root.wrapper_key(root, arch, gcc),
         native_tools=native_tools,
+        native_shell=True,
         compiler=LLVM,
         wrapper_dir=f"{prefix}/{wrappers}",
         clang_version=root.clang_version,
