@@ -607,7 +607,7 @@ def _load_plan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def cmd_build(args: argparse.Namespace, console: Console) -> int:
     from orchestrator.pipeline.run import run
-    from orchestrator.pipeline.summary import print_failures, summary_table
+    from orchestrator.pipeline.summary import compile_cache_line, print_failures, summary_table
 
     recipe, plan = _load_plan(args)
     _print_plan_warnings(plan, console)
@@ -623,6 +623,9 @@ def cmd_build(args: argparse.Namespace, console: Console) -> int:
     report = run(recipe, plan, opts, console)
     out = Console(width=max(Console().width, 140))
     out.print(summary_table(report))
+    ccache = compile_cache_line(report)
+    if ccache:
+        out.print(ccache, highlight=False)
     print_failures(report, console)
     out.print(f"report: {opts.report_file}", highlight=False)
     return EXIT_OK if report.ok() else EXIT_BUILD_FAILED

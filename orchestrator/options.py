@@ -33,6 +33,7 @@ NO_HOST_CA = "ORCH_NO_HOST_CA"
 OFFLINE = "ORCH_OFFLINE"  # 1: job and verify containers get no network (a warm cache)
 ENGINE_PREFIX = "ORCH_ENGINE_"  # ORCH_ENGINE_AARCH64=ssh://builder@arm-host (plan/engines.py)
 CONFIG = "ORCH_CONFIG"  # the user config file (default: $XDG_CONFIG_HOME/orch/config.yaml)
+COMPILE_CACHE = "ORCH_COMPILE_CACHE"  # 0: project builds without ccache (pipeline/compilecache)
 
 # Variables naming a CA bundle, in the order they are honoured.
 CA_BUNDLE_VARS = (CA_BUNDLE, "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT")
@@ -64,6 +65,7 @@ class EnvSettings:
     ssl_cert_file: str = ""
     no_host_ca: bool = False
     offline: bool = False
+    compile_cache: bool = True
     proxies: Mapping[str, str] = field(default_factory=lambda: _frozen({}))  # as spelled
     pip: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
     process: Mapping[str, str] = field(default_factory=lambda: _frozen({}))  # subprocesses
@@ -93,6 +95,7 @@ class EnvSettings:
             ssl_cert_file=environ.get("SSL_CERT_FILE", ""),
             no_host_ca=environ.get(NO_HOST_CA) == "1",
             offline=environ.get(OFFLINE) == "1",
+            compile_cache=environ.get(COMPILE_CACHE, "1").strip() != "0",
             proxies=_frozen(
                 {
                     key: environ[key]

@@ -78,8 +78,9 @@ class PathOverlay:
         for key, value in self.defaults.items():
             env.setdefault(key, value)
         path = env.get("PATH") or self.fallback_path
-        dirs = [d for d in path.split(":") if d and d != self.prefix]
-        env["PATH"] = ":".join([self.prefix, *dirs])
+        first = self.prefix.split(":")  # one directory or several (ccache's, then the compiler's)
+        dirs = [d for d in path.split(":") if d and d not in first]
+        env["PATH"] = ":".join([*first, *dirs])
         return env
 
 

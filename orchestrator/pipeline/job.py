@@ -21,10 +21,12 @@ from orchestrator.container.session import Cancelled, Session, StageFailed
 from orchestrator.container.types import Mount
 from orchestrator.deps.stage import GroupDeps
 from orchestrator.emulation.accel import Accel
+from orchestrator.emulation.ccache_kit import ensure_kit
 from orchestrator.errors import OrchError
 from orchestrator.pipeline.audit import audit_errors, audit_job_wheel
 from orchestrator.pipeline.build import build_wheel, copy_project, job_env, merge_env
 from orchestrator.pipeline.buildenv import TOOLS
+from orchestrator.pipeline.compilecache import CompileCache, compile_cache_for, read_stats
 from orchestrator.pipeline.land import copy_out_wheels, land_once, set_aside
 from orchestrator.pipeline.repair import REPAIRED, repair_wheel
 from orchestrator.pipeline.verify import verify_wheel
@@ -71,6 +73,7 @@ class JobOutcome:
     log_tail: tuple[str, ...] = ()
     cause: str | None = None  # the first error line of the failing step, else the error
     wheel_cache: Mapping[str, str] = field(default_factory=dict)  # build/verify -> hit | miss
+    compile_cache: Mapping[str, int] = field(default_factory=dict)  # hits/misses/uncacheable
 
 
 @dataclass(frozen=True)
@@ -113,12 +116,14 @@ class _Found:
     verify: tuple[Mapping[str, Any], ...] = ()
     kept_container: str | None = None
     wheel_cache: Mapping[str, str] = field(default_factory=dict)  # build/verify -> hit/miss
+    compile_cache: Mapping[str, int] = field(default_factory=dict)
 
 
 class _JobRun:
     def __init__(self, inputs: JobInputs, job: Job, log: JobLog) -> None:
         self.inputs, self.job, self.log = inputs, job, log
         self.found = _Found()
+        self.ccache: CompileCache | None = None
 
     @contextlib.contextmanager
     def stage(self, name: JobStage) -> Iterator[None]:
@@ -171,6 +176,10 @@ class _JobRun:
             offline=self.inputs.opts.offline,
         )
         self.found.wheel_cache = {**self.found.wheel_cache, "build": source.status}
+        if self.ccache is not None:
+            stats = read_stats(session)
+            session.log.line(stats.line())
+            self.found.compile_cache = stats.to_json()
 
     def wheel_cache(self, image: str) -> WheelCache:
         info = self.inputs.factory.engine.inspect_image(image)
@@ -193,14 +202,23 @@ class _JobRun:
     def container(self) -> Iterator[Session]:
         """The job's build container (kept on failure when asked, and noted)."""
         accel = self.inputs.accel.get(self.job.image)
+        self.ccache = self.compile_cache(accel)
+        overlay = accel.overlay if accel else None
+        if self.ccache is not None:
+            image_path = self.inputs.image_env.get(self.job.image, {}).get("PATH")
+            overlay = self.ccache.overlay(accel, image_path or (accel.image_path if accel else ""))
         session = self.inputs.factory.session(
             self.job.image,
             platform=archs.get(self.job.arch).platform,
             job=self.job.id,
             log=self.log,
             keep_on_failure=self.inputs.opts.keep_container,
-            mounts=(*(accel.mounts if accel else ()), self.tools_mount()),
-            overlay=accel.overlay if accel else None,
+            mounts=(
+                *(accel.mounts if accel else ()),
+                self.tools_mount(),
+                *(self.ccache.mounts() if self.ccache else ()),
+            ),
+            overlay=overlay,
             personality=archs.personality(self.job.arch),
             describe=accel.describe() if accel else "",
             network_mode="none" if self.inputs.opts.offline else None,
@@ -211,6 +229,24 @@ class _JobRun:
         finally:
             if session.kept and session.container is not None:
                 self.found.kept_container = session.container.name
+
+    def compile_cache(self, accel: Accel | None) -> CompileCache | None:
+        """ccache for the job's compiler, or None (turned off, or the kit cannot be built:
+        a warning, the build goes on without it)."""
+        if not self.inputs.opts.env.compile_cache:
+            return None
+        try:
+            kit = ensure_kit(self.log.line)
+        except OrchError as exc:
+            self.log.line(f"[ccache] warning: no compile cache for this job: {exc}")
+            return None
+        info = self.inputs.factory.engine.inspect_image(self.job.image)
+        image_id = info.id if info else self.job.image
+        emulated = not archs.runs_natively(self.job.arch)
+        cache = compile_cache_for(kit, self.job.arch, image_id, accel, emulated)
+        Path(cache.host_dir).mkdir(parents=True, exist_ok=True)
+        self.log.line(f"[ccache] ccache {kit.version}, cache {cache.host_dir}")
+        return cache
 
     def copy_in(self, session: Session, deps: GroupDeps) -> None:
         copy_project(session, self.inputs.recipe, self.inputs.project)
@@ -317,6 +353,7 @@ def _complete(outcome: JobOutcome, run: _JobRun, log: JobLog, seconds: float) ->
         verify=found.verify,
         kept_container=found.kept_container,
         wheel_cache=found.wheel_cache,
+        compile_cache=found.compile_cache,
         seconds=seconds,
         stages=run.inputs.view.stage_times(run.job.id),
         log=str(log.path),

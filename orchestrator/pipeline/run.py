@@ -335,6 +335,7 @@ def _record_jobs(
         result.log_tail = list(outcome.log_tail)
         result.cause = outcome.cause
         result.wheel_cache = dict(outcome.wheel_cache)
+        result.compile_cache = dict(outcome.compile_cache)
 
 
 def _clean_up(

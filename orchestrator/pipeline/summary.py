@@ -31,6 +31,16 @@ def summary_table(report: RunReport) -> Table:
     return table
 
 
+def compile_cache_line(report: RunReport) -> str | None:
+    """One line over all jobs: the compile cache's hits and misses (None: not used)."""
+    counts = [j.compile_cache for j in report.jobs if j.compile_cache]
+    if not counts:
+        return None
+    hits = sum(c.get("hits", 0) for c in counts)
+    misses = sum(c.get("misses", 0) for c in counts)
+    return f"compile cache: {hits} hit(s), {misses} miss(es) in {len(counts)} job(s)"
+
+
 def print_failures(report: RunReport, console: Console) -> None:
     for j in report.jobs:
         if j.status != "failed":

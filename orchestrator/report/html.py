@@ -323,12 +323,21 @@ def _facts(job: Job) -> str:
         ("wheel", wheel.get("filename") if wheel else None),
         ("size", common.human_size(wheel.get("size")) if wheel else None),
         ("sha256", wheel.get("sha256") if wheel else None),
+        ("compile cache", _compile_cache(job.get("compile_cache"))),
         ("log", job.get("log")),
         ("container kept", f"docker exec -it {kept} bash" if kept else None),
         ("shard", job.get("shard")),
     ]
     items = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows if v not in (None, ""))
     return _el("dl", items, {"class": "facts"})
+
+
+def _compile_cache(counts: object) -> str | None:
+    """ccache's hits and misses of the job's build (none: no compile cache)."""
+    if not isinstance(counts, Mapping) or not counts:
+        return None
+    hits, misses = counts.get("hits", 0), counts.get("misses", 0)
+    return f"{hits} hit(s), {misses} miss(es), {counts.get('uncacheable', 0)} not cacheable"
 
 
 def _stages(stages: Mapping[str, Any]) -> str:

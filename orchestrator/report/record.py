@@ -48,6 +48,7 @@ class JobResult:
     image_id: str | None = None
     kept_container: str | None = None
     wheel_cache: dict[str, str] = field(default_factory=dict)  # build/verify -> hit | miss
+    compile_cache: dict[str, int] = field(default_factory=dict)  # ccache hits/misses/uncacheable
 
 
 @dataclass
