@@ -142,7 +142,8 @@ def test_wheels_from_tar_takes_regular_wheels_only() -> None:
 
 
 def _fills(engine: FakeEngine) -> int:
-    return sum(FILL_PATH in " ".join(cmd) for c in engine.created for cmd in c.execs)
+    """The misses' fill runs (a hit runs the same script in its "build" mode)."""
+    return sum(f"{FILL_PATH} fill" in " ".join(cmd) for c in engine.created for cmd in c.execs)
 
 
 def test_second_run_hits_and_offline_cuts_the_network(tmp_path: Path, cache_dir: Path) -> None:

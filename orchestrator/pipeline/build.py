@@ -15,6 +15,7 @@ from orchestrator.pipeline.buildenv import (
     build_key,
     installer_env,
     prepare_build_env,
+    script_tar,
 )
 from orchestrator.pipeline.wheelcache import WheelCache
 from orchestrator.plan.jobs import Job
@@ -128,9 +129,10 @@ def build_wheel(
     session.log.line(source.line("build requirements", cache))
     if source.built:
         return source
+    session.put_tar(script_tar(), "/orch")
     session.run(
         "build",
-        build_command(python_bin(job), DIST, SRC, source),
+        build_command(python_bin(job), DIST, SRC),
         env={**env, **installer_env(source)},
         workdir=SRC,
     )

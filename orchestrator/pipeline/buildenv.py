@@ -32,14 +32,25 @@ FILL_PATH = "/orch/fill_build_requirements.py"
 SETUPTOOLS_FILES = ("setup.py", "setup.cfg")
 SETUPTOOLS_BACKENDS = ("setuptools.build_meta", "setuptools.build_meta:__legacy__")
 
-# Run in the job's interpreter on a miss: fetch the static requirements (and uv, if this
-# build can use it), make the isolated environment offline from them, ask the backend for
-# its dynamic requirements, fetch those, and build the wheel in that same environment.
+BUILD_ENV_DIR = "/tmp/orch-build-env"  # the isolated environment: one per container
+# Run in the job's interpreter. "fill" (a miss): fetch the static requirements (and uv, if
+# this build can use it), make the isolated environment offline from them, ask the backend
+# for its dynamic requirements, fetch those, and build the wheel in that same environment.
+# "build" (a hit): the same with everything already at `fill` (python -m build's steps).
+# The environment is always at BUILD_ENV_DIR, never a random temporary directory: its
+# include directory is on the compiler's command line (-I<env>/include), and a path that
+# changed every run would make every compile a compile-cache miss.
 FILL_SCRIPT = r"""
-import glob, os, subprocess, sys, zipfile
+import glob, os, subprocess, sys, tempfile, zipfile
 from build import BuildBackendException, BuildException, ProjectBuilder
 from build.env import DefaultIsolatedEnv
-src, fill, outdir = sys.argv[1:4]
+mode, src, fill, outdir, env_dir = sys.argv[1:6]
+_mkdtemp = tempfile.mkdtemp
+def _env_dir(*args, **kwargs):
+    tempfile.mkdtemp = _mkdtemp  # only the environment's own directory is fixed
+    os.makedirs(env_dir)
+    return env_dir
+tempfile.mkdtemp = _env_dir
 pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
 OFFLINE = dict(PIP_NO_INDEX="1", PIP_FIND_LINKS=fill, UV_OFFLINE="1", UV_NO_INDEX="1",
                UV_FIND_LINKS=fill)
@@ -63,7 +74,16 @@ def uv_binary():
                     os.chmod("/tmp/orch-uv", 0o755)
                     return "/tmp/orch-uv"
     return None
+def build():
+    kwargs = {"installer": "uv"} if os.environ.get("UV") else {}
+    with DefaultIsolatedEnv(**kwargs) as env:
+        builder = ProjectBuilder.from_isolated_env(env, src)
+        env.install(builder.build_system_requires)
+        env.install(builder.get_requires_for_build("wheel"))
+        print("built", builder.build("wheel", outdir), flush=True)
 def main():
+    if mode == "build":
+        return build()
     static = sorted(ProjectBuilder(src).build_system_requires)
     fetch(static)
     uv = uv_binary()
@@ -194,7 +214,12 @@ def prepare_build_env(
             )
         session.run("build", ["mkdir", "-p", WHEELS])
         session.put_tar(_script_tar(), "/orch")
-        session.run("build", [python, FILL_PATH, src, WHEELS, outdir], env=env, workdir=src)
+        session.run(
+            "build",
+            [python, FILL_PATH, "fill", src, WHEELS, outdir, BUILD_ENV_DIR],
+            env=env,
+            workdir=src,
+        )
         wheels = wheels_from_tar(session.get(WHEELS))
         stored = cache.store_or_warn(key, wheels, {"purpose": "build"}, session.log.line)
         if stored is None:  # built all the same; the next run fills the cache again
@@ -211,10 +236,14 @@ def _uv(cache: WheelCache, wheels: tuple[Path, ...]) -> str | None:
     return None
 
 
-def build_command(python: str, outdir: str, src: str, source: EnvSource) -> list[str]:
-    """`python -m build`, installing its environment with uv when the set has it."""
-    uv = ["--installer", "uv"] if source.uv else []
-    return [python, "-m", "build", "--wheel", *uv, "--outdir", outdir, src]
+def build_command(python: str, outdir: str, src: str) -> list[str]:
+    """`python -m build --wheel`'s steps, in the environment at BUILD_ENV_DIR (installed
+    with uv when UV names it: installer_env)."""
+    return [python, FILL_PATH, "build", src, WHEELS, outdir, BUILD_ENV_DIR]
+
+
+def script_tar() -> bytes:
+    return _script_tar()
 
 
 def installer_env(source: EnvSource) -> dict[str, str]:
