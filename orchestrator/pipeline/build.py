@@ -111,6 +111,7 @@ def build_wheel(
     cache: WheelCache,
     *,
     offline: bool = False,
+    native: bool = False,
 ) -> EnvSource:
     """before-build, then the build with its isolated environment installed from the
     wheel cache (no index)."""
@@ -125,6 +126,7 @@ def build_wheel(
         outdir=DIST,
         env=dict(env),
         offline=offline,
+        native=native,
     )
     session.log.line(source.line("build requirements", cache))
     if source.built:

@@ -11,11 +11,13 @@ import io
 import json
 import sys
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator.container.session import Session, StageFailed
+from orchestrator.pipeline.nativeuv import native_uv, version_of
 from orchestrator.pipeline.wheelcache import WheelCache, set_key, wheels_from_tar
 from orchestrator.plan.jobs import Job
 from orchestrator.recipe.model import Recipe
@@ -198,14 +200,19 @@ def prepare_build_env(
     outdir: str,
     env: dict[str, str],
     offline: bool,
+    native: bool = False,
 ) -> EnvSource:
     """Put the build requirements' wheels at WHEELS; on a miss fill the cache from the
-    index and build the wheel on the way (`built`)."""
+    index and build the wheel on the way (`built`). `native`: an emulated container,
+    whose installs run the x86_64 uv of the set's release (nativeuv)."""
     with cache.filling(key, session.cancel):
         found = cache.lookup(key)
         if found is not None:
             session.put_tar(found.tar("wheels", skip=("uv-",)), "/orch")
-            return EnvSource("hit", len(found.wheels), key, _uv(cache, found.wheels))
+            uv = _uv(cache, found.wheels)
+            if native and uv:
+                uv = _native_uv(found.wheels, session.log.line) or uv
+            return EnvSource("hit", len(found.wheels), key, uv)
         if offline:
             raise StageFailed(
                 "build",
@@ -225,6 +232,14 @@ def prepare_build_env(
         if stored is None:  # built all the same; the next run fills the cache again
             return EnvSource("miss", len(wheels), key, None, built=True)
         return EnvSource("miss", len(stored.wheels), key, _uv(cache, stored.wheels), built=True)
+
+
+def _native_uv(wheels: tuple[Path, ...], log: Callable[[str], None]) -> str | None:
+    for wheel in wheels:
+        version = version_of(wheel.name)
+        if version:
+            return native_uv(version, log)
+    return None
 
 
 def _uv(cache: WheelCache, wheels: tuple[Path, ...]) -> str | None:

@@ -23,6 +23,7 @@ from orchestrator.deps.stage import GroupDeps
 from orchestrator.emulation.accel import Accel
 from orchestrator.emulation.ccache_kit import ensure_kit
 from orchestrator.errors import OrchError
+from orchestrator.pipeline import nativeuv
 from orchestrator.pipeline.audit import audit_errors, audit_job_wheel
 from orchestrator.pipeline.build import build_wheel, copy_project, job_env, merge_env
 from orchestrator.pipeline.buildenv import TOOLS
@@ -174,6 +175,7 @@ class _JobRun:
             self.build_env(deps),
             cache,
             offline=self.inputs.opts.offline,
+            native=nativeuv.applies(self.job.arch),
         )
         self.found.wheel_cache = {**self.found.wheel_cache, "build": source.status}
         if self.ccache is not None:
@@ -217,6 +219,7 @@ class _JobRun:
                 *(accel.mounts if accel else ()),
                 self.tools_mount(),
                 *(self.ccache.mounts() if self.ccache else ()),
+                *((nativeuv.mount(),) if nativeuv.applies(self.job.arch) else ()),
             ),
             overlay=overlay,
             personality=archs.personality(self.job.arch),

@@ -20,6 +20,7 @@ from orchestrator.container.types import ImageInfo
 from orchestrator.errors import EnvironmentProblem
 from orchestrator.images.pull import ensure_local
 from orchestrator.images.stock import choose_default, ensure_stock_image, is_stock, stock_ref
+from orchestrator.pipeline import nativeuv
 from orchestrator.pipeline.buildenv import WHEELS, offline_env
 from orchestrator.pipeline.wheelcache import (
     WheelCache,
@@ -184,6 +185,7 @@ def verify_in_image(
         log=log,
         personality=archs.personality(tags.arch),
         network_mode="none" if offline else None,
+        mounts=(nativeuv.mount(),) if nativeuv.applies(job.arch) else (),
     )
     cache = WheelCache.for_image(info.id, job.arch)
     source = ""
@@ -240,9 +242,10 @@ def _run_checks(
     source = _verify_env(session, recipe, job, wheel, cache, offline, env)
     installs = {**env, **offline_env(WHEELS)}  # installs only: a test command may use pip
     requires = " ".join(shlex.quote(r) for r in recipe.test.requires)
+    uv = nativeuv.newest(session.log.line) if nativeuv.applies(job.arch) else None
     session.run(
         "verify: install",
-        f"python -m pip install --disable-pip-version-check {WHEEL_DIR}/{shlex.quote(wheel.name)} {requires}",
+        f"{install_command(uv)} {WHEEL_DIR}/{shlex.quote(wheel.name)} {requires}",
         env=installs,
         workdir=TEST_DIR,
     )
@@ -263,6 +266,17 @@ def _run_checks(
 
 
 VENV = "/orch/venv"
+
+
+def install_command(uv: str | None) -> str:
+    """pip in the interpreter, or (emulated containers) the native uv installing into it
+    from WHEELS only: the same wheels, without an emulated pip's start-up and resolution."""
+    if uv is None:
+        return "python -m pip install --disable-pip-version-check"
+    return (
+        f"{uv} pip install --python {VENV}/bin/python --no-index --find-links {WHEELS} "
+        "--no-cache --link-mode copy"
+    )
 
 
 def interpreter_script(python_tag: str, tags: WheelTags) -> str:

@@ -1,0 +1,364 @@
+"""orch against cibuildwheel on the same projects, the same local images and the same
+dependency sources, in one run; prints the table and the ratios.
+
+    python benchmarks/vs_cibuildwheel.py --mirror DIR [--archs x86_64,aarch64]
+        [--pythons 1,3] [--projects multi-deps,cxxgen] [--work DIR] [--json FILE]
+
+For each project x arch x number of Pythons:
+  prime      an orch build into a throwaway cache, not measured: it makes the images
+             (and their interpreters) and the toolchain roots present, as the issue's
+             "cold" assumes, and names the image cibuildwheel is then pointed at;
+  orch cold  an empty ORCH_CACHE_DIR (no dependencies, wheel cache or compile cache);
+  orch warm  the same command again (a new run, new output directory);
+  orch touch warm, after one C++ source file was changed (the compile cache misses once);
+  cibuildwheel  4.x from the package index in a throwaway venv, the same image through
+             CIBW_MANYLINUX_<ARCH>_IMAGE, the dependencies built in before-all from the
+             same source tarballs (copied from the mirror into the project), both testing
+             the wheel with the recipe's test command.
+
+Projects: examples/multi-deps (five static dependencies, one C++ file) and "cxxgen", a
+generated C++ extension of CXXGEN_UNITS translation units instantiating standard
+templates (no dependencies): the compile-heavy case. The mirror is a directory of
+<sha256>-named tarballs (scripts/mirror-from-debian.sh makes one; ORCH_SOURCE_MIRROR).
+The load average is printed with every measurement: the machine may be shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parents[1]
+PYTHONS = ("3.9", "3.11", "3.13")
+CIBW_VERSION = "cibuildwheel==4.3.5"
+CXXGEN_UNITS = 12
+DEPS = ("bzip2", "lz4", "xz", "brotli", "snappy")  # examples/multi-deps' dependencies
+DEPS_DIR = "_bench_deps"  # in cibuildwheel's project copy (/project in its container)
+
+
+@dataclass(frozen=True)
+class Row:
+    project: str
+    arch: str
+    pythons: int
+    cibw: float
+    cold: float
+    warm: float
+    touch: float
+    load: float
+    ccache_warm: str
+    stages_warm: dict[str, float]
+
+
+# --- the projects ---------------------------------------------------------------------
+
+
+def cxxgen(root: Path) -> Path:
+    """A C++ extension of CXXGEN_UNITS translation units, each instantiating maps,
+    strings, sorts and streams (a few seconds of g++ each, natively)."""
+    pkg = root / "src" / "cxxgen"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    names = [f"unit{i:02d}" for i in range(CXXGEN_UNITS)]
+    for i, name in enumerate(names):
+        (pkg / f"{name}.cpp").write_text(_unit(name, i))
+    decls = "".join(f"long {n}();\n" for n in names)
+    total = " + ".join(f"{n}()" for n in names)
+    (pkg / "_cxxgen.cpp").write_text(
+        "#define PY_SSIZE_T_CLEAN\n#include <Python.h>\n" + decls + "static PyObject *total"
+        f"(PyObject *, PyObject *) {{ return PyLong_FromLong({total}); }}\n"
+        'static PyMethodDef m[] = {{"total", total, METH_NOARGS, ""}, {nullptr, nullptr, 0, '
+        'nullptr}};\nstatic struct PyModuleDef d = {PyModuleDef_HEAD_INIT, "_cxxgen", '
+        "nullptr, -1, m};\nPyMODINIT_FUNC PyInit__cxxgen(void) { return PyModule_Create(&d); }\n"
+    )
+    sources = ", ".join(f'"src/cxxgen/{n}.cpp"' for n in ["_cxxgen", *names])
+    (root / "setup.py").write_text(
+        "from setuptools import Extension, setup\n"
+        f'setup(ext_modules=[Extension("cxxgen._cxxgen", sources=[{sources}], '
+        'language="c++", extra_compile_args=["-std=c++17"])])\n'
+    )
+    (root / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "cxxgen"\nversion = "1.0"\n[tool.setuptools]\n'
+        'package-dir = {"" = "src"}\npackages = ["cxxgen"]\n'
+    )
+    (root / "orch.yaml").write_text(
+        "schema: 1\nname: cxxgen\nproject: .\npython: ['3.9']\n"
+        "platforms: [manylinux_2_31]\narchs: [x86_64]\ntest:\n"
+        '  command: python -c "import cxxgen._cxxgen as m; print(m.total())"\n'
+    )
+    return root
+
+
+def _unit(name: str, seed: int) -> str:
+    return f"""#include <algorithm>
+#include <map>
+#include <sstream>
+#include <string>
+#include <unordered_map>
+#include <vector>
+namespace {{
+template <int N> struct Step {{
+  static long run(std::map<std::string, long> &m) {{
+    std::ostringstream os; os << "k" << N; m[os.str()] += N; return Step<N - 1>::run(m) + N;
+  }}
+}};
+template <> struct Step<0> {{ static long run(std::map<std::string, long> &) {{ return 0; }} }};
+}}
+long {name}() {{
+  std::map<std::string, long> m; std::unordered_map<long, std::string> u;
+  std::vector<long> v;
+  for (long i = 0; i < 100; ++i) {{ v.push_back((i * {seed + 7}) % 97); u[i] = std::to_string(i); }}
+  std::sort(v.begin(), v.end());
+  return Step<60>::run(m) + v.front() + static_cast<long>(u.size()) + {seed};
+}}
+"""
+
+
+def prepare(project: str, arch: str, pythons: int, dest: Path) -> Path:
+    """The project copy with its recipe narrowed to arch and the first `pythons` Pythons."""
+    shutil.rmtree(dest, ignore_errors=True)
+    if project == "cxxgen":
+        cxxgen(dest)
+    else:
+        shutil.copytree(HERE / "examples" / project, dest)
+    recipe = yaml.safe_load((dest / "orch.yaml").read_text())
+    recipe["python"] = list(PYTHONS[:pythons])
+    recipe["archs"] = [arch]
+    (dest / "orch.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return dest
+
+
+def touch_source(project_dir: Path) -> None:
+    """Change one C++ source file (a comment: the object code stays the same)."""
+    src = sorted((project_dir / "src").rglob("*.cpp"))[-1]
+    src.write_text(src.read_text() + f"\n// touched {time.time()}\n")
+
+
+# --- orch -----------------------------------------------------------------------------
+
+
+def orch(project: Path, out: Path, env: dict[str, str]) -> tuple[float, dict[str, Any]]:
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, "-m", "orchestrator", "build", "-f", str(project / "orch.yaml")]
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [*cmd, "-o", str(out), "--plain"], cwd=HERE, env=env, capture_output=True, text=True
+    )
+    wall = time.monotonic() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"orch build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-3000:]}")
+    report: dict[str, Any] = json.loads((out / ".orch" / "report.json").read_text())
+    return wall, report
+
+
+def mean_stages(report: dict[str, Any]) -> dict[str, float]:
+    jobs = report["jobs"]
+    names = dict.fromkeys(k for j in jobs for k in j.get("stages", {}))
+    return {n: round(sum(j["stages"].get(n, 0.0) for j in jobs) / len(jobs), 1) for n in names}
+
+
+def ccache_counts(report: dict[str, Any]) -> str:
+    hits = sum(j.get("compile_cache", {}).get("hits", 0) for j in report["jobs"])
+    misses = sum(j.get("compile_cache", {}).get("misses", 0) for j in report["jobs"])
+    return f"{hits}h/{misses}m"
+
+
+# --- cibuildwheel ---------------------------------------------------------------------
+
+
+def cibw_venv(work: Path) -> Path:
+    venv = work / "cibw-venv"
+    exe = venv / "bin" / "cibuildwheel"
+    if not exe.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", CIBW_VERSION], check=True)
+    return exe
+
+
+def dep_sources(mirror: Path) -> dict[str, str]:
+    """Each dependency's tarball name, from orch's recipe library (sha256 and filename)."""
+    out = {}
+    for name in DEPS:
+        source = yaml.safe_load((HERE / "recipes" / f"{name}.yaml").read_text())["source"]
+        if not (mirror / source["sha256"]).is_file():
+            raise SystemExit(f"{mirror} has no {source['filename']} ({source['sha256']})")
+        out[name] = source["sha256"]
+    return out
+
+
+BEFORE_ALL = r"""set -eu
+D=/project/{deps}; P=/opt/deps; J=$(nproc); mkdir -p /tmp/deps && cd /tmp/deps
+export CFLAGS="-O2 -fPIC" CXXFLAGS="-O2 -fPIC"
+mkdir bzip2 && tar -xf $D/{bzip2} -C bzip2 --strip-components=1
+make -C bzip2 -j$J libbz2.a CFLAGS="$CFLAGS -D_FILE_OFFSET_BITS=64"
+install -D -m644 bzip2/libbz2.a $P/lib/libbz2.a; install -D -m644 bzip2/bzlib.h $P/include/bzlib.h
+mkdir lz4 && tar -xf $D/{lz4} -C lz4 --strip-components=1
+make -C lz4/lib -j$J PREFIX=$P BUILD_SHARED=no install
+mkdir xz && tar -xf $D/{xz} -C xz --strip-components=1
+(cd xz && ./configure -q --prefix=$P --disable-shared --with-pic --disable-xz --disable-xzdec \
+  --disable-lzmadec --disable-lzmainfo --disable-lzma-links --disable-scripts --disable-doc \
+  --disable-nls && make -j$J && make install)
+mkdir brotli && tar -xf $D/{brotli} -C brotli --strip-components=1
+cmake -S brotli -B brotli-b -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=$P \
+  -DCMAKE_POSITION_INDEPENDENT_CODE=ON -DBROTLI_DISABLE_TESTS=ON
+cmake --build brotli-b -j $J && cmake --install brotli-b
+for p in common dec enc; do mv $P/lib/libbrotli$p-static.a $P/lib/libbrotli$p.a; done
+rm -f $P/lib/libbrotli*.so*
+mkdir snappy && tar -xf $D/{snappy} -C snappy --strip-components=1
+cmake -S snappy -B snappy-b -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=$P \
+  -DCMAKE_POSITION_INDEPENDENT_CODE=ON -DBUILD_SHARED_LIBS=OFF -DSNAPPY_BUILD_TESTS=OFF \
+  -DSNAPPY_BUILD_BENCHMARKS=OFF
+cmake --build snappy-b -j $J && cmake --install snappy-b
+"""
+
+
+def cibuildwheel(
+    exe: Path, project: Path, arch: str, report: dict[str, Any], mirror: Path, out: Path
+) -> float:
+    """cibuildwheel on a copy of the project, on the image orch's report names."""
+    recipe = yaml.safe_load((project / "orch.yaml").read_text())
+    copy = out.parent / f"{out.name}-project"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(project, copy)
+    env = {**os.environ, "CIBW_ARCHS": arch, "CIBW_PLATFORM": "linux"}
+    if recipe.get("dependencies"):
+        shas = dep_sources(mirror)
+        (copy / DEPS_DIR).mkdir()
+        for sha in shas.values():
+            shutil.copy(mirror / sha, copy / DEPS_DIR / sha)
+        env["CIBW_BEFORE_ALL"] = BEFORE_ALL.format(deps=DEPS_DIR, **shas)
+        env["CIBW_ENVIRONMENT"] = (
+            'CPPFLAGS="-I/opt/deps/include" LDFLAGS="-L/opt/deps/lib" '
+            'PKG_CONFIG_PATH="/opt/deps/lib/pkgconfig"'
+        )
+    tags = sorted({j["python"] for j in report["jobs"]})
+    env["CIBW_BUILD"] = " ".join(f"{t}-manylinux_{arch}" for t in tags)
+    env[f"CIBW_MANYLINUX_{arch.upper()}_IMAGE"] = report["jobs"][0]["image"]
+    env["CIBW_TEST_COMMAND"] = " ".join(recipe["test"]["command"].split())
+    env["CIBW_CONTAINER_ENGINE"] = "docker; create_args: --pull=never"
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [str(exe), "--output-dir", str(out), str(copy)], env=env, capture_output=True, text=True
+    )
+    wall = time.monotonic() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"cibuildwheel failed:\n{proc.stdout[-5000:]}\n{proc.stderr[-3000:]}")
+    built = list(out.glob("*.whl"))
+    if len(built) != len(tags):
+        raise SystemExit(f"cibuildwheel made {len(built)} wheels, expected {len(tags)}")
+    return wall
+
+
+# --- the run --------------------------------------------------------------------------
+
+
+def measure(
+    project: str, arch: str, pythons: int, work: Path, mirror: Path, cibw: Path | None
+) -> Row:
+    base = work / f"{project}-{arch}-{pythons}"
+    src = prepare(project, arch, pythons, base / "src")
+    env = {**os.environ, "ORCH_SOURCE_MIRROR": str(mirror)}
+    prime_env = {**env, "ORCH_CACHE_DIR": str(base / "prime-cache")}
+    _, report = orch(src, base / "prime-out", prime_env)  # images and roots present
+    shutil.rmtree(base / "cache", ignore_errors=True)
+    env["ORCH_CACHE_DIR"] = str(base / "cache")
+    load = os.getloadavg()[0]
+    cold, _ = orch(src, base / "cold", env)
+    warm, warm_report = orch(src, base / "warm", env)
+    touch_source(src)
+    touch, _ = orch(src, base / "touch", env)
+    cibw_time = cibuildwheel(cibw, src, arch, report, mirror, base / "cibw") if cibw else 0.0
+    return Row(
+        project,
+        arch,
+        pythons,
+        cibw_time,
+        cold,
+        warm,
+        touch,
+        load,
+        ccache_counts(warm_report),
+        mean_stages(warm_report),
+    )
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:5.1f}x" if a and b else "   - "
+
+
+def table(rows: list[Row]) -> str:
+    head = (
+        f"{'project':11s} {'arch':8s} {'py':>2s} {'cibw':>7s} {'cold':>7s} {'warm':>6s} "
+        f"{'touch':>6s} {'cold x':>6s} {'warm x':>6s} {'touch x':>7s} {'ccache':>8s} load"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r.project:11s} {r.arch:8s} {r.pythons:2d} {r.cibw:6.1f}s {r.cold:6.1f}s "
+            f"{r.warm:5.1f}s {r.touch:5.1f}s {ratio(r.cibw, r.cold):>6s} "
+            f"{ratio(r.cibw, r.warm):>6s} {ratio(r.cibw, r.touch):>7s} {r.ccache_warm:>8s} "
+            f"{r.load:4.1f}"
+        )
+    lines.append("")
+    for r in rows:
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in r.stages_warm.items())
+        lines.append(f"warm stages per job ({r.project} {r.arch} {r.pythons} py): {stages}")
+    natives = {(r.project, r.pythons): r.warm for r in rows if r.arch == "x86_64"}
+    for r in rows:
+        if r.arch != "x86_64" and (r.project, r.pythons) in natives:
+            x = natives[(r.project, r.pythons)]
+            lines.append(
+                f"orch warm {r.arch} / warm x86_64 ({r.project}, {r.pythons} py): {r.warm / x:.2f}"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--mirror", type=Path, default=os.environ.get("ORCH_SOURCE_MIRROR"))
+    ap.add_argument("--archs", default="x86_64,aarch64")
+    ap.add_argument("--pythons", default="1,3")
+    ap.add_argument("--projects", default="multi-deps,cxxgen")
+    ap.add_argument("--work", type=Path, help="keep the work tree here")
+    ap.add_argument("--json", type=Path, help="append each row here as it is measured")
+    ap.add_argument("--no-cibuildwheel", action="store_true", help="orch's figures only")
+    args = ap.parse_args()
+    if args.mirror is None:
+        raise SystemExit("--mirror DIR (or ORCH_SOURCE_MIRROR): the dependency tarballs")
+    print(f"{os.cpu_count()} CPUs, load average at start {os.getloadavg()}", flush=True)
+    rows: list[Row] = []
+    with contextlib.ExitStack() as stack:
+        work = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vs-")))
+        work.mkdir(parents=True, exist_ok=True)
+        cibw = None if args.no_cibuildwheel else cibw_venv(work)
+        for project in args.projects.split(","):
+            for arch in args.archs.split(","):
+                for n in (int(p) for p in args.pythons.split(",")):
+                    print(f"{project} {arch} {n} Python(s) ...", flush=True)
+                    row = measure(project, arch, n, work, args.mirror.resolve(), cibw)
+                    rows.append(row)
+                    print(table([row]).splitlines()[2], flush=True)
+                    if args.json:
+                        with args.json.open("a") as f:
+                            f.write(json.dumps(asdict(row)) + "\n")
+    print()
+    print(table(rows))
+    print(f"load average at end {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
