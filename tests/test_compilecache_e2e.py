@@ -115,7 +115,9 @@ def test_rebuild_hits_every_unit_and_a_changed_file_misses_alone(
     cold_so, warm_so = _extensions(tmp_path / "cold"), _extensions(tmp_path / "warm")
     assert len(cold_so) == 2 and cold_so == warm_so  # the same objects, linked the same
 
-    (project / "src" / "ccdemo" / "extra.cpp").write_text(_unit("extra", 2) + "// edited\n")
+    # a change of the code (a comment alone would be a hit: ccache's preprocessed mode)
+    edited = _unit("extra", 2).replace("return v[0];", "return v.at(0) + 0;")
+    (project / "src" / "ccdemo" / "extra.cpp").write_text(edited)
     touched = _build(project, tmp_path / "touched")
     for job in touched:
         counts = job["compile_cache"]
