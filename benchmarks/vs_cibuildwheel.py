@@ -346,8 +346,8 @@ def main() -> None:
         work = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vs-")))
         work.mkdir(parents=True, exist_ok=True)
         cibw = None if args.no_cibuildwheel else cibw_venv(work)
-        for project in args.projects.split(","):
-            for arch in args.archs.split(","):
+        for arch in args.archs.split(","):
+            for project in args.projects.split(","):
                 for n in (int(p) for p in args.pythons.split(",")):
                     print(f"{project} {arch} {n} Python(s) ...", flush=True)
                     row = measure(project, arch, n, work, args.mirror.resolve(), cibw)
