@@ -273,7 +273,8 @@ def measure(
     base = work / f"{project}-{arch}-{pythons}"
     src = prepare(project, arch, pythons, base / "src")
     env = {**os.environ, "ORCH_SOURCE_MIRROR": str(mirror)}
-    prime_env = {**env, "ORCH_CACHE_DIR": str(base / "prime-cache")}
+    # one priming cache per project x arch: its dependencies serve every Python count
+    prime_env = {**env, "ORCH_CACHE_DIR": str(work / f"{project}-{arch}-prime-cache")}
     _, report = orch(src, base / "prime-out", prime_env)  # images and roots present
     shutil.rmtree(base / "cache", ignore_errors=True)
     env["ORCH_CACHE_DIR"] = str(base / "cache")
