@@ -1,0 +1,59 @@
+"""Opt-in (ORCH_TEST_NATIVE_UV=1, x86_64 hosts; a few minutes of aarch64 builds): an
+emulated aarch64 job's warm run installs its build environment and its verification
+with the native x86_64 uv, with no network, and lands the same wheels; its C compile is
+a compile-cache hit."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.util.paths import cache_dir as default_cache_dir
+from tests.conftest import EXAMPLES, orch
+
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.skipif(
+        os.environ.get("ORCH_TEST_NATIVE_UV") != "1" or platform.machine() != "x86_64",
+        reason="set ORCH_TEST_NATIVE_UV=1 (x86_64 hosts): aarch64 builds under QEMU",
+    ),
+]
+
+
+def _build(project: Path, out: Path, *extra: str) -> list[dict[str, Any]]:
+    proc = orch("build", "-f", str(project / "orch.yaml"), "-o", str(out), *extra)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    jobs: list[dict[str, Any]] = json.loads((out / ".orch" / "report.json").read_text())["jobs"]
+    assert [j["status"] for j in jobs] == ["ok"]
+    return jobs
+
+
+def test_warm_aarch64_installs_with_the_native_uv_offline(
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if "ORCH_CROSS_DIR" not in os.environ:
+        monkeypatch.setenv("ORCH_CROSS_DIR", str(default_cache_dir() / "cross"))
+    project = tmp_path / "hello-bz2"
+    shutil.copytree(EXAMPLES / "hello-bz2", project)
+    recipe = (project / "orch.yaml").read_text()
+    recipe = recipe.replace('python: ["3.9", "3.11"]', 'python: ["3.9"]')
+    recipe = recipe.replace("archs: [x86_64]", "archs: [aarch64]")
+    recipe = recipe.replace("test:\n", "test:\n  requires: [packaging]\n  stock-images: false\n")
+    (project / "orch.yaml").write_text(recipe)
+
+    _build(project, tmp_path / "cold")
+    [job] = _build(project, tmp_path / "warm", "--offline")
+    assert job["wheel_cache"] == {"build": "hit", "verify": "hit"}
+    assert job["compile_cache"]["hits"] == 1 and job["compile_cache"]["misses"] == 0
+    log = Path(job["log"]).read_text()
+    assert "installer uv (/orch/native/uv-" in log  # the build environment
+    assert "/orch/native/uv-" in log.split("verify: install", 1)[1]  # verification
+    assert list((cache_dir / "native").glob("uv-*/uv"))
+    cold = sorted(p.name for p in (tmp_path / "cold").glob("*.whl"))
+    assert cold == sorted(p.name for p in (tmp_path / "warm").glob("*.whl")) != []
