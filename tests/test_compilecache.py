@@ -10,7 +10,7 @@ from orchestrator.emulation.accel import Accel
 from orchestrator.emulation.ccache_kit import PREFIX, CcacheKit, needed_libraries, wrapper_script
 from orchestrator.pipeline.compilecache import compile_cache_for, parse_log
 from orchestrator.pipeline.nativeuv import version_of
-from orchestrator.pipeline.verify import install_command
+from orchestrator.pipeline.verify import WheelTags, install_command, interpreter_script
 
 KIT = CcacheKit(Path("/kit"), "4.2", "k" * 64)
 IMAGE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -108,3 +108,9 @@ def test_native_uv_version_and_install_command() -> None:
     cmd = install_command("/orch/native/uv-0.9.7/uv")
     assert cmd.startswith("/orch/native/uv-0.9.7/uv pip install --python /orch/venv/bin/python")
     assert "--no-index --find-links /orch/wheels" in cmd
+
+
+def test_a_venv_for_the_native_uv_skips_the_emulated_ensurepip() -> None:
+    tags = WheelTags("cp311", ("manylinux_2_31_aarch64",), "cp311")
+    assert "-m venv --without-pip /orch/venv" in interpreter_script("cp311-cp311", tags, False)
+    assert "-m venv /orch/venv" in interpreter_script("cp311-cp311", tags)

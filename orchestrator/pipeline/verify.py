@@ -238,11 +238,13 @@ def _run_checks(
     env = {"PATH": f"{VENV}/bin:/usr/local/bin:/usr/bin:/bin", "PIP_NO_INPUT": "1"}
     session.run("verify", ["mkdir", "-p", WHEEL_DIR, TEST_DIR])
     session.put(wheel, WHEEL_DIR, arcname=wheel.name)
-    session.run("verify: interpreter", interpreter_script(job.python_tag, tags))
+    uv = nativeuv.newest(session.log.line) if nativeuv.applies(job.arch) else None
+    # a new venv's pip costs an emulated ensurepip; uv does not need it, a test may
+    with_pip = uv is None or "pip" in (recipe.test.command or "") or bool(recipe.test.coexist)
+    session.run("verify: interpreter", interpreter_script(job.python_tag, tags, with_pip))
     source = _verify_env(session, recipe, job, wheel, cache, offline, env)
     installs = {**env, **offline_env(WHEELS)}  # installs only: a test command may use pip
     requires = " ".join(shlex.quote(r) for r in recipe.test.requires)
-    uv = nativeuv.newest(session.log.line) if nativeuv.applies(job.arch) else None
     session.run(
         "verify: install",
         f"{install_command(uv)} {WHEEL_DIR}/{shlex.quote(wheel.name)} {requires}",
@@ -279,7 +281,7 @@ def install_command(uv: str | None) -> str:
     )
 
 
-def interpreter_script(python_tag: str, tags: WheelTags) -> str:
+def interpreter_script(python_tag: str, tags: WheelTags, with_pip: bool = True) -> str:
     """Find the interpreter the wheel is for and make {VENV}/bin its bin directory: the
     manylinux layout's /opt/python/<tag> as it is, else a system python3.X (on PATH,
     /usr/bin/python3) as a fresh venv, where a user would install the wheel."""
@@ -302,7 +304,7 @@ if [ "$found" = "$layout" ]; then
   ln -s "$(dirname "$(dirname "$found")")" {VENV}  # the whole prefix: it may be a venv
 else
   echo "[verify] system interpreter $found: installing into a venv"
-  "$found" -m venv {VENV}
+  "$found" -m venv {"" if with_pip else "--without-pip "}{VENV}
 fi
 """
 
@@ -375,6 +377,8 @@ def _fill_verify(session: Session, recipe: Recipe, wheel: Path, env: dict[str, s
     args = " ".join(shlex.quote(r) for r in extra)
     session.run(
         "verify: fetch requirements",
+        # a venv made without pip (installs by the native uv) gets it for this fill only
+        "{ python -m pip --version >/dev/null 2>&1 || python -m ensurepip >/dev/null; } && "
         f"python -m pip wheel --disable-pip-version-check --wheel-dir {WHEELS} "
         f"{WHEEL_DIR}/{shlex.quote(wheel.name)} {args} && rm -f {WHEELS}/{shlex.quote(wheel.name)}",
         env=env,
