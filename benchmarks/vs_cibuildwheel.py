@@ -246,7 +246,7 @@ def cibuildwheel(
             'CPPFLAGS="-I/opt/deps/include" LDFLAGS="-L/opt/deps/lib" '
             'PKG_CONFIG_PATH="/opt/deps/lib/pkgconfig"'
         )
-    tags = sorted({j["python"] for j in report["jobs"]})
+    tags = sorted({"cp" + j["python"].replace(".", "") for j in report["jobs"]})
     env["CIBW_BUILD"] = " ".join(f"{t}-manylinux_{arch}" for t in tags)
     env[f"CIBW_MANYLINUX_{arch.upper()}_IMAGE"] = report["jobs"][0]["image"]
     env["CIBW_TEST_COMMAND"] = " ".join(recipe["test"]["command"].split())
