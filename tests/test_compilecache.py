@@ -10,7 +10,10 @@ from orchestrator.emulation.accel import Accel
 from orchestrator.emulation.ccache_kit import PREFIX, CcacheKit, needed_libraries, wrapper_script
 from orchestrator.pipeline.compilecache import compile_cache_for, parse_log
 from orchestrator.pipeline.nativeuv import version_of
+from orchestrator.pipeline.summary import compile_cache_line
 from orchestrator.pipeline.verify import WheelTags, install_command, interpreter_script
+from orchestrator.report import html
+from orchestrator.report.record import JobResult, RunReport
 
 KIT = CcacheKit(Path("/kit"), "4.2", "k" * 64)
 IMAGE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -114,3 +117,28 @@ def test_a_venv_for_the_native_uv_skips_the_emulated_ensurepip() -> None:
     tags = WheelTags("cp311", ("manylinux_2_31_aarch64",), "cp311")
     assert "-m venv --without-pip /orch/venv" in interpreter_script("cp311-cp311", tags, False)
     assert "-m venv /orch/venv" in interpreter_script("cp311-cp311", tags)
+
+
+def test_the_counts_reach_the_summary_and_the_html_details() -> None:
+    def job(name: str, counts: dict[str, int]) -> JobResult:
+        return JobResult(
+            id=name,
+            python="3.9",
+            platform_tag="manylinux_2_31",
+            arch="x86_64",
+            policy="manylinux_2_31",
+            image="img",
+            emulated=False,
+            compile_cache=counts,
+        )
+
+    report = RunReport(recipe="r", name="n")
+    assert compile_cache_line(report) is None
+    report.jobs = [
+        job("a", {"hits": 3, "misses": 1, "uncacheable": 1}),
+        job("b", {"hits": 4, "misses": 0, "uncacheable": 1}),
+    ]
+    assert compile_cache_line(report) == "compile cache: 7 hit(s), 1 miss(es) in 2 job(s)"
+    facts = html._facts({"compile_cache": {"hits": 3, "misses": 1, "uncacheable": 1}})
+    assert "compile cache" in facts and "3 hit(s), 1 miss(es), 1 not cacheable" in facts
+    assert "compile cache" not in html._facts({})
