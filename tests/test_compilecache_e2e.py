@@ -44,6 +44,7 @@ python: ["3.9", "3.11"]
 platforms: [manylinux_2_31]
 archs: [x86_64]
 test:
+  stock-images: false
   command: python -c "import ccdemo._ccdemo as m; assert m.total() == 6, m.total()"
 """
 MODULE = """
