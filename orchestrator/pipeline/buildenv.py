@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.container.session import Session, StageFailed
-from orchestrator.pipeline.nativeuv import native_uv, version_of
+from orchestrator.pipeline.nativeuv import available, native_uv, version_of
 from orchestrator.pipeline.wheelcache import WheelCache, set_key, wheels_from_tar
 from orchestrator.plan.jobs import Job
 from orchestrator.recipe.model import Recipe
@@ -210,8 +210,9 @@ def prepare_build_env(
         if found is not None:
             session.put_tar(found.tar("wheels", skip=("uv-",)), "/orch")
             uv = _uv(cache, found.wheels)
-            if native and uv:
-                uv = _native_uv(found.wheels, session.log.line) or uv
+            fetched = _native_uv(found.wheels, session.log.line) if available() else None
+            if native and fetched:  # verification uses it on any architecture
+                uv = fetched
             return EnvSource("hit", len(found.wheels), key, uv)
         if offline:
             raise StageFailed(
@@ -231,6 +232,8 @@ def prepare_build_env(
         stored = cache.store_or_warn(key, wheels, {"purpose": "build"}, session.log.line)
         if stored is None:  # built all the same; the next run fills the cache again
             return EnvSource("miss", len(wheels), key, None, built=True)
+        if available():  # for this job's verification already
+            _native_uv(stored.wheels, session.log.line)
         return EnvSource("miss", len(stored.wheels), key, _uv(cache, stored.wheels), built=True)
 
 

@@ -28,6 +28,7 @@ from orchestrator.util.paths import cache_dir
 NATIVE = "/orch/native"  # the mount point in containers
 PLATFORM = "musllinux_1_1_x86_64"  # static: runs in any container on an x86_64 kernel
 _VERSION = re.compile(r"^uv-(\d+(?:\.\d+)*)-")
+_FAILED: set[str] = set()
 
 Log = Callable[[str], None]
 
@@ -37,8 +38,15 @@ def native_dir() -> Path:
 
 
 def applies(arch: str) -> bool:
-    """Only emulated containers on an x86_64 host gain anything."""
-    return archs.host_arch() == "x86_64" and not archs.runs_natively(arch)
+    """Build environments: only emulated containers on an x86_64 host gain anything (a
+    native container runs the set's own uv natively already)."""
+    return available() and not archs.runs_natively(arch)
+
+
+def available() -> bool:
+    """The x86_64 binary runs in any container of an x86_64 host (verification's installs
+    use it on every architecture)."""
+    return archs.host_arch() == "x86_64"
 
 
 def mount() -> Mount:
@@ -55,10 +63,13 @@ def native_uv(version: str, log: Log) -> str | None:
     """The container path of the x86_64 uv `version`, fetched now if missing; None if it
     cannot be had (no index: the emulated uv then does the work, as before)."""
     target = native_dir() / f"uv-{version}" / "uv"
+    if not target.is_file() and version in _FAILED:
+        return None
     if not target.is_file():
         native_dir().mkdir(parents=True, exist_ok=True)
         with filelock.FileLock(str(native_dir() / f"uv-{version}.lock")):
             if not target.is_file() and not _fetch(version, target, log):
+                _FAILED.add(version)  # asked once per process: no index, no waiting per job
                 return None
     return f"{NATIVE}/uv-{version}/uv"
 
@@ -75,6 +86,7 @@ def newest(log: Log) -> str | None:
 def _fetch(version: str, target: Path, log: Log) -> bool:
     with tempfile.TemporaryDirectory(dir=native_dir()) as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+        cmd += ["--timeout", "15", "--retries", "1"]  # no index: fall back soon
         proc = subprocess.run(
             [*cmd, "--platform", PLATFORM, "--dest", tmp, f"uv=={version}"],
             capture_output=True,

@@ -185,7 +185,7 @@ def verify_in_image(
         log=log,
         personality=archs.personality(tags.arch),
         network_mode="none" if offline else None,
-        mounts=(nativeuv.mount(),) if nativeuv.applies(job.arch) else (),
+        mounts=(nativeuv.mount(),) if nativeuv.available() else (),
     )
     cache = WheelCache.for_image(info.id, job.arch)
     source = ""
@@ -238,7 +238,7 @@ def _run_checks(
     env = {"PATH": f"{VENV}/bin:/usr/local/bin:/usr/bin:/bin", "PIP_NO_INPUT": "1"}
     session.run("verify", ["mkdir", "-p", WHEEL_DIR, TEST_DIR])
     session.put(wheel, WHEEL_DIR, arcname=wheel.name)
-    uv = nativeuv.newest(session.log.line) if nativeuv.applies(job.arch) else None
+    uv = nativeuv.newest(session.log.line) if nativeuv.available() else None
     # a new venv's pip costs an emulated ensurepip; uv does not need it, a test may
     with_pip = uv is None or "pip" in (recipe.test.command or "") or bool(recipe.test.coexist)
     session.run("verify: interpreter", interpreter_script(job.python_tag, tags, with_pip))
@@ -271,7 +271,7 @@ VENV = "/orch/venv"
 
 
 def install_command(uv: str | None) -> str:
-    """pip in the interpreter, or (emulated containers) the native uv installing into it
+    """pip in the interpreter, or the native uv (x86_64 hosts) installing into it
     from WHEELS only: the same wheels, without an emulated pip's start-up and resolution."""
     if uv is None:
         return "python -m pip install --disable-pip-version-check"
