@@ -275,7 +275,7 @@ def measure(
 ) -> Row:
     base = work / f"{project}-{arch}-{pythons}"
     src = prepare(project, arch, pythons, base / "src")
-    env = {**os.environ, "ORCH_SOURCE_MIRROR": str(mirror)}
+    env = {**os.environ, "ORCH_SOURCE_MIRROR": str(mirror), **toolchains()}
     # one priming cache per project x arch: its dependencies serve every Python count
     prime_env = {**env, "ORCH_CACHE_DIR": str(work / f"{project}-{arch}-prime-cache")}
     _, report = orch(src, base / "prime-out", prime_env)  # images and roots present
@@ -300,6 +300,16 @@ def measure(
         ccache_counts(warm_report),
         mean_stages(warm_report),
     )
+
+
+def toolchains() -> dict[str, str]:
+    """Toolchain roots (cross gcc, LLVM, the ccache kit) and compiled interpreters stay
+    where this machine has them while ORCH_CACHE_DIR is emptied: they are "present", as
+    the images are, not part of the cold cache."""
+    from orchestrator.emulation.cross_root import cross_dir
+    from orchestrator.images.interpreters import store_dir
+
+    return {"ORCH_CROSS_DIR": str(cross_dir()), "ORCH_INTERPRETER_DIR": str(store_dir())}
 
 
 def ratio(a: float, b: float) -> str:
