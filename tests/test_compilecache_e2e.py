@@ -6,14 +6,13 @@ byte the same), then with one source file changed (that file alone misses)."""
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from orchestrator.util.paths import cache_dir as default_cache_dir
+from orchestrator.emulation.ccache_kit import ensure_kit
 from tests.conftest import orch
 
 pytestmark = pytest.mark.docker
@@ -95,11 +94,9 @@ def _extensions(out: Path) -> dict[str, bytes]:
 
 
 def test_rebuild_hits_every_unit_and_a_changed_file_misses_alone(
-    x86_images: tuple[str, str], cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    x86_images: tuple[str, str], cache_dir: Path, tmp_path: Path
 ) -> None:
-    # the ccache kit is a toolchain like the cross roots: shared, not rebuilt per test
-    if "ORCH_CROSS_DIR" not in os.environ:
-        monkeypatch.setenv("ORCH_CROSS_DIR", str(default_cache_dir() / "cross"))
+    ensure_kit()  # a toolchain, like the cross roots (in the shared ORCH_CROSS_DIR)
     project = _project(tmp_path / "ccdemo")
     units = 1 + len(UNITS)
 

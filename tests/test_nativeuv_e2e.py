@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.util.paths import cache_dir as default_cache_dir
+from orchestrator.emulation.ccache_kit import ensure_kit
 from tests.conftest import EXAMPLES, orch
 
 pytestmark = [
@@ -34,11 +34,8 @@ def _build(project: Path, out: Path, *extra: str) -> list[dict[str, Any]]:
     return jobs
 
 
-def test_warm_aarch64_installs_with_the_native_uv_offline(
-    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if "ORCH_CROSS_DIR" not in os.environ:
-        monkeypatch.setenv("ORCH_CROSS_DIR", str(default_cache_dir() / "cross"))
+def test_warm_aarch64_installs_with_the_native_uv_offline(cache_dir: Path, tmp_path: Path) -> None:
+    ensure_kit()  # a toolchain, like the cross roots (in the shared ORCH_CROSS_DIR)
     project = tmp_path / "hello-bz2"
     shutil.copytree(EXAMPLES / "hello-bz2", project)
     recipe = (project / "orch.yaml").read_text()

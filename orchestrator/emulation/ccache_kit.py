@@ -15,6 +15,7 @@ The kit lives next to the toolchain roots (`$ORCH_CROSS_DIR`, by default
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -22,6 +23,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,6 +84,32 @@ def load_kit(path: Path) -> CcacheKit | None:
         return CcacheKit(path, str(data["version"]), str(data["key"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+_background: dict[Path, threading.Thread] = {}
+_background_lock = threading.Lock()
+
+
+def ready_kit(log: Log) -> CcacheKit | None:
+    """The kit if this machine has it; else None, and one background thread per process
+    builds it (a debootstrap, about a minute) for the jobs and runs that come after."""
+    path = kit_path()
+    found = load_kit(path)
+    if found is not None:
+        return found
+    with _background_lock:
+        if path not in _background:
+            thread = threading.Thread(target=_build_quietly, name="ccache-kit", daemon=False)
+            _background[path] = thread
+            thread.start()
+    log(f"[ccache] the ccache kit is being built ({path}); this job compiles without it")
+    return None
+
+
+def _build_quietly() -> None:
+    # not a daemon: a run that ends first waits for it rather than leave half a root
+    with contextlib.suppress(OrchError, OSError):
+        ensure_kit()
 
 
 def ensure_kit(on_line: Log | None = None) -> CcacheKit:

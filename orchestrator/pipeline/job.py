@@ -21,7 +21,7 @@ from orchestrator.container.session import Cancelled, Session, StageFailed
 from orchestrator.container.types import Mount
 from orchestrator.deps.stage import GroupDeps
 from orchestrator.emulation.accel import Accel
-from orchestrator.emulation.ccache_kit import ensure_kit
+from orchestrator.emulation.ccache_kit import ready_kit
 from orchestrator.errors import OrchError
 from orchestrator.pipeline import nativeuv
 from orchestrator.pipeline.audit import audit_errors, audit_job_wheel
@@ -234,14 +234,12 @@ class _JobRun:
                 self.found.kept_container = session.container.name
 
     def compile_cache(self, accel: Accel | None) -> CompileCache | None:
-        """ccache for the job's compiler, or None (turned off, or the kit cannot be built:
-        a warning, the build goes on without it)."""
+        """ccache for the job's compiler, or None: turned off, or the kit is not built yet
+        (it is then built in the background: a first run never waits for it)."""
         if not self.inputs.opts.env.compile_cache:
             return None
-        try:
-            kit = ensure_kit(self.log.line)
-        except OrchError as exc:
-            self.log.line(f"[ccache] warning: no compile cache for this job: {exc}")
+        kit = ready_kit(self.log.line)
+        if kit is None:
             return None
         info = self.inputs.factory.engine.inspect_image(self.job.image)
         image_id = info.id if info else self.job.image
