@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.container.session import Session, StageFailed
-from orchestrator.pipeline.nativeuv import available, native_uv, version_of
+from orchestrator.pipeline.nativeuv import FALLBACK_VERSION, available, native_uv, version_of
 from orchestrator.pipeline.wheelcache import WheelCache, set_key, wheels_from_tar
 from orchestrator.plan.jobs import Job
 from orchestrator.recipe.model import Recipe
@@ -77,7 +77,11 @@ def uv_binary():
                     return "/tmp/orch-uv"
     return None
 def build():
-    kwargs = {"installer": "uv"} if os.environ.get("UV") else {}
+    try:
+        from build.env import Installer  # build >= 1.2 installs with uv
+        kwargs = {"installer": "uv"} if os.environ.get("UV") else {}
+    except ImportError:
+        kwargs = {}
     with DefaultIsolatedEnv(**kwargs) as env:
         builder = ProjectBuilder.from_isolated_env(env, src)
         env.install(builder.build_system_requires)
@@ -211,8 +215,8 @@ def prepare_build_env(
             session.put_tar(found.tar("wheels", skip=("uv-",)), "/orch")
             uv = _uv(cache, found.wheels)
             fetched = _native_uv(found.wheels, session.log.line) if available() else None
-            if native and fetched:  # verification uses it on any architecture
-                uv = fetched
+            if native:  # the set's release, or (a set without uv) the one orch pins
+                uv = fetched or native_uv(FALLBACK_VERSION, session.log.line) or uv
             return EnvSource("hit", len(found.wheels), key, uv)
         if offline:
             raise StageFailed(

@@ -29,6 +29,9 @@ NATIVE = "/orch/native"  # the mount point in containers
 PLATFORM = "musllinux_1_1_x86_64"  # static: runs in any container on an x86_64 kernel
 _VERSION = re.compile(r"^uv-(\d+(?:\.\d+)*)-")
 _FAILED: set[str] = set()
+# For a build set without uv (the container's pip found no wheel for its platform, or an
+# old `build`): the installer is a tool, any recent release installs the same wheels.
+FALLBACK_VERSION = "0.9.7"
 
 Log = Callable[[str], None]
 
