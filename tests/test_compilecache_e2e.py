@@ -114,7 +114,7 @@ def test_rebuild_hits_every_unit_and_a_changed_file_misses_alone(
     assert len(cold_so) == 2 and cold_so == warm_so  # the same objects, linked the same
 
     # a change of the code (a comment alone would be a hit: ccache's preprocessed mode)
-    edited = _unit("extra", 2).replace("return v[0];", "return v.at(0) + 0;")
+    edited = _unit("extra", 2).replace("return v[0];", "return v[0] * 1;")
     (project / "src" / "ccdemo" / "extra.cpp").write_text(edited)
     touched = _build(project, tmp_path / "touched")
     for job in touched:
