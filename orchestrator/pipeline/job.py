@@ -175,7 +175,7 @@ class _JobRun:
             self.build_env(deps),
             cache,
             offline=self.inputs.opts.offline,
-            native=nativeuv.applies(self.job.arch),
+            native=self.native_uv,
         )
         self.found.wheel_cache = {**self.found.wheel_cache, "build": source.status}
         if self.ccache is not None:
@@ -219,7 +219,7 @@ class _JobRun:
                 *(accel.mounts if accel else ()),
                 self.tools_mount(),
                 *(self.ccache.mounts() if self.ccache else ()),
-                *((nativeuv.mount(),) if nativeuv.applies(self.job.arch) else ()),
+                *((nativeuv.mount(),) if self.native_uv else ()),
             ),
             overlay=overlay,
             personality=archs.personality(self.job.arch),
@@ -233,11 +233,16 @@ class _JobRun:
             if session.kept and session.container is not None:
                 self.found.kept_container = session.container.name
 
+    @property
+    def native_uv(self) -> bool:
+        """The x86_64 uv for an emulated container of this host (not a routed engine's)."""
+        return nativeuv.applies(self.job.arch) and not self.inputs.factory.remote
+
     def compile_cache(self, accel: Accel | None) -> CompileCache | None:
         """ccache for the job's compiler, or None: turned off, or the kit is not built yet
         (it is then built in the background: a first run never waits for it)."""
-        if not self.inputs.opts.env.compile_cache:
-            return None
+        if not self.inputs.opts.env.compile_cache or self.inputs.factory.remote:
+            return None  # a routed engine: another machine, the kit and the cache are here
         kit = ready_kit(self.log.line)
         if kit is None:
             return None

@@ -178,6 +178,7 @@ def verify_in_image(
     if problem:
         log.line(f"[verify] {ref}: cannot run this wheel: {problem}")
         return VerifyOutcome(ref, "incompatible", problem, time.monotonic() - t0)
+    native = nativeuv.available() and not factory.remote  # a routed engine: another machine
     session = factory.session(
         info.ref,  # stock:<suite> resolved to its tag
         platform=info.platform,
@@ -185,13 +186,13 @@ def verify_in_image(
         log=log,
         personality=archs.personality(tags.arch),
         network_mode="none" if offline else None,
-        mounts=(nativeuv.mount(),) if nativeuv.available() else (),
+        mounts=(nativeuv.mount(),) if native else (),
     )
     cache = WheelCache.for_image(info.id, job.arch)
     source = ""
     try:
         with session:
-            source = _run_checks(session, recipe, job, wheel, tags, cache, offline)
+            source = _run_checks(session, recipe, job, wheel, tags, cache, offline, native)
     except StageFailed as exc:
         return VerifyOutcome(ref, "failed", f"{exc}; see the log", time.monotonic() - t0)
     done = "installed, imported and tested"
@@ -234,11 +235,12 @@ def _run_checks(
     tags: WheelTags,
     cache: WheelCache,
     offline: bool,
+    native: bool = False,
 ) -> str:
     env = {"PATH": f"{VENV}/bin:/usr/local/bin:/usr/bin:/bin", "PIP_NO_INPUT": "1"}
     session.run("verify", ["mkdir", "-p", WHEEL_DIR, TEST_DIR])
     session.put(wheel, WHEEL_DIR, arcname=wheel.name)
-    uv = nativeuv.newest(session.log.line) if nativeuv.available() else None
+    uv = nativeuv.newest(session.log.line) if native else None
     # a new venv's pip costs an emulated ensurepip; uv does not need it, a test may
     with_pip = uv is None or "pip" in (recipe.test.command or "") or bool(recipe.test.coexist)
     session.run("verify: interpreter", interpreter_script(job.python_tag, tags, with_pip))
