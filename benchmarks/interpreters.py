@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -26,6 +27,9 @@ from orchestrator.emulation.compile_aid import interpreter_accelerator
 from orchestrator.images import definition, interpreters, local, rootfs
 from orchestrator.images.progress import Phases
 
+# "cp313-cp313: compile (aarch64, ...): make install (412 s)": a step and its start.
+STEP = re.compile(r": (download|configure|make -j\d+|make install|pack)\b.*\((\d+) s\)$")
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -35,13 +39,23 @@ def main() -> int:
     ap.add_argument("--emulation", default="auto")
     ap.add_argument("--store", type=Path)
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--no-native-pyc",
+        action="store_true",
+        help="byte-compile under emulation too (the interpreter's own make install)",
+    )
     args = ap.parse_args()
     store = args.store or Path(tempfile.mkdtemp(prefix="orch-bench-pythons-"))
     os.environ[interpreters.ENV_INTERPRETER_DIR] = str(store)
     t0 = time.monotonic()
 
+    steps: list[tuple[str, float]] = []  # the compile's sub-phases and when each started
+
     def say(text: str) -> None:
         print(f"[{time.monotonic() - t0:7.1f}s] {text}", flush=True)
+        step = STEP.search(text) if "compile (" in text else None
+        if step:
+            steps.append((step.group(1), float(step.group(2))))
 
     plan = definition.plan_image(args.arch, args.suite, (args.python,))
     (interp,) = plan.interpreters
@@ -56,9 +70,15 @@ def main() -> int:
     builder = local._ensure_builder(definition.plan_builder(plan.defn, plan.arch), tarball, phases)
     start = time.monotonic()
     built = interpreters.ensure_interpreter(
-        interp, builder, phases, interpreter_accelerator(args.emulation)
+        interp,
+        builder,
+        phases,
+        interpreter_accelerator(args.emulation),
+        native=None if args.no_native_pyc else local.native_python(interp, phases),
     )
     total = time.monotonic() - start
+    ends = [at for _, at in steps[1:]] + [built.seconds]
+    phase_times = {name: round(end - at, 1) for (name, at), end in zip(steps, ends, strict=True)}
     result = {
         "arch": args.arch,
         "python": interp.tag,
@@ -66,6 +86,7 @@ def main() -> int:
         "emulation": args.emulation,
         "status": built.status,
         "compile_seconds": round(built.seconds, 1),
+        "phases": phase_times,
         "total_seconds": round(total, 1),
         "source": built.source.version,
         "tarball_mb": round(built.path.stat().st_size / 1e6, 1),

@@ -669,11 +669,11 @@ def _check_output_dirs(output: Path, report: Path | None) -> None:
 
 
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
-    _recipe, plan = _load_plan(args)
+    recipe, plan = _load_plan(args)
     _print_plan_warnings(plan, console)
     from orchestrator.plan.dag import dag, render_tree
 
-    groups = dag(plan, _dep_cache_answers(_recipe, plan) if args.deps else None)
+    groups = dag(plan, _dep_cache_answers(recipe, plan) if args.deps else None)
     if args.json:
         print(
             json.dumps(plan.to_json() | {"dependency_dag": [g.to_json() for g in groups]}, indent=2)
@@ -686,8 +686,9 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     table = Table(title=f"plan: {plan.recipe}")
     for col in ("job", "image", "source", "verified in", "emulated", "engine"):
         table.add_column(col, overflow="fold")
+    stock = _predicted_stock(recipe, plan)
     for job in plan.jobs:
-        verify = "\n".join(job.verify_images or (job.runtime_image,))
+        verify = "\n".join([*(job.verify_images or (job.runtime_image,)), *stock.get(job.id, [])])
         emulated = "yes" if job.emulated else ""
         if job.engine:  # the engine's own architecture decides, once it is asked
             emulated = "as its engine runs it"
@@ -747,6 +748,32 @@ def _toolchain_id(job: Job) -> str | None:
     except Exception:  # no engine, or it failed: unknown is a fine answer for a plan
         return None
     return found.id if found else None
+
+
+def _predicted_stock(recipe: Recipe, plan: Plan) -> dict[str, list[str]]:
+    """Per job, the stock image its wheel will also be verified in (test.stock-images),
+    with "(if present)" when auto mode will skip it because it is not built."""
+    from orchestrator.container import engine
+    from orchestrator.images import stock
+
+    mode = recipe.test.stock_images
+    if mode == "never":
+        return {}
+    present: dict[str, bool] = {}
+    out: dict[str, list[str]] = {}
+    for job in plan.jobs:
+        chosen = stock.predict_default(job.python, job.policy, job.arch)
+        if chosen is None or chosen in job.verify_images:
+            continue
+        ref = stock.stock_ref(chosen, job.arch)
+        if mode == "auto" and ref not in present:
+            try:
+                present[ref] = engine.inspect_image(ref) is not None
+            except OrchError:  # no engine: the plan still says what a run would do
+                present[ref] = False
+        absent = mode == "auto" and not present[ref]
+        out[job.id] = [f"{chosen} (if present)" if absent else chosen]
+    return out
 
 
 def _print_plan_warnings(plan: Plan, console: Console) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,72 @@ def test_new_interpreter_built_on_demand_then_cached(
     assert report["images"][0]["status"] == "present"
     assert "cp313-cp313: source" not in output and "cp313-cp313: compile" not in output
     assert len(list((tmp_path / "wh3").glob("*cp313-cp313*.whl"))) == 1
+
+
+PROBE = r"""
+import importlib, importlib.util, json, os, sys, sysconfig
+mods = {}
+for name in ("_ssl", "_ctypes", "_sqlite3", "zlib", "_decimal", "readline", "_bz2", "_lzma"):
+    try:
+        importlib.import_module(name)
+        mods[name] = "ok"
+    except Exception as exc:
+        mods[name] = repr(exc)
+checked = bad = 0
+for root, _dirs, files in os.walk(sysconfig.get_path("stdlib")):
+    if "site-packages" in root:
+        continue
+    for f in files:
+        pyc = os.path.join(root, "__pycache__", f[:-3] + "." + sys.implementation.cache_tag + ".pyc")
+        if f.endswith(".py") and os.path.exists(pyc):
+            head = open(pyc, "rb").read(12)
+            checked += 1
+            src_mtime = int(os.stat(os.path.join(root, f)).st_mtime) & 0xFFFFFFFF
+            bad += head[:4] != importlib.util.MAGIC_NUMBER or int.from_bytes(head[8:12], "little") != src_mtime
+print(json.dumps({"mods": mods, "checked": checked, "bad": bad,
+                  "multiarch": sys.implementation._multiarch,
+                  "host": sysconfig.get_config_var("HOST_GNU_TYPE")}))
+"""
+
+
+@pytest.mark.emulated
+def test_emulated_interpreter_byte_compiled_natively_is_whole(docker_engine: None) -> None:
+    """aarch64 cp313 compiled with the cross compiler and its .pyc files written by the
+    x86_64 interpreter: the extension modules import under emulation, and every stdlib .pyc
+    carries the aarch64 interpreter's magic and its source's mtime (imports never recompile)."""
+    built = orch("images", "build-local", "--arch", "aarch64", "--python", "3.13", timeout=7200)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    records = [
+        json.loads(p.read_text())
+        for p in (Path(os.environ["ORCH_INTERPRETER_DIR"]) / "manylinux_2_31_aarch64").glob(
+            "cp313-cp313-*.json"
+        )
+    ]
+    assert any(r.get("accelerated") for r in records), records
+    image = next(
+        i.ref
+        for i in engine.list_images("io.orch.variant=runtime")
+        if i.labels.get("io.orch.arch") == "aarch64"
+        and "cp313-cp313" in i.labels["io.orch.pythons"]
+    )
+    proc = subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--platform",
+            "linux/arm64",
+            image,
+            "/opt/python/cp313-cp313/bin/python",
+            "-c",
+            PROBE,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(result["mods"].values()) == {"ok"}, result["mods"]
+    assert result["checked"] > 500 and result["bad"] == 0, result
+    assert result["multiarch"] == "aarch64-linux-gnu" and result["host"].startswith("aarch64")

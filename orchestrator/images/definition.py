@@ -49,6 +49,8 @@ SCRIPTS_SUBDIR = "scripts"
 BASE_SCRIPTS = ("common.sh", "setup-runtime.sh", "setup-build.sh")
 BUILDER_SCRIPTS = ("common.sh",)
 CPYTHON_SCRIPT = "build-cpython.sh"  # copied into each compile container
+# PYTHON_FOR_BUILD of emulated compiles: byte-compiles with the host's interpreter.
+NATIVE_PYC_SCRIPT = "native-pyc.sh"
 DERIVED_SCRIPT = "add-pythons.sh"
 # The recipe's default Pythons (recipe/load.py): what an image has when nobody asks.
 DEFAULT_VERSIONS = ("3.9", "3.11")
@@ -383,18 +385,19 @@ def _step_digest(
 
 
 def plan_interpreter(source: SourcePython, builder: BuilderPlan) -> InterpreterPlan:
-    spec = _digest(
-        {
-            "format": INTERPRETER_FORMAT_VERSION,
-            "builder": builder.digest,
-            "tag": source.tag,
-            "suite": source.suite,
-            "package": source.package,
-            "free_threaded": source.free_threaded,
-            "script": _file_digests([f"{SCRIPTS_SUBDIR}/{CPYTHON_SCRIPT}"]),
-        }
-    )
-    return InterpreterPlan(source, builder.arch, builder, spec)
+    spec: dict[str, object] = {
+        "format": INTERPRETER_FORMAT_VERSION,
+        "builder": builder.digest,
+        "tag": source.tag,
+        "suite": source.suite,
+        "package": source.package,
+        "free_threaded": source.free_threaded,
+        "script": _file_digests([f"{SCRIPTS_SUBDIR}/{CPYTHON_SCRIPT}"]),
+    }
+    if not archs.runs_natively(builder.arch.name):
+        # Only emulated compiles use it: a native interpreter's key stays as it was.
+        spec["native_pyc"] = _file_digests([f"{SCRIPTS_SUBDIR}/{NATIVE_PYC_SCRIPT}"])
+    return InterpreterPlan(source, builder.arch, builder, _digest(spec))
 
 
 def rootfs_key_for(suite: str, arch: Arch) -> str:

@@ -35,6 +35,8 @@ from orchestrator.util import paths
 
 ENV_INTERPRETER_DIR = options.INTERPRETER_DIR
 SCRIPT = "/usr/local/lib/orch-image/build-cpython.sh"
+NATIVE_PYC = "/usr/local/lib/orch-image/native-pyc.sh"
+NATIVE_DIR = "/opt/orch-native"  # the host's interpreter of the same source, in the container
 OUTPUT = "/tmp/orch-out/python.tar.gz"
 LABEL_STEP = "io.orch.image-step"
 
@@ -55,6 +57,11 @@ class CompileAid:
 
 # (architecture, builder image) -> an aid, or None for plain emulation.
 Accelerator = Callable[[str, engine.ImageInfo, Report], CompileAid | None]
+
+
+# Called only when an emulated interpreter is compiled: the host's interpreter of the same
+# tag (compiled first when missing), or None.
+NativePython = Callable[[], "Built | None"]
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,7 @@ def ensure_interpreter(
     phases: Phases,
     accelerator: Accelerator | None = None,
     remote: Remote | None = None,
+    native: NativePython | None = None,
 ) -> Built:
     """The interpreter's tarball: from the store when its key is there, else compiled.
 
@@ -124,7 +132,7 @@ def ensure_interpreter(
         seen = _seen.get(interp.spec_digest)
     if seen is not None and seen.path.is_file():
         return replace(seen, status="cached")
-    built = _ensure(interp, builder, phases, accelerator, remote)
+    built = _ensure(interp, builder, phases, accelerator, remote, native)
     with _seen_lock:
         _seen[interp.spec_digest] = built
     return built
@@ -136,6 +144,7 @@ def _ensure(
     phases: Phases,
     accelerator: Accelerator | None,
     remote: Remote | None = None,
+    native: NativePython | None = None,
 ) -> Built:
     emulated = not archs.runs_natively(interp.arch.name)
     aid = (
@@ -156,10 +165,45 @@ def _ensure(
                     json.dumps(_record(interp, key, source, path, 0.0, False)).encode(),
                 )
                 return replace(_cached(interp, path, source), status="pulled")
+            if aid is not None and native is not None:
+                aid = _with_native_pyc(container, interp, source, aid, native(), phases.on_line)
             built = _compile(container, interp, source, path, key, phases, aid)
             if remote:
                 remote.share(key, path, json.loads(_meta_path(path).read_text()), phases.on_line)
             return built
+
+
+def _with_native_pyc(
+    container: Any,
+    interp: InterpreterPlan,
+    source: Source,
+    aid: CompileAid,
+    native: Built | None,
+    log: Report,
+) -> CompileAid:
+    """The aid plus byte-compiling on the host's interpreter of the same source (.pyc files
+    do not depend on the architecture; under QEMU they were half of the compile time).
+
+    The aid's amd64 loader and libraries run it; a different source (another version, so
+    another bytecode magic) keeps the compile as it was."""
+    if native is None or native.source.sha256 != source.sha256:
+        why = "none built" if native is None else f"its source is {native.source.file}"
+        log(f"[orch] {interp.tag}: byte-compiling under emulation (host interpreter: {why})")
+        return aid
+    made = engine.exec_stream(container, ["mkdir", "-p", NATIVE_DIR], lambda _chunk: None)
+    if made.exit_code != 0:
+        raise OrchError(f"{interp.tag}: cannot create {NATIVE_DIR} in the builder container")
+    engine.put_tar(container, native.path.read_bytes(), NATIVE_DIR)  # gzip: the engine unpacks it
+    script = definition.definition_dir() / definition.SCRIPTS_SUBDIR / definition.NATIVE_PYC_SCRIPT
+    engine.put_tree(container, script, str(Path(NATIVE_PYC).parent), arcname=script.name)
+    env = {
+        **aid.env,
+        # make takes variable assignments from MAKEFLAGS as if given on its command line.
+        "MAKEFLAGS": f"-- PYTHON_FOR_BUILD={NATIVE_PYC}",
+        "ORCH_NATIVE_PYTHON": f"{NATIVE_DIR}/{native.tag}/bin/python3",
+    }
+    how = f"{aid.description}; .pyc compiled by the {native.arch} interpreter"
+    return CompileAid(aid.mounts, env, how)
 
 
 def _cached(interp: InterpreterPlan, path: Path, source: Source) -> Built:
@@ -268,12 +312,30 @@ def _exec(
     result = engine.exec_stream(container, cmd, splitter.feed, env=full_env)
     splitter.flush()
     if result.exit_code != 0:
+        unserved = _unserved_source(interp, lines)
+        if unserved:
+            raise OrchError(unserved)
         tail = "\n  ".join(lines[-15:])
         raise OrchError(
             f"{interp.tag} ({interp.arch.name}): build-cpython.sh {mode} failed "
             f"(exit {result.exit_code}):\n  {tail}"
         )
     return lines
+
+
+def _unserved_source(interp: InterpreterPlan, lines: list[str]) -> str:
+    """The message when the suite's index lists the source but the mirror lacks its files
+    (a mirror that carries the indexes and only part of the pool)."""
+    missing = [line for line in lines if "404" in line and ".orig.tar." in line]
+    if not missing:
+        return ""
+    name = missing[0].split("/")[-1].split()[0]
+    return (
+        f"{interp.tag} ({interp.arch.name}): Debian {interp.source.suite}'s Sources index "
+        f"lists {interp.source.package}, but the package mirror does not serve {name} "
+        "(404): this interpreter cannot be compiled from this mirror. Leave it out of the "
+        "recipe's `python` list, or use a mirror that carries the suite's source pool."
+    )
 
 
 def _output_tarball(container: Any) -> bytes:

@@ -35,7 +35,7 @@ from orchestrator.archs import Arch
 from orchestrator.container import engine
 from orchestrator.errors import OrchError
 from orchestrator.images import definition, interpreters, rootfs
-from orchestrator.images.definition import BasePlan, BuilderPlan, ImagePlan
+from orchestrator.images.definition import BasePlan, BuilderPlan, ImagePlan, InterpreterPlan
 from orchestrator.images.interpreters import Accelerator, Built, Remote
 from orchestrator.images.progress import Phases
 
@@ -229,7 +229,37 @@ def _compile_one(
     aid: Helpers,
 ) -> Built:
     with _compile_slots:  # each compile runs make -j$(nproc): more at once only contend
-        return interpreters.ensure_interpreter(interp, builder, phases, aid[0], aid[1])
+        native = native_python(interp, phases, aid[1])
+        return interpreters.ensure_interpreter(interp, builder, phases, aid[0], aid[1], native)
+
+
+def native_python(
+    interp: InterpreterPlan, phases: Phases, remote: Remote | None = None
+) -> interpreters.NativePython | None:
+    """For an emulated interpreter: the host's interpreter of the same tag and source, which
+    byte-compiles its standard library natively (compiled first when missing).
+
+    Taken from the oldest suite that builds it (its glibc is the oldest, so it runs with
+    any accelerator root's loader), so that bullseye and bookworm images share one."""
+    host = archs.host_arch()
+    if archs.runs_natively(interp.arch.name) or host not in archs.ARCHS:
+        return None
+    defn = _oldest_suite_with(interp.source) or interp.builder.defn
+
+    def ensure() -> Built | None:
+        base = definition.plan_base(defn, archs.get(host))
+        builder_plan = definition.plan_builder(defn, base.arch)
+        native = definition.plan_interpreter(interp.source, builder_plan)
+        builder = _ensure_builder(builder_plan, _rootfs(base, phases, fresh=False), phases)
+        return interpreters.ensure_interpreter(native, builder, phases, None, remote)
+
+    return ensure
+
+
+def _oldest_suite_with(source: definition.SourcePython) -> definition.SuiteDefinition | None:
+    suites = [definition.load_suite(name) for name in definition.available_suites()]
+    same = [d for d in suites if d.source_pythons.get(source.tag) == source]
+    return min(same, key=lambda d: tuple(map(int, d.glibc.split(".")))) if same else None
 
 
 def _rootfs(base: BasePlan, phases: Phases, fresh: bool) -> Path:

@@ -16,6 +16,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -111,6 +112,17 @@ def choose_default(python: str, min_glibc: tuple[int, int] | None, arch: str) ->
         if s.python == python and arch in s.archs and (min_glibc is None or s.glibc >= min_glibc)
     ]
     return f"{PREFIX}{min(fits, key=lambda s: s.glibc).suite}" if fits else None
+
+
+def predict_default(python: str, policy: str, arch: str) -> str | None:
+    """The stock image verification will choose for a job, before its wheel exists: the
+    policy's glibc stands for the wheel's minimum, as repair tags it (a wheel auditwheel
+    proves older still picks the same suite, the nearest at or above). None for
+    free-threaded builds (no distribution ships one as its python3) and musllinux."""
+    match = re.fullmatch(r"manylinux_(\d+)_(\d+)", policy)
+    if match is None or python.endswith("t"):
+        return None
+    return choose_default(python, (int(match.group(1)), int(match.group(2))), arch)
 
 
 def ensure_stock_image(name: str, arch: str, on_line: Log | None = None) -> engine.ImageInfo:

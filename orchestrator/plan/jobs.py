@@ -19,7 +19,13 @@ from orchestrator.plan import catalog
 from orchestrator.plan.runners import Runners
 from orchestrator.recipe.graph import topological_order
 from orchestrator.recipe.model import Recipe
-from orchestrator.recipe.requires_python import RequiresPython, read_requires_python
+from orchestrator.recipe.requires_python import (
+    FREE_THREADING_CLASSIFIER,
+    FreeThreading,
+    RequiresPython,
+    read_free_threading,
+    read_requires_python,
+)
 
 
 @dataclass(frozen=True)
@@ -324,6 +330,7 @@ def make_plan(recipe: Recipe, host_arch: str | None = None) -> Plan:
     host = host_arch or archs.host_arch()
     dep_order = tuple(topological_order({d.name: d.requires for d in recipe.dependencies}))
     requires = read_requires_python(recipe.project)
+    free = read_free_threading(recipe.project)
     jobs: list[Job] = []
     excluded: list[Excluded] = []
     for policy in recipe.platforms:
@@ -338,6 +345,10 @@ def make_plan(recipe: Recipe, host_arch: str | None = None) -> Plan:
             for py in recipe.python:
                 if requires is not None and not requires.allows(py):
                     excluded.append(Excluded(_job_id(py, tag), _outside(requires)))
+                    continue
+                if _unsupported_free_threaded(py, free):
+                    assert free is not None
+                    excluded.append(Excluded(_job_id(py, tag), free.reason(py)))
                     continue
                 if py not in image.pythons:
                     has = ", ".join(image.pythons)
@@ -361,7 +372,7 @@ def make_plan(recipe: Recipe, host_arch: str | None = None) -> Plan:
                 )
                 jobs.append(job)
     online = tuple(d.name for d in recipe.dependencies if d.network)
-    warnings = _requires_python_warnings(recipe, requires)
+    warnings = _requires_python_warnings(recipe, requires) + _free_threaded_warnings(recipe, free)
     dag = tuple((d.name, tuple(d.requires)) for d in recipe.dependencies)
     plan = Plan(str(recipe.path), tuple(jobs), tuple(excluded), dep_order, online, warnings, dag)
     return _apply_selectors(plan, recipe)
@@ -389,6 +400,23 @@ def _requires_python_warnings(recipe: Recipe, requires: RequiresPython | None) -
         f"{origin}: python lists {', '.join(outside)}, "
         f"{_outside(requires)}: not built; remove {'them' if len(outside) > 1 else 'it'} "
         "from `python:`",
+    )
+
+
+def _unsupported_free_threaded(python: str, free: FreeThreading | None) -> bool:
+    return python.endswith("t") and free is not None and not free.declared
+
+
+def _free_threaded_warnings(recipe: Recipe, free: FreeThreading | None) -> tuple[str, ...]:
+    origin = recipe.origins.get("python")
+    listed = [py for py in recipe.python if _unsupported_free_threaded(py, free)]
+    if origin is None or not listed or free is None:
+        return ()
+    return (
+        f"{origin}: python lists {', '.join(listed)}, but the project does not declare "
+        f"free-threading support (no '{FREE_THREADING_CLASSIFIER} :: ...' classifier in "
+        f"{free.origin}): not built; remove {'them' if len(listed) > 1 else 'it'} from "
+        "`python:`, or ask the project to support and declare it",
     )
 
 

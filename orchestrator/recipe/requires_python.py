@@ -36,10 +36,11 @@ class RequiresPython:
         return SpecifierSet(self.text)
 
     def allows(self, python: str) -> bool:
-        """Whether CPython `python` ("3.11") satisfies it, for any patch release of it."""
+        """Whether CPython `python` ("3.11", "3.13t") satisfies it, for any patch release."""
         spec = self.specifier
+        release = python.removesuffix("t")  # free-threaded: the same version number
         return any(
-            spec.contains(Version(f"{python}.{patch}"), prereleases=True) for patch in range(100)
+            spec.contains(Version(f"{release}.{patch}"), prereleases=True) for patch in range(100)
         )
 
 
@@ -129,3 +130,69 @@ def _from_pkg_info(text: str, origin: str) -> tuple[str, str] | None:
     headers = email.parser.HeaderParser().parsestr(text)
     value = headers.get("Requires-Python")
     return (str(value).strip(), origin) if value else None
+
+
+# --- free-threading -------------------------------------------------------------------
+
+FREE_THREADING_CLASSIFIER = "Programming Language :: Python :: Free Threading"
+
+
+@dataclass(frozen=True)
+class FreeThreading:
+    """Whether the project declares free-threaded support (a trove classifier
+    'Programming Language :: Python :: Free Threading :: <level>'), and where that was read.
+    An extension not written for it re-enables the GIL on import or crashes, so a
+    free-threaded wheel is built only for a project that says it supports one."""
+
+    declared: str  # the classifier's level ("2 - Beta"), "" when none is declared
+    origin: str
+
+    def reason(self, python: str) -> str:
+        return (
+            f"free-threaded {python}: the project does not declare free-threading support "
+            f"(no '{FREE_THREADING_CLASSIFIER} :: ...' classifier in {self.origin})"
+        )
+
+
+def read_free_threading(project: ProjectSource) -> FreeThreading | None:
+    """The project's classifiers, from the sdist's PKG-INFO or pyproject.toml's
+    [project] classifiers; None when it has neither (nothing to go by: then build)."""
+    found = _classifiers_sdist(project.path) if project.kind == "sdist" else None
+    if project.kind != "sdist":
+        pyproject = project.path / "pyproject.toml"
+        if pyproject.is_file():
+            found = _classifiers_pyproject(pyproject.read_text(errors="replace"), str(pyproject))
+    if found is None:
+        return None
+    classifiers, origin = found
+    prefix = FREE_THREADING_CLASSIFIER + " :: "
+    levels = [c.removeprefix(prefix).strip() for c in classifiers if c.startswith(prefix)]
+    return FreeThreading(levels[0] if levels else "", origin)
+
+
+def _classifiers_sdist(path: Path) -> tuple[list[str], str] | None:
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            members = {m.name.lstrip("./"): m for m in tar.getmembers() if m.isfile()}
+            top = _top_level(members)
+            pkg_info = members.get(f"{top}/PKG-INFO") if top else None
+            if pkg_info is not None:
+                headers = email.parser.HeaderParser().parsestr(_read(tar, pkg_info))
+                return list(headers.get_all("Classifier") or []), f"{path.name}:{top}/PKG-INFO"
+            pyproject = members.get(f"{top}/pyproject.toml") if top else None
+            if pyproject is not None:
+                origin = f"{path.name}:{top}/pyproject.toml"
+                return _classifiers_pyproject(_read(tar, pyproject), origin)
+    except (tarfile.TarError, OSError):
+        return None  # read_requires_python has already said what is wrong with it
+    return None
+
+
+def _classifiers_pyproject(text: str, origin: str) -> tuple[list[str], str] | None:
+    try:
+        project = tomllib.loads(text).get("project", {})
+    except tomllib.TOMLDecodeError:
+        return None
+    if "classifiers" not in project and "classifiers" in project.get("dynamic", []):
+        return None  # computed by the build backend: unknown here
+    return [str(c) for c in project.get("classifiers", [])], origin

@@ -1,0 +1,84 @@
+"""Free-threaded Pythons (3.13t): built only for a project that declares free-threading
+support (its 'Programming Language :: Python :: Free Threading' classifier); otherwise
+excluded in the plan with the reason, and a recipe that lists one explicitly is warned."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+from orchestrator.plan.jobs import make_plan
+from orchestrator.recipe import load_recipe
+from orchestrator.recipe.model import ProjectSource
+from orchestrator.recipe.requires_python import (
+    RequiresPython,
+    read_free_threading,
+)
+
+FT = "Classifier: Programming Language :: Python :: Free Threading :: 2 - Beta\n"
+
+
+def _sdist(tmp_path: Path, classifiers: str) -> Path:
+    path = tmp_path / "demo-1.0.tar.gz"
+    pkg_info = f"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n{classifiers}\nbody\n"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in {"demo-1.0/PKG-INFO": pkg_info, "demo-1.0/setup.py": ""}.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _plan(tmp_path: Path, python: str):  # type: ignore[no-untyped-def]
+    recipe = tmp_path / "orch.yaml"
+    recipe.write_text(f"schema: 1\nproject: demo-1.0.tar.gz\npython: {python}\n")
+    return make_plan(load_recipe(recipe), host_arch="x86_64")
+
+
+def test_undeclared_free_threading_is_excluded_with_the_reason_and_a_warning(
+    tmp_path: Path,
+) -> None:
+    _sdist(tmp_path, "Classifier: Programming Language :: Python :: 3.13\n")
+    plan = _plan(tmp_path, "['3.13', '3.13t']")
+    assert [j.id for j in plan.jobs] == ["cp313-manylinux_2_31_x86_64"]
+    (ex,) = plan.excluded
+    assert ex.id == "cp313t-manylinux_2_31_x86_64"
+    assert "does not declare free-threading support" in ex.reason
+    assert "demo-1.0.tar.gz:demo-1.0/PKG-INFO" in ex.reason
+    (warning,) = plan.warnings
+    assert "orch.yaml:3:" in warning and "3.13t" in warning and "remove it" in warning
+
+
+def test_declared_free_threading_is_planned(tmp_path: Path) -> None:
+    _sdist(tmp_path, FT)
+    plan = _plan(tmp_path, "['3.13', '3.13t']")
+    assert [j.id for j in plan.jobs] == [
+        "cp313-manylinux_2_31_x86_64",
+        "cp313t-manylinux_2_31_x86_64",
+    ]
+    assert plan.jobs[1].python_tag == "cp313-cp313t"
+    assert plan.warnings == ()
+
+
+def test_classifiers_from_pyproject_and_unknown_when_dynamic(tmp_path: Path) -> None:
+    proj = tmp_path / "p"
+    proj.mkdir()
+    (proj / "pyproject.toml").write_text(
+        '[project]\nname = "p"\nversion = "1"\n'
+        'classifiers = ["Programming Language :: Python :: Free Threading :: 3 - Stable"]\n'
+    )
+    found = read_free_threading(ProjectSource(proj, "directory"))
+    assert found is not None and found.declared == "3 - Stable"
+    (proj / "pyproject.toml").write_text(
+        '[project]\nname = "p"\nversion = "1"\ndynamic = ["classifiers"]\n'
+    )
+    assert read_free_threading(ProjectSource(proj, "directory")) is None  # nothing to go by
+
+
+def test_requires_python_treats_free_threaded_as_its_version() -> None:
+    # "3.13t" used to crash the check (InvalidVersion '3.13t.0').
+    req = RequiresPython(">=3.10", "x")
+    assert req.allows("3.13t")
+    assert not RequiresPython("<3.13", "x").allows("3.13t")
