@@ -45,6 +45,9 @@ declare -A srcpkg=(
   [libffi]=libffi [libjpeg-turbo]=libjpeg-turbo [openssl]=openssl [zlib]=zlib [zstd]=libzstd
   [libxml2]=libxml2 [libxslt]=libxslt [libpng]=libpng1.6
 )
+# imaging libraries whose Debian .orig is the upstream tarball (freetype and openjpeg2
+# are repacked: see recipes/README.md)
+srcpkg+=([libtiff]=tiff [libwebp]=libwebp [lcms2]=lcms2)
 cd "$work/dl"
 for recipe in "${!srcpkg[@]}"; do
   [ "$wanted" = "  " ] || [[ "$wanted" == *" $recipe "* ]] || continue
@@ -70,3 +73,22 @@ for yaml in "$here"/recipes/*.yaml; do
   done
 done
 echo "mirror: $kept recipe source(s) in $dest"
+
+# Nearest sources (recipes/debian-nearest.txt): Debian .orig tarballs of the same release
+# that differ from upstream (repacked, recompressed). Kept under their own sha256, which no
+# recipe pins: only a build that overrides a recipe's source with it uses one.
+near=0
+while read -r recipe pkg _version sha file; do
+  case "$recipe" in '' | '#'*) continue ;; esac
+  [ "$wanted" = "  " ] || [[ "$wanted" == *" $recipe "* ]] || continue
+  [ -f "$dest/$sha" ] && { near=$((near + 1)); continue; }
+  [ -f "$work/dl/$file" ] || for suite in bookworm trixie; do
+    (cd "$work/dl" && apt-get source -q --download-only "$pkg/$suite" >/dev/null 2>&1) || true
+  done
+  if [ -f "$work/dl/$file" ] && [ "$(sha256sum "$work/dl/$file" | cut -d' ' -f1)" = "$sha" ]; then
+    cp "$work/dl/$file" "$dest/$sha.tmp" && mv "$dest/$sha.tmp" "$dest/$sha"
+    echo "mirror: $recipe (nearest, not upstream) <- $file"
+    near=$((near + 1))
+  fi
+done < "$here/recipes/debian-nearest.txt"
+echo "mirror: $near nearest source(s) in $dest"
