@@ -3,7 +3,9 @@
 Upstream hosts are not reachable from tests, so the tarballs come from a local mirror
 directory named by ``ORCH_TEST_LIBRARY_MIRROR`` (files named by sha256 or by filename,
 as orch's own ``mirrors: [{directory: ...}]``). Without it the tests skip; a recipe
-whose tarball (or a requirement's) is missing from the mirror skips too.
+whose tarball (or a requirement's) is missing from the mirror skips too, unless the mirror
+holds its nearest source (recipes/debian-nearest.txt: Debian's repacked tarball of the same
+release), which the probe project then names explicitly as that dependency's source.
 
 All recipes whose tarballs are in the mirror are built by one real `orch build` (each
 dependency in its own container of the local manylinux_2_31 x86_64 image, in DAG order);
@@ -29,6 +31,7 @@ from orchestrator.deps.buildsys import EXCLUDE_LIBS
 from orchestrator.recipe.load import load_dependency_file
 from orchestrator.recipe.model import DependencySpec, SourceSpec
 from orchestrator.util.hashing import sha256_file
+from tests.support.nearest import Nearest, dependency_entry, nearest_sources
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 MIRROR_ENV = "ORCH_TEST_LIBRARY_MIRROR"
@@ -73,6 +76,20 @@ def in_mirror(mirror: Path, src: SourceSpec) -> Path | None:
     return None
 
 
+def nearest_in_mirror(mirror: Path) -> dict[str, Nearest]:
+    """Recipes the mirror can build only from their nearest source (recipes/debian-nearest.txt):
+    the upstream tarball is missing, Debian's repacked one is there."""
+    return {
+        name: near
+        for name, near in nearest_sources().items()
+        if (mirror / near.sha256).is_file() and sha256_file(mirror / near.sha256) == near.sha256
+    }
+
+
+def buildable(mirror: Path, dep: DependencySpec) -> bool:
+    return in_mirror(mirror, dep.source) is not None or dep.name in nearest_in_mirror(mirror)
+
+
 # --- the builder: orch itself, in the local manylinux_2_31 x86_64 image -------------------
 
 
@@ -97,9 +114,14 @@ def build_library_with_orch(
     (project / "setup.py").write_text(PROJECT_SETUP)
     (project / "libprobe.c").write_text(PROJECT_C)
     recipe = work / "orch.yaml"
+    nearest = {
+        n: near
+        for n, near in nearest_in_mirror(mirror).items()
+        if in_mirror(mirror, library()[n].source) is None
+    }
     recipe.write_text(
         "schema: 1\nproject: probe\npython: ['3.9']\ndependencies:\n"
-        + "".join(f"  - use: {n}\n" for n in names)
+        + "".join(dependency_entry(n, nearest) for n in names)
     )
     cache = work / "cache"
     proc = subprocess.run(
@@ -159,14 +181,12 @@ def library_build(
     mirror: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[dict[str, Any], Path]:
     specs = library()
-    buildable = [
-        n
-        for n in sorted(specs)
-        if all(in_mirror(mirror, d.source) for d in with_requirements(n, specs))
+    names = [
+        n for n in sorted(specs) if all(buildable(mirror, d) for d in with_requirements(n, specs))
     ]
-    if not buildable:
+    if not names:
         pytest.fail(f"no recipe's tarball is in {mirror}")
-    return build_library_with_orch(buildable, mirror, tmp_path_factory.mktemp("library"))
+    return build_library_with_orch(names, mirror, tmp_path_factory.mktemp("library"))
 
 
 @pytest.mark.parametrize("name", sorted(library()))
@@ -175,9 +195,7 @@ def test_recipe_builds_static_pic(
 ) -> None:
     specs = library()
     chain = with_requirements(name, specs)
-    missing = [
-        f"{d.name} ({d.source.filename})" for d in chain if in_mirror(mirror, d.source) is None
-    ]
+    missing = [f"{d.name} ({d.source.filename})" for d in chain if not buildable(mirror, d)]
     if missing:
         pytest.skip(f"not in the mirror: {', '.join(missing)}")
     report, cache = library_build
