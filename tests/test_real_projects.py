@@ -10,6 +10,8 @@ image and a stock Debian image with the system Python; the C extension must be p
 
 PyYAML cp311 on x86_64 runs every time; every project, every Python its recipe lists
 (3.9, 3.11, 3.13 where allowed) and aarch64 with ORCH_TEST_REAL_PROJECTS=1.
+A library whose upstream tarball Debian does not ship byte-identical (zlib, libpng,
+freetype, openjpeg for Pillow) is built from its nearest source (tests/support/nearest.py).
 """
 
 from __future__ import annotations
@@ -27,10 +29,16 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.recipe.load import load_dependency_file
+from orchestrator.util.hashing import sha256_file
 from tests.conftest import EXAMPLES, ROOT, orch
+from tests.support.nearest import nearest_sources, with_nearest
 
 pytestmark = pytest.mark.docker
 ALL = os.environ.get("ORCH_TEST_REAL_PROJECTS") == "1"
+
+
+IMAGING = ("zlib", "libjpeg-turbo", "libpng", "libtiff", "libwebp", "freetype", "lcms2", "openjpeg")
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,23 @@ PROJECTS = {
     "cffi": Project(
         "cffi", ("libffi",), r"^_cffi_backend\.cpython-.*\.so$", "backend", ("libffi",), "-lffi"
     ),
+    "pillow": Project(
+        "pillow",
+        IMAGING,
+        r"^PIL/_imaging\.cpython-.*\.so$",
+        "imaging ok:",
+        (
+            "libjpeg",
+            "libtiff",
+            "libwebp",
+            "libsharpyuv",
+            "libfreetype",
+            "liblcms2",
+            "libopenjp2",
+            "libpng",
+        ),
+        r"-ltiff -ljpeg -lopenjp2 -lz .*-lwebp -lsharpyuv -lpng16 -lz -lpthread -lm",
+    ),
 }
 
 
@@ -84,11 +109,25 @@ def library_mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return mirror
 
 
-def _example(name: str, tmp_path: Path) -> Path:
-    """A copy of the example with its pinned sdist fetched from the package index."""
+def _upstream_missing(mirror: Path, libraries: tuple[str, ...]) -> set[str]:
+    missing = set()
+    for lib in libraries:
+        sha = load_dependency_file(ROOT / "recipes" / f"{lib}.yaml").source.sha256
+        if not ((mirror / sha).is_file() and sha256_file(mirror / sha) == sha):
+            missing.add(lib)
+    return missing
+
+
+def _example(name: str, tmp_path: Path, mirror: Path) -> Path:
+    """A copy of the example with its pinned sdist fetched from the package index; each
+    library whose upstream tarball the mirror lacks is built from its nearest source."""
     dest = tmp_path / name
     shutil.copytree(EXAMPLES / "real" / name, dest)
-    text = (dest / "orch.yaml").read_text()
+    recipe = dest / "orch.yaml"
+    near = _upstream_missing(mirror, PROJECTS[name].libraries)
+    if near:
+        recipe.write_text(with_nearest(recipe.read_text(), near, nearest_sources()))
+    text = recipe.read_text()
     sdist = re.search(r"path: (\S+\.tar\.gz)", text)
     assert sdist, "the recipe names its sdist"
     dist, version = sdist.group(1).removesuffix(".tar.gz").rsplit("-", 1)
@@ -168,7 +207,7 @@ def _check_wheels(spec: Project, plan: dict, out: Path) -> None:  # type: ignore
 def test_real_project_x86_64(
     name: str, x86_images: tuple[str, str], library_mirror: Path, tmp_path: Path, cache_dir: Path
 ) -> None:
-    project = _example(name, tmp_path)
+    project = _example(name, tmp_path, library_mirror)
     # CI: one Python (the images' default one, no extra interpreter compile); every
     # Python the recipe lists with ORCH_TEST_REAL_PROJECTS=1.
     only = () if ALL else ("--only", "cp311-*")
@@ -184,8 +223,10 @@ def test_real_project_x86_64(
 def test_real_project_aarch64(
     name: str, library_mirror: Path, tmp_path: Path, cache_dir: Path
 ) -> None:
-    project = _example(name, tmp_path)
-    plan, seconds = _build(project, tmp_path / "wh", library_mirror, "--arch", "aarch64")
+    project = _example(name, tmp_path, library_mirror)
+    plan, seconds = _build(
+        project, tmp_path / "wh", library_mirror, "--arch", "aarch64", "--emulation", "auto"
+    )
     if not plan["jobs"]:
         pytest.skip(f"no aarch64 image Python is allowed: {plan['excluded']}")
     _check_wheels(PROJECTS[name], plan, tmp_path / "wh")
@@ -196,7 +237,7 @@ def test_pyyaml_without_libyaml_fails_and_lands_nothing(
     x86_images: tuple[str, str], library_mirror: Path, tmp_path: Path, cache_dir: Path
 ) -> None:
     """PyYAML builds a pure-Python fallback when libyaml is missing; orch must not ship it."""
-    project = _example("pyyaml", tmp_path)
+    project = _example("pyyaml", tmp_path, library_mirror)
     recipe = project / "orch.yaml"
     text = recipe.read_text()
     recipe.write_text(text.replace("dependencies:\n  - use: libyaml\n", ""))
@@ -216,3 +257,37 @@ def test_pyyaml_without_libyaml_fails_and_lands_nothing(
     assert not list((tmp_path / "wh").glob("*.whl"))
     report = json.loads((tmp_path / "wh" / ".orch" / "report.json").read_text())
     assert {j["status"] for j in report["jobs"]} == {"failed"}
+
+
+@pytest.mark.skipif(not ALL, reason="ORCH_TEST_REAL_PROJECTS=1")
+def test_pillow_without_a_required_library_fails_and_lands_nothing(
+    x86_images: tuple[str, str], library_mirror: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    """Pillow leaves a feature out when its library is missing; the example's enable_*
+    settings must turn that into a failed job (here: only zlib and libjpeg-turbo given)."""
+    project = _example("pillow", tmp_path, library_mirror)
+    recipe = project / "orch.yaml"
+    text = recipe.read_text()
+    kept = text.split("dependencies:\n", 1)[1].split("test:\n", 1)[0]
+    entries = ["  - use:" + e for e in kept.split("  - use:")[1:]]
+    only = "".join(e for e in entries if e.split()[2] in ("zlib", "libjpeg-turbo"))
+    recipe.write_text(text.replace(kept, only))
+    assert "use: libtiff" not in recipe.read_text() and "use: zlib" in recipe.read_text()
+    proc = orch(
+        "build",
+        "-f",
+        str(project),
+        "-o",
+        str(tmp_path / "wh"),
+        "--plain",
+        "--arch",
+        "x86_64",
+        env={"ORCH_SOURCE_MIRROR": str(library_mirror)},
+        timeout=3600,
+    )
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert not list((tmp_path / "wh").glob("*.whl"))
+    report = json.loads((tmp_path / "wh" / ".orch" / "report.json").read_text())
+    assert {j["status"] for j in report["jobs"]} == {"failed"}
+    log = Path(report["jobs"][0]["log"]).read_text()
+    assert "'-C tiff=enable'" in log, log[-3000:]  # Pillow's own message names the feature
