@@ -100,6 +100,9 @@ def test_pillow_example_requires_every_feature(tmp_path: Path) -> None:
     # static archives' own needs follow Pillow's -l flags on every link line
     assert "'libraries = webp sharpyuv png16 z pthread m'" in config
     assert "features.check" in raw["test"]["command"]
+    # only PyInit_* leaves each extension (the audit's exported-own fix)
+    assert "--version-script=/orch/pillow-exports.map" in raw["environment"]["LDFLAGS"]
+    assert "{ global: PyInit_*; local: *; };" in config
 
 
 def test_pillow_example_loads_with_a_directory_project(tmp_path: Path) -> None:
