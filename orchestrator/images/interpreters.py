@@ -31,7 +31,7 @@ from orchestrator.errors import OrchError
 from orchestrator.images import definition
 from orchestrator.images.definition import InterpreterPlan
 from orchestrator.images.progress import Phases, Report
-from orchestrator.util import paths
+from orchestrator.util import paths, stoppers
 
 ENV_INTERPRETER_DIR = options.INTERPRETER_DIR
 SCRIPT = "/usr/local/lib/orch-image/build-cpython.sh"
@@ -229,7 +229,8 @@ def _container(
     try:
         script = definition.definition_dir() / definition.SCRIPTS_SUBDIR / definition.CPYTHON_SCRIPT
         engine.put_tree(container, script, str(Path(SCRIPT).parent), arcname=script.name)
-        yield container
+        with stoppers.stoppable(lambda: engine.remove_container(container)):
+            yield container
     finally:
         engine.remove_container(container)
 

@@ -8,8 +8,10 @@ and only ever appears complete (written to a temporary name, then renamed).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -21,7 +23,7 @@ from filelock import FileLock
 from orchestrator import archs
 from orchestrator.archs import Arch
 from orchestrator.errors import EnvironmentProblem, OrchError
-from orchestrator.util import paths
+from orchestrator.util import paths, stoppers
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 # Left out of the tarball: the engine provides /dev, /proc and /sys, and apt's downloads
@@ -129,20 +131,31 @@ def _make_tarball(exe: str, suite: str, arch: Arch, path: Path, on_line: Log) ->
 
 def _run(cmd: list[str], on_line: Log) -> None:
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,  # its own group: stopping it reaches dpkg/chroot children too
     )
     assert proc.stdout is not None
     tail: list[str] = []
     try:
-        for line in proc.stdout:
-            on_line(line.rstrip("\n"))
-            tail = [*tail[-19:], line.rstrip("\n")]
+        with stoppers.stoppable(lambda: _stop_group(proc)):
+            for line in proc.stdout:
+                on_line(line.rstrip("\n"))
+                tail = [*tail[-19:], line.rstrip("\n")]
     except BaseException:  # interrupted: the child stops before its tree is removed
-        proc.terminate()
+        _stop_group(proc)
         proc.wait()
         raise
     if proc.wait() != 0:
         raise OrchError(f"{cmd[0]} failed (exit {proc.returncode}):\n  " + "\n  ".join(tail))
+
+
+def _stop_group(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
 
 
 def _remove_tree(path: Path) -> None:

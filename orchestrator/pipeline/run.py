@@ -40,6 +40,7 @@ from orchestrator.plan.jobs import Job, Plan
 from orchestrator.recipe.model import Recipe
 from orchestrator.report.progress import ProgressView
 from orchestrator.report.record import JobResult, RunReport
+from orchestrator.util import stoppers
 from orchestrator.util.futures import wait_responsively
 
 GRACE_SECONDS = 30.0  # interrupted: how long running jobs get to notice (their containers are gone)
@@ -82,6 +83,7 @@ def run(
     except KeyboardInterrupt:
         factory.cancel.set()
         view.print("interrupted: stopping containers...")
+        stoppers.stop_all()  # image steps blocked in worker threads (debootstrap, compiles)
         raise
     finally:
         _record_jobs(report, outcomes, view, interrupted=factory.cancel.is_set())
