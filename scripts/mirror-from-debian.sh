@@ -29,6 +29,8 @@ keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 for suite in bookworm trixie; do
   echo "deb-src [signed-by=$keyring] $mirror $suite main"
 done > "$work/sources.list"
+# forky (testing) too: the only suite with abseil's, c-ares' and utf8proc's upstream tarballs.
+echo "deb-src [signed-by=$keyring] $mirror forky main" >> "$work/sources.list"
 cat > "$work/apt.conf" <<CONF
 Dir::Etc::SourceList "$work/sources.list";
 Dir::Etc::SourceParts "/nonexistent";
@@ -51,6 +53,17 @@ for recipe in "${!srcpkg[@]}"; do
   for suite in bookworm trixie; do
     apt-get source -q --download-only "${srcpkg[$recipe]}/$suite" >/dev/null 2>&1 || true
   done
+done
+
+# C++ libraries: recipe -> source package/suite whose .orig is the recipe's upstream tarball.
+declare -A cxx_srcpkg=(
+  [abseil-cpp]=abseil/forky [protobuf]=protobuf/trixie [re2]=re2/trixie
+  [utf8proc]=utf8proc/forky [thrift]=thrift/trixie [gflags]=gflags/trixie
+  [c-ares]=c-ares/forky
+)
+for recipe in "${!cxx_srcpkg[@]}"; do
+  [ "$wanted" = "  " ] || [[ "$wanted" == *" $recipe "* ]] || continue
+  apt-get source -q --download-only "${cxx_srcpkg[$recipe]}" >/dev/null 2>&1 || true
 done
 
 kept=0
