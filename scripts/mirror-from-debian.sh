@@ -83,3 +83,20 @@ for yaml in "$here"/recipes/*.yaml; do
   done
 done
 echo "mirror: $kept recipe source(s) in $dest"
+
+# Stand-ins (recipes/stand-ins.tsv): Debian's repack of the same release, for recipes
+# whose upstream tarball Debian does not ship unchanged. Kept under their own sha256.
+standins=0
+while IFS=$'\t' read -r name src want file; do
+  case "$name" in ''|'#'*) continue ;; esac
+  [ "$wanted" = "  " ] || [[ "$wanted" == *" $name "* ]] || continue
+  [ -f "$dest/$want" ] || {
+    (cd "$work/dl" && apt-get source -q --download-only "$src" >/dev/null 2>&1) || true
+    f="$work/dl/$file"
+    if [ ! -f "$f" ] || [ "$(sha256sum "$f" | cut -d' ' -f1)" != "$want" ]; then continue; fi
+    cp "$f" "$dest/$want.tmp" && mv "$dest/$want.tmp" "$dest/$want"
+  }
+  echo "mirror: $name stand-in <- $file"
+  standins=$((standins + 1))
+done < "$here/recipes/stand-ins.tsv"
+echo "mirror: $standins stand-in source(s) in $dest"

@@ -27,8 +27,8 @@ import pytest
 
 from orchestrator.deps.buildsys import EXCLUDE_LIBS
 from orchestrator.recipe.load import load_dependency_file
-from orchestrator.recipe.model import DependencySpec, SourceSpec
-from orchestrator.util.hashing import sha256_file
+from orchestrator.recipe.model import DependencySpec
+from tests.support.standins import source_in_mirror, use_entry
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 MIRROR_ENV = "ORCH_TEST_LIBRARY_MIRROR"
@@ -62,17 +62,6 @@ def with_requirements(name: str, specs: dict[str, DependencySpec]) -> list[Depen
     return order
 
 
-def in_mirror(mirror: Path, src: SourceSpec) -> Path | None:
-    for candidate in (
-        mirror / src.sha256,
-        mirror / src.filename,
-        mirror / src.sha256 / src.filename,
-    ):
-        if candidate.is_file() and sha256_file(candidate) == src.sha256:
-            return candidate
-    return None
-
-
 # --- the builder: orch itself, in the local manylinux_2_31 x86_64 image -------------------
 
 
@@ -97,9 +86,10 @@ def build_library_with_orch(
     (project / "setup.py").write_text(PROJECT_SETUP)
     (project / "libprobe.c").write_text(PROJECT_C)
     recipe = work / "orch.yaml"
+    specs = library()
     recipe.write_text(
         "schema: 1\nproject: probe\npython: ['3.9']\ndependencies:\n"
-        + "".join(f"  - use: {n}\n" for n in names)
+        + "".join(use_entry(specs[n], mirror) for n in names)
     )
     cache = work / "cache"
     proc = subprocess.run(
@@ -162,7 +152,7 @@ def library_build(
     buildable = [
         n
         for n in sorted(specs)
-        if all(in_mirror(mirror, d.source) for d in with_requirements(n, specs))
+        if all(source_in_mirror(mirror, d) for d in with_requirements(n, specs))
     ]
     if not buildable:
         pytest.fail(f"no recipe's tarball is in {mirror}")
@@ -176,7 +166,7 @@ def test_recipe_builds_static_pic(
     specs = library()
     chain = with_requirements(name, specs)
     missing = [
-        f"{d.name} ({d.source.filename})" for d in chain if in_mirror(mirror, d.source) is None
+        f"{d.name} ({d.source.filename})" for d in chain if source_in_mirror(mirror, d) is None
     ]
     if missing:
         pytest.skip(f"not in the mirror: {', '.join(missing)}")
@@ -187,6 +177,30 @@ def test_recipe_builds_static_pic(
     for dep in chain:  # the dependency's own artifact plus its requirements' (for pkg-config)
         extract_artifact(cache, deps[dep.name]["key"], prefix)
     check_installed(specs[name], prefix, tmp_path)
+    if name in CONFIG_PACKAGES:
+        check_cmake_config(CONFIG_PACKAGES[name], prefix)
+
+
+# The CMake config packages the C++ recipes install: what find_package(NAME CONFIG) reads
+# in an Arrow-style consumer (the other recipes' `cmake` exports are CMake find modules).
+CONFIG_PACKAGES = {
+    "abseil-cpp": "absl",
+    "re2": "re2",
+    "protobuf": "protobuf",
+    "utf8proc": "utf8proc",
+    "thrift": "Thrift",
+    "gflags": "gflags",
+    "c-ares": "c-ares",
+    "rapidjson": "RapidJSON",
+    "xsimd": "xsimd",
+    "snappy": "Snappy",
+}
+
+
+def check_cmake_config(package: str, prefix: Path) -> None:
+    names = {f"{package}Config.cmake", f"{package.lower()}-config.cmake"}
+    found = [p for p in prefix.rglob("*.cmake") if p.name in names]
+    assert found, f"no {' or '.join(sorted(names))} under {prefix}"
 
 
 def check_installed(dep: DependencySpec, prefix: Path, tmp_path: Path) -> None:
