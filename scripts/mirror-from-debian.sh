@@ -87,7 +87,7 @@ echo "mirror: $kept recipe source(s) in $dest"
 # Stand-ins (recipes/stand-ins.tsv): Debian's repack of the same release, for recipes
 # whose upstream tarball Debian does not ship unchanged. Kept under their own sha256.
 standins=0
-while IFS=$'\t' read -r name src want file; do
+while IFS=$'\t' read -r name src want file _patch; do
   case "$name" in ''|'#'*) continue ;; esac
   [ "$wanted" = "  " ] || [[ "$wanted" == *" $name "* ]] || continue
   [ -f "$dest/$want" ] || {

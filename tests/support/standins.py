@@ -20,8 +20,9 @@ def stand_ins() -> dict[str, SourceSpec]:
     out: dict[str, SourceSpec] = {}
     for line in (RECIPES / "stand-ins.tsv").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
-            name, _, sha256, filename = line.split("\t")
-            out[name] = SourceSpec(urls=(), sha256=sha256, filename=filename)
+            name, _, sha256, filename, *patch = line.split("\t")
+            patches = tuple(RECIPES / "stand-ins" / p for p in patch)
+            out[name] = SourceSpec(urls=(), sha256=sha256, filename=filename, patches=patches)
     return out
 
 
@@ -51,10 +52,11 @@ def use_entry(dep: DependencySpec, mirror: Path, indent: str = "  ") -> str:
     if src is None or src == dep.source:
         return f"{indent}- use: {dep.name}\n"
     urls = ", ".join(f"'{u}'" for u in dep.source.urls)
+    patches = ", ".join(f"'{p}'" for p in src.patches)
     return (
         f"{indent}- use: {dep.name}\n"
         f"{indent}  source: {{url: [{urls}], sha256: '{src.sha256}', "
-        f"filename: '{src.filename}'}}\n"
+        f"filename: '{src.filename}', patches: [{patches}]}}\n"
     )
 
 
