@@ -29,6 +29,8 @@ keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 for suite in bookworm trixie; do
   echo "deb-src [signed-by=$keyring] $mirror $suite main"
 done > "$work/sources.list"
+# forky (testing) too: the only suite with abseil's, c-ares' and utf8proc's upstream tarballs.
+echo "deb-src [signed-by=$keyring] $mirror forky main" >> "$work/sources.list"
 cat > "$work/apt.conf" <<CONF
 Dir::Etc::SourceList "$work/sources.list";
 Dir::Etc::SourceParts "/nonexistent";
@@ -54,6 +56,17 @@ for recipe in "${!srcpkg[@]}"; do
   for suite in bookworm trixie; do
     apt-get source -q --download-only "${srcpkg[$recipe]}/$suite" >/dev/null 2>&1 || true
   done
+done
+
+# C++ libraries: recipe -> source package/suite whose .orig is the recipe's upstream tarball.
+declare -A cxx_srcpkg=(
+  [abseil-cpp]=abseil/forky [protobuf]=protobuf/trixie [re2]=re2/trixie
+  [utf8proc]=utf8proc/forky [thrift]=thrift/trixie [gflags]=gflags/trixie
+  [c-ares]=c-ares/forky
+)
+for recipe in "${!cxx_srcpkg[@]}"; do
+  [ "$wanted" = "  " ] || [[ "$wanted" == *" $recipe "* ]] || continue
+  apt-get source -q --download-only "${cxx_srcpkg[$recipe]}" >/dev/null 2>&1 || true
 done
 
 kept=0
@@ -92,3 +105,19 @@ while read -r recipe pkg _version sha file; do
   fi
 done < "$here/recipes/debian-nearest.txt"
 echo "mirror: $near nearest source(s) in $dest"
+# Stand-ins (recipes/stand-ins.tsv): Debian's repack of the same release, for recipes
+# whose upstream tarball Debian does not ship unchanged. Kept under their own sha256.
+standins=0
+while IFS=$'\t' read -r name src want file _patch; do
+  case "$name" in ''|'#'*) continue ;; esac
+  [ "$wanted" = "  " ] || [[ "$wanted" == *" $name "* ]] || continue
+  [ -f "$dest/$want" ] || {
+    (cd "$work/dl" && apt-get source -q --download-only "$src" >/dev/null 2>&1) || true
+    f="$work/dl/$file"
+    if [ ! -f "$f" ] || [ "$(sha256sum "$f" | cut -d' ' -f1)" != "$want" ]; then continue; fi
+    cp "$f" "$dest/$want.tmp" && mv "$dest/$want.tmp" "$dest/$want"
+  }
+  echo "mirror: $name stand-in <- $file"
+  standins=$((standins + 1))
+done < "$here/recipes/stand-ins.tsv"
+echo "mirror: $standins stand-in source(s) in $dest"

@@ -3,9 +3,7 @@
 Upstream hosts are not reachable from tests, so the tarballs come from a local mirror
 directory named by ``ORCH_TEST_LIBRARY_MIRROR`` (files named by sha256 or by filename,
 as orch's own ``mirrors: [{directory: ...}]``). Without it the tests skip; a recipe
-whose tarball (or a requirement's) is missing from the mirror skips too, unless the mirror
-holds its nearest source (recipes/debian-nearest.txt: Debian's repacked tarball of the same
-release), which the probe project then names explicitly as that dependency's source.
+whose tarball (or a requirement's) is missing from the mirror skips too.
 
 All recipes whose tarballs are in the mirror are built by one real `orch build` (each
 dependency in its own container of the local manylinux_2_31 x86_64 image, in DAG order);
@@ -29,9 +27,8 @@ import pytest
 
 from orchestrator.deps.buildsys import EXCLUDE_LIBS
 from orchestrator.recipe.load import load_dependency_file
-from orchestrator.recipe.model import DependencySpec, SourceSpec
-from orchestrator.util.hashing import sha256_file
-from tests.support.nearest import Nearest, dependency_entry, nearest_sources
+from orchestrator.recipe.model import DependencySpec
+from tests.support.standins import source_in_mirror, use_entry
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 MIRROR_ENV = "ORCH_TEST_LIBRARY_MIRROR"
@@ -65,31 +62,6 @@ def with_requirements(name: str, specs: dict[str, DependencySpec]) -> list[Depen
     return order
 
 
-def in_mirror(mirror: Path, src: SourceSpec) -> Path | None:
-    for candidate in (
-        mirror / src.sha256,
-        mirror / src.filename,
-        mirror / src.sha256 / src.filename,
-    ):
-        if candidate.is_file() and sha256_file(candidate) == src.sha256:
-            return candidate
-    return None
-
-
-def nearest_in_mirror(mirror: Path) -> dict[str, Nearest]:
-    """Recipes the mirror can build only from their nearest source (recipes/debian-nearest.txt):
-    the upstream tarball is missing, Debian's repacked one is there."""
-    return {
-        name: near
-        for name, near in nearest_sources().items()
-        if (mirror / near.sha256).is_file() and sha256_file(mirror / near.sha256) == near.sha256
-    }
-
-
-def buildable(mirror: Path, dep: DependencySpec) -> bool:
-    return in_mirror(mirror, dep.source) is not None or dep.name in nearest_in_mirror(mirror)
-
-
 # --- the builder: orch itself, in the local manylinux_2_31 x86_64 image -------------------
 
 
@@ -114,14 +86,10 @@ def build_library_with_orch(
     (project / "setup.py").write_text(PROJECT_SETUP)
     (project / "libprobe.c").write_text(PROJECT_C)
     recipe = work / "orch.yaml"
-    nearest = {
-        n: near
-        for n, near in nearest_in_mirror(mirror).items()
-        if in_mirror(mirror, library()[n].source) is None
-    }
+    specs = library()
     recipe.write_text(
         "schema: 1\nproject: probe\npython: ['3.9']\ndependencies:\n"
-        + "".join(dependency_entry(n, nearest) for n in names)
+        + "".join(use_entry(specs[n], mirror) for n in names)
     )
     cache = work / "cache"
     proc = subprocess.run(
@@ -181,12 +149,14 @@ def library_build(
     mirror: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[dict[str, Any], Path]:
     specs = library()
-    names = [
-        n for n in sorted(specs) if all(buildable(mirror, d) for d in with_requirements(n, specs))
+    buildable = [
+        n
+        for n in sorted(specs)
+        if all(source_in_mirror(mirror, d) for d in with_requirements(n, specs))
     ]
-    if not names:
+    if not buildable:
         pytest.fail(f"no recipe's tarball is in {mirror}")
-    return build_library_with_orch(names, mirror, tmp_path_factory.mktemp("library"))
+    return build_library_with_orch(buildable, mirror, tmp_path_factory.mktemp("library"))
 
 
 @pytest.mark.parametrize("name", sorted(library()))
@@ -195,7 +165,9 @@ def test_recipe_builds_static_pic(
 ) -> None:
     specs = library()
     chain = with_requirements(name, specs)
-    missing = [f"{d.name} ({d.source.filename})" for d in chain if not buildable(mirror, d)]
+    missing = [
+        f"{d.name} ({d.source.filename})" for d in chain if source_in_mirror(mirror, d) is None
+    ]
     if missing:
         pytest.skip(f"not in the mirror: {', '.join(missing)}")
     report, cache = library_build
@@ -205,6 +177,30 @@ def test_recipe_builds_static_pic(
     for dep in chain:  # the dependency's own artifact plus its requirements' (for pkg-config)
         extract_artifact(cache, deps[dep.name]["key"], prefix)
     check_installed(specs[name], prefix, tmp_path)
+    if name in CONFIG_PACKAGES:
+        check_cmake_config(CONFIG_PACKAGES[name], prefix)
+
+
+# The CMake config packages the C++ recipes install: what find_package(NAME CONFIG) reads
+# in an Arrow-style consumer (the other recipes' `cmake` exports are CMake find modules).
+CONFIG_PACKAGES = {
+    "abseil-cpp": "absl",
+    "re2": "re2",
+    "protobuf": "protobuf",
+    "utf8proc": "utf8proc",
+    "thrift": "Thrift",
+    "gflags": "gflags",
+    "c-ares": "c-ares",
+    "rapidjson": "RapidJSON",
+    "xsimd": "xsimd",
+    "snappy": "Snappy",
+}
+
+
+def check_cmake_config(package: str, prefix: Path) -> None:
+    names = {f"{package}Config.cmake", f"{package.lower()}-config.cmake"}
+    found = [p for p in prefix.rglob("*.cmake") if p.name in names]
+    assert found, f"no {' or '.join(sorted(names))} under {prefix}"
 
 
 def check_installed(dep: DependencySpec, prefix: Path, tmp_path: Path) -> None:

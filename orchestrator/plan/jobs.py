@@ -355,6 +355,10 @@ def make_plan(recipe: Recipe, host_arch: str | None = None) -> Plan:
                     reason = f"{_image_name(image, tag)} has no CPython {py} (has {has})"
                     excluded.append(Excluded(_job_id(py, tag), reason))
                     continue
+                unsupported = _unsupported_by(recipe, tag)
+                if unsupported:
+                    excluded.append(Excluded(_job_id(py, tag), unsupported))
+                    continue
                 verify = tuple(dict.fromkeys((image.runtime_ref, *recipe.test.verify_images)))
                 job = Job(
                     id=_job_id(py, tag),
@@ -376,6 +380,17 @@ def make_plan(recipe: Recipe, host_arch: str | None = None) -> Plan:
     dag = tuple((d.name, tuple(d.requires)) for d in recipe.dependencies)
     plan = Plan(str(recipe.path), tuple(jobs), tuple(excluded), dep_order, online, warnings, dag)
     return _apply_selectors(plan, recipe)
+
+
+def _unsupported_by(recipe: Recipe, tag: str) -> str | None:
+    """Why a dependency's `supports` rules out the platform tag, or None. Every dependency
+    the recipe builds is listed (requirements included), so a dependent is excluded too."""
+    for dep in recipe.dependencies:
+        for rule in dep.unsupported:
+            if any(fnmatch.fnmatchcase(tag, normalize_selector(p)) for p in rule.patterns):
+                where = f" ({dep.origin})" if dep.origin else ""
+                return f"dependency {dep.name} does not build for {tag}: {rule.reason}{where}"
+    return None
 
 
 def _image_name(image: catalog.ImageChoice, plat: str) -> str:

@@ -30,6 +30,7 @@ from orchestrator.recipe.model import (
     RepairOptions,
     SourceSpec,
     TestOptions,
+    Unsupported,
 )
 from orchestrator.recipe.yamlsrc import Located, format_path, load_located
 from orchestrator.util.hashing import sha256_file
@@ -541,6 +542,10 @@ def _dependency(
         ),
         origin=defined_in.where(() if defined_in is not recipe else path),
         network=data.get("network", False) is True,
+        unsupported=tuple(
+            Unsupported(tuple(_as_list(u["not"])), str(u["reason"]))
+            for u in data.get("supports", ())
+        ),
     )
 
 

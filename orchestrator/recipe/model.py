@@ -34,6 +34,14 @@ class Exports:
 
 
 @dataclass(frozen=True)
+class Unsupported:
+    """Platforms a dependency does not build on (globs over `<policy>_<arch>` tags), and why."""
+
+    patterns: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
 class DependencySpec:
     """One static third-party library built from source into the dependency prefix."""
 
@@ -48,6 +56,7 @@ class DependencySpec:
     exports: Exports = field(default_factory=Exports)
     origin: str = ""  # "file:line" of the definition, for messages
     network: bool = False  # the build container gets a network (off: hermetic build)
+    unsupported: tuple[Unsupported, ...] = ()  # `supports`: where the plan must not build it
 
 
 @dataclass(frozen=True)
