@@ -7,7 +7,8 @@
 #
 # The archive's address is read from this machine's own apt configuration, never written
 # down. Only files whose sha256 equals a recipe's upstream sha256 are kept, so what lands in
-# DIR is exactly what the recipes ask for.
+# DIR is exactly what the recipes ask for; plus the stand-ins of recipes/stand-ins.tsv, under
+# their own sha256, which no recipe pins (a test must override a recipe's source to use one).
 set -euo pipefail
 dest=$(realpath -m "${1:?usage: mirror-from-debian.sh DIR [RECIPE...]}")
 shift
@@ -87,37 +88,23 @@ for yaml in "$here"/recipes/*.yaml; do
 done
 echo "mirror: $kept recipe source(s) in $dest"
 
-# Nearest sources (recipes/debian-nearest.txt): Debian .orig tarballs of the same release
-# that differ from upstream (repacked, recompressed). Kept under their own sha256, which no
-# recipe pins: only a build that overrides a recipe's source with it uses one.
-near=0
-while read -r recipe pkg _version sha file; do
-  case "$recipe" in '' | '#'*) continue ;; esac
-  [ "$wanted" = "  " ] || [[ "$wanted" == *" $recipe "* ]] || continue
-  [ -f "$dest/$sha" ] && { near=$((near + 1)); continue; }
-  [ -f "$work/dl/$file" ] || for suite in bookworm trixie; do
-    (cd "$work/dl" && apt-get source -q --download-only "$pkg/$suite" >/dev/null 2>&1) || true
-  done
-  if [ -f "$work/dl/$file" ] && [ "$(sha256sum "$work/dl/$file" | cut -d' ' -f1)" = "$sha" ]; then
-    cp "$work/dl/$file" "$dest/$sha.tmp" && mv "$dest/$sha.tmp" "$dest/$sha"
-    echo "mirror: $recipe (nearest, not upstream) <- $file"
-    near=$((near + 1))
-  fi
-done < "$here/recipes/debian-nearest.txt"
-echo "mirror: $near nearest source(s) in $dest"
-# Stand-ins (recipes/stand-ins.tsv): Debian's repack of the same release, for recipes
-# whose upstream tarball Debian does not ship unchanged. Kept under their own sha256.
+# Stand-ins (recipes/stand-ins.tsv): Debian .orig tarballs that differ from the upstream
+# tarball a recipe pins (repacked, recompressed, or an older release). Kept under their own
+# sha256, which no recipe pins: only a build that overrides a recipe's source uses one.
 standins=0
-while IFS=$'\t' read -r name src want file _patch; do
-  case "$name" in ''|'#'*) continue ;; esac
+while IFS=$'\t' read -r name src _version want file _patch; do
+  case "$name" in '' | '#'*) continue ;; esac
   [ "$wanted" = "  " ] || [[ "$wanted" == *" $name "* ]] || continue
   [ -f "$dest/$want" ] || {
-    (cd "$work/dl" && apt-get source -q --download-only "$src" >/dev/null 2>&1) || true
+    [ -f "$work/dl/$file" ] || (cd "$work/dl" && apt-get source -q --download-only "$src" >/dev/null 2>&1) || true
     f="$work/dl/$file"
-    if [ ! -f "$f" ] || [ "$(sha256sum "$f" | cut -d' ' -f1)" != "$want" ]; then continue; fi
+    if [ ! -f "$f" ] || [ "$(sha256sum "$f" | cut -d' ' -f1)" != "$want" ]; then
+      echo "mirror: $name stand-in $file not found in $src" >&2
+      continue
+    fi
     cp "$f" "$dest/$want.tmp" && mv "$dest/$want.tmp" "$dest/$want"
   }
-  echo "mirror: $name stand-in <- $file"
+  echo "mirror: $name stand-in (not upstream) <- $file"
   standins=$((standins + 1))
 done < "$here/recipes/stand-ins.tsv"
 echo "mirror: $standins stand-in source(s) in $dest"

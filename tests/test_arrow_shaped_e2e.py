@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import zipfile
@@ -26,7 +27,7 @@ from elftools.elf.elffile import ELFFile
 from orchestrator.recipe.load import load_dependency_file
 from orchestrator.recipe.model import DependencySpec
 from tests.support.run import EXAMPLES, ROOT, orch, wheel_platforms, wheel_stem
-from tests.support.standins import RECIPES, source_in_mirror, with_stand_ins
+from tests.support.standins import RECIPES, needing_stand_ins, source_in_mirror, with_stand_ins
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -58,7 +59,9 @@ def mirror_for(names: list[str], tmp: Path) -> Path:
 def project_copy(src: Path, dest: Path, mirror: Path) -> Path:
     shutil.copytree(src, dest)
     recipe = dest / "orch.yaml"
-    recipe.write_text(with_stand_ins(recipe.read_text(), library(), mirror))
+    text, specs = recipe.read_text(), library()
+    used = [specs[n] for n in re.findall(r"^  - use: (\S+)$", text, flags=re.M)]
+    recipe.write_text(with_stand_ins(text, needing_stand_ins(mirror, used)))
     return dest
 
 

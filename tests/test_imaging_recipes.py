@@ -1,4 +1,4 @@
-"""The imaging recipes (Pillow's libraries), their nearest sources and the Pillow example,
+"""The imaging recipes (Pillow's libraries), their stand-ins and the Pillow example,
 checked without building anything (the builds are opt-in: tests/test_recipe_library.py,
 tests/test_real_projects.py)."""
 
@@ -12,8 +12,16 @@ import pytest
 import yaml
 
 from orchestrator.recipe.load import load_dependency_file, load_recipe
-from tests.support.nearest import UNREACHABLE, nearest_sources, with_nearest
+from orchestrator.util.hashing import sha256_file
 from tests.support.run import EXAMPLES, ROOT
+from tests.support.standins import (
+    LIST,
+    UNREACHABLE,
+    needing_stand_ins,
+    stand_ins,
+    use_entry,
+    with_stand_ins,
+)
 
 RECIPES = ROOT / "recipes"
 IMAGING = {
@@ -47,47 +55,90 @@ def test_libtiff_links_no_codec_pillow_does_not_link() -> None:
     assert {"-Dzlib=ON", "-Djpeg=ON"} <= opts
 
 
-def test_nearest_sources_name_recipes_and_differ_from_upstream() -> None:
-    nearest = nearest_sources()
-    assert set(nearest) == {"zlib", "libpng", "freetype", "openjpeg"}
-    for name, near in nearest.items():
+def test_stand_ins_name_recipes_and_differ_from_upstream() -> None:
+    found = stand_ins()
+    assert {"zlib", "libpng", "freetype", "openjpeg"} <= set(found)
+    for name, stand_in in found.items():
         spec = load_dependency_file(RECIPES / f"{name}.yaml")
-        # a nearest source never poses as the upstream tarball
-        assert near.sha256 != spec.source.sha256
-        assert near.filename.startswith(near.package + "_")
-    assert len({n.sha256 for n in nearest.values()}) == len(nearest)
+        # a stand-in never poses as the upstream tarball
+        assert stand_in.sha256 != spec.source.sha256
+        assert stand_in.filename.startswith(stand_in.package + "_")
+        assert stand_in.suite in ("bookworm", "trixie", "forky"), name
+        assert all(p.is_file() for p in stand_in.patches), name
+    assert len({s.sha256 for s in found.values()}) == len(found)
+    # libpng's stand-in is an older release: the override must say so
+    assert found["libpng"].version == "1.6.48"
+    assert load_dependency_file(RECIPES / "libpng.yaml").version != "1.6.48"
 
 
-def test_mirror_script_keeps_identical_and_nearest_sources() -> None:
+def test_mirror_script_keeps_identical_sources_and_stand_ins() -> None:
     script = (ROOT / "scripts" / "mirror-from-debian.sh").read_text()
     for recipe, package in (("libtiff", "tiff"), ("libwebp", "libwebp"), ("lcms2", "lcms2")):
         assert f"[{recipe}]={package}" in script
-    assert "recipes/debian-nearest.txt" in script
+    # one list of stand-ins, read by one loop
+    assert re.findall(r'done < "\$here/recipes/(\S+)"', script) == ["stand-ins.tsv"]
+    assert "debian-nearest" not in script
+    assert not (RECIPES / "debian-nearest.txt").exists()
     # the archive's address comes from the machine's apt configuration, never the script
     assert not re.search(r"https?://[a-z0-9.-]*debian", script)
 
 
-def test_nearest_override_replaces_the_library_source(tmp_path: Path) -> None:
+def test_stand_in_override_replaces_the_library_source(tmp_path: Path) -> None:
     """The override the opt-in tests write is a plain `use:` entry orch's loader accepts,
-    and it changes exactly the source (and zlib's build) of the named recipes."""
+    and it changes exactly the version and source (zlib's with its patch) of the named
+    recipes; the recipe's own build system is kept."""
     project = tmp_path / "proj"
     project.mkdir()
     (project / "setup.py").write_text("from setuptools import setup\nsetup()\n")
     text = (
         "schema: 1\nproject: proj\ndependencies:\n"
-        "  - use: zlib\n  - use: libjpeg-turbo\n  - use: libtiff\n"
+        "  - use: zlib\n  - use: libpng\n  - use: libjpeg-turbo\n  - use: libtiff\n"
     )
-    nearest = nearest_sources()
-    (tmp_path / "orch.yaml").write_text(with_nearest(text, {"zlib"}, nearest))
+    found = stand_ins()
+    (tmp_path / "orch.yaml").write_text(with_stand_ins(text, {"zlib", "libpng"}))
     deps = {d.name: d for d in load_recipe(tmp_path / "orch.yaml").dependencies}
-    assert deps["zlib"].source.sha256 == nearest["zlib"].sha256
-    assert all(u.startswith(UNREACHABLE) for u in deps["zlib"].source.urls)
-    assert deps["zlib"].build_system == "script" and "win32/zlib1.rc" in deps["zlib"].script
-    upstream = load_dependency_file(RECIPES / "libtiff.yaml")
-    assert deps["libtiff"].source == upstream.source
-    assert deps["libjpeg-turbo"].source.sha256 == (
-        load_dependency_file(RECIPES / "libjpeg-turbo.yaml").source.sha256
-    )
+    for name in ("zlib", "libpng"):
+        upstream = load_dependency_file(RECIPES / f"{name}.yaml")
+        assert deps[name].source == found[name].source
+        assert all(u.startswith(UNREACHABLE) for u in deps[name].source.urls)
+        assert deps[name].version == found[name].version
+        assert deps[name].build_system == upstream.build_system == "cmake"
+        assert deps[name].options == upstream.options
+    assert deps["libpng"].version == "1.6.48" and not deps["libpng"].source.patches
+    # zlib's CMakeLists names win32/zlib1.rc, which Debian's +dfsg repack drops
+    (patch,) = deps["zlib"].source.patches
+    assert patch.name == "zlib-dfsg-win32-rc.patch"
+    assert "+++ b/win32/zlib1.rc" in patch.read_text()
+    for name in ("libtiff", "libjpeg-turbo"):
+        assert deps[name].source == load_dependency_file(RECIPES / f"{name}.yaml").source
+
+
+def test_a_stand_in_is_used_only_when_the_mirror_lacks_upstream(tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "zlib_x.orig.tar.gz").write_bytes(b"a repacked zlib")
+    listed = tmp_path / "stand-ins.tsv"
+    sha = sha256_file(mirror / "zlib_x.orig.tar.gz")
+    listed.write_text(f"# comment\nzlib\tzlib/trixie\t1.3.1\t{sha}\tzlib_x.orig.tar.gz\n")
+    deps = [load_dependency_file(RECIPES / f"{n}.yaml") for n in ("zlib", "libpng")]
+    # libpng has no stand-in in this list and zlib's upstream tarball is absent
+    assert needing_stand_ins(mirror, deps, listed) == {"zlib"}
+    (mirror / "zlib_x.orig.tar.gz").write_bytes(b"changed")  # wrong bytes: not a stand-in
+    assert needing_stand_ins(mirror, deps, listed) == set()
+
+
+def test_use_entry_without_stand_in_is_the_plain_use() -> None:
+    assert use_entry("zlib") == "  - use: zlib\n"
+    assert use_entry("zlib", indent="") == "- use: zlib\n"
+    with pytest.raises(AssertionError, match="does not use zlib"):
+        with_stand_ins("  - use: libpng\n", {"zlib"})
+
+
+def test_stand_in_list_rejects_a_malformed_row(tmp_path: Path) -> None:
+    bad = tmp_path / "stand-ins.tsv"
+    bad.write_text(LIST.read_text() + "zlib\tzlib\t1.3.1\tnot-a-sha\tz.tar.gz\n")
+    with pytest.raises(AssertionError):
+        stand_ins(bad)
 
 
 def test_pillow_example_requires_every_feature(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ image and a stock Debian image with the system Python; the C extension must be p
 PyYAML cp311 on x86_64 runs every time; every project, every Python its recipe lists
 (3.9, 3.11, 3.13 where allowed) and aarch64 with ORCH_TEST_REAL_PROJECTS=1.
 A library whose upstream tarball Debian does not ship byte-identical (zlib, libpng,
-freetype, openjpeg for Pillow) is built from its nearest source (tests/support/nearest.py).
+freetype, openjpeg for Pillow) is built from its stand-in (tests/support/standins.py).
 """
 
 from __future__ import annotations
@@ -30,9 +30,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.recipe.load import load_dependency_file
-from orchestrator.util.hashing import sha256_file
 from tests.conftest import EXAMPLES, ROOT, orch
-from tests.support.nearest import nearest_sources, with_nearest
+from tests.support.standins import needing_stand_ins, with_stand_ins
 
 pytestmark = pytest.mark.docker
 ALL = os.environ.get("ORCH_TEST_REAL_PROJECTS") == "1"
@@ -111,24 +110,16 @@ def library_mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return mirror
 
 
-def _upstream_missing(mirror: Path, libraries: tuple[str, ...]) -> set[str]:
-    missing = set()
-    for lib in libraries:
-        sha = load_dependency_file(ROOT / "recipes" / f"{lib}.yaml").source.sha256
-        if not ((mirror / sha).is_file() and sha256_file(mirror / sha) == sha):
-            missing.add(lib)
-    return missing
-
-
 def _example(name: str, tmp_path: Path, mirror: Path) -> Path:
     """A copy of the example with its pinned sdist fetched from the package index; each
-    library whose upstream tarball the mirror lacks is built from its nearest source."""
+    library whose upstream tarball the mirror lacks is built from its stand-in."""
     dest = tmp_path / name
     shutil.copytree(EXAMPLES / "real" / name, dest)
     recipe = dest / "orch.yaml"
-    near = _upstream_missing(mirror, PROJECTS[name].libraries)
-    if near:
-        recipe.write_text(with_nearest(recipe.read_text(), near, nearest_sources()))
+    libs = [
+        load_dependency_file(ROOT / "recipes" / f"{lib}.yaml") for lib in PROJECTS[name].libraries
+    ]
+    recipe.write_text(with_stand_ins(recipe.read_text(), needing_stand_ins(mirror, libs)))
     text = recipe.read_text()
     sdist = re.search(r"path: (\S+\.tar\.gz)", text)
     assert sdist, "the recipe names its sdist"

@@ -28,7 +28,7 @@ import pytest
 from orchestrator.deps.buildsys import EXCLUDE_LIBS
 from orchestrator.recipe.load import load_dependency_file
 from orchestrator.recipe.model import DependencySpec
-from tests.support.standins import source_in_mirror, use_entry
+from tests.support.standins import needing_stand_ins, source_in_mirror, use_entry, with_stand_ins
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 MIRROR_ENV = "ORCH_TEST_LIBRARY_MIRROR"
@@ -87,9 +87,11 @@ def build_library_with_orch(
     (project / "libprobe.c").write_text(PROJECT_C)
     recipe = work / "orch.yaml"
     specs = library()
+    uses = "".join(use_entry(n) for n in names)
+    stand_in = needing_stand_ins(mirror, (specs[n] for n in names))
     recipe.write_text(
         "schema: 1\nproject: probe\npython: ['3.9']\ndependencies:\n"
-        + "".join(use_entry(specs[n], mirror) for n in names)
+        + with_stand_ins(uses, stand_in)
     )
     cache = work / "cache"
     proc = subprocess.run(

@@ -1,11 +1,15 @@
-"""Sources for library recipes on a machine that cannot reach upstream: a mirror
-directory (files named by sha256 or filename, as `mirrors: [{directory: ...}]`) holding
-the recipes' own tarballs or, where Debian repacks them, the stand-ins listed in
-recipes/stand-ins.tsv (recipes/README.md says how each differs)."""
+"""Stand-ins: Debian `.orig` tarballs that are not byte-identical to the upstream tarball a
+recipe pins (recipes/stand-ins.tsv; recipes/README.md says how each differs), fetched
+under their own sha256 by scripts/mirror-from-debian.sh. A test builds a recipe from one
+only by overriding that recipe's `version` and `source` in the project's `dependencies:`
+entry, explicitly, and only when the mirror lacks the recipe's own tarball."""
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.recipe.model import DependencySpec, SourceSpec
@@ -13,17 +17,57 @@ from orchestrator.util.hashing import sha256_file
 from tests.support.run import ROOT
 
 RECIPES = ROOT / "recipes"
+LIST = RECIPES / "stand-ins.tsv"
+# Never contacted: the mirror answers by sha256 first; a port nothing listens on, on the
+# loopback address, in case it does not.
+UNREACHABLE = "http://127.0.0.1:9"
 
 
-def stand_ins() -> dict[str, SourceSpec]:
-    """recipe name -> the stand-in source (sha256 and file name; no URL)."""
-    out: dict[str, SourceSpec] = {}
-    for line in (RECIPES / "stand-ins.tsv").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, sha256, filename, *patch = line.split("\t")
-            patches = tuple(RECIPES / "stand-ins" / p for p in patch)
-            out[name] = SourceSpec(urls=(), sha256=sha256, filename=filename, patches=patches)
-    return out
+@dataclass(frozen=True)
+class StandIn:
+    recipe: str
+    package: str  # Debian source package
+    suite: str
+    version: str  # the stand-in's release, which may differ from the recipe's
+    sha256: str
+    filename: str
+    patches: tuple[Path, ...]  # for files the repack dropped that the build names
+
+    @property
+    def source(self) -> SourceSpec:
+        return SourceSpec(
+            urls=(f"{UNREACHABLE}/{self.filename}",),
+            sha256=self.sha256,
+            filename=self.filename,
+            patches=self.patches,
+        )
+
+    def override(self) -> dict[str, object]:
+        """The `dependencies:` fields that build the recipe from this tarball."""
+        src = self.source
+        return {
+            "version": self.version,
+            "source": {
+                "url": list(src.urls),
+                "sha256": src.sha256,
+                "filename": src.filename,
+                "patches": [str(p) for p in src.patches],
+            },
+        }
+
+
+def _row(line: str) -> StandIn:
+    recipe, origin, version, sha256, filename, *patch = line.split("\t")
+    package, _, suite = origin.partition("/")
+    assert re.fullmatch(r"[0-9a-f]{64}", sha256) and suite, line
+    patches = tuple(RECIPES / "stand-ins" / p for p in patch)
+    return StandIn(recipe, package, suite, version, sha256, filename, patches)
+
+
+def stand_ins(path: Path = LIST) -> dict[str, StandIn]:
+    """recipe name -> its stand-in."""
+    rows = [line for line in path.read_text().splitlines() if line.strip()]
+    return {s.recipe: s for s in map(_row, (r for r in rows if not r.startswith("#")))}
 
 
 def in_mirror(mirror: Path, src: SourceSpec) -> Path | None:
@@ -39,32 +83,41 @@ def in_mirror(mirror: Path, src: SourceSpec) -> Path | None:
 
 def source_in_mirror(mirror: Path, dep: DependencySpec) -> SourceSpec | None:
     """The recipe's own source if the mirror has it, else its stand-in's, else None."""
-    for src in (dep.source, stand_ins().get(dep.name)):
+    stand_in = stand_ins().get(dep.name)
+    for src in (dep.source, stand_in.source if stand_in else None):
         if src is not None and in_mirror(mirror, src):
             return src
     return None
 
 
-def use_entry(dep: DependencySpec, mirror: Path, indent: str = "  ") -> str:
-    """`- use: NAME`, its source replaced by the stand-in when that is what the mirror
-    holds (the URLs stay the recipe's: a mirror is consulted first, and it has the file)."""
-    src = source_in_mirror(mirror, dep)
-    if src is None or src == dep.source:
-        return f"{indent}- use: {dep.name}\n"
-    urls = ", ".join(f"'{u}'" for u in dep.source.urls)
-    patches = ", ".join(f"'{p}'" for p in src.patches)
-    return (
-        f"{indent}- use: {dep.name}\n"
-        f"{indent}  source: {{url: [{urls}], sha256: '{src.sha256}', "
-        f"filename: '{src.filename}', patches: [{patches}]}}\n"
-    )
+def needing_stand_ins(
+    mirror: Path, deps: Iterable[DependencySpec], listed: Path = LIST
+) -> set[str]:
+    """The deps whose own tarball the mirror lacks but whose stand-in it holds."""
+    known = stand_ins(listed)
+    return {
+        d.name
+        for d in deps
+        if d.name in known
+        and in_mirror(mirror, d.source) is None
+        and in_mirror(mirror, known[d.name].source) is not None
+    }
 
 
-def with_stand_ins(recipe_text: str, specs: dict[str, DependencySpec], mirror: Path) -> str:
-    """An orch.yaml's `  - use: NAME` lines, each given its stand-in source where needed."""
-    return re.sub(
-        r"^  - use: (\S+)\n",
-        lambda m: use_entry(specs[m.group(1)], mirror),
-        recipe_text,
-        flags=re.M,
-    )
+def use_entry(name: str, stand_in: StandIn | None = None, indent: str = "  ") -> str:
+    """A `dependencies:` list item for `use: name`, built from ``stand_in`` if given (JSON
+    is YAML: the fields go in flow style, one line each)."""
+    entry = f"{indent}- use: {name}\n"
+    for key, value in (stand_in.override() if stand_in else {}).items():
+        entry += f"{indent}  {key}: {json.dumps(value)}\n"
+    return entry
+
+
+def with_stand_ins(recipe_text: str, names: Iterable[str]) -> str:
+    """The recipe with each `  - use: NAME` of ``names`` built from its stand-in."""
+    known = stand_ins()
+    for name in sorted(names):
+        old = f"  - use: {name}\n"
+        assert old in recipe_text, f"the recipe does not use {name}"
+        recipe_text = recipe_text.replace(old, use_entry(name, known[name]))
+    return recipe_text
