@@ -169,7 +169,10 @@ def _check_wheels(spec: Project, plan: dict, out: Path) -> None:  # type: ignore
         assert errors == [], errors
         verified = {v["image"]: v["status"] for v in job["verify"]}
         assert set(verified.values()) == {"passed"}, verified
-        assert any(i.startswith("stock:") for i in verified), verified  # the user's side
+        # The user's side: a stock image is used when present (`stock-images: auto`); on a
+        # fresh CI machine none is, and tests/test_stock_images.py covers that path there.
+        if ALL:
+            assert any(i.startswith("stock:") for i in verified), verified
         log = Path(job["log"]).read_text()
         assert spec.smoke in log and re.search(spec.linked, log)
         with zipfile.ZipFile(out / job["wheel"]["filename"]) as zf:

@@ -12,7 +12,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,17 @@ from orchestrator.plan.jobs import Plan, make_plan
 from orchestrator.recipe import load_recipe
 from orchestrator.report.record import RunReport
 from tests.support.fakeengine import FakeContainer, FakeEngine, builds_wheel, image, succeed
+
+
+@pytest.fixture(autouse=True)
+def ctrl_c_raises() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt in these tests whatever SIGINT handler the shell or an
+    earlier in-process test left behind (two interrupt tests failed only in full-suite runs,
+    never alone)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
 
 DEP = """\
   - name: {name}
