@@ -18,41 +18,24 @@ registry cache either (with one, interpreters are pulled instead of compiled).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOCKET = "/run/orch-sched.sock"
-HOST = f"unix://{SOCKET}"
-EXEC_ROOT = Path("/run/orch-sched-exec")
-PIDFILE = Path("/run/orch-sched.pid")
-BRIDGE = "orchsch0"
-SUBNET = "172.29.99.0/24"
-GATEWAY = "172.29.99.1/24"
+sys.path.insert(0, str(ROOT))
+
+from scripts.privatedockerd import PrivateDockerd, session  # noqa: E402
+
 TARGET_SECONDS = 150.0
 DEMO = ROOT / "examples" / "hello-bz2"
-# The private bridge reaches the outside (apt, pip) through these, added and removed by us;
-# the daemon itself never edits the host's chains (--iptables=false).
-RULES = (
-    ("filter", "FORWARD", ["-i", BRIDGE, "-j", "ACCEPT"]),
-    (
-        "filter",
-        "FORWARD",
-        ["-o", BRIDGE, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
-    ),
-    ("nat", "POSTROUTING", ["-s", SUBNET, "!", "-o", BRIDGE, "-j", "MASQUERADE"]),
-)
 LINE = re.compile(r"^\[\s*([\d.]+)s\] (image|dep|job) (.+?): (ok|cached|failed|blocked)\b(.*)$")
 
 
@@ -90,10 +73,14 @@ def main() -> int:
         print("needs root (a private dockerd and its bridge)", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="orch-first-run-", dir="/var/tmp"))
+    dockerd = PrivateDockerd.named(
+        "orch-sched", "orchsch0", "172.29.99.0/24", work / "docker", work / "dockerd.log"
+    )
     try:
-        with _network(), _engine(work / "docker"):
-            timeline = _measure(work, args.jobs)
+        with session(dockerd, label=""):  # an empty engine; every container removed after
+            timeline = _measure(work, dockerd.host, args.jobs)
     finally:
+        dockerd.remove_exec_root()
         if args.keep:
             print(f"kept {work}")
         else:
@@ -105,10 +92,10 @@ def main() -> int:
     return 0 if ok else 1
 
 
-def _measure(work: Path, jobs: int) -> Timeline:
+def _measure(work: Path, host: str, jobs: int) -> Timeline:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
     env |= {
-        "DOCKER_HOST": HOST,
+        "DOCKER_HOST": host,
         "ORCH_CACHE_DIR": str(work / "cache"),
         "ORCH_INTERPRETER_DIR": str(work / "pythons"),
     }
@@ -143,74 +130,6 @@ def _print(t: Timeline) -> None:
     print(f"  all done             {fmt(t.all_done)}   (exit {t.exit_code})")
     for event in t.events:
         print(f"    {event}")
-
-
-@contextlib.contextmanager
-def _network() -> Iterator[None]:
-    _run(["ip", "link", "add", BRIDGE, "type", "bridge"])
-    _run(["ip", "addr", "add", GATEWAY, "dev", BRIDGE])
-    _run(["ip", "link", "set", BRIDGE, "up"])
-    for table, chain, rule in RULES:
-        if _run(["iptables", "-t", table, "-C", chain, *rule]) != 0:
-            op = "-I" if chain == "FORWARD" else "-A"
-            _run(["iptables", "-t", table, op, chain, *rule])
-    try:
-        yield
-    finally:
-        for table, chain, rule in RULES:
-            while _run(["iptables", "-t", table, "-D", chain, *rule]) == 0:
-                pass
-        _run(["ip", "link", "del", BRIDGE])
-
-
-@contextlib.contextmanager
-def _engine(data_root: Path) -> Iterator[None]:
-    data_root.mkdir(parents=True)
-    EXEC_ROOT.mkdir(parents=True, exist_ok=True)
-    log = (data_root.parent / "dockerd.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            "dockerd",
-            "--host", HOST,
-            "--data-root", str(data_root),
-            "--exec-root", str(EXEC_ROOT),
-            "--pidfile", str(PIDFILE),
-            "--bridge", BRIDGE,
-            "--iptables=false",
-            "--ip-masq=false",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        probe = ["docker", "-H", HOST, "info", "--format", "{{.ID}}"]
-        while subprocess.run(probe, capture_output=True).returncode != 0:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the private dockerd did not start; see dockerd.log")
-            time.sleep(0.3)
-        yield
-    finally:
-        leftovers = subprocess.run(
-            ["docker", "-H", HOST, "ps", "-aq"], capture_output=True, text=True
-        ).stdout.split()
-        if leftovers:
-            _run(["docker", "-H", HOST, "rm", "-f", *leftovers])
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
-        log.close()
-        for ns in (EXEC_ROOT / "netns").glob("*"):  # dockerd leaves its netns mounted
-            _run(["umount", str(ns)])
-        shutil.rmtree(EXEC_ROOT, ignore_errors=True)
-
-
-def _run(cmd: list[str]) -> int:
-    return subprocess.run(cmd, capture_output=True, check=False).returncode
 
 
 if __name__ == "__main__":

@@ -112,7 +112,7 @@ class Build:
         output = self.log.read_text(errors="replace")
         report = measure.read_report(self.out)
         return measure.RunOutcome(
-            orphans=len(self.engine.orch_containers()) if count_orphans else 0,
+            orphans=len(self.engine.containers()) if count_orphans else 0,
             partial_wheels=measure.partial_wheels(self.out, report),
             poisoned=measure.poisoned_entries(self.cache),
             report=report,

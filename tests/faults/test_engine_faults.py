@@ -72,7 +72,7 @@ def test_engine_stopped_mid_run(engine: FaultEngine, tmp_path: Path, record: Rec
     # What a dead engine could not let orch remove, `orch clean` must (the run is over).
     clean = orch_clean(engine)
     outcome = RunOutcome(
-        orphans=len(engine.orch_containers()),
+        orphans=len(engine.containers()),
         partial_wheels=outcome.partial_wheels,
         poisoned=outcome.poisoned,
         report=outcome.report,
