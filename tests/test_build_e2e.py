@@ -8,14 +8,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, containers_with_label, orch
+from tests.conftest import containers_with_label, orch
+from tests.support.run import start_orch
 
 pytestmark = pytest.mark.docker
 
@@ -64,21 +64,7 @@ def test_killed_container_fails_only_its_job(
         + "before-build: [\"if python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 9))'; then sleep 60; fi\"]\n"
     )
     out = tmp_path / "wheelhouse"
-    cmd = [
-        sys.executable,
-        "-m",
-        "orchestrator",
-        "build",
-        "-f",
-        str(recipe),
-        "-o",
-        str(out),
-        "--plain",
-        "--no-verify",
-    ]
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    proc = start_orch("build", "-f", str(recipe), "-o", str(out), "--plain", "--no-verify")
     mine = f"io.orch.pid={proc.pid}"  # this run's containers, not a concurrent run's
     victim = None
     deadline = time.monotonic() + 300
@@ -114,23 +100,7 @@ def test_ctrl_c_leaves_no_container_and_no_wheel(
     recipe = project_copy / "orch.yaml"
     recipe.write_text(recipe.read_text() + 'before-build: ["sleep 60"]\n')
     out = tmp_path / "wheelhouse"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "orchestrator",
-            "build",
-            "-f",
-            str(recipe),
-            "-o",
-            str(out),
-            "--plain",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = start_orch("build", "-f", str(recipe), "-o", str(out), "--plain")
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         ids = containers_with_label("io.orch.job=cp311-manylinux_2_31_x86_64")

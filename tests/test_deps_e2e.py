@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import containers_with_label
 from tests.support.depworld import build, dep_status, make_dep, write_recipe
+from tests.support.run import start_orch
 
 pytestmark = pytest.mark.docker
 
@@ -126,33 +127,11 @@ def test_failing_dependency_blocks_jobs_and_shows_log(x86_images: tuple[str, str
 def test_concurrent_runs_share_the_cache_safely(
     x86_images: tuple[str, str], world, cache_dir: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    import os
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
-
     tmp_path, base, tarballs, _ = world
     recipe = write_recipe(tmp_path, base, tarballs, python='["3.9"]')
+    env = {"ORCH_CACHE_DIR": str(cache_dir)}
     procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "orchestrator",
-                "build",
-                "-f",
-                str(recipe),
-                "-o",
-                str(tmp_path / f"wh{i}"),
-                "--plain",
-            ],
-            cwd=ROOT,
-            env={**os.environ, "ORCH_CACHE_DIR": str(cache_dir)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        start_orch("build", "-f", str(recipe), "-o", str(tmp_path / f"wh{i}"), "--plain", env=env)
         for i in (1, 2)
     ]
     for p in procs:

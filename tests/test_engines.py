@@ -6,7 +6,6 @@ The real second dockerd is exercised by tests/test_engines_e2e.py."""
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import subprocess
@@ -16,17 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rich.console import Console
 
 from orchestrator import options
 from orchestrator.container.hostenv import HostEnv
 from orchestrator.container.types import Engine
 from orchestrator.errors import ConfigError, EngineUnreachable
 from orchestrator.options import BuildOptions, EnvSettings
-from orchestrator.pipeline.run import run
 from orchestrator.plan.engines import context_endpoint, engine_routes, with_engines
 from orchestrator.plan.jobs import Plan
-from tests.support.fakeengine import FakeContainer, FakeEngine, succeed
+from tests.support.fakeengine import FakeContainer, FakeEngine, build, succeed
 from tests.test_runner import engine_for, setup
 from tests.test_runner import options as build_options
 
@@ -104,17 +101,9 @@ def prepared(tmp_path: Path) -> tuple[Any, Plan, BuildOptions]:
 def _run(
     recipe: Any, plan: Plan, opts: BuildOptions, local: FakeEngine, connect: Any
 ) -> tuple[Any, BuildOptions, str]:
-    out = io.StringIO()
-    report = run(
-        recipe,
-        plan,
-        opts,
-        Console(file=out, width=200),
-        engine=local,
-        require_arch=lambda arch: arch != "i686" or pytest.fail("binfmt asked for i686"),
-        connect=connect,
-    )
-    return report, opts, out.getvalue()
+    no_i686 = lambda arch: arch != "i686" or pytest.fail("binfmt asked for i686")  # noqa: E731
+    report, out = build(recipe, plan, opts, local, require_arch=no_i686, connect=connect)
+    return report, opts, out
 
 
 def test_a_routed_architecture_runs_on_its_engine_with_copies_not_mounts(

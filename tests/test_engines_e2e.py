@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +20,10 @@ from typing import Any
 import pytest
 
 from orchestrator.images.local import ensure_local_image
-from tests.conftest import ROOT, containers_with_label
+from tests.conftest import containers_with_label
 from tests.support import secondengine
 from tests.support.depworld import write_recipe
+from tests.support.run import start_orch
 
 pytestmark = [
     pytest.mark.docker,
@@ -53,25 +53,8 @@ def _recipe(world: Any) -> Path:
 
 
 def _orch(recipe: Path, out: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "ORCH_ENGINE_I686": secondengine.URL}
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "orchestrator",
-            "build",
-            "-f",
-            str(recipe),
-            "-o",
-            str(out),
-            "--plain",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    env = {"ORCH_ENGINE_I686": secondengine.URL}
+    return start_orch("build", "-f", str(recipe), "-o", str(out), "--plain", env=env)
 
 
 def _jobs(out: Path) -> dict[str, dict[str, Any]]:

@@ -18,7 +18,6 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import pytest
 from orchestrator.deps.buildsys import EXCLUDE_LIBS
 from orchestrator.recipe.load import load_dependency_file
 from orchestrator.recipe.model import DependencySpec
+from tests.support.run import orch
 from tests.support.standins import needing_stand_ins, source_in_mirror, use_entry, with_stand_ins
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -94,22 +94,9 @@ def build_library_with_orch(
         + with_stand_ins(uses, stand_in)
     )
     cache = work / "cache"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "orchestrator",
-            "build",
-            "-f",
-            str(recipe),
-            "-o",
-            str(work / "wh"),
-            "--plain",
-            "--no-verify",
-        ],
-        env={**os.environ, "ORCH_CACHE_DIR": str(cache), "ORCH_SOURCE_MIRROR": str(mirror)},
-        capture_output=True,
-        text=True,
+    proc = orch(
+        *("build", "-f", str(recipe), "-o", str(work / "wh"), "--plain", "--no-verify"),
+        env={"ORCH_CACHE_DIR": str(cache), "ORCH_SOURCE_MIRROR": str(mirror)},
         timeout=5400,
     )
     report = json.loads((work / "wh" / ".orch" / "report.json").read_text())

@@ -27,8 +27,14 @@ from orchestrator.options import BuildOptions, EnvSettings
 from orchestrator.pipeline.run import run
 from orchestrator.plan.jobs import Plan, make_plan
 from orchestrator.recipe import load_recipe
-from orchestrator.report.record import RunReport
-from tests.support.fakeengine import FakeContainer, FakeEngine, builds_wheel, image, succeed
+from tests.support.fakeengine import (
+    FakeContainer,
+    FakeEngine,
+    build,
+    builds_wheel,
+    image,
+    succeed,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -93,19 +99,6 @@ def options(tmp_path: Path, mirror: Path, **kw: Any) -> BuildOptions:
         env=settings,
     )
     return BuildOptions(**{**base, **kw})
-
-
-def build(recipe: Any, plan: Plan, opts: BuildOptions, engine: FakeEngine) -> tuple[RunReport, str]:
-    out = io.StringIO()
-    report = run(
-        recipe,
-        plan,
-        opts,
-        Console(file=out, width=200),
-        engine=engine,
-        require_arch=lambda _arch: None,
-    )
-    return report, out.getvalue()
 
 
 def statuses(report_file: Path) -> dict[str, tuple[str, str | None]]:

@@ -15,8 +15,8 @@ from orchestrator.container.types import ImageInfo
 from orchestrator.deps.stage import CpuShare
 from orchestrator.pipeline.images import BuiltLocalImages, Report
 from orchestrator.plan.jobs import Job
-from tests.support.fakeengine import FakeContainer, FakeEngine, image, succeed
-from tests.test_runner import build, eventually, options, setup
+from tests.support.fakeengine import FakeContainer, FakeEngine, build, image, succeed
+from tests.test_runner import eventually, options, setup
 
 
 class SlowLocalImages(BuiltLocalImages):
@@ -64,7 +64,7 @@ def test_a_job_lands_while_another_interpreter_of_its_image_compiles(
     opts = options(tmp_path, mirror)
     result: dict[str, Any] = {}
     thread = threading.Thread(
-        target=lambda: result.update(out=build_with(recipe, plan, opts, engine, local))
+        target=lambda: result.update(out=build(recipe, plan, opts, engine, local_images=local))
     )
     thread.start()
     try:
@@ -90,26 +90,6 @@ def test_a_job_lands_while_another_interpreter_of_its_image_compiles(
     assert cp311.image == local.python_ref(plan.jobs[1], "build")  # its own image
     dep_containers = [c for c in engine.created if c.job == "dep-zed"]
     assert [c.spec.image for c in dep_containers] == [local.base_ref(plan.jobs[0])]
-
-
-def build_with(recipe: Any, plan: Any, opts: Any, engine: FakeEngine, local: Any) -> Any:
-    import io
-
-    from rich.console import Console
-
-    from orchestrator.pipeline.run import run
-
-    out = io.StringIO()
-    report = run(
-        recipe,
-        plan,
-        opts,
-        Console(file=out, width=200),
-        engine=engine,
-        require_arch=lambda _arch: None,
-        local_images=local,
-    )
-    return report, out.getvalue()
 
 
 def test_a_waiting_job_names_the_dependencies_it_waits_for(tmp_path: Path, cache_dir: Path) -> None:

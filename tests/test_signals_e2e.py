@@ -6,11 +6,9 @@ and `orch clean` leaves a run that is still going alone."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,31 +16,15 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import EXAMPLES, ROOT, containers_with_label, orch
+from tests.conftest import EXAMPLES, containers_with_label, orch
+from tests.support.run import start_orch
 from tests.test_multideps_e2e import debian_mirror  # noqa: F401 - a fixture
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
 def start(project: Path, out: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "orchestrator",
-            "build",
-            "-f",
-            str(project),
-            "-o",
-            str(out),
-            "--plain",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, **env},
-    )
+    return start_orch("build", "-f", str(project), "-o", str(out), "--plain", env=env)
 
 
 def wait_for(check: Callable[[], bool], proc: subprocess.Popen[str], timeout: float) -> None:

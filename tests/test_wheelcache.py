@@ -16,8 +16,8 @@ import pytest
 from orchestrator.container.session import Cancelled
 from orchestrator.pipeline.buildenv import FILL_PATH, requirement_inputs
 from orchestrator.pipeline.wheelcache import WheelCache, set_key, wheels_from_tar
-from tests.support.fakeengine import FakeEngine
-from tests.test_runner import build, engine_for, options, setup
+from tests.support.fakeengine import FakeEngine, build
+from tests.test_runner import engine_for, options, setup
 
 SETUPTOOLS = (
     b'[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'

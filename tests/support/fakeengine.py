@@ -18,19 +18,28 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rich.console import Console
+
 from orchestrator.container.types import (
     LABEL,
     LABEL_JOB,
     ContainerHandle,
     ContainerInfo,
     ContainerSpec,
+    Engine,
     ExecResult,
     ImageInfo,
 )
 from orchestrator.deps.stage import WORK
 from orchestrator.errors import EnvironmentProblem, OrchError
+from orchestrator.options import BuildOptions
 from orchestrator.pipeline.buildenv import FILL_PATH, WHEELS
+from orchestrator.pipeline.images import LocalImages
 from orchestrator.pipeline.repair import REPAIRED
+from orchestrator.pipeline.run import run
+from orchestrator.plan.jobs import Plan
+from orchestrator.recipe.model import Recipe
+from orchestrator.report.record import RunReport
 
 
 @dataclass
@@ -197,3 +206,19 @@ class FakeEngine:
     def _check_up(self) -> None:
         if self.down:
             raise EnvironmentProblem("cannot reach the Docker engine (fake: stopped)")
+
+
+def build(
+    recipe: Recipe,
+    plan: Plan,
+    opts: BuildOptions,
+    engine: FakeEngine,
+    require_arch: Callable[[str], object] = lambda _arch: None,  # no binfmt check
+    local_images: LocalImages | None = None,
+    connect: Callable[[str, str], tuple[Engine, str]] | None = None,
+) -> tuple[RunReport, str]:
+    """orch's runner on `engine`: its report and console output (wide: no wrapped lines)."""
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    report = run(recipe, plan, opts, console, engine, require_arch, local_images, connect)
+    return report, out.getvalue()

@@ -25,6 +25,19 @@ def orch(
     )
 
 
+def start_orch(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start the real CLI and return at once (for tests that act while it runs); its
+    stdout and stderr come merged on stdout."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 def containers_with_label(label: str, *more: str) -> list[str]:
     """Containers carrying every label given (e.g. a job's and its orch process's)."""
     filters = [arg for lab in (label, *more) for arg in ("--filter", f"label={lab}")]
