@@ -101,9 +101,12 @@ def prepared(tmp_path: Path) -> tuple[Any, Plan, BuildOptions]:
 def _run(
     recipe: Any, plan: Plan, opts: BuildOptions, local: FakeEngine, connect: Any
 ) -> tuple[Any, BuildOptions, str]:
-    no_i686 = lambda arch: arch != "i686" or pytest.fail("binfmt asked for i686")  # noqa: E731
-    report, out = build(recipe, plan, opts, local, require_arch=no_i686, connect=connect)
+    report, out = build(recipe, plan, opts, local, require_arch=_no_i686_binfmt, connect=connect)
     return report, opts, out
+
+
+def _no_i686_binfmt(arch: str) -> bool:
+    return arch != "i686" or pytest.fail("binfmt asked for i686")
 
 
 def test_a_routed_architecture_runs_on_its_engine_with_copies_not_mounts(
