@@ -31,8 +31,8 @@ orch images build-local --arch x86_64
 orch images build-local --arch i686 --arch aarch64 --python 3.9
 
 # The code's own hygiene first: formatted, linted, strictly typed.
-ruff format --check orchestrator tests
-ruff check orchestrator tests
+ruff format --check orchestrator tests benchmarks scripts
+ruff check orchestrator tests benchmarks scripts
 mypy
 
 exec python -m pytest -ra "$@"

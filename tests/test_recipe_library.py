@@ -209,7 +209,9 @@ def check_installed(dep: DependencySpec, prefix: Path, tmp_path: Path) -> None:
             text=True,
         )
         assert result.returncode == 0, f"pkg-config {pc}: {result.stderr}"
-        assert str(prefix) in result.stdout or "-l" in result.stdout
+        # a library gives its -l; a header-only one (no libs exported) its include directory
+        wanted = "-l" if dep.exports.libs else "-I"
+        assert str(prefix) in result.stdout or wanted in result.stdout, result.stdout
 
 
 def check_links_into_extension(archive: Path, tmp_path: Path) -> None:
