@@ -98,22 +98,30 @@ def _from_setup_cfg(text: str, origin: str) -> tuple[str, str] | None:
 def _from_sdist(path: Path) -> tuple[str, str] | None:
     """PKG-INFO at the sdist's top directory (never a nested package's)."""
     try:
-        with tarfile.open(path, "r:*") as tar:
-            members = {m.name.lstrip("./"): m for m in tar.getmembers() if m.isfile()}
-            top = _top_level(members)
-            pkg_info = members.get(f"{top}/PKG-INFO") if top else None
-            if pkg_info is not None:
-                found = _from_pkg_info(_read(tar, pkg_info), f"{path.name}:{top}/PKG-INFO")
-                if found is not None:
-                    return found
-            pyproject = members.get(f"{top}/pyproject.toml") if top else None
-            if pyproject is not None:
-                return _from_pyproject(_read(tar, pyproject), f"{path.name}:{top}/pyproject.toml")
+        pkg_info, pyproject = _sdist_metadata(path)
     except (tarfile.TarError, OSError) as exc:
         raise ConfigError(
             f"{path}: cannot read the sdist ({exc}); is it a .tar.gz sdist?"
         ) from None
-    return None
+    found = _from_pkg_info(*pkg_info) if pkg_info else None
+    if found is None and pyproject is not None:
+        found = _from_pyproject(*pyproject)
+    return found
+
+
+Located = tuple[str, str]  # a file's text, and where it came from (for messages)
+
+
+def _sdist_metadata(path: Path) -> tuple[Located | None, Located | None]:
+    """The top directory's PKG-INFO and pyproject.toml of an sdist, each if present."""
+    with tarfile.open(path, "r:*") as tar:
+        members = {m.name.lstrip("./"): m for m in tar.getmembers() if m.isfile()}
+        top = _top_level(members)
+        found: list[Located | None] = []
+        for name in ("PKG-INFO", "pyproject.toml"):
+            member = members.get(f"{top}/{name}") if top else None
+            found.append((_read(tar, member), f"{path.name}:{top}/{name}") if member else None)
+        return found[0], found[1]
 
 
 def _top_level(members: dict[str, tarfile.TarInfo]) -> str | None:
@@ -172,20 +180,13 @@ def read_free_threading(project: ProjectSource) -> FreeThreading | None:
 
 def _classifiers_sdist(path: Path) -> tuple[list[str], str] | None:
     try:
-        with tarfile.open(path, "r:*") as tar:
-            members = {m.name.lstrip("./"): m for m in tar.getmembers() if m.isfile()}
-            top = _top_level(members)
-            pkg_info = members.get(f"{top}/PKG-INFO") if top else None
-            if pkg_info is not None:
-                headers = email.parser.HeaderParser().parsestr(_read(tar, pkg_info))
-                return list(headers.get_all("Classifier") or []), f"{path.name}:{top}/PKG-INFO"
-            pyproject = members.get(f"{top}/pyproject.toml") if top else None
-            if pyproject is not None:
-                origin = f"{path.name}:{top}/pyproject.toml"
-                return _classifiers_pyproject(_read(tar, pyproject), origin)
+        pkg_info, pyproject = _sdist_metadata(path)
     except (tarfile.TarError, OSError):
         return None  # read_requires_python has already said what is wrong with it
-    return None
+    if pkg_info is not None:
+        headers = email.parser.HeaderParser().parsestr(pkg_info[0])
+        return list(headers.get_all("Classifier") or []), pkg_info[1]
+    return _classifiers_pyproject(*pyproject) if pyproject else None
 
 
 def _classifiers_pyproject(text: str, origin: str) -> tuple[list[str], str] | None:
