@@ -311,6 +311,10 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
         r":4:10: dependencies\[0\]\.use: no library recipe",
     ),
     "long-project": (b"schema: 1\nproject: " + b"x" * 300 + b"\n", r":2:10: project: "),
+    "blank-key": (  # a key that prints as nothing is quoted, never an empty field name
+        b"schema: 1\nproject: proj\n' ': 1\n",
+        r":3:1: \[' '\]: unknown key ' '",
+    ),
     "merge-key": (
         b"schema: 1\nproject: proj\nenvironment: {<<: {A: b}}\n",
         r":3:15: mapping keys must be plain",

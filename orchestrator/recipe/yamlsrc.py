@@ -45,14 +45,20 @@ class Located:
         return f"{self.file}:{line}:{col}"
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+
+
 def format_path(path: Iterable[str | int]) -> str:
-    """('platforms', 1, 'x') -> 'platforms[1].x'"""
+    """('platforms', 1, 'x') -> 'platforms[1].x'; a key that would read as nothing or as
+    punctuation (' ', '', 'a b', '[x]') is quoted: ('environment', ' ') -> "environment[' ']"."""
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif not _PLAIN_KEY.fullmatch(part):
+            out += f"[{part!r}]"
         else:
-            out += f".{part}" if out else str(part)
+            out += f".{part}" if out else part
     return out or "(top level)"
 
 
