@@ -205,6 +205,65 @@ def test_apply_puts_wrappers_first_once() -> None:
     assert accel.apply(None, base) is not base
 
 
+IMAGE_TOOLS = {"cmake": "3.18.4-2+deb11u1", "make": "4.3-4.1", "ninja-build": "1.10.1-1"}
+
+
+def _tool_root(tmp_path: Path, name: str, programs: tuple[str, ...]) -> Path:
+    root = tmp_path / name
+    (root / "usr/bin").mkdir(parents=True)
+    for program in programs:
+        (root / "usr/bin" / program).write_bytes(b"")
+    return root
+
+
+def test_build_tools_only_of_the_images_own_release(tmp_path: Path) -> None:
+    """cmake/make/ninja are mounted over the image's only from a root holding the same
+    Debian version; make brings the image's $(MAKE_HOST) along."""
+    root = _tool_root(tmp_path, "r", ("cmake", "make", "ninja"))
+    versions = {**IMAGE_TOOLS, "cmake": "3.18.4-2"}  # the root's cmake is another revision
+    host = "aarch64-unknown-linux-gnu"
+    out = accel.with_build_tools(_fake_accel(), IMAGE_TOOLS, host, [(root, versions)])
+    assert out.build_tools == ("make", "ninja")
+    targets = {m.target: m.source for m in out.mounts}
+    assert targets == {"/usr/bin/make": str(root / "usr/bin/make"), "/usr/bin/ninja": str(root / "usr/bin/ninja")}  # fmt: skip
+    assert out.env["MAKE_HOST"] == host and out.env["PATH"] == WRAPPERS
+    assert accel.apply(out, {})["MAKE_HOST"] == host
+    assert "make/ninja of the image's release" in out.describe()
+    # the second source supplies what the first lacks; an unknown MAKE_HOST keeps make emulated
+    other = _tool_root(tmp_path, "o", ("cmake",))
+    out = accel.with_build_tools(
+        _fake_accel(), IMAGE_TOOLS, "", [(root, versions), (other, IMAGE_TOOLS)]
+    )
+    assert out.build_tools == ("cmake", "ninja") and "MAKE_HOST" not in out.env
+    assert {m.source for m in out.mounts} == {str(other / "usr/bin/cmake"), str(root / "usr/bin/ninja")}  # fmt: skip
+    # a program the mounted libraries cannot start is skipped
+    out = accel.with_build_tools(
+        _fake_accel(), IMAGE_TOOLS, host, [(root, IMAGE_TOOLS)], lambda p: p.name != "cmake"
+    )
+    assert out.build_tools == ("make", "ninja")
+
+
+def test_build_tools_stay_emulated_on_big_endian_or_absent(tmp_path: Path) -> None:
+    root = _tool_root(tmp_path, "r", ("cmake", "make", "ninja"))
+    s390x = dataclasses.replace(_fake_accel(), arch="s390x")
+    same = [(root, IMAGE_TOOLS)]
+    assert accel.with_build_tools(s390x, IMAGE_TOOLS, "s390x-ibm-linux-gnu", same) == s390x
+    plain = _fake_accel()
+    assert accel.with_build_tools(plain, {}, "x", same) == plain  # the image has none
+    assert "cmake" not in plain.describe()
+
+
+def test_probe_answers_become_tool_versions() -> None:
+    lines = ["tool.cmake=3.25.1-1", "tool.make=", "tool.ninja-build=1.11.1-2", "make_host=x"]
+    assert accel._tool_fields(lines) == {"cmake": "3.25.1-1", "ninja-build": "1.11.1-2"}
+    assert "MAKE_HOST := " in accel._TOOL_SCRIPT and "tool.ninja-build=" in accel._TOOL_SCRIPT
+
+
+def test_needed_libraries_of_a_host_program() -> None:
+    needed = cross_root.needed_libraries(Path(shutil.which("sh") or "/bin/sh"))
+    assert "libc.so.6" in needed
+
+
 def test_modes() -> None:
     assert accel.normalize_mode("off") == "plain"
     assert accel.normalize_mode("on") == "accelerated"

@@ -32,6 +32,7 @@ from orchestrator.container.hostenv import HostEnv
 from orchestrator.container.types import ImageInfo, Mount, PathOverlay
 from orchestrator.emulation import llvm_root
 from orchestrator.emulation.cross_root import (
+    BUILD_TOOLS,
     HOST_LIBDIR,
     LITTLE_ENDIAN,
     LOADER,
@@ -42,6 +43,7 @@ from orchestrator.emulation.cross_root import (
     cross_dir,
     ensure_root,
     load_definition,
+    needed_libraries,
     require_definition,
 )
 from orchestrator.emulation.cross_root import load_root as load_cross_root
@@ -58,7 +60,7 @@ GCC_CROSS = "gcc-cross"
 LLVM = "llvm"
 WRAPPER_DIR = f"{PREFIX}/{WRAPPER_SUBDIR}"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-PROBE_VERSION = 2
+PROBE_VERSION = 3
 PYPA_REASON = (
     "not an orch local Debian image: pypa images compile with the devtoolset GCC of "
     "CentOS/AlmaLinux, and no cross build of that toolchain exists for an x86_64 host "
@@ -88,6 +90,7 @@ class Accel:
     gcc_prefix: str = "/usr"  # LLVM: the image's GCC installation (--gcc-toolchain)
     why: str = ""  # LLVM: why not the cross gcc
     native_shell: bool = False  # big-endian LLVM: the shell alone runs natively
+    build_tools: tuple[str, ...] = ()  # cmake, make, ninja: native, the image's own release
 
     @property
     def overlay(self) -> PathOverlay:
@@ -98,6 +101,8 @@ class Accel:
     def describe(self) -> str:
         tools = " and shell tools" if self.native_tools else ""
         tools = tools or (" and the shell" if self.native_shell else "")
+        if self.build_tools:
+            tools += f", {'/'.join(self.build_tools)} of the image's release"
         if self.compiler == LLVM:
             where = "" if self.gcc_prefix == "/usr" else f" in {self.gcc_prefix}"
             why = f" (no cross gcc: {self.why})" if self.why else ""
@@ -140,6 +145,8 @@ class ImageFacts:
     existing: list[str]  # mount targets already present in the image
     shell: str  # where /bin/sh leads
     dash_version: str
+    tool_versions: dict[str, str] = dataclasses.field(default_factory=dict)  # BUILD_TOOLS
+    make_host: str = ""  # the image's make's $(MAKE_HOST)
 
 
 def normalize_mode(mode: str) -> str:
@@ -227,6 +234,9 @@ def _plan(
     facts = _facts(factory, image, root, defn.compiler_package)
     _check(facts, root, defn.compiler_package)
     accel = _accel_for(root, image.env.get("PATH") or DEFAULT_PATH, _same_shell(facts, root))
+    accel = with_build_tools(
+        accel, facts.tool_versions, facts.make_host, [(root.path, root.tool_versions)]
+    )
     problem = _smoke(factory, image, accel)
     if problem:
         raise _NotApplicable(f"the cross compiler does not work in the image: {problem}")
@@ -256,6 +266,44 @@ def _accel_for(root: CrossRoot, image_path: str, over_sh: bool) -> Accel:
         package_version=root.package_version,
         key=root.key,
         native_tools=root.native_tools,
+    )
+
+
+ToolSource = tuple[Path, Mapping[str, str]]  # a root, and its BUILD_TOOLS package versions
+
+
+def with_build_tools(
+    accel: Accel,
+    image_tools: Mapping[str, str],
+    make_host: str,
+    sources: list[ToolSource],
+    runs: Callable[[Path], bool] = lambda _program: True,
+) -> Accel:
+    """accel with cmake, make and ninja mounted over the image's, each from the first
+    source root holding the same Debian version as the image (and whose programs `runs`
+    can start with the mounted loader and libraries). Little-endian targets only: both
+    cmake and make read the image's locale files through the native C library."""
+    if accel.arch not in LITTLE_ENDIAN:
+        return accel
+    mounts: list[Mount] = []
+    names: list[str] = []
+    for package, programs in BUILD_TOOLS.items():
+        want = image_tools.get(package, "")
+        if not want or (package == "make" and not make_host):
+            continue  # not in the image, or its $(MAKE_HOST) is unknown
+        for root, versions in sources:
+            paths = [root / "usr/bin" / program for program in programs]
+            if versions.get(package) == want and all(p.is_file() and runs(p) for p in paths):
+                mounts += [Mount(str(p), f"/usr/bin/{p.name}") for p in paths]
+                names += programs
+                break
+    if not names:
+        return accel
+    env = dict(accel.env)
+    if "make" in names:  # the native make would say x86_64-pc-linux-gnu
+        env["MAKE_HOST"] = make_host
+    return dataclasses.replace(
+        accel, mounts=[*accel.mounts, *mounts], env=env, build_tools=tuple(names)
     )
 
 
@@ -304,6 +352,13 @@ def _plan_llvm(
     shell = _native_shell(root, arch, image, _field(lines, "shell"), _field(lines, "dash"))
     accel = _llvm_accel(root, arch, gcc, wrappers, image.env.get("PATH") or DEFAULT_PATH, shell)
     accel = dataclasses.replace(accel, why=why)
+    sources: list[ToolSource] = [(root.path, root.tool_versions)]
+    cross = _suite_cross_root(arch, image)
+    if cross is not None:  # bullseye images: the LLVM root has bookworm's releases
+        sources.append((cross.path, cross.tool_versions))
+    accel = with_build_tools(
+        accel, _tool_fields(lines), _field(lines, "make_host"), sources, _runs_with(root)
+    )
     problem = _smoke(factory, image, accel, cxx=True)
     if problem:
         raise _NotApplicable(f"clang does not work in the image: {problem}")
@@ -361,15 +416,36 @@ def _native_shell(
         return None
     if dash == root.dash_version:
         return root.path / SHELL
-    suite = image.labels.get("io.orch.suite", "")
-    try:
-        defn, arch_info = require_definition(arch, suite)
-    except ConfigError:
-        return None
-    cross = load_cross_root(cross_root_path(defn, arch_info))
+    cross = _suite_cross_root(arch, image)
     if cross is None or not cross.native_tools or cross.dash_version != dash:
         return None
     return cross.path / SHELL
+
+
+def _suite_cross_root(arch: str, image: ImageInfo) -> CrossRoot | None:
+    """The image suite's cross root for arch, if one is built (never builds one)."""
+    try:
+        defn, arch_info = require_definition(arch, image.labels.get("io.orch.suite", ""))
+    except ConfigError:
+        return None
+    return load_cross_root(cross_root_path(defn, arch_info))
+
+
+def _runs_with(root: llvm_root.LlvmRoot) -> Callable[[Path], bool]:
+    """Whether a program of another root (the cross root's cmake) finds every library it
+    needs in the LLVM root's library directory, the one mounted: bullseye's make and ninja
+    do (glibc and libstdc++ keep old symbol versions), its cmake does not (libjsoncpp24)."""
+    present = {p.name for p in (root.path / HOST_LIBDIR).iterdir()}
+
+    def runs(program: Path) -> bool:
+        if program.is_relative_to(root.path):
+            return True
+        try:
+            return set(needed_libraries(program)) <= present
+        except (OSError, ValueError):
+            return False
+
+    return runs
 
 
 # What the image's gcc is asked (one line each; gcc -v's lines joined by a literal \n).
@@ -381,6 +457,17 @@ _GCC_QUESTIONS = {
     "multiarch": "gcc -print-multiarch",
     "v": "gcc -v 2>&1 | grep '^Configured with' | tr -d '\\n'",
 }
+# The image's build tools (BUILD_TOOLS) and what its make says $(MAKE_HOST) is.
+_TOOL_SCRIPT = (
+    "; ".join(
+        f"echo tool.{p}=$(dpkg-query -W -f='${{Version}}' {p} 2>/dev/null)" for p in BUILD_TOOLS
+    )
+    + "; echo make_host=$(make -p -f /dev/null 2>/dev/null | sed -n 's/^MAKE_HOST := //p')"
+)
+
+
+def _tool_fields(lines: list[str]) -> dict[str, str]:
+    return {p: v for p in BUILD_TOOLS if (v := _field(lines, f"tool.{p}"))}
 
 
 def _llvm_facts(factory: ContainerFactory, image: ImageInfo, root: llvm_root.LlvmRoot) -> list[str]:
@@ -393,7 +480,8 @@ def _llvm_facts(factory: ContainerFactory, image: ImageInfo, root: llvm_root.Llv
     targets = [llvm_root.PREFIX, f"/{LOADER}", f"/{HOST_LIBDIR}", "/lib/x86_64-linux-gnu"]
     questions = "; ".join(f"echo {k}=$({q} 2>/dev/null)" for k, q in _GCC_QUESTIONS.items())
     script = (
-        f"{questions}; echo dash=$(dpkg-query -W -f='${{Version}}' dash 2>/dev/null); "
+        f"{questions}; {_TOOL_SCRIPT}; "
+        "echo dash=$(dpkg-query -W -f='${Version}' dash 2>/dev/null); "
         "echo shell=$(readlink -f /bin/sh); "
         f"for p in {' '.join(targets)}; do "
         'if [ -e "$p" ] || [ -L "$p" ]; then echo "exists=$p"; fi; done'
@@ -434,6 +522,7 @@ def _facts(
     query = "dpkg-query -W -f='${Version}'"
     script = (
         f"echo version=$({query} {package} 2>/dev/null); echo dash=$({query} dash 2>/dev/null); "
+        f"{_TOOL_SCRIPT}; "
         "echo shell=$(readlink -f /bin/sh); "
         f'for p in {checks}; do if [ -e "$p" ] || [ -L "$p" ]; then echo "exists=$p"; fi; done'
     )
@@ -443,6 +532,8 @@ def _facts(
         existing=[ln[7:] for ln in lines if ln.startswith("exists=")],
         shell=_field(lines, "shell"),
         dash_version=_field(lines, "dash"),
+        tool_versions=_tool_fields(lines),
+        make_host=_field(lines, "make_host"),
     )
     _store(path, asdict(facts))
     return facts

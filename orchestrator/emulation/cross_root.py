@@ -17,11 +17,13 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from elftools.elf.dynamic import DynamicSection
+from elftools.elf.elffile import ELFFile
 from filelock import FileLock
 
 from orchestrator import archs, options
@@ -91,6 +93,16 @@ NATIVE_TOOLS = {**{name: name for name in _SAME_NAME.split()}, "sh": "dash", "aw
 LITTLE_ENDIAN = ("aarch64", "ppc64le", "armv7l")
 SHELL = "usr/bin/dash"  # the root's dash: CONFIG_SHELL, and mounted over the image's
 
+# Build tools mounted over the image's own binaries (little-endian targets) where the probe
+# finds the very same Debian version of the package in the image, as for dash: CMake's
+# configure (thousands of script commands), the `cmake -E` helpers its Makefiles start and
+# make itself then run natively. Debian package -> its programs in usr/bin. Checked: cmake
+# takes the processor from the `uname` program it finds on PATH (the image's, emulated,
+# so still the target), the library architecture and search paths from the compiler, and
+# try_run runs target programs (emulated); make's only compiled-in host fact, $(MAKE_HOST),
+# is set to the image's make's value (a default variable: the environment overrides it).
+BUILD_TOOLS = {"cmake": ("cmake",), "make": ("make",), "ninja-build": ("ninja",)}
+
 Log = Callable[[str], None]
 
 
@@ -129,6 +141,7 @@ class CrossRoot:
     loader: str  # the ELF interpreter's real file, relative to the root
     native_tools: bool  # shell and text tools run natively too (NATIVE_TOOLS)
     dash_version: str  # Debian version of the root's dash
+    tool_versions: dict[str, str] = field(default_factory=dict)  # BUILD_TOOLS package -> version
 
     @property
     def native_equivalent(self) -> str:
@@ -206,6 +219,7 @@ def load_root(path: Path) -> CrossRoot | None:
             loader=str(data["loader"]),
             native_tools=bool(data.get("native_tools", False)),
             dash_version=str(data.get("dash_version", "")),
+            tool_versions={str(k): str(v) for k, v in data.get("tool_versions", {}).items()},
         )
     except (OSError, ValueError, KeyError):
         return None
@@ -333,6 +347,7 @@ def _describe(defn: CrossDefinition, arch: Arch, root: Path, final: Path) -> dic
     return {
         "native_tools": arch.name in LITTLE_ENDIAN,
         "dash_version": dash,
+        "tool_versions": tool_versions(root),
         "arch": arch.name,
         "triplet": arch.triplet,
         "key": root_key(defn, arch),
@@ -341,6 +356,28 @@ def _describe(defn: CrossDefinition, arch: Arch, root: Path, final: Path) -> dic
         "loader": str(loader.relative_to(root)),
         "name": final.name,
     }
+
+
+def tool_versions(root: Path) -> dict[str, str]:
+    """Debian versions of the BUILD_TOOLS packages installed in the root (for the manifest)."""
+    found = {}
+    for package in BUILD_TOOLS:
+        try:
+            found[package] = _chroot_output(root, ["dpkg-query", "-W", "-f=${Version}", package])
+        except OrchError:  # not in this root's definition
+            continue
+    return found
+
+
+def needed_libraries(program: Path) -> list[str]:
+    """The DT_NEEDED sonames of an ELF program: whether another root's loader and library
+    directory can run it."""
+    with program.open("rb") as handle:
+        dynamic = ELFFile(handle).get_section_by_name(".dynamic")
+        if not isinstance(dynamic, DynamicSection):
+            return []
+        tags = [tag for tag in dynamic.iter_tags() if tag.entry.d_tag == "DT_NEEDED"]
+        return [str(tag.needed) for tag in tags]  # type: ignore[attr-defined]
 
 
 def resolve_in_root(root: Path, rel: str) -> Path:

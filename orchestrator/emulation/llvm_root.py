@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +132,7 @@ class LlvmRoot:
     loader: str  # the ELF interpreter's real file, relative to the root
     dash_version: str
     lld_targets: tuple[str, ...]  # architectures lld links (ld.lld --help's emulations)
+    tool_versions: dict[str, str] = field(default_factory=dict)  # cross_root.BUILD_TOOLS
 
     @property
     def bindir(self) -> str:
@@ -210,6 +211,7 @@ def load_root(path: Path) -> LlvmRoot | None:
             loader=str(data["loader"]),
             dash_version=str(data["dash_version"]),
             lld_targets=tuple(str(a) for a in data["lld_targets"]),
+            tool_versions={str(k): str(v) for k, v in data.get("tool_versions", {}).items()},
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -302,6 +304,7 @@ def _describe(defn: LlvmDefinition, root: Path, final: Path) -> dict[str, Any]:
         "dash_version": cross_root._chroot_output(root, [*query, "dash"]),
         "loader": str(cross_root.resolve_in_root(root, LOADER).relative_to(root)),
         "lld_targets": lld_targets(_ask_lld(root, v)),
+        "tool_versions": cross_root.tool_versions(root),
         "name": final.name,
     }
 
