@@ -490,30 +490,81 @@ def test_setuptools_extension_builds_with_the_cross_compiler_only(cross_only: Bo
 CMAKE_FILES = {
     "/cm/CMakeLists.txt": (
         "cmake_minimum_required(VERSION 3.13)\nproject(acc C CXX)\n"
-        "add_library(sq STATIC sq.c)\nadd_executable(app app.cpp)\ntarget_link_libraries(app sq)\n"
+        "add_library(sq STATIC sq.c cube.c)\nadd_executable(app app.cpp)\n"
+        "target_link_libraries(app sq)\nfind_package(BZip2 REQUIRED)\n"
+        "find_package(PkgConfig REQUIRED)\npkg_check_modules(Z REQUIRED zlib)\n"
+        "try_run(RUNS BUILT ${CMAKE_BINARY_DIR}/tr ${CMAKE_SOURCE_DIR}/machine.c"
+        " RUN_OUTPUT_VARIABLE MACHINE)\n"
+        'file(WRITE ${CMAKE_BINARY_DIR}/facts "host=${CMAKE_HOST_SYSTEM_PROCESSOR}\\n'
+        "system=${CMAKE_SYSTEM_PROCESSOR}\\nlibarch=${CMAKE_LIBRARY_ARCHITECTURE}\\n"
+        "bz2=${BZIP2_LIBRARIES}\\nz=${Z_LINK_LIBRARIES}\\ntry_run=${RUNS} ${MACHINE}\\n"
+        'pointer=${CMAKE_SIZEOF_VOID_P}\\n")\n'
     ),
     "/cm/sq.c": "int sq(int x) { return x * x; }\n",
+    "/cm/cube.c": "int cube(int x) { return x * x * x; }\n",
+    "/cm/machine.c": (
+        "#include <stdio.h>\n#include <sys/utsname.h>\n"
+        'int main(void) { struct utsname u; uname(&u); printf("%s", u.machine); return 0; }\n'
+    ),
     "/cm/app.cpp": (
         '#include <iostream>\nextern "C" int sq(int);\n'
         'int main() { std::cout << "sq " << sq(7) << std::endl; }\n'
     ),
+    "/cm/host.mk": "all:\n\t@echo make_host=$(MAKE_HOST)\n",
 }
+# What the two CMake runs must agree on: every fact CMake determined, the cache, what the
+# generated Makefiles built (deterministic archives: same members, same bytes) and make's
+# idea of its host.
+CMAKE_RESULTS = (
+    "cat /cm/b/facts; ar t /cm/b/libsq.a; cd /cm/b && sha256sum libsq.a app CMakeCache.txt "
+    "CMakeFiles/*/CMakeSystem.cmake CMakeFiles/*/CMakeCCompiler.cmake "
+    "CMakeFiles/*/CMakeCXXCompiler.cmake; make -s -f /cm/host.mk"
+)
 
 
 @pytest.mark.docker
 @pytest.mark.emulated
 @needs_x86
-def test_cmake_project(cross_only: Box) -> None:
-    box = cross_only
-    _write(box, CMAKE_FILES)
-    box.sh(
-        "cmake -S /cm -B /cm/b -DCMAKE_BUILD_TYPE=Release > /cm/log 2>&1 && cmake --build /cm/b >> /cm/log 2>&1"
-    )
-    cache = box.sh("grep -E '^CMAKE_(C_COMPILER|CXX_COMPILER|AR):' /cm/b/CMakeCache.txt")
+def test_cmake_project(cross_only: Box, arm_image: engine.ImageInfo, arm_accel: Accel) -> None:
+    """CMake and make of the image's release run natively and determine and build exactly
+    what the image's own (emulated) cmake and make do: processor (from the image's uname),
+    library architecture, find_package and pkg-config results, try_run (the target program
+    runs emulated), the cache, byte-identical archives, and $(MAKE_HOST)."""
+    assert set(arm_accel.build_tools) == {"cmake", "make", "ninja"}
+    emulated = Box(arm_image, _without_build_tools(arm_accel))
+    try:
+        emulated.sh(f"chmod a-x {NATIVE_COMPILER}")
+        results, kinds = {}, {}
+        for name, box in (("native", cross_only), ("emulated", emulated)):
+            _write(box, CMAKE_FILES)
+            took = box.timed(
+                "cmake -S /cm -B /cm/b -DCMAKE_BUILD_TYPE=Release && cmake --build /cm/b"
+            )
+            results[name] = box.sh(CMAKE_RESULTS)
+            kinds[name] = box.sh("file -bL /usr/bin/cmake /usr/bin/make | cut -d, -f2")
+            print(f"{name} cmake + make: {took:.1f} s")
+    finally:
+        emulated.close()
+    assert kinds["native"].split() == ["x86-64", "x86-64"]
+    assert kinds["emulated"].split() == ["ARM", "aarch64", "ARM", "aarch64"]
+    assert results["native"] == results["emulated"]
+    facts = results["native"]
+    for want in ("host=aarch64", "system=aarch64", f"libarch={TRIPLET}", "try_run=0 aarch64"):
+        assert want in facts.splitlines(), facts
+    assert f"bz2=/usr/lib/{TRIPLET}/libbz2.so" in facts and "make_host=aarch64-" in facts
+    assert "sq.c.o" in facts and "cube.c.o" in facts
+    cache = cross_only.sh("grep -E '^CMAKE_(C_COMPILER|CXX_COMPILER|AR):' /cm/b/CMakeCache.txt")
     assert f"CMAKE_C_COMPILER:FILEPATH={WRAPPERS}/cc" in cache or f"={WRAPPERS}/gcc" in cache
     assert "CMAKE_AR:FILEPATH=/opt/orch-cross/" in cache
-    out = box.sh("/cm/b/app && file -b /cm/b/app").splitlines()
+    out = cross_only.sh("/cm/b/app && file -b /cm/b/app").splitlines()
     assert out[0] == "sq 49" and "ARM aarch64" in out[1]
+
+
+def _without_build_tools(plan: Accel) -> Accel:
+    native = {f"/usr/bin/{p}" for programs in cross_root.BUILD_TOOLS.values() for p in programs}
+    env = {k: v for k, v in plan.env.items() if k != "MAKE_HOST"}
+    mounts = [m for m in plan.mounts if m.target not in native]
+    return dataclasses.replace(plan, mounts=mounts, env=env, build_tools=())
 
 
 AUTOTOOLS_FILES = {

@@ -21,7 +21,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -43,7 +43,6 @@ from orchestrator.emulation.cross_root import (
     cross_dir,
     ensure_root,
     load_definition,
-    needed_libraries,
     require_definition,
 )
 from orchestrator.emulation.cross_root import load_root as load_cross_root
@@ -276,7 +275,7 @@ def with_build_tools(
     accel: Accel,
     image_tools: Mapping[str, str],
     make_host: str,
-    sources: list[ToolSource],
+    sources: Sequence[ToolSource],
     runs: Callable[[Path], bool] = lambda _program: True,
 ) -> Accel:
     """accel with cmake, make and ninja mounted over the image's, each from the first
@@ -432,16 +431,17 @@ def _suite_cross_root(arch: str, image: ImageInfo) -> CrossRoot | None:
 
 
 def _runs_with(root: llvm_root.LlvmRoot) -> Callable[[Path], bool]:
-    """Whether a program of another root (the cross root's cmake) finds every library it
-    needs in the LLVM root's library directory, the one mounted: bullseye's make and ninja
-    do (glibc and libstdc++ keep old symbol versions), its cmake does not (libjsoncpp24)."""
-    present = {p.name for p in (root.path / HOST_LIBDIR).iterdir()}
+    """Whether a program of another root (the bullseye cross root's cmake) can start with
+    the LLVM root's loader and library directory, the one mounted: every library it needs
+    is there, or is added there from its own root (`llvm_root.borrow_libraries`: bullseye's
+    cmake needs libjsoncpp.so.24, which bookworm does not have; glibc, libstdc++, libcurl...
+    keep their old symbol versions)."""
 
     def runs(program: Path) -> bool:
         if program.is_relative_to(root.path):
             return True
         try:
-            return set(needed_libraries(program)) <= present
+            return llvm_root.borrow_libraries(root, program)
         except (OSError, ValueError):
             return False
 

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -289,6 +290,52 @@ def localize_library_links(libdir: Path) -> None:
         if target.parent != libdir and target.is_file():
             link.unlink()
             os.link(target, link)
+
+
+def borrow_libraries(root: LlvmRoot, program: Path) -> bool:
+    """Make `program`, an amd64 program of another Debian root (`<donor>/usr/bin/x`), start
+    with this root's loader and library directory: each library it needs (recursively) that
+    the directory lacks is linked in from the donor's. A name already present is never
+    replaced, so nothing this root's own programs load changes. False when some library is
+    in neither."""
+    donor = program.parents[2]
+    libdir = root.path / HOST_LIBDIR
+    missing = _missing_libraries(program, libdir, donor)
+    if missing is None:
+        return False
+    for name, source in missing.items():
+        _link_into(source, libdir / name)
+    return True
+
+
+def _missing_libraries(program: Path, libdir: Path, donor: Path) -> dict[str, Path] | None:
+    """soname -> the donor's file, for what libdir lacks; None if the donor lacks one too."""
+    missing: dict[str, Path] = {}
+    todo = [program]
+    while todo:
+        for name in cross_root.needed_libraries(todo.pop()):
+            if name in missing or (libdir / name).exists():
+                continue
+            source = cross_root.resolve_in_root(donor, f"{HOST_LIBDIR}/{name}")
+            if not source.is_file():
+                return None
+            missing[name] = source
+            todo.append(source)
+    return missing
+
+
+def _link_into(source: Path, dest: Path) -> None:
+    """dest appears complete or not at all (a hard link, else a copy, renamed into place)."""
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copy2(source, tmp)
+    try:
+        os.rename(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def _describe(defn: LlvmDefinition, root: Path, final: Path) -> dict[str, Any]:
