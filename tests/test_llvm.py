@@ -26,6 +26,7 @@ from orchestrator import archs
 from orchestrator.container import engine
 from orchestrator.emulation import accel, llvm_root
 from orchestrator.emulation.accel import Accel, Fallback
+from orchestrator.emulation.cross_root import HOST_LIBDIR
 from orchestrator.emulation.llvm_root import GccInstall, LlvmRoot
 from orchestrator.errors import ConfigError, EnvironmentProblem
 from tests.support.run import EXAMPLES, orch
@@ -826,3 +827,34 @@ def test_big_endian_targets_get_the_native_shell_but_not_the_text_tools(tmp_path
     ppc = accel._llvm_accel(root, "ppc64le", _debian_gcc(), "w", accel.DEFAULT_PATH, None)
     assert ppc.native_tools and "/usr/bin/dash" not in [m.target for m in ppc.mounts]
     assert "and shell tools" in ppc.describe()
+
+
+HOST_XZ = shutil.which("xz")
+
+
+def test_a_program_of_another_root_borrows_only_missing_libraries(tmp_path: Path) -> None:
+    """bullseye's cmake under the LLVM root: what the root's library directory lacks is
+    linked in from the program's own root; nothing present is replaced."""
+    host_lzma = Path(f"/{HOST_LIBDIR}/liblzma.so.5")
+    if not (HOST_XZ and host_lzma.exists() and archs.host_arch() == "x86_64"):
+        pytest.skip("needs the x86_64 host's xz and liblzma")
+    root = _root(tmp_path)
+    libdir = root.path / HOST_LIBDIR
+    libdir.mkdir(parents=True)
+    (libdir / "libc.so.6").write_text("the root's own libc")
+    donor = tmp_path / "cross"
+    (donor / "usr/bin").mkdir(parents=True)
+    (donor / HOST_LIBDIR).mkdir(parents=True)
+    program = donor / "usr/bin/xz"
+    shutil.copy(HOST_XZ, program)
+    assert llvm_root.borrow_libraries(root, program) is False  # the donor lacks liblzma too
+    assert sorted(p.name for p in libdir.iterdir()) == ["libc.so.6"]
+    lzma = donor / HOST_LIBDIR / "liblzma.so.5.2.5"
+    shutil.copy(host_lzma.resolve(), lzma)
+    (donor / HOST_LIBDIR / "liblzma.so.5").symlink_to(lzma.name)
+    (donor / HOST_LIBDIR / "libc.so.6").write_text("the donor's libc")
+    assert llvm_root.borrow_libraries(root, program) is True
+    assert (libdir / "liblzma.so.5").read_bytes() == lzma.read_bytes()
+    assert (libdir / "libc.so.6").read_text() == "the root's own libc"
+    assert sorted(p.name for p in libdir.iterdir()) == ["libc.so.6", "liblzma.so.5"]
+    assert llvm_root.borrow_libraries(root, program) is True  # again: nothing to do
