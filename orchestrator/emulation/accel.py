@@ -6,8 +6,8 @@ and Debian patches as the image's own gcc; see `accel_root`) read-only into the 
 build container and puts wrappers first on PATH: gcc, cc, g++, <triplet>-gcc, ar, ld, ...
 then run natively (the kernel runs x86_64 ELF files directly), and on little-endian
 targets so do the shell and arch-neutral text tools configure and libtool start by the
-hundred. Python, pip, build backends, make, cmake, uname, configure's test programs and the
-tests stay emulated. docs/emulation.md has the details and the figures.
+hundred, and cmake, make and ninja where the image has the same Debian version of them.
+Python, pip, build backends, uname, configure's test programs and the tests stay emulated. docs/emulation.md has the details and the figures.
 
 Where no cross GCC matches the image's own, the second accelerator is a native clang
 (`llvm_root`) compiling against the image's GCC installation. `plan_accel` tries the

@@ -78,10 +78,10 @@ BINUTILS = (
 # Arch-neutral programs that also run natively on little-endian targets (symlinks in the
 # wrapper directory, and the shell through autoconf's CONFIG_SHELL and over /bin/sh): a
 # configure script or libtool starts hundreds of them. Name on PATH -> program in the root.
-# Left emulated on purpose: uname and arch (config.guess must see the target), bash
-# ($HOSTTYPE/$MACHTYPE are compiled in), make ($(MAKE_HOST)), perl and python (their
-# build configuration), pkg-config and ldd (arch-specific search paths), getconf, nproc,
-# od (byte order), cmake (it takes the processor from uname). Big-endian targets get none:
+# Left emulated on purpose: uname and arch (config.guess and CMake must see the target),
+# bash ($HOSTTYPE/$MACHTYPE are compiled in), perl and python (their build configuration),
+# pkg-config and ldd (arch-specific search paths), getconf, nproc, od (byte order); make
+# and cmake only under BUILD_TOOLS' rule (below). Big-endian targets get none:
 # the native C library cannot read their locale files, so sort or grep could behave
 # differently.
 _SAME_NAME = """
