@@ -560,6 +560,54 @@ def test_cmake_project(cross_only: Box, arm_image: engine.ImageInfo, arm_accel: 
     assert out[0] == "sq 49" and "ARM aarch64" in out[1]
 
 
+SNAPPY = "90f74bc1fbf78a6c56b3c4a082a05103b3a56bb17bca1a27e052ea11723292dc"  # 1.2.2, recipes/
+SNAPPY_BUILD = (
+    "mkdir -p /sn/src && tar -xzf /sn/in/snappy.tar.gz -C /sn/src --strip-components=1 && "
+    "cmake -S /sn/src -B /sn/b -DCMAKE_BUILD_TYPE=Release -DCMAKE_POSITION_INDEPENDENT_CODE=ON "
+    "-DSNAPPY_BUILD_TESTS=OFF -DSNAPPY_BUILD_BENCHMARKS=OFF -DCMAKE_INSTALL_PREFIX=/sn/p && "
+    "cmake --build /sn/b -j2 && cmake --install /sn/b"
+)
+SNAPPY_RESULTS = (
+    "ar t /sn/p/lib/libsnappy.a; cd /sn/b && grep -h PROCESSOR CMakeFiles/*/CMakeSystem.cmake; "
+    "sha256sum CMakeCache.txt CMakeFiles/*/CMakeSystem.cmake config.h snappy-stubs-public.h; "
+    "cd /sn/p && find . -type f | sort | xargs sha256sum"
+)
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+@pytest.mark.emulated
+@needs_x86
+def test_cmake_dependency_native_equals_emulated(
+    cross_only: Box, arm_image: engine.ImageInfo, arm_accel: Accel, tmp_path: Path
+) -> None:
+    """snappy (multi-deps' CMake dependency; source from $ORCH_TEST_LIBRARY_MIRROR) built
+    and installed by the native and by the image's emulated cmake and make, compiling with
+    the cross gcc both times: every installed file byte-identical (the archive, its
+    members, the CMake config package), the same configure results and processor."""
+    tarball = Path(os.environ.get(MIRROR_ENV, "/nonexistent")) / SNAPPY
+    if not tarball.is_file():
+        pytest.skip(f"{MIRROR_ENV} lacks snappy's source ({SNAPPY})")
+    (tmp_path / "in").mkdir()
+    shutil.copy(tarball, tmp_path / "in" / "snappy.tar.gz")
+    emulated = Box(arm_image, _without_build_tools(arm_accel))
+    try:
+        emulated.sh(f"chmod a-x {NATIVE_COMPILER}")
+        results = {}
+        for name, box in (("native", cross_only), ("emulated", emulated)):
+            box.sh("mkdir -p /sn")
+            engine.put_tree(box.c, tmp_path / "in", "/sn", "in")
+            took = box.timed(SNAPPY_BUILD)
+            results[name] = box.sh(SNAPPY_RESULTS)
+            print(f"snappy with {name} cmake and make: {took:.1f} s")
+    finally:
+        emulated.close()
+    assert results["native"] == results["emulated"]
+    assert "snappy.cc.o" in results["native"]
+    assert 'CMAKE_HOST_SYSTEM_PROCESSOR "aarch64"' in results["native"]
+    assert "lib/cmake/Snappy/SnappyTargets.cmake" in results["native"]
+
+
 def _without_build_tools(plan: Accel) -> Accel:
     native = {f"/usr/bin/{p}" for programs in cross_root.BUILD_TOOLS.values() for p in programs}
     env = {k: v for k, v in plan.env.items() if k != "MAKE_HOST"}
