@@ -59,7 +59,7 @@ GCC_CROSS = "gcc-cross"
 LLVM = "llvm"
 WRAPPER_DIR = f"{PREFIX}/{WRAPPER_SUBDIR}"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-PROBE_VERSION = 3
+PROBE_VERSION = 4
 PYPA_REASON = (
     "not an orch local Debian image: pypa images compile with the devtoolset GCC of "
     "CentOS/AlmaLinux, and no cross build of that toolchain exists for an x86_64 host "
@@ -540,8 +540,9 @@ def _facts(
 
 
 def _smoke(factory: ContainerFactory, image: ImageInfo, accel: Accel, cxx: bool = False) -> str:
-    """With the mounts, a program compiled natively must run (emulated), and the shell's
-    programs must still see the target: "" when all is well (remembered), else why not.
+    """With the mounts, a program compiled natively must run (emulated), the shell's
+    programs must still see the target, and the native build tools must start: "" when
+    all is well (remembered), else why not.
     cxx: a C++ program too (libstdc++ and libgcc_s of the image, linked by clang)."""
     mounts = sorted((m.source, m.target) for m in accel.mounts)
     path = _probe_path(f"smoke:{image.id}:{accel.key}:{mounts}:{cxx}")
@@ -550,7 +551,9 @@ def _smoke(factory: ContainerFactory, image: ImageInfo, accel: Accel, cxx: bool 
     script = (
         "printf 'int main(void){return 0;}\\n' > /tmp/orch-accel.c && "
         "gcc -o /tmp/orch-accel /tmp/orch-accel.c && /tmp/orch-accel && "
-        f'test "$(uname -m)" = {accel.arch} && echo smoke=ok'
+        f'test "$(uname -m)" = {accel.arch} && '
+        + "".join(f"{tool} --version > /dev/null && " for tool in accel.build_tools)
+        + "echo smoke=ok"
     )
     if cxx:
         script += (
