@@ -42,6 +42,9 @@ import yaml
 
 HERE = Path(__file__).resolve().parents[1]
 PYTHONS = ("3.9", "3.11", "3.13")
+# The interpreters each local image has (aarch64's cp311 is not compiled on this machine):
+# "--pythons 3" on aarch64 means as many of these as there are.
+PYTHONS_BY_ARCH = {"aarch64": ("3.9", "3.13")}
 CIBW_VERSION = "cibuildwheel==4.3.5"
 CXXGEN_UNITS = 12
 DEPS = ("bzip2", "lz4", "xz", "brotli", "snappy")  # examples/multi-deps' dependencies
@@ -135,7 +138,7 @@ def prepare(project: str, arch: str, pythons: int, dest: Path) -> Path:
     else:
         shutil.copytree(HERE / "examples" / project, dest)
     recipe = yaml.safe_load((dest / "orch.yaml").read_text())
-    recipe["python"] = list(PYTHONS[:pythons])
+    recipe["python"] = list(PYTHONS_BY_ARCH.get(arch, PYTHONS)[:pythons])
     recipe["archs"] = [arch]
     (dest / "orch.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     return dest
@@ -270,24 +273,45 @@ def cibuildwheel(
 # --- the run --------------------------------------------------------------------------
 
 
-def measure(
-    project: str, arch: str, pythons: int, work: Path, mirror: Path, cibw: Path | None
-) -> Row:
+@dataclass(frozen=True)
+class Mode:
+    cibw: Path | None  # None: cibuildwheel not run
+    earlier: dict[tuple[str, str, int], float]  # (project, arch, pythons) -> its time
+    orch: bool = True  # False: cibuildwheel only (its time reused by a later --cibw-from)
+
+
+def earlier_cibw(path: Path | None) -> dict[tuple[str, str, int], float]:
+    """cibuildwheel's times from an earlier run's --json rows: it does not change with
+    orch's code, and on aarch64 it takes many minutes."""
+    if path is None:
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {(r["project"], r["arch"], r["pythons"]): r["cibw"] for r in rows if r["cibw"]}
+
+
+def measure(project: str, arch: str, pythons: int, work: Path, mirror: Path, mode: Mode) -> Row:
     base = work / f"{project}-{arch}-{pythons}"
     src = prepare(project, arch, pythons, base / "src")
     env = {**os.environ, "ORCH_SOURCE_MIRROR": str(mirror), **toolchains()}
     # one priming cache per project x arch: its dependencies serve every Python count
     prime_env = {**env, "ORCH_CACHE_DIR": str(work / f"{project}-{arch}-prime-cache")}
     _, report = orch(src, base / "prime-out", prime_env)  # images and roots present
+    load = os.getloadavg()[0]
+    if not mode.orch:
+        cibw_time = (
+            cibuildwheel(mode.cibw, src, arch, report, mirror, base / "cibw") if mode.cibw else 0.0
+        )
+        return Row(project, arch, pythons, cibw_time, 0.0, 0.0, 0.0, load, "", {})
     shutil.rmtree(base / "cache", ignore_errors=True)
     env["ORCH_CACHE_DIR"] = str(base / "cache")
-    load = os.getloadavg()[0]
     cold, _ = orch(src, base / "cold", env)
     warm, warm_report = orch(src, base / "warm", env)
     touch_source(src)
     touch, _ = orch(src, base / "touch", env)
     print(f"  orch: cold {cold:.1f} s, warm {warm:.1f} s, touch {touch:.1f} s", flush=True)
-    cibw_time = cibuildwheel(cibw, src, arch, report, mirror, base / "cibw") if cibw else 0.0
+    cibw_time = mode.earlier.get((project, arch, pythons), 0.0)
+    if mode.cibw and not cibw_time:
+        cibw_time = cibuildwheel(mode.cibw, src, arch, report, mirror, base / "cibw")
     return Row(
         project,
         arch,
@@ -352,6 +376,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, help="keep the work tree here")
     ap.add_argument("--json", type=Path, help="append each row here as it is measured")
     ap.add_argument("--no-cibuildwheel", action="store_true", help="orch's figures only")
+    ap.add_argument("--cibuildwheel-only", action="store_true", help="no orch figures")
+    ap.add_argument("--cibw-from", type=Path, help="cibuildwheel's times from earlier --json")
     args = ap.parse_args()
     if args.mirror is None:
         raise SystemExit("--mirror DIR (or ORCH_SOURCE_MIRROR): the dependency tarballs")
@@ -361,11 +387,12 @@ def main() -> None:
         work = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vs-")))
         work.mkdir(parents=True, exist_ok=True)
         cibw = None if args.no_cibuildwheel else cibw_venv(work)
+        mode = Mode(cibw, earlier_cibw(args.cibw_from), orch=not args.cibuildwheel_only)
         for arch in args.archs.split(","):
             for project in args.projects.split(","):
                 for n in (int(p) for p in args.pythons.split(",")):
                     print(f"{project} {arch} {n} Python(s) ...", flush=True)
-                    row = measure(project, arch, n, work, args.mirror.resolve(), cibw)
+                    row = measure(project, arch, n, work, args.mirror.resolve(), mode)
                     rows.append(row)
                     print(table([row]).splitlines()[2], flush=True)
                     if args.json:

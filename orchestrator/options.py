@@ -34,6 +34,7 @@ OFFLINE = "ORCH_OFFLINE"  # 1: job and verify containers get no network (a warm 
 ENGINE_PREFIX = "ORCH_ENGINE_"  # ORCH_ENGINE_AARCH64=ssh://builder@arm-host (plan/engines.py)
 CONFIG = "ORCH_CONFIG"  # the user config file (default: $XDG_CONFIG_HOME/orch/config.yaml)
 COMPILE_CACHE = "ORCH_COMPILE_CACHE"  # 0: project builds without ccache (pipeline/compilecache)
+NATIVE_REPAIR = "ORCH_NATIVE_REPAIR"  # 0: emulated jobs repair with the image's auditwheel
 
 # Variables naming a CA bundle, in the order they are honoured.
 CA_BUNDLE_VARS = (CA_BUNDLE, "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT")
@@ -66,6 +67,7 @@ class EnvSettings:
     no_host_ca: bool = False
     offline: bool = False
     compile_cache: bool = True
+    native_repair: bool = True
     proxies: Mapping[str, str] = field(default_factory=lambda: _frozen({}))  # as spelled
     pip: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
     process: Mapping[str, str] = field(default_factory=lambda: _frozen({}))  # subprocesses
@@ -96,6 +98,7 @@ class EnvSettings:
             no_host_ca=environ.get(NO_HOST_CA) == "1",
             offline=environ.get(OFFLINE) == "1",
             compile_cache=environ.get(COMPILE_CACHE, "1").strip() != "0",
+            native_repair=environ.get(NATIVE_REPAIR, "1").strip() != "0",
             proxies=_frozen(
                 {
                     key: environ[key]

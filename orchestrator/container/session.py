@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shlex
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -142,7 +143,10 @@ class Session:
         if self.overlay is not None and env is not None:
             env = self.overlay.apply(env)  # a command's own PATH keeps the overlay first
         self.log.line(f"$ {cmd if isinstance(cmd, str) else shlex.join(argv)}")
+        started = time.monotonic()
         result = self.engine.exec(self.handle, argv, self.log.write_bytes, env=env, workdir=workdir)
+        # per command, so a slow stage shows which of its commands is slow
+        self.log.line(f"[time] {time.monotonic() - started:.1f} s")
         if self.cancel.is_set():
             raise Cancelled("cancelled")
         if result.exit_code != 0:

@@ -43,7 +43,7 @@ BUILD_ENV_DIR = "/tmp/orch-build-env"  # the isolated environment: one per conta
 # include directory is on the compiler's command line (-I<env>/include), and a path that
 # changed every run would make every compile a compile-cache miss.
 FILL_SCRIPT = r"""
-import glob, os, subprocess, sys, tempfile, zipfile
+import glob, os, subprocess, sys, tempfile, time, zipfile
 from build import BuildBackendException, BuildException, ProjectBuilder
 from build.env import DefaultIsolatedEnv
 mode, src, fill, outdir, env_dir = sys.argv[1:6]
@@ -82,11 +82,20 @@ def build():
         kwargs = {"installer": "uv"} if os.environ.get("UV") else {}
     except ImportError:
         kwargs = {}
+    t = time.monotonic()
+    def step(what):  # the job log's per-step times: which part of a build is slow
+        nonlocal t
+        print(f"[time] {what}: {time.monotonic() - t:.1f} s", flush=True)
+        t = time.monotonic()
     with DefaultIsolatedEnv(**kwargs) as env:
+        step("isolated environment")
         builder = ProjectBuilder.from_isolated_env(env, src)
         env.install(builder.build_system_requires)
+        step("install build-system.requires")
         env.install(builder.get_requires_for_build("wheel"))
+        step("get_requires_for_build_wheel and install")
         print("built", builder.build("wheel", outdir), flush=True)
+        step("build_wheel")
 def main():
     if mode == "build":
         return build()

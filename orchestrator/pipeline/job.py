@@ -22,8 +22,11 @@ from orchestrator.container.types import Mount
 from orchestrator.deps.stage import GroupDeps
 from orchestrator.emulation.accel import Accel
 from orchestrator.emulation.ccache_kit import ready_kit
+from orchestrator.emulation.repair_kit import PREFIX as REPAIR_PREFIX
+from orchestrator.emulation.repair_kit import RepairKit
+from orchestrator.emulation.repair_kit import ready_kit as ready_repair_kit
 from orchestrator.errors import OrchError
-from orchestrator.pipeline import nativeuv
+from orchestrator.pipeline import nativeuv, repair
 from orchestrator.pipeline.audit import audit_errors, audit_job_wheel
 from orchestrator.pipeline.build import build_wheel, copy_project, job_env, merge_env
 from orchestrator.pipeline.buildenv import TOOLS
@@ -125,6 +128,7 @@ class _JobRun:
         self.inputs, self.job, self.log = inputs, job, log
         self.found = _Found()
         self.ccache: CompileCache | None = None
+        self.rkit: RepairKit | None = None  # chosen with the container: it is a mount
 
     @contextlib.contextmanager
     def stage(self, name: JobStage) -> Iterator[None]:
@@ -144,7 +148,7 @@ class _JobRun:
             with self.stage(JobStage.BUILD):
                 self.build(session, deps)
             with self.stage(JobStage.REPAIR):
-                repair_wheel(session, self.job, self.inputs.recipe)
+                repair_wheel(session, self.job, self.inputs.recipe, self.rkit)
             with self.stage(JobStage.COPY_OUT):
                 wheel = self.copy_out(session)
         if self.inputs.opts.audit:
@@ -205,6 +209,7 @@ class _JobRun:
         """The job's build container (kept on failure when asked, and noted)."""
         accel = self.inputs.accel.get(self.job.image)
         self.ccache = self.compile_cache(accel)
+        self.rkit = self.repair_kit()
         overlay = accel.overlay if accel else None
         if self.ccache is not None:
             image_path = self.inputs.image_env.get(self.job.image, {}).get("PATH")
@@ -220,6 +225,11 @@ class _JobRun:
                 self.tools_mount(),
                 *(self.ccache.mounts() if self.ccache else ()),
                 *((nativeuv.mount(),) if self.native_uv else ()),
+                *(
+                    (Mount(str(self.rkit.path), REPAIR_PREFIX, read_only=True),)
+                    if self.rkit
+                    else ()
+                ),
             ),
             overlay=overlay,
             personality=archs.personality(self.job.arch),
@@ -253,6 +263,19 @@ class _JobRun:
         Path(cache.host_dir).mkdir(parents=True, exist_ok=True)
         self.log.line(f"[ccache] ccache {kit.version}, cache {cache.host_dir}")
         return cache
+
+    def repair_kit(self) -> RepairKit | None:
+        """The native auditwheel for an emulated job of a local image, or None: turned off,
+        a routed engine (another machine), or not built yet (built in the background; this
+        job repairs with the image's emulated auditwheel, as before)."""
+        if not repair.applies(self.job) or self.inputs.factory.remote:
+            return None
+        if not self.inputs.opts.env.native_repair:
+            return None
+        kit = ready_repair_kit(self.log.line)
+        if kit is not None:
+            self.log.line(f"[repair] native auditwheel {kit.auditwheel} ({kit.path.name})")
+        return kit
 
     def copy_in(self, session: Session, deps: GroupDeps) -> None:
         copy_project(session, self.inputs.recipe, self.inputs.project)
