@@ -3,7 +3,9 @@ by tar, and guaranteed removal. Sessions come from `factory.ContainerFactory`.""
 
 from __future__ import annotations
 
+import io
 import shlex
+import tarfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -158,6 +160,18 @@ class Session:
         chunks: list[bytes] = []
         self.engine.exec(self.handle, list(cmd), chunks.append, env=env)
         return b"".join(chunks).decode(errors="replace").splitlines()
+
+    def mkdirs(self, *paths: str) -> None:
+        """Directories made by the engine's copy (a tar of directory entries), not by a
+        `mkdir` process: under QEMU every process is emulated. Missing parents are made
+        too (0755), existing ones are left alone."""
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for path in paths:
+                info = tarfile.TarInfo(path.strip("/"))
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+        self.put_tar(buf.getvalue(), "/")
 
     def put(self, source: Path, target_dir: str, arcname: str = ".") -> None:
         self.put_tar(tree_tar(source, arcname), target_dir)

@@ -68,7 +68,7 @@ def _exclude(root: Path) -> Callable[[tarfile.TarInfo], tarfile.TarInfo | None]:
 
 
 def copy_project(session: Session, recipe: Recipe, tar: bytes) -> None:
-    session.run("prepare", ["mkdir", "-p", "/orch", DIST, "/opt/orch"])
+    session.mkdirs("/orch", DIST, "/opt/orch")
     session.put_tar(tar, "/orch")
     if recipe.project.kind == "sdist":
         name = recipe.project.path.name
@@ -134,7 +134,7 @@ def build_wheel(
     session.put_tar(script_tar(), "/orch")
     session.run(
         "build",
-        build_command(python_bin(job), DIST, SRC),
+        build_command(python_bin(job), DIST, SRC, source.dynamic),
         env={**env, **installer_env(source)},
         workdir=SRC,
     )

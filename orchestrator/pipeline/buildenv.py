@@ -11,7 +11,7 @@ import io
 import json
 import sys
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ else:  # pragma: no cover - Python 3.10
 WHEELS = "/orch/wheels"
 TOOLS = "/orch/tools"  # the cache's extracted tools, mounted read-only
 FILL_PATH = "/orch/fill_build_requirements.py"
+REQUIRES = "orch-requires.json"  # the fill's record of static and dynamic requirements
 # Files whose content can change what a setuptools project asks for dynamically.
 SETUPTOOLS_FILES = ("setup.py", "setup.cfg")
 SETUPTOOLS_BACKENDS = ("setuptools.build_meta", "setuptools.build_meta:__legacy__")
@@ -43,10 +44,12 @@ BUILD_ENV_DIR = "/tmp/orch-build-env"  # the isolated environment: one per conta
 # include directory is on the compiler's command line (-I<env>/include), and a path that
 # changed every run would make every compile a compile-cache miss.
 FILL_SCRIPT = r"""
-import glob, os, subprocess, sys, tempfile, time, zipfile
+import glob, json, os, subprocess, sys, tempfile, time, zipfile
 from build import BuildBackendException, BuildException, ProjectBuilder
 from build.env import DefaultIsolatedEnv
 mode, src, fill, outdir, env_dir = sys.argv[1:6]
+REQUIRES = "orch-requires.json"
+known = json.loads(sys.argv[6]) if len(sys.argv) > 6 else None  # dynamic requirements
 _mkdtemp = tempfile.mkdtemp
 def _env_dir(*args, **kwargs):
     tempfile.mkdtemp = _mkdtemp  # only the environment's own directory is fixed
@@ -90,10 +93,14 @@ def build():
     with DefaultIsolatedEnv(**kwargs) as env:
         step("isolated environment")
         builder = ProjectBuilder.from_isolated_env(env, src)
-        env.install(builder.build_system_requires)
-        step("install build-system.requires")
-        env.install(builder.get_requires_for_build("wheel"))
-        step("get_requires_for_build_wheel and install")
+        if known is not None:  # recorded when the set was filled: no hook, one install
+            env.install(set(builder.build_system_requires) | set(known))
+            step("install build-system.requires and the recorded dynamic requirements")
+        else:
+            env.install(builder.build_system_requires)
+            step("install build-system.requires")
+            env.install(builder.get_requires_for_build("wheel"))
+            step("get_requires_for_build_wheel and install")
         print("built", builder.build("wheel", outdir), flush=True)
         step("build_wheel")
 def main():
@@ -115,6 +122,8 @@ def main():
             env.install(dynamic)
         print("[wheels] static:", static, "dynamic:", dynamic, "installer:", "uv" if uv else "pip",
               flush=True)
+        with open(os.path.join(fill, REQUIRES), "w") as f:
+            json.dump({"static": static, "dynamic": dynamic}, f)
         print("built", builder.build("wheel", outdir))
 try:
     main()
@@ -134,6 +143,10 @@ class EnvSource:
     key: str
     uv: str | None = None  # the uv binary in the container, if the set has one
     built: bool = False  # a miss builds the wheel while it fills the cache
+    # the backend's get_requires_for_build_wheel when the set was filled: the key holds
+    # everything it depends on, so a hit installs them without asking (one emulated
+    # Python and backend import fewer); None for a set filled before they were recorded
+    dynamic: tuple[str, ...] | None = None
 
     def line(self, what: str, cache: WheelCache) -> str:
         installer = f"uv ({self.uv})" if self.uv else "pip"
@@ -226,7 +239,7 @@ def prepare_build_env(
             fetched = _native_uv(found.wheels, session.log.line) if available() else None
             if native:  # the set's release, or (a set without uv) the one orch pins
                 uv = fetched or native_uv(FALLBACK_VERSION, session.log.line) or uv
-            return EnvSource("hit", len(found.wheels), key, uv)
+            return EnvSource("hit", len(found.wheels), key, uv, dynamic=_dynamic(found.note))
         if offline:
             raise StageFailed(
                 "build",
@@ -241,13 +254,36 @@ def prepare_build_env(
             env=env,
             workdir=src,
         )
-        wheels = wheels_from_tar(session.get(WHEELS))
-        stored = cache.store_or_warn(key, wheels, {"purpose": "build"}, session.log.line)
+        fetched_tar = session.get(WHEELS)
+        wheels = wheels_from_tar(fetched_tar)
+        note = {"purpose": "build", **_requires(fetched_tar)}
+        stored = cache.store_or_warn(key, wheels, note, session.log.line)
         if stored is None:  # built all the same; the next run fills the cache again
             return EnvSource("miss", len(wheels), key, None, built=True)
         if available():  # for this job's verification already
             _native_uv(stored.wheels, session.log.line)
         return EnvSource("miss", len(stored.wheels), key, _uv(cache, stored.wheels), built=True)
+
+
+def _requires(tar: bytes) -> dict[str, list[str]]:
+    """The static and dynamic requirements the fill recorded (REQUIRES), if it did."""
+    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+        for member in archive.getmembers():
+            if Path(member.name).name == REQUIRES and member.isfile():
+                data = archive.extractfile(member)
+                try:
+                    found = json.loads(data.read()) if data else {}
+                except ValueError:
+                    return {}
+                return {k: [str(r) for r in found.get(k, [])] for k in ("static", "dynamic")}
+    return {}
+
+
+def _dynamic(note: Mapping[str, object]) -> tuple[str, ...] | None:
+    dynamic = note.get("dynamic")
+    if isinstance(dynamic, list) and all(isinstance(r, str) for r in dynamic):
+        return tuple(dynamic)
+    return None
 
 
 def _native_uv(wheels: tuple[Path, ...], log: Callable[[str], None]) -> str | None:
@@ -267,10 +303,14 @@ def _uv(cache: WheelCache, wheels: tuple[Path, ...]) -> str | None:
     return None
 
 
-def build_command(python: str, outdir: str, src: str) -> list[str]:
+def build_command(
+    python: str, outdir: str, src: str, dynamic: tuple[str, ...] | None = None
+) -> list[str]:
     """`python -m build --wheel`'s steps, in the environment at BUILD_ENV_DIR (installed
-    with uv when UV names it: installer_env)."""
-    return [python, FILL_PATH, "build", src, WHEELS, outdir, BUILD_ENV_DIR]
+    with uv when UV names it: installer_env); with the set's recorded dynamic
+    requirements, the backend is not asked for them again."""
+    known = [] if dynamic is None else [json.dumps(list(dynamic))]
+    return [python, FILL_PATH, "build", src, WHEELS, outdir, BUILD_ENV_DIR, *known]
 
 
 def script_tar() -> bytes:

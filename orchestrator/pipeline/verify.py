@@ -238,7 +238,7 @@ def _run_checks(
     native: bool = False,
 ) -> str:
     env = {"PATH": f"{VENV}/bin:/usr/local/bin:/usr/bin:/bin", "PIP_NO_INPUT": "1"}
-    session.run("verify", ["mkdir", "-p", WHEEL_DIR, TEST_DIR])
+    session.mkdirs(WHEEL_DIR, TEST_DIR, WHEELS)
     session.put(wheel, WHEEL_DIR, arcname=wheel.name)
     uv = nativeuv.newest(session.log.line) if native else None
     # a new venv's pip costs an emulated ensurepip; uv does not need it, a test may
@@ -296,7 +296,9 @@ def interpreter_script(python_tag: str, tags: WheelTags, with_pip: bool = True) 
     return f"""
 layout=/opt/python/{python_tag}/bin/python
 found=""
-for c in "$layout" {" ".join(shlex.quote(c) for c in system)}; do
+# the manylinux layout names its interpreter: the job's own, no (emulated) probe needed
+[ -x "$layout" ] && found=$layout
+[ -n "$found" ] || for c in {" ".join(shlex.quote(c) for c in system)}; do
   p=$(command -v "$c" 2>/dev/null) || continue
   got=$("$p" -c {shlex.quote(probe)} 2>/dev/null) || continue
   [ -z {shlex.quote(want)} ] || [ "$got" = {shlex.quote(want)} ] && {{ found=$p; break; }}
@@ -336,7 +338,6 @@ def _verify_env(
 ) -> str:
     """The wheels verification installs (runtime and test requirements, coexist
     packages) at WHEELS, from the cache, filled on a miss; "none" if there are none."""
-    session.run("verify", ["mkdir", "-p", WHEELS])
     wanted = {
         "requires-dist": json.dumps(requirement_lines(requires_dist(wheel))),
         "test": json.dumps(requirement_lines(recipe.test.requires)),

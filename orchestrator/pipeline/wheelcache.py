@@ -21,7 +21,7 @@ import threading
 import uuid
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import filelock
@@ -45,6 +45,7 @@ def set_key(purpose: str, python_tag: str, parts: Mapping[str, str]) -> str:
 class CachedSet:
     key: str
     wheels: tuple[Path, ...]
+    note: Mapping[str, object] = field(default_factory=dict)  # what the filler recorded
 
     def tar(self, arcdir: str, skip: tuple[str, ...] = ()) -> bytes:
         """The set's wheels as a tar for `put_tar` (under `arcdir/`), but those whose
@@ -97,7 +98,8 @@ class WheelCache:
     def lookup(self, key: str) -> CachedSet | None:
         """The set if every wheel it lists is present and unchanged, else None."""
         try:
-            listed = json.loads(self._marker(key).read_text())["wheels"]
+            marker = json.loads(self._marker(key).read_text())
+            listed = marker["wheels"]
         except (OSError, ValueError, KeyError, TypeError):
             return None
         paths = []
@@ -106,7 +108,7 @@ class WheelCache:
             if not _safe_name(name) or _sha256(path) != digest:
                 return None
             paths.append(path)
-        return CachedSet(key, tuple(paths))
+        return CachedSet(key, tuple(paths), {k: v for k, v in marker.items() if k != "wheels"})
 
     def store(self, key: str, wheels: Mapping[str, bytes], note: Mapping[str, object]) -> CachedSet:
         """Add wheels (kept as they are if already present: other sets list them by hash)
@@ -121,7 +123,7 @@ class WheelCache:
                 _atomic_write(path, data)
             listed[name] = _sha256(path) or ""
         _atomic_write(self._marker(key), json.dumps({**note, "wheels": listed}, indent=1).encode())
-        return CachedSet(key, tuple(self.root / n for n in sorted(listed)))
+        return CachedSet(key, tuple(self.root / n for n in sorted(listed)), dict(note))
 
     def store_or_warn(
         self, key: str, wheels: Mapping[str, bytes], note: Mapping[str, object], log: LogLine
