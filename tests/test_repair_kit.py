@@ -35,10 +35,11 @@ def test_command_runs_the_kits_python_through_its_loader() -> None:
         f"{PREFIX}/driver.py",
         "aarch64",
         "64",
+        "auditwheel",
         "repair",
         "x.whl",
     ]
-    assert kit.command("armv7l", [])[-1] == "32"  # platform.architecture() of a 32-bit job
+    assert kit.command("armv7l", [])[-2] == "32"  # platform.architecture() of a 32-bit job
     words = repair.auditwheel("ppc64le", kit)
     assert f'PATH="{PREFIX}/bin:$PATH"' in words and f"PYTHONHOME={PREFIX}/python" in words
     assert repair.auditwheel("ppc64le", None) == "auditwheel"
@@ -56,7 +57,7 @@ def test_the_driver_answers_as_the_jobs_interpreter(tmp_path: Path) -> None:
     driver = tmp_path / "driver.py"
     driver.write_text(repair_kit.DRIVER)
     proc = subprocess.run(
-        [sys.executable, str(driver), "armv7l", "32", "repair"],
+        [sys.executable, str(driver), "armv7l", "32", "auditwheel", "repair"],
         capture_output=True,
         text=True,
         env={"PYTHONPATH": str(tmp_path)},

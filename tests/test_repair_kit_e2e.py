@@ -84,7 +84,9 @@ def test_native_repair_equals_the_emulated_one(tmp_path: Path) -> None:
             _docker("exec", name, "bash", "-c", script)
             _docker("cp", f"{name}:/w/{out}", str(tmp_path / out))
         # the native one really ran the kit's x86_64 interpreter (not the image's)
-        probe = auditwheel("aarch64", kit).replace(" /opt/orch-repair/driver.py aarch64 64", "")
+        probe = auditwheel("aarch64", kit).replace(
+            " /opt/orch-repair/driver.py aarch64 64 auditwheel", ""
+        )
         machine = _docker(
             "exec", name, "bash", "-c", f"{probe} -c 'import os; print(os.uname().machine)'"
         )

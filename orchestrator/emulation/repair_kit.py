@@ -52,13 +52,13 @@ MANIFEST = "manifest.json"
 LOADER_NAME = "ld-linux-x86-64.so.2"
 # Not needed to repair a wheel, and most of the standard library's size.
 STDLIB_SKIP = ("test", "idlelib", "tkinter", "turtledemo", "lib2to3", "ensurepip", "pydoc_data")
-# Run as `<python> -S driver.py <arch> <bits> <auditwheel arguments>`: the interpreter
+# Run as `<python> -S driver.py <arch> <bits> auditwheel <arguments>`: the interpreter
 # answers platform questions as the job's (emulated) interpreter would.
 DRIVER = """import platform, sys
 arch, bits = sys.argv[1], sys.argv[2]
 platform.machine = lambda: arch
 platform.architecture = lambda *args, **kwargs: (bits + "bit", "ELF")
-sys.argv = ["auditwheel", *sys.argv[3:]]
+sys.argv = sys.argv[3:]
 from auditwheel.main import main
 sys.exit(main())
 """
@@ -77,16 +77,8 @@ class RepairKit:
         """The container command running `auditwheel <args>` natively for a job of arch."""
         bits = "32" if archs.get(arch).bits == 32 else "64"
         loader = [f"{PREFIX}/lib/{LOADER_NAME}", "--library-path", f"{PREFIX}/lib"]
-        return [
-            *loader,
-            f"{PREFIX}/bin/python",
-            "-S",
-            "-B",
-            f"{PREFIX}/driver.py",
-            arch,
-            bits,
-            *args,
-        ]
+        driver = [f"{PREFIX}/bin/python", "-S", "-B", f"{PREFIX}/driver.py", arch, bits]
+        return [*loader, *driver, "auditwheel", *args]
 
     @staticmethod
     def env() -> dict[str, str]:

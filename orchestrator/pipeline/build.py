@@ -6,10 +6,12 @@ from __future__ import annotations
 import io
 import tarfile
 from collections.abc import Callable, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from orchestrator.container.session import Session
+from orchestrator.errors import OrchError
 from orchestrator.pipeline.buildenv import (
+    BUILD_ENV_DIR,
     EnvSource,
     build_command,
     build_key,
@@ -130,12 +132,38 @@ def build_wheel(
     )
     session.log.line(source.line("build requirements", cache))
     if source.built:
+        keep_env(session, cache, source.key)
         return source
     session.put_tar(script_tar(), "/orch")
+    restored = restore_env(session, cache, source.key)
     session.run(
         "build",
         build_command(python_bin(job), DIST, SRC, source.dynamic),
-        env={**env, **installer_env(source)},
+        env={**env, **installer_env(source), **({"ORCH_ENV_RESTORED": "1"} if restored else {})},
         workdir=SRC,
     )
+    if not restored:
+        keep_env(session, cache, source.key)
     return source
+
+
+def restore_env(session: Session, cache: WheelCache, key: str) -> bool:
+    """The set's environment as an earlier build left it, if the cache has it: under
+    QEMU, installing it and compiling the backend's bytecode on import are seconds of
+    every warm build. Same image (the cache is per image id), same Python, same wheels."""
+    try:
+        data = cache.env_tar(key).read_bytes()
+    except OSError:
+        return False
+    session.put_tar(data, str(PurePosixPath(BUILD_ENV_DIR).parent))
+    session.log.line(f"[wheels] build environment restored ({len(data) >> 20} MiB, {key[:12]})")
+    return True
+
+
+def keep_env(session: Session, cache: WheelCache, key: str) -> None:
+    """The environment after a successful build, for the next builds of this set (a cache
+    that cannot take it is only a line in the log)."""
+    try:
+        cache.store_env(key, session.get(BUILD_ENV_DIR))
+    except (OSError, OrchError) as exc:
+        session.log.line(f"[wheels] warning: the build environment was not kept: {exc}")

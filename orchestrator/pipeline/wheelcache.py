@@ -92,6 +92,15 @@ class WheelCache:
                 shutil.rmtree(tmp, ignore_errors=True)
         return target / name if (target / name).is_file() else None
 
+    def env_tar(self, key: str) -> Path:
+        """A set's build environment as an earlier build left it (a tar of the directory,
+        its mtimes kept, so the bytecode its imports compiled stays valid)."""
+        return self.root / "envs" / f"{key}.tar"
+
+    def store_env(self, key: str, data: bytes) -> None:
+        (self.root / "envs").mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.env_tar(key), data)
+
     def _marker(self, key: str) -> Path:
         return self.root / "sets" / f"{key}.json"
 
