@@ -278,6 +278,7 @@ class Mode:
     cibw: Path | None  # None: cibuildwheel not run
     earlier: dict[tuple[str, str, int], float]  # (project, arch, pythons) -> its time
     orch: bool = True  # False: cibuildwheel only (its time reused by a later --cibw-from)
+    warm_only: bool = False  # no cold run: warm on the priming cache (after one settling run)
 
 
 def earlier_cibw(path: Path | None) -> dict[tuple[str, str, int], float]:
@@ -302,9 +303,13 @@ def measure(project: str, arch: str, pythons: int, work: Path, mirror: Path, mod
             cibuildwheel(mode.cibw, src, arch, report, mirror, base / "cibw") if mode.cibw else 0.0
         )
         return Row(project, arch, pythons, cibw_time, 0.0, 0.0, 0.0, load, "", {})
-    shutil.rmtree(base / "cache", ignore_errors=True)
-    env["ORCH_CACHE_DIR"] = str(base / "cache")
-    cold, _ = orch(src, base / "cold", env)
+    if mode.warm_only:  # the priming cache has the dependencies; one run settles the rest
+        env["ORCH_CACHE_DIR"] = prime_env["ORCH_CACHE_DIR"]
+        cold, _ = 0.0, orch(src, base / "settle", env)
+    else:
+        shutil.rmtree(base / "cache", ignore_errors=True)
+        env["ORCH_CACHE_DIR"] = str(base / "cache")
+        cold, _ = orch(src, base / "cold", env)
     warm, warm_report = orch(src, base / "warm", env)
     touch_source(src)
     touch, _ = orch(src, base / "touch", env)
@@ -378,6 +383,7 @@ def main() -> None:
     ap.add_argument("--no-cibuildwheel", action="store_true", help="orch's figures only")
     ap.add_argument("--cibuildwheel-only", action="store_true", help="no orch figures")
     ap.add_argument("--cibw-from", type=Path, help="cibuildwheel's times from earlier --json")
+    ap.add_argument("--warm-only", action="store_true", help="no cold run (shorter)")
     args = ap.parse_args()
     if args.mirror is None:
         raise SystemExit("--mirror DIR (or ORCH_SOURCE_MIRROR): the dependency tarballs")
@@ -387,7 +393,7 @@ def main() -> None:
         work = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vs-")))
         work.mkdir(parents=True, exist_ok=True)
         cibw = None if args.no_cibuildwheel else cibw_venv(work)
-        mode = Mode(cibw, earlier_cibw(args.cibw_from), orch=not args.cibuildwheel_only)
+        mode = Mode(cibw, earlier_cibw(args.cibw_from), not args.cibuildwheel_only, args.warm_only)
         for arch in args.archs.split(","):
             for project in args.projects.split(","):
                 for n in (int(p) for p in args.pythons.split(",")):
