@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.container.session import Cancelled
+from orchestrator.pipeline import buildenv
 from orchestrator.pipeline.buildenv import FILL_PATH, requirement_inputs
 from orchestrator.pipeline.wheelcache import WheelCache, set_key, wheels_from_tar
 from tests.support.fakeengine import FakeEngine, build
@@ -193,3 +194,49 @@ def test_tool_is_extracted_once_and_kept_out_of_the_copied_set(tmp_path: Path) -
     assert not list(cache.tools.glob(".*"))  # no temporary directories left
     with tarfile.open(fileobj=io.BytesIO(stored.tar("wheels", skip=("uv-",)))) as tar:
         assert tar.getnames() == ["wheels", "wheels/a-1-py3-none-any.whl"]
+
+
+def test_a_set_keeps_what_its_filler_recorded(tmp_path: Path) -> None:
+    """The dynamic requirements recorded at fill time come back with the hit (a hit then
+    installs them without asking the backend again)."""
+    cache = WheelCache(tmp_path)
+    note = {"purpose": "build", "static": ["setuptools>=61"], "dynamic": ["cython"]}
+    cache.store("k", {"a-1.0-py3-none-any.whl": b"a"}, note)
+    found = cache.lookup("k")
+    assert found is not None and found.note == note
+    assert buildenv._dynamic(found.note) == ("cython",)
+    assert buildenv._dynamic({"purpose": "build"}) is None  # a set filled before: ask
+    assert buildenv._dynamic({"dynamic": [1]}) is None
+
+
+def test_the_fill_record_is_read_from_the_containers_tar() -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        data = json.dumps({"static": ["setuptools"], "dynamic": []}).encode()
+        info = tarfile.TarInfo(f"wheels/{buildenv.REQUIRES}")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    assert buildenv._requires(buf.getvalue()) == {"static": ["setuptools"], "dynamic": []}
+    assert buildenv._requires(_empty_tar()) == {}
+
+
+def test_build_command_passes_the_recorded_requirements() -> None:
+    plain = buildenv.build_command("/py", "/out", "/src")
+    known = buildenv.build_command("/py", "/out", "/src", ("cython>=3",))
+    assert known[:-1] == plain and json.loads(known[-1]) == ["cython>=3"]
+    assert json.loads(buildenv.build_command("/py", "/out", "/src", ())[-1]) == []
+
+
+def test_build_environment_is_kept_per_set(tmp_path: Path) -> None:
+    cache = WheelCache(tmp_path)
+    assert not cache.env_tar("k").exists()
+    cache.store_env("k", b"tar bytes")
+    assert cache.env_tar("k").read_bytes() == b"tar bytes"
+    assert not cache.env_tar("other").exists()
+
+
+def _empty_tar() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w"):
+        pass
+    return buf.getvalue()
