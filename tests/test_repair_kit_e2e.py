@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import os
 import platform
 import shlex
+import shutil
 import subprocess
 import zipfile
 from pathlib import Path
@@ -23,6 +26,7 @@ import pytest
 from orchestrator.emulation.repair_kit import PREFIX, ensure_kit
 from orchestrator.images.local import ensure_local_image
 from orchestrator.pipeline.repair import auditwheel
+from tests.support.run import EXAMPLES, orch
 
 pytestmark = [
     pytest.mark.docker,
@@ -102,3 +106,42 @@ def test_native_repair_equals_the_emulated_one(tmp_path: Path) -> None:
     grafted = [n for n in members if n.startswith("bz2mod.libs/libbz2-")]
     assert len(grafted) == 1, sorted(members)
     assert members == _members(emulated)  # names, grafted libraries, every byte
+
+
+@pytest.mark.skipif(
+    os.environ.get("ORCH_TEST_NATIVE_REPAIR") != "1",
+    reason="set ORCH_TEST_NATIVE_REPAIR=1: two aarch64 builds under QEMU (minutes)",
+)
+def test_orch_build_lands_the_same_wheel_with_either_repair(
+    cache_dir: Path, tmp_path: Path
+) -> None:
+    """Opt-in: a whole aarch64 job (hello-bz2 links libbz2 dynamically: auditwheel grafts
+    it) with the emulated repair and with the kit lands the same wheel, member for member;
+    the kit's run says it used the kit, the other that it did not."""
+    ensure_kit()
+    project = tmp_path / "hello-bz2"
+    shutil.copytree(EXAMPLES / "hello-bz2", project)
+    recipe = (project / "orch.yaml").read_text()
+    recipe = recipe.replace('python: ["3.9", "3.11"]', 'python: ["3.9"]')
+    recipe = recipe.replace("archs: [x86_64]", "archs: [aarch64]")
+    (project / "orch.yaml").write_text(recipe.replace("test:\n", "test:\n  stock-images: false\n"))
+    landed = {}
+    for mode in ("0", "1"):
+        out = tmp_path / f"out-{mode}"
+        proc = orch(
+            "build",
+            "-f",
+            str(project / "orch.yaml"),
+            "-o",
+            str(out),
+            env={"ORCH_NATIVE_REPAIR": mode},
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        [job] = json.loads((out / ".orch" / "report.json").read_text())["jobs"]
+        assert job["status"] == "ok" and job["verify"][0]["status"] == "passed"
+        assert ("[repair] native auditwheel" in Path(job["log"]).read_text()) == (mode == "1")
+        [landed[mode]] = list(out.glob("*.whl"))
+    assert landed["1"].name == landed["0"].name
+    members = _members(landed["1"])
+    assert any(".libs/libbz2-" in n for n in members), sorted(members)
+    assert members == _members(landed["0"])
