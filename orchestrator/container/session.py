@@ -9,7 +9,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Protocol
 
@@ -172,6 +172,24 @@ class Session:
                 info.type, info.mode = tarfile.DIRTYPE, 0o755
                 tar.addfile(info)
         self.put_tar(buf.getvalue(), "/")
+
+    def exists(self, path: str) -> bool:
+        """Whether `path` is in the container (itself, a link not followed), asked through
+        the engine's copy API: no process in the container."""
+        try:
+            self.get(path)
+        except OrchError:
+            return False
+        return True
+
+    def symlink(self, path: str, target: str) -> None:
+        """A symbolic link made by the engine's copy, not by an (emulated) `ln`."""
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo(PurePosixPath(path).name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+        self.put_tar(buf.getvalue(), str(PurePosixPath(path).parent))
 
     def put(self, source: Path, target_dir: str, arcname: str = ".") -> None:
         self.put_tar(tree_tar(source, arcname), target_dir)

@@ -243,7 +243,12 @@ def _run_checks(
     uv = nativeuv.newest(session.log.line) if native else None
     # a new venv's pip costs an emulated ensurepip; uv does not need it, a test may
     with_pip = uv is None or "pip" in (recipe.test.command or "") or bool(recipe.test.coexist)
-    session.run("verify: interpreter", interpreter_script(job.python_tag, tags, with_pip))
+    layout = f"/opt/python/{job.python_tag}"
+    if session.exists(f"{layout}/bin/python"):  # the job's own: no process needed
+        session.symlink(VENV, layout)  # the whole prefix: it may be a venv
+        session.log.line(f"[verify] interpreter {layout}/bin/python (the manylinux layout)")
+    else:
+        session.run("verify: interpreter", interpreter_script(job.python_tag, tags, with_pip))
     source = _verify_env(session, recipe, job, wheel, cache, offline, env)
     installs = {**env, **offline_env(WHEELS)}  # installs only: a test command may use pip
     requires = " ".join(shlex.quote(r) for r in recipe.test.requires)
