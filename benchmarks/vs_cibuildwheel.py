@@ -48,6 +48,7 @@ PYTHONS_BY_ARCH = {"aarch64": ("3.9", "3.13")}
 CIBW_VERSION = "cibuildwheel==4.3.5"
 CXXGEN_UNITS = 12
 DEPS = ("bzip2", "lz4", "xz", "brotli", "snappy")  # examples/multi-deps' dependencies
+CIBW_IMAGES: dict[str, str] = {}  # --cibw-image ARCH=REF
 DEPS_DIR = "_bench_deps"  # in cibuildwheel's project copy (/project in its container)
 
 
@@ -251,7 +252,9 @@ def cibuildwheel(
         )
     tags = sorted({"cp" + j["python"].replace(".", "") for j in report["jobs"]})
     env["CIBW_BUILD"] = " ".join(f"{t}-manylinux_{arch}" for t in tags)
-    env[f"CIBW_MANYLINUX_{arch.upper()}_IMAGE"] = report["jobs"][0]["image"]
+    # one image with every Python: per-Python job images hold one interpreter each
+    image = CIBW_IMAGES.get(arch) or report["jobs"][0]["image"]
+    env[f"CIBW_MANYLINUX_{arch.upper()}_IMAGE"] = image
     env["CIBW_TEST_COMMAND"] = " ".join(recipe["test"]["command"].split())
     env["CIBW_CONTAINER_ENGINE"] = "docker; create_args: --pull=never"
     t0 = time.monotonic()
@@ -384,7 +387,15 @@ def main() -> None:
     ap.add_argument("--cibuildwheel-only", action="store_true", help="no orch figures")
     ap.add_argument("--cibw-from", type=Path, help="cibuildwheel's times from earlier --json")
     ap.add_argument("--warm-only", action="store_true", help="no cold run (shorter)")
+    ap.add_argument(
+        "--cibw-image",
+        action="append",
+        default=[],
+        metavar="ARCH=REF",
+        help="cibuildwheel's image for ARCH (one holding every Python measured)",
+    )
     args = ap.parse_args()
+    CIBW_IMAGES.update(dict(item.split("=", 1) for item in args.cibw_image))
     if args.mirror is None:
         raise SystemExit("--mirror DIR (or ORCH_SOURCE_MIRROR): the dependency tarballs")
     print(f"{os.cpu_count()} CPUs, load average at start {os.getloadavg()}", flush=True)
