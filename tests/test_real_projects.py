@@ -220,9 +220,7 @@ def test_real_project_aarch64(
     name: str, library_mirror: Path, tmp_path: Path, cache_dir: Path
 ) -> None:
     project = _example(name, tmp_path, library_mirror)
-    plan, seconds = _build(
-        project, tmp_path / "wh", library_mirror, "--arch", "aarch64", "--emulation", "auto"
-    )
+    plan, seconds = _build(project, tmp_path / "wh", library_mirror, "--arch", "aarch64")
     if not plan["jobs"]:
         pytest.skip(f"no aarch64 image Python is allowed: {plan['excluded']}")
     _check_wheels(PROJECTS[name], plan, tmp_path / "wh")
