@@ -113,11 +113,7 @@ def arch_list(text: str) -> list[str]:
     names = [part.strip() for part in text.split(",") if part.strip()]
     for name in names:
         if name not in archs.ARCHS:
-            hint = difflib.get_close_matches(name, list(archs.ARCHS), n=1)
-            did = f" (did you mean '{hint[0]}'?)" if hint else ""
-            raise argparse.ArgumentTypeError(
-                f"'{name}' is not a known architecture{did}; known: {', '.join(archs.ARCHS)}"
-            )
+            raise argparse.ArgumentTypeError(archs.not_an_arch(name))
     if not names:
         raise argparse.ArgumentTypeError("empty; e.g. --arch x86_64")
     return names
