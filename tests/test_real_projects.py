@@ -137,23 +137,23 @@ def _example(name: str, tmp_path: Path, mirror: Path) -> Path:
     return dest
 
 
+def _orch_build(
+    project: Path, out: Path, mirror: Path, *args: str, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """`orch build` of a real project, its library sources from the mirror."""
+    env = {"ORCH_SOURCE_MIRROR": str(mirror)}
+    return orch(
+        "build", "-f", str(project), "-o", str(out), "--plain", *args, env=env, timeout=timeout
+    )
+
+
 def _build(project: Path, out: Path, mirror: Path, *args: str) -> tuple[dict, float]:  # type: ignore[type-arg]
     plan_file = out.parent / f"{out.name}-plan.json"
     plan = orch("plan", "-f", str(project), "--json", *args)
     assert plan.returncode == 0, plan.stderr
     plan_file.write_text(plan.stdout)
     t0 = time.monotonic()
-    proc = orch(
-        "build",
-        "-f",
-        str(project),
-        "-o",
-        str(out),
-        "--plain",
-        *args,
-        env={"ORCH_SOURCE_MIRROR": str(mirror)},
-        timeout=7200,
-    )
+    proc = _orch_build(project, out, mirror, *args, timeout=7200)
     seconds = time.monotonic() - t0
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     check = orch("report", str(out), "--expect-plan", str(plan_file), "--wheelhouse", str(out))
@@ -232,18 +232,7 @@ def test_real_project_aarch64(
 
 def _build_fails_landing_nothing(project: Path, out: Path, mirror: Path) -> dict[str, Any]:
     """An x86_64 build every job of which must fail: exit 1, no wheel; the report."""
-    proc = orch(
-        "build",
-        "-f",
-        str(project),
-        "-o",
-        str(out),
-        "--plain",
-        "--arch",
-        "x86_64",
-        env={"ORCH_SOURCE_MIRROR": str(mirror)},
-        timeout=3600,
-    )
+    proc = _orch_build(project, out, mirror, "--arch", "x86_64", timeout=3600)
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert not list(out.glob("*.whl"))
     report: dict[str, Any] = json.loads((out / ".orch" / "report.json").read_text())
