@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import platform
 from dataclasses import dataclass
 
@@ -31,6 +32,14 @@ ARCHS: dict[str, Arch] = {
         Arch("armv7l", "armhf", "arm/v7", "arm", "arm-linux-gnueabihf", 32),
     )
 }
+
+
+def not_an_arch(name: str) -> str:
+    """Why ``name`` is refused, with the nearest known name and the full list."""
+    hint = difflib.get_close_matches(name, list(ARCHS), n=1)
+    did = f" (did you mean '{hint[0]}'?)" if hint else ""
+    return f"'{name}' is not a known architecture{did}; known: {', '.join(ARCHS)}"
+
 
 # Which architectures a host CPU runs without emulation (32-bit personalities included).
 NATIVE_FAMILY = {

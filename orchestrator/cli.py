@@ -113,11 +113,7 @@ def arch_list(text: str) -> list[str]:
     names = [part.strip() for part in text.split(",") if part.strip()]
     for name in names:
         if name not in archs.ARCHS:
-            hint = difflib.get_close_matches(name, list(archs.ARCHS), n=1)
-            did = f" (did you mean '{hint[0]}'?)" if hint else ""
-            raise argparse.ArgumentTypeError(
-                f"'{name}' is not a known architecture{did}; known: {', '.join(archs.ARCHS)}"
-            )
+            raise argparse.ArgumentTypeError(archs.not_an_arch(name))
     if not names:
         raise argparse.ArgumentTypeError("empty; e.g. --arch x86_64")
     return names
@@ -148,14 +144,7 @@ def _selection_args(p: argparse.ArgumentParser) -> None:
         metavar="K/N",
         help="only shard K of N (whole image/arch groups; the split `orch matrix` prints)",
     )
-    p.add_argument(
-        "--arch",
-        type=arch_list,
-        action="extend",
-        default=[],
-        metavar="ARCH",
-        help="only these architectures of the recipe's archs (repeatable or comma-separated)",
-    )
+    _arch_arg(p, "only these architectures of the recipe's archs (repeatable or comma-separated)")
     p.add_argument(
         "--allow-empty",
         action="store_true",
@@ -210,6 +199,12 @@ def _add(sub: Sub, name: str, help_: str, description: str, *examples: str) -> P
         formatter_class=HelpFormatter,
     )
     return p
+
+
+def _arch_arg(p: argparse.ArgumentParser, help_: str) -> None:
+    p.add_argument(
+        "--arch", type=arch_list, action="extend", default=[], metavar="ARCH", help=help_
+    )
 
 
 def _build_command(sub: Sub) -> None:
@@ -334,14 +329,7 @@ def _images_command(sub: Sub) -> None:
         "with debootstrap; reused while their definition is unchanged.",
         "orch images build-local --arch x86_64 --arch aarch64",
     )
-    bl.add_argument(
-        "--arch",
-        type=arch_list,
-        action="extend",
-        default=[],
-        metavar="ARCH",
-        help="architecture(s), repeatable or comma-separated (default: x86_64)",
-    )
+    _arch_arg(bl, "architecture(s), repeatable or comma-separated (default: x86_64)")
     bl.add_argument(
         "--suite",
         choices=["bullseye", "bookworm"],
@@ -374,14 +362,7 @@ def _images_command(sub: Sub) -> None:
         "orch images build-stock bookworm trixie --arch x86_64 --arch aarch64",
     )
     bs.add_argument("suites", nargs="+", metavar="SUITE", help="bullseye, bookworm, trixie")
-    bs.add_argument(
-        "--arch",
-        type=arch_list,
-        action="extend",
-        default=[],
-        metavar="ARCH",
-        help="architecture(s), repeatable or comma-separated (default: x86_64)",
-    )
+    _arch_arg(bs, "architecture(s), repeatable or comma-separated (default: x86_64)")
     _add(
         isub,
         "list",

@@ -699,14 +699,17 @@ def test_probe_refuses_what_it_cannot_accelerate(shared_cross_dir: Path) -> None
 # --- whole builds: accelerated against plain ----------------------------------------------
 
 
-def _so_text(wheel: Path) -> tuple[str, bytes]:
+def _so_text(wheel: Path) -> dict[str, bytes]:
+    """The .text of each extension module of the wheel (not of the grafted libraries)."""
+    texts = {}
     with zipfile.ZipFile(wheel) as zf:
-        name = next(n for n in zf.namelist() if n.endswith(".so") and ".libs/" not in n)
-        data = zf.read(name)
-    elf = ELFFile(io.BytesIO(data))
-    text = elf.get_section_by_name(".text")
-    assert text is not None
-    return name, text.data()
+        for name in zf.namelist():
+            if name.endswith(".so") and ".libs/" not in name:
+                text = ELFFile(io.BytesIO(zf.read(name))).get_section_by_name(".text")
+                assert text is not None, name
+                texts[name] = text.data()
+    assert texts, wheel
+    return texts
 
 
 def _build_both(recipe: Path, tmp: Path, *extra: str) -> dict[str, Path]:
@@ -734,51 +737,57 @@ def _check_report(dest: Path, mode: str) -> list[str]:
     return sorted(names)
 
 
+DEPUSER_EXT = '{name = "depuser", sources = ["depuser.c"], libraries = ["orchb", "orcha", "orchc"]}'
+DEPUSER_TEST = 'python -c "import depuser; assert depuser.total() == 142, depuser.total()"'
+
+
+def _bz2_and_deps_project(tmp: Path, world_recipe: Path, world_project: Path) -> Path:
+    """hello-bz2 (the image's shared libbz2, grafted by repair) plus a second extension on
+    the world's static make dependencies: one build per mode covers both ways of linking."""
+    proj = tmp / "hb"
+    shutil.copytree(EXAMPLES / "hello-bz2", proj)
+    shutil.copy(world_project / "depuser.c", proj / "depuser.c")
+    pyproject = proj / "pyproject.toml"
+    bz2_ext = 'libraries = ["bz2"]},\n'
+    assert bz2_ext in pyproject.read_text()
+    pyproject.write_text(pyproject.read_text().replace(bz2_ext, f"{bz2_ext}  {DEPUSER_EXT},\n"))
+    recipe = yaml.safe_load((proj / "orch.yaml").read_text())
+    recipe.update(archs=["aarch64"], python=["3.9"])
+    recipe["dependencies"] = yaml.safe_load(world_recipe.read_text())["dependencies"]
+    recipe["test"]["command"] += f" && {DEPUSER_TEST}"
+    (proj / "orch.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return proj / "orch.yaml"
+
+
 @pytest.mark.docker
 @pytest.mark.emulated
 @needs_x86
-def test_orch_build_accelerated_equals_plain(shared_cross_dir: Path, tmp_path: Path) -> None:
-    """hello-bz2 for aarch64 both ways: same wheel name and tags, both audited and verified
-    (tests run in the emulated runtime image), and the same machine code."""
-    proj = tmp_path / "hb"
-    shutil.copytree(EXAMPLES / "hello-bz2", proj)
-    recipe = proj / "orch.yaml"
-    recipe.write_text(recipe.read_text().replace("archs: [x86_64]", "archs: [aarch64]"))
-    out = _build_both(recipe, tmp_path, "--only", "cp39-*")
+def test_orch_build_accelerated_equals_plain(  # type: ignore[no-untyped-def]
+    shared_cross_dir: Path, world, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hello-bz2 with an extension on static (make) dependencies, for aarch64 both ways:
+    same wheel name and tags, both audited and verified (tests run in the emulated runtime
+    image), separate dependency cache keys, and the same machine code."""
+    monkeypatch.setenv(cross_root.ENV_CROSS_DIR, str(shared_cross_dir))
+    tmp, base, tarballs, world_project = world
+    recipe = _bz2_and_deps_project(tmp, write_recipe(tmp, base, tarballs), world_project)
+    out = _build_both(recipe, tmp)
     names = {mode: _check_report(dest, mode) for mode, dest in out.items()}
     assert names["accelerated"] == names["plain"]
     (name,) = names["plain"]
     assert wheel_stem(name) == "orch_example_bzdemo-1.0.0-cp39-cp39"
     assert "manylinux_2_31_aarch64" in wheel_platforms(name)
-    wheels = {mode: next(dest.glob("*.whl")) for mode, dest in out.items()}
-    audit = orch("audit", str(wheels["accelerated"]))
-    assert audit.returncode == 0, audit.stdout + audit.stderr
-    assert _so_text(wheels["accelerated"]) == _so_text(wheels["plain"])
-
-
-@pytest.mark.docker
-@pytest.mark.emulated
-@needs_x86
-def test_dependencies_accelerated_equal_plain(  # type: ignore[no-untyped-def]
-    shared_cross_dir: Path, world, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Static dependencies (make) and a project using them, for aarch64 both ways."""
-    monkeypatch.setenv(cross_root.ENV_CROSS_DIR, str(shared_cross_dir))
-    tmp, base, tarballs, _ = world
-    recipe = write_recipe(tmp, base, tarballs, python='["3.9"]')
-    recipe.write_text(recipe.read_text() + "archs: [aarch64]\n")
-    out = _build_both(recipe, tmp)
-    names = {mode: _check_report(dest, mode) for mode, dest in out.items()}
-    assert names["accelerated"] == names["plain"]
-    (name,) = names["plain"]
-    assert wheel_stem(name) == "depuser-1.0-cp39-cp39"
-    assert "manylinux_2_31_aarch64" in wheel_platforms(name)
     for mode, dest in out.items():
         report = json.loads((dest / ".orch" / "report.json").read_text())
         # separate cache keys: the plain run rebuilt what the accelerated one had built
         assert {d["status"] for d in report["deps"]} == {"built"}, mode
+        assert {d["name"] for d in report["deps"]} == {"orcha", "orchb", "orchc"}, mode
     wheels = {mode: next(dest.glob("*.whl")) for mode, dest in out.items()}
-    assert _so_text(wheels["accelerated"]) == _so_text(wheels["plain"])
+    audit = orch("audit", str(wheels["accelerated"]))
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    texts = {mode: _so_text(wheel) for mode, wheel in wheels.items()}
+    assert {Path(n).name.split(".")[0] for n in texts["plain"]} == {"_bzdemo", "depuser"}
+    assert texts["accelerated"] == texts["plain"]
 
 
 def _missing_sources(mirror: Path, project: Path) -> list[str]:

@@ -68,22 +68,21 @@ def test_pipeline_per_arch(arch: str, world, tmp_path: Path) -> None:  # type: i
     )
     assert not [f for f in job["audit"]["findings"] if f["severity"] == "error"]
     assert {d["status"] for d in report["deps"]} == {"built"}
+    if arch == "aarch64":  # reuses the dependencies just built (same cache)
+        _refused_by_x86_64_container(recipe, tmp / "refused")
 
 
-@pytest.mark.emulated
-def test_aarch64_wheel_refused_by_x86_64_container(world, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def _refused_by_x86_64_container(recipe: Path, out: Path) -> None:
+    """The aarch64 wheel, also to be verified in the x86_64 runtime image: refused there
+    (incompatible, not a crash), accepted by its own runtime image, and nothing lands."""
     x86_runtime = ensure_local_image("x86_64", "runtime").ref
-    ensure_local_image("aarch64", "build")
-    tmp, base, tarballs, _ = world
-    recipe = write_recipe(tmp, base, tarballs, python='["3.9"]')
-    recipe.write_text(
-        recipe.read_text().replace("test:\n", f'test:\n  verify-images: ["{x86_runtime}"]\n')
-        + "archs: [aarch64]\n"
-    )
-    out = tmp / "wh"
+    text = recipe.read_text()
+    recipe.write_text(text.replace("test:\n", f'test:\n  verify-images: ["{x86_runtime}"]\n'))
     proc = orch("build", "-f", str(recipe), "-o", str(out), "--plain")
-    assert proc.returncode == 1
-    job = json.loads((out / ".orch" / "report.json").read_text())["jobs"][0]
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    report = json.loads((out / ".orch" / "report.json").read_text())
+    assert {d["status"] for d in report["deps"]} == {"cached"}
+    job = report["jobs"][0]
     by_image = {v["image"]: v for v in job["verify"]}
     assert by_image[x86_runtime]["status"] == "incompatible"
     assert "image is amd64, the wheel is aarch64" in by_image[x86_runtime]["detail"]

@@ -448,39 +448,16 @@ def _i686_ext(tmp_path: Path) -> Path:
     """A real i686 ELF needing memcpy@GLIBC_2.0 and pthread_create@GLIBC_2.34 from libc.so.6,
     linked against a stub libc (the host has no i686 C library)."""
     stub = tmp_path / "libc.so.6"
+    ext = tmp_path / "ext_i686.so"
+    soname = "-Wl,-soname,libc.so.6"
+    script = f"-Wl,--version-script={FIXTURES / 'stub_libc.map'}"
+    gcc32 = ["gcc", "-m32", "-shared", "-fPIC", "-nostdlib", "-o"]
     try:
-        subprocess.run(
-            [
-                "gcc",
-                "-m32",
-                "-shared",
-                "-fPIC",
-                "-nostdlib",
-                "-Wl,-soname,libc.so.6",
-                f"-Wl,--version-script={FIXTURES / 'stub_libc.map'}",
-                "-o",
-                str(stub),
-                str(FIXTURES / "stub_libc.c"),
-            ],
-            check=True,
-            capture_output=True,
-        )
-        ext = tmp_path / "ext_i686.so"
-        subprocess.run(
-            [
-                "gcc",
-                "-m32",
-                "-shared",
-                "-fPIC",
-                "-nostdlib",
-                "-o",
-                str(ext),
-                str(FIXTURES / "foreign_ext.c"),
-                str(stub),
-            ],
-            check=True,
-            capture_output=True,
-        )
+        for cmd in (
+            [*gcc32, str(stub), soname, script, str(FIXTURES / "stub_libc.c")],
+            [*gcc32, str(ext), str(FIXTURES / "foreign_ext.c"), str(stub)],
+        ):
+            subprocess.run(cmd, check=True, capture_output=True)
     except (subprocess.CalledProcessError, FileNotFoundError):
         pytest.skip("this gcc cannot emit i686 code")
     return ext

@@ -424,21 +424,21 @@ def test_autotools_build_out_of_tree(tmp_path: Path) -> None:
 
 
 @needs_toolchain
-@pytest.mark.skipif(not shutil.which("cmake"), reason="needs cmake")
-def test_cmake_build(tmp_path: Path) -> None:
-    src = tiny_project(tmp_path, ("CMakeLists.txt", CMAKELISTS))
-    result = run(spec("cmake"), src, tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    check_static_pic_hidden(tmp_path / "prefix", tmp_path)
-
-
-@needs_toolchain
-@pytest.mark.skipif(
-    not (shutil.which("meson") and shutil.which("ninja")), reason="needs meson and ninja"
+@pytest.mark.parametrize(
+    ("system", "build_file", "text", "tools"),
+    [
+        ("cmake", "CMakeLists.txt", CMAKELISTS, ("cmake",)),
+        ("meson", "meson.build", MESON_BUILD, ("meson", "ninja")),
+    ],
 )
-def test_meson_build(tmp_path: Path) -> None:
-    src = tiny_project(tmp_path, ("meson.build", MESON_BUILD))
-    result = run(spec("meson"), src, tmp_path)
+def test_cmake_and_meson_builds(
+    system: str, build_file: str, text: str, tools: tuple[str, ...], tmp_path: Path
+) -> None:
+    missing = [t for t in tools if not shutil.which(t)]
+    if missing:
+        pytest.skip(f"needs {' and '.join(missing)}")
+    src = tiny_project(tmp_path, (build_file, text))
+    result = run(spec(system), src, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     check_static_pic_hidden(tmp_path / "prefix", tmp_path)
 

@@ -41,24 +41,14 @@ def test_cold_warm_and_invalidation(x86_images: tuple[str, str], world) -> None:
     assert dep_status(tmp_path / "wh3") == {"orcha": "cached", "orchb": "built", "orchc": "cached"}
 
 
-def test_requirement_change_rebuilds_dependents(
+def test_corrupted_entry_then_new_requirement_rebuild_only_what_they_touch(  # type: ignore[no-untyped-def]
     x86_images: tuple[str, str], world, cache_dir: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
+    """One cold build, then two changes in turn (one cold build instead of one per change)."""
     tmp_path, base, tarballs, _ = world
     recipe = write_recipe(tmp_path, base, tarballs, python='["3.9"]')
     assert build(recipe, tmp_path / "wh1").returncode == 0
-    # A new orcha tarball (another value): orcha and its dependent orchb rebuild; orchc not.
-    tarballs["orcha"] = make_dep(tmp_path / "srv", "orcha", "40 + 0")
-    recipe = write_recipe(tmp_path, base, tarballs, python='["3.9"]')
-    second = build(recipe, tmp_path / "wh2")
-    assert second.returncode == 0, second.stderr
-    assert dep_status(tmp_path / "wh2") == {"orcha": "built", "orchb": "built", "orchc": "cached"}
-
-
-def test_corrupted_entry_is_rebuilt(x86_images: tuple[str, str], world, cache_dir: Path) -> None:  # type: ignore[no-untyped-def]
-    tmp_path, base, tarballs, _ = world
-    recipe = write_recipe(tmp_path, base, tarballs, python='["3.9"]')
-    assert build(recipe, tmp_path / "wh1").returncode == 0
+    # A corrupted artifact: orchc alone rebuilds.
     report = json.loads((tmp_path / "wh1" / ".orch" / "report.json").read_text())
     key = next(d["key"] for d in report["deps"] if d["name"] == "orchc")
     artifact = next(cache_dir.glob(f"deps/*/{key}/artifact.tar.gz"))
@@ -66,6 +56,12 @@ def test_corrupted_entry_is_rebuilt(x86_images: tuple[str, str], world, cache_di
     second = build(recipe, tmp_path / "wh2")
     assert second.returncode == 0, second.stderr
     assert dep_status(tmp_path / "wh2") == {"orcha": "cached", "orchb": "cached", "orchc": "built"}
+    # A new orcha tarball (another value): orcha and its dependent orchb rebuild; orchc not.
+    tarballs["orcha"] = make_dep(tmp_path / "srv", "orcha", "40 + 0")
+    recipe = write_recipe(tmp_path, base, tarballs, python='["3.9"]')
+    third = build(recipe, tmp_path / "wh3")
+    assert third.returncode == 0, third.stderr
+    assert dep_status(tmp_path / "wh3") == {"orcha": "built", "orchb": "built", "orchc": "cached"}
 
 
 def test_bad_checksum_fails_clearly_and_keeps_nothing(

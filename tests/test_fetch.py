@@ -132,13 +132,18 @@ def test_file_url_and_plain_path(tmp_path: Path, tarball: tuple[Path, str]) -> N
 UPSTREAM = "https://zlib.example.invalid/fossils/zlib-1.3.1.tar.gz"
 
 
+def _also_served_as(tarball: Path, rel: str) -> None:
+    """A copy of the served tarball at another path of the same server."""
+    dest = tarball.parent / rel
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(tarball.read_bytes())
+
+
 def test_mirror_template_is_tried_before_the_recipe(
     tmp_path: Path, tarball: tuple[Path, str]
 ) -> None:
     path, sha = tarball
-    by_hash = tmp_path / "served" / "by-hash"
-    by_hash.mkdir()
-    (by_hash / sha).write_bytes(path.read_bytes())
+    _also_served_as(path, f"by-hash/{sha}")
     with serve_directory(path.parent) as url:
         mirrors = [{"template": f"{url}/by-hash/{{sha256}}"}]
         got = fetch_source(spec([UPSTREAM], sha), mirrors=mirrors, store=tmp_path / "s", log=Log())
@@ -148,8 +153,7 @@ def test_mirror_template_is_tried_before_the_recipe(
 
 def test_mirror_template_name_placeholder(tmp_path: Path, tarball: tuple[Path, str]) -> None:
     path, sha = tarball
-    (tmp_path / "served" / "zlib").mkdir()
-    (tmp_path / "served" / "zlib" / path.name).write_bytes(path.read_bytes())
+    _also_served_as(path, f"zlib/{path.name}")
     with serve_directory(path.parent) as url:
         mirrors = [{"template": f"{url}/{{name}}/{{filename}}"}]
         src = spec([UPSTREAM], sha)
@@ -176,8 +180,7 @@ def test_mirror_directory_layouts(tmp_path: Path, tarball: tuple[Path, str]) -> 
 
 def test_mirror_prefix_rewrite(tmp_path: Path, tarball: tuple[Path, str]) -> None:
     path, sha = tarball
-    (tmp_path / "served" / "zlib").mkdir()
-    (tmp_path / "served" / "zlib" / path.name).write_bytes(path.read_bytes())
+    _also_served_as(path, f"zlib/{path.name}")
     with serve_directory(path.parent) as url:
         mirrors = [{"prefix": "https://zlib.example.invalid/fossils/", "to": f"{url}/zlib/"}]
         fetch_source(spec([UPSTREAM], sha), mirrors=mirrors, store=tmp_path / "s", log=Log())

@@ -26,6 +26,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,23 +137,23 @@ def _example(name: str, tmp_path: Path, mirror: Path) -> Path:
     return dest
 
 
+def _orch_build(
+    project: Path, out: Path, mirror: Path, *args: str, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """`orch build` of a real project, its library sources from the mirror."""
+    env = {"ORCH_SOURCE_MIRROR": str(mirror)}
+    return orch(
+        "build", "-f", str(project), "-o", str(out), "--plain", *args, env=env, timeout=timeout
+    )
+
+
 def _build(project: Path, out: Path, mirror: Path, *args: str) -> tuple[dict, float]:  # type: ignore[type-arg]
     plan_file = out.parent / f"{out.name}-plan.json"
     plan = orch("plan", "-f", str(project), "--json", *args)
     assert plan.returncode == 0, plan.stderr
     plan_file.write_text(plan.stdout)
     t0 = time.monotonic()
-    proc = orch(
-        "build",
-        "-f",
-        str(project),
-        "-o",
-        str(out),
-        "--plain",
-        *args,
-        env={"ORCH_SOURCE_MIRROR": str(mirror)},
-        timeout=7200,
-    )
+    proc = _orch_build(project, out, mirror, *args, timeout=7200)
     seconds = time.monotonic() - t0
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     check = orch("report", str(out), "--expect-plan", str(plan_file), "--wheelhouse", str(out))
@@ -227,6 +228,16 @@ def test_real_project_aarch64(
     print(f"{name} aarch64: {len(plan['jobs'])} job(s) in {seconds:.0f} s")
 
 
+def _build_fails_landing_nothing(project: Path, out: Path, mirror: Path) -> dict[str, Any]:
+    """An x86_64 build every job of which must fail: exit 1, no wheel; the report."""
+    proc = _orch_build(project, out, mirror, "--arch", "x86_64", timeout=3600)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert not list(out.glob("*.whl"))
+    report: dict[str, Any] = json.loads((out / ".orch" / "report.json").read_text())
+    assert {j["status"] for j in report["jobs"]} == {"failed"}
+    return report
+
+
 def test_pyyaml_without_libyaml_fails_and_lands_nothing(
     x86_images: tuple[str, str], library_mirror: Path, tmp_path: Path, cache_dir: Path
 ) -> None:
@@ -236,21 +247,7 @@ def test_pyyaml_without_libyaml_fails_and_lands_nothing(
     text = recipe.read_text()
     recipe.write_text(text.replace("dependencies:\n  - use: libyaml\n", ""))
     assert "- use: libyaml" in text and "- use: libyaml" not in recipe.read_text()
-    proc = orch(
-        "build",
-        "-f",
-        str(project),
-        "-o",
-        str(tmp_path / "wh"),
-        "--plain",
-        "--arch",
-        "x86_64",
-        env={"ORCH_SOURCE_MIRROR": str(library_mirror)},
-    )
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert not list((tmp_path / "wh").glob("*.whl"))
-    report = json.loads((tmp_path / "wh" / ".orch" / "report.json").read_text())
-    assert {j["status"] for j in report["jobs"]} == {"failed"}
+    _build_fails_landing_nothing(project, tmp_path / "wh", library_mirror)
 
 
 @pytest.mark.skipif(not ALL, reason="ORCH_TEST_REAL_PROJECTS=1")
@@ -267,21 +264,6 @@ def test_pillow_without_a_required_library_fails_and_lands_nothing(
     only = "".join(e for e in entries if e.split()[2] in ("zlib", "libjpeg-turbo"))
     recipe.write_text(text.replace(kept, only))
     assert "use: libtiff" not in recipe.read_text() and "use: zlib" in recipe.read_text()
-    proc = orch(
-        "build",
-        "-f",
-        str(project),
-        "-o",
-        str(tmp_path / "wh"),
-        "--plain",
-        "--arch",
-        "x86_64",
-        env={"ORCH_SOURCE_MIRROR": str(library_mirror)},
-        timeout=3600,
-    )
-    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert not list((tmp_path / "wh").glob("*.whl"))
-    report = json.loads((tmp_path / "wh" / ".orch" / "report.json").read_text())
-    assert {j["status"] for j in report["jobs"]} == {"failed"}
+    report = _build_fails_landing_nothing(project, tmp_path / "wh", library_mirror)
     log = Path(report["jobs"][0]["log"]).read_text()
     assert "'-C tiff=enable'" in log, log[-3000:]  # Pillow's own message names the feature

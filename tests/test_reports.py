@@ -7,6 +7,7 @@ writes), so a change of the report's shape shows here.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import re
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from orchestrator.errors import ConfigError
+from orchestrator.pipeline.run import planned_result
 from orchestrator.plan.jobs import Excluded, Job, Plan
 from orchestrator.report import cli as report_cli
 from orchestrator.report import (
@@ -64,14 +66,8 @@ def make_job(python: str, arch: str, policy: str = "manylinux_2_31", emulated: b
 def job_result(job: Job, status: str = "ok", seconds: float = 42.5) -> JobResult:
     """A job's result as the runner records it: ok with wheel, audit and verification, or
     failed in the audit with findings and a log tail."""
-    result = JobResult(
-        id=job.id,
-        python=job.python,
-        platform_tag=job.platform_tag,
-        arch=job.arch,
-        policy=job.policy,
-        image=job.image,
-        emulated=job.emulated,
+    result = dataclasses.replace(
+        planned_result(job),
         status=status,
         seconds=seconds,
         stages={"deps": 1.5, "build": seconds - 10, "repair": 3.0, "audit": 1.0},

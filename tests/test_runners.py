@@ -70,7 +70,7 @@ def test_an_architecture_sent_to_an_x86_64_runner_is_emulated_there() -> None:
 @pytest.mark.parametrize(
     ("item", "words"),
     [
-        ("aarch46=pool", ["unknown architecture", "did you mean aarch64"]),
+        ("aarch46=pool", ["'aarch46' is not a known architecture", "did you mean 'aarch64'"]),
         ("aarch64", ["expected ARCH=LABEL"]),
         ("aarch64=", ["expected ARCH=LABEL"]),
     ],

@@ -298,11 +298,12 @@ def _new_report(
     report = RunReport(recipe=str(recipe.path), name=recipe.name, shard=opts.shard)
     report.run_id = run.run_id
     report.excluded = [{"id": e.id, "reason": e.reason} for e in plan.excluded]
-    report.jobs = [_job_result(j) for j in plan.jobs]
+    report.jobs = [planned_result(j) for j in plan.jobs]
     return report
 
 
-def _job_result(job: Job) -> JobResult:
+def planned_result(job: Job) -> JobResult:
+    """A planned job's entry in the report, before it runs."""
     return JobResult(
         id=job.id,
         python=job.python,

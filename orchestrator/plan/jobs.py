@@ -253,9 +253,7 @@ def unknown_arch_message(label: str, arch: str) -> str:
         return (
             f"{label}: one architecture per --arch (repeat the flag: --arch x86_64 --arch aarch64)"
         )
-    hint = difflib.get_close_matches(arch, list(archs.ARCHS), n=1)
-    did = f" (did you mean '{hint[0]}'?)" if hint else ""
-    return f"{label}: '{arch}' is not a known architecture{did}; known: {', '.join(archs.ARCHS)}"
+    return f"{label}: {archs.not_an_arch(arch)}"
 
 
 def arch_of(job_id: str) -> str:

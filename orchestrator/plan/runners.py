@@ -4,7 +4,6 @@ mixes runners, and a job is emulated only if its runner's CPU cannot run it nati
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -61,11 +60,6 @@ def parse_runners(items: Sequence[str]) -> Runners:
                 f"--runner {item!r}: expected ARCH=LABEL, e.g. --runner aarch64=ubuntu-24.04-arm"
             )
         if arch not in archs.ARCHS:
-            near = difflib.get_close_matches(arch, list(archs.ARCHS), n=1)
-            hint = f" (did you mean {near[0]}?)" if near else ""
-            raise ConfigError(
-                f"--runner {item!r}: unknown architecture {arch!r}{hint}; "
-                f"known: {', '.join(archs.ARCHS)}"
-            )
+            raise ConfigError(f"--runner {item!r}: {archs.not_an_arch(arch)}")
         out[arch] = label
     return Runners(out)

@@ -193,12 +193,7 @@ def load_recipe(file: Path | str) -> Recipe:
     arch_list = tuple(data.get("archs", DEFAULT_ARCHS))
     for i, arch in enumerate(arch_list):
         if arch not in archs.ARCHS:
-            hint = difflib.get_close_matches(arch, list(archs.ARCHS), n=1)
-            did = f" (did you mean '{hint[0]}'?)" if hint else ""
-            raise ConfigError(
-                f"{doc.where(('archs', i))}: archs[{i}]: '{arch}' is not a known architecture{did};"
-                f" known: {', '.join(archs.ARCHS)}"
-            )
+            raise ConfigError(f"{doc.where(('archs', i))}: archs[{i}]: {archs.not_an_arch(arch)}")
     _check_policy_archs(doc, platforms, arch_list, data.get("images", {}))
     _check_images(doc, data.get("images", {}), platforms)
     _check_repair_plat(doc, data.get("repair", {}).get("plat"), arch_list)
