@@ -68,13 +68,17 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="write the timeline here too")
     ap.add_argument("--keep", action="store_true", help="keep the engine's data root")
     ap.add_argument("--jobs", type=int, default=0, help="orch build -j (default: orch's)")
+    # Two sessions on one host must not share a socket or a bridge: name your own.
+    ap.add_argument("--engine", default="orch-sched", help="socket/data stem (/run/<stem>.sock)")
+    ap.add_argument("--bridge", default="orchsch0", help="the private engine's bridge")
+    ap.add_argument("--subnet", default="172.29.99.0/24", help="that bridge's subnet")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root (a private dockerd and its bridge)", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="orch-first-run-", dir="/var/tmp"))
     dockerd = PrivateDockerd.named(
-        "orch-sched", "orchsch0", "172.29.99.0/24", work / "docker", work / "dockerd.log"
+        args.engine, args.bridge, args.subnet, work / "docker", work / "dockerd.log"
     )
     try:
         with session(dockerd, label=""):  # an empty engine; every container removed after

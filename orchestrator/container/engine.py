@@ -147,9 +147,12 @@ def build_image(
     labels: Mapping[str, str] | None = None,
     target: str | None = None,
     on_line: Callable[[str], None] | None = None,
+    cpu_shares: int | None = None,
 ) -> ImageInfo:
-    """`docker build` of a context directory, streaming the build output line by line."""
+    """`docker build` of a context directory, streaming the build output line by line.
+    `cpu_shares` weighs its RUN containers against others (1024 is Docker's default)."""
     api = _client().api
+    limits = {"cpushares": cpu_shares} if cpu_shares else None
     stream = api.build(
         path=str(context_dir),
         tag=tag,
@@ -161,6 +164,7 @@ def build_image(
         forcerm=True,
         decode=True,
         network_mode="host",
+        container_limits=limits,
     )
     error = None
     for chunk in stream:
@@ -213,8 +217,10 @@ def create_container(
     workdir: str = "/",
     url: str | None = None,
     auto_remove: bool = False,
+    cpu_shares: int | None = None,
 ) -> ContainerHandle:
-    """A started, idle container (PID 1 sleeps); work is done through `exec_stream`."""
+    """A started, idle container (PID 1 sleeps); work is done through `exec_stream`.
+    `cpu_shares` weighs it against other containers (None: Docker's default, 1024)."""
     all_labels = {LABEL: "1", **(labels or {})}
     binds = {m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in mounts}
     try:
@@ -231,6 +237,7 @@ def create_container(
             detach=True,
             init=False,
             auto_remove=auto_remove,
+            cpu_shares=cpu_shares,
         )
     except docker.errors.ImageNotFound as exc:
         raise EnvironmentProblem(f"image {image} is not present: {exc.explanation}") from exc

@@ -39,6 +39,9 @@ NATIVE_PYC = "/usr/local/lib/orch-image/native-pyc.sh"
 NATIVE_DIR = "/opt/orch-native"  # the host's interpreter of the same source, in the container
 OUTPUT = "/tmp/orch-out/python.tar.gz"
 LABEL_STEP = "io.orch.image-step"
+# A compile's CPU weight (Docker's default is 1024): on a busy host the base image, the
+# dependencies and the jobs that need no compiled interpreter go first (docs/images.md).
+BACKGROUND_CPU_SHARES = 256
 
 # Interpreters this process has built or found (spec digest -> result).
 _seen: dict[str, Built] = {}
@@ -225,6 +228,7 @@ def _container(
         mounts=aid.mounts if aid else (),
         platform=interp.arch.platform,
         network_mode="host",
+        cpu_shares=BACKGROUND_CPU_SHARES,
     )
     try:
         script = definition.definition_dir() / definition.SCRIPTS_SUBDIR / definition.CPYTHON_SCRIPT

@@ -52,6 +52,10 @@ PARALLEL_COMPILES = 2
 # Shared by every image built in this process: a run builds one image per Python at once.
 _compile_slots = threading.BoundedSemaphore(PARALLEL_COMPILES)
 BUILDER_LABEL = "local-builder"
+# CPU weight (Docker's default is 1024) of image work no job of Debian's interpreter waits
+# for: the CPython builder and interpreter compiles. On a busy host the base image, the
+# dependencies and the first jobs are the critical path; these only fill idle CPU then.
+BACKGROUND_CPU_SHARES = interpreters.BACKGROUND_CPU_SHARES
 
 Log = Callable[[str], None]
 
@@ -321,6 +325,7 @@ def _ensure_builder(builder: BuilderPlan, tarball: Path, phases: Phases) -> engi
                 _builder_labels(builder),
                 None,
                 log,
+                cpu_shares=BACKGROUND_CPU_SHARES,
             )
 
 
@@ -372,11 +377,14 @@ def _docker_build(
     labels: Mapping[str, str],
     target: str | None,
     log: Log,
+    cpu_shares: int | None = None,
 ) -> engine.ImageInfo:
     with tempfile.TemporaryDirectory(prefix="orch-image-") as tmp:
         context = Path(tmp)
-        _link(tarball, context / "rootfs.tar.gz")
-        return _docker_build_in(context, ref, arch, files, buildargs, labels, target, log)
+        _link(tarball, context / rootfs.CONTEXT_NAME)
+        return _docker_build_in(
+            context, ref, arch, files, buildargs, labels, target, log, cpu_shares
+        )
 
 
 def _docker_build_in(
@@ -388,6 +396,7 @@ def _docker_build_in(
     labels: Mapping[str, str],
     target: str | None,
     log: Log,
+    cpu_shares: int | None = None,
 ) -> engine.ImageInfo:
     """Copies `files` (context name -> source) and the host CA into `context`, builds."""
     for name, src in files.items():
@@ -403,6 +412,7 @@ def _docker_build_in(
         labels=labels,
         target=target,
         on_line=log,
+        cpu_shares=cpu_shares,
     )
     _check_built(arch, info)
     return info

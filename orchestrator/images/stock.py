@@ -153,9 +153,9 @@ def _build(stock: StockSuite, arch: str, log: Log) -> engine.ImageInfo:
         context = Path(tmp)
         shutil.copy2(stock_dir() / "Dockerfile", context / "Dockerfile")
         try:
-            os.link(tarball, context / "rootfs.tar.gz")
+            os.link(tarball, context / rootfs.CONTEXT_NAME)
         except OSError:
-            shutil.copy2(tarball, context / "rootfs.tar.gz")
+            shutil.copy2(tarball, context / rootfs.CONTEXT_NAME)
         info = engine.build_image(
             context,
             tag=stock.ref(arch),
