@@ -59,6 +59,11 @@ BACKGROUND_CPU_SHARES = interpreters.BACKGROUND_CPU_SHARES
 
 Log = Callable[[str], None]
 
+# The CPython builder's Dockerfile ADDs the root under its old name (Docker unpacks a tar
+# whatever its compression): renaming it would change the builder's definition hash and
+# with it every compiled interpreter's key, which costs a CPython compile each.
+BUILDER_ROOTFS_NAME = "rootfs.tar.gz"
+
 # Roots debootstrapped afresh by this process (see `rebuild`).
 _refreshed_rootfs: set[str] = set()
 
@@ -326,6 +331,7 @@ def _ensure_builder(builder: BuilderPlan, tarball: Path, phases: Phases) -> engi
                 None,
                 log,
                 cpu_shares=BACKGROUND_CPU_SHARES,
+                rootfs_name=BUILDER_ROOTFS_NAME,
             )
 
 
@@ -378,10 +384,11 @@ def _docker_build(
     target: str | None,
     log: Log,
     cpu_shares: int | None = None,
+    rootfs_name: str = rootfs.CONTEXT_NAME,
 ) -> engine.ImageInfo:
     with tempfile.TemporaryDirectory(prefix="orch-image-") as tmp:
         context = Path(tmp)
-        _link(tarball, context / rootfs.CONTEXT_NAME)
+        _link(tarball, context / rootfs_name)
         return _docker_build_in(
             context, ref, arch, files, buildargs, labels, target, log, cpu_shares
         )

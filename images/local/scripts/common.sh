@@ -8,13 +8,11 @@ export DEBIAN_FRONTEND=noninteractive
 log() { printf '[orch-image] %s\n' "$*"; }
 
 # apt-get install without recommends; lists and archives are dropped so that no layer keeps them.
-# dpkg without fsync (--force-unsafe-io): a build that fails or crashes leaves no layer, so
-# the syncs only cost time (a third of the toolchain's install); the files are the same.
 apt_install() {
     [ "$#" -gt 0 ] || return 0
     log "apt-get install $*"
     apt-get update -qq
-    apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-unsafe-io "$@"
+    apt-get install -y -q --no-install-recommends "$@"
     apt_clean
 }
 
