@@ -37,7 +37,8 @@ DONE = re.compile(r"\] image (.+?) \(local\): (.+?): done in ([\d.]+) s")
 FREEZE = (
     "for py in /opt/python/*/bin/python /opt/orch-tools/bin/python; do "
     '[ -x "$py" ] && echo "## $py" && "$py" -m pip freeze --all; done; '
-    "echo '## dpkg'; dpkg-query -W -f '${Package}:${Architecture} ${Version}\\n'"
+    "echo '## dpkg'; dpkg-query -W -f '${Package}:${Architecture} ${Version}\\n'; "
+    "echo '## dpkg.cfg.d'; ls /etc/dpkg/dpkg.cfg.d"  # nothing an image step left behind
 )
 
 

@@ -137,6 +137,7 @@ class _FakeBuilder:
         self.sha, self.build_exit = sha, build_exit
         self.modes: list[str] = []
         self.created = self.removed = 0
+        self.cpu_shares: list[object] = []
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         from orchestrator.container import engine
@@ -147,8 +148,9 @@ class _FakeBuilder:
         monkeypatch.setattr(engine, "exec_stream", self.exec)
         monkeypatch.setattr(engine, "get_tar", self.get_tar)
 
-    def create(self, *_args: object, **_kwargs: object) -> str:
+    def create(self, *_args: object, **kwargs: object) -> str:
         self.created += 1
+        self.cpu_shares.append(kwargs.get("cpu_shares"))
         return "container"
 
     def remove(self, _container: object) -> None:
@@ -196,6 +198,8 @@ def test_interpreter_compiled_once_per_source_then_reused(
     first = interpreters.ensure_interpreter(interp, builder, tracker)
     assert first.status == "built" and first.path.read_bytes() == b"interpreter"
     assert fake.modes == ["resolve", "build"] and fake.created == fake.removed == 1
+    # a compile yields the CPU to the base image and the jobs that do not wait for it
+    assert fake.cpu_shares == [interpreters.BACKGROUND_CPU_SHARES] and fake.cpu_shares[0] < 1024
     assert any(p.startswith("cp313-cp313: compile (x86_64): make -j2") for p in phases)
     assert interpreters.ensure_interpreter(interp, builder, tracker).status == "cached"
     assert fake.modes == ["resolve", "build"]  # this process already knows the answer

@@ -291,6 +291,60 @@ def test_rootfs_cache_is_keyed_and_reused(tmp_path: Path, monkeypatch: pytest.Mo
     assert rootfs.ensure_rootfs("bullseye", arch, key, lambda _l: None) == path
 
 
+def test_rootfs_tarball_is_plain_tar_and_its_root_removed_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tarball is written uncompressed (gzip was on the first run's critical path) and the
+    debootstrap tree is deleted by a thread after the tarball is in place."""
+    monkeypatch.setenv("ORCH_CACHE_DIR", str(tmp_path))
+    fake = tmp_path / "fake-debootstrap"  # makes a tiny root where debootstrap would
+    fake.write_text(
+        '#!/bin/sh\nfor a; do root=$a; done\nmkdir -p "$root/etc" "$root/proc/1"\n'
+        'echo bullseye > "$root/etc/debian_version"; touch "$root/proc/1/x"\n'
+    )
+    fake.chmod(0o755)
+    path = rootfs.tarball_path("bullseye", archs.get("x86_64"), "k" * 64)
+    path.parent.mkdir(parents=True)
+    rootfs._make_tarball(str(fake), "bullseye", archs.get("x86_64"), path, lambda _l: None)
+    assert path.suffix == ".tar"
+    with tarfile.open(path, "r:") as tar:  # "r:" refuses a compressed archive
+        names = tar.getnames()
+    assert "./etc/debian_version" in names and "./proc/1/x" not in names
+    deadline = time.monotonic() + 10
+    while any(p.name.startswith(".debootstrap-") for p in path.parent.iterdir()):
+        assert time.monotonic() < deadline, "the debootstrap tree was not removed"
+        time.sleep(0.05)
+
+
+def test_failed_debootstrap_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCH_CACHE_DIR", str(tmp_path))
+    fake = tmp_path / "fake-debootstrap"
+    fake.write_text("#!/bin/sh\necho 'E: cannot download packages'\nexit 1\n")
+    fake.chmod(0o755)
+    path = rootfs.tarball_path("bullseye", archs.get("x86_64"), "k" * 64)
+    path.parent.mkdir(parents=True)
+    with pytest.raises(rootfs.OrchError, match="download packages"):
+        rootfs._make_tarball(str(fake), "bullseye", archs.get("x86_64"), path, lambda _l: None)
+    assert list(path.parent.iterdir()) == []
+
+
+def test_rootfs_names_keep_builder_definition_and_base_chain_apart() -> None:
+    """The base ADDs the plain tarball under its own first step (so a variant's build never
+    picks the builder's cached layers); the builder's Dockerfile still names the old file,
+    so its hash, and every compiled interpreter's key, did not change."""
+    local_dir = definition.definition_dir()
+    base = (local_dir / definition.DOCKERFILE).read_text()
+    builder = (local_dir / definition.BUILDER_DOCKERFILE).read_text()
+    assert f"ADD {rootfs.CONTEXT_NAME} /" in base
+    assert f"ADD {local.BUILDER_ROOTFS_NAME} /" in builder
+
+    def first_step(text: str) -> str:
+        steps = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+        return steps[steps.index(next(s for s in steps if s.startswith("FROM scratch"))) + 1]
+
+    assert first_step(base) != first_step(builder)
+
+
 def test_stale_images_are_those_whose_definition_changed(monkeypatch: pytest.MonkeyPatch) -> None:
     plan = definition.plan_image("x86_64")
 
