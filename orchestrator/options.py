@@ -35,6 +35,7 @@ ENGINE_PREFIX = "ORCH_ENGINE_"  # ORCH_ENGINE_AARCH64=ssh://builder@arm-host (pl
 CONFIG = "ORCH_CONFIG"  # the user config file (default: $XDG_CONFIG_HOME/orch/config.yaml)
 COMPILE_CACHE = "ORCH_COMPILE_CACHE"  # 0: project builds without ccache (pipeline/compilecache)
 NATIVE_REPAIR = "ORCH_NATIVE_REPAIR"  # 0: emulated jobs repair with the image's auditwheel
+ROOTFS_TOOL = "ORCH_ROOTFS_TOOL"  # auto (mmdebstrap when usable), debootstrap (images/rootfs)
 
 # Variables naming a CA bundle, in the order they are honoured.
 CA_BUNDLE_VARS = (CA_BUNDLE, "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT")
@@ -68,6 +69,7 @@ class EnvSettings:
     offline: bool = False
     compile_cache: bool = True
     native_repair: bool = True
+    rootfs_tool: str = "auto"
     proxies: Mapping[str, str] = field(default_factory=lambda: _frozen({}))  # as spelled
     pip: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
     process: Mapping[str, str] = field(default_factory=lambda: _frozen({}))  # subprocesses
@@ -99,6 +101,7 @@ class EnvSettings:
             offline=environ.get(OFFLINE) == "1",
             compile_cache=environ.get(COMPILE_CACHE, "1").strip() != "0",
             native_repair=environ.get(NATIVE_REPAIR, "1").strip() != "0",
+            rootfs_tool=get(ROOTFS_TOOL) or "auto",
             proxies=_frozen(
                 {
                     key: environ[key]

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Prepare a Debian/Ubuntu host for orch, as root. Safe to run again: every step checks first.
 #
-#   - Docker engine, QEMU user-mode emulators with binfmt handlers, debootstrap
-#     (local images are made from a debootstrap root, foreign architectures through QEMU);
+#   - Docker engine, QEMU user-mode emulators with binfmt handlers, debootstrap and, when
+#     the distribution has it, mmdebstrap (local images start from a minbase root made by
+#     one of them, foreign architectures through QEMU);
 #   - binfmt_misc mounted and the handlers enabled;
 #   - dockerd started (through systemd when it runs, else detached) and waited for.
 #
@@ -11,6 +12,9 @@
 set -eu
 
 PACKAGES="docker.io qemu-user-static binfmt-support debootstrap debian-archive-keyring"
+# Faster roots (images/rootfs.py: apt's parallel downloads; arch-test lets it make foreign
+# ones). Optional: without them debootstrap makes the same root, more slowly.
+OPTIONAL_PACKAGES="mmdebstrap arch-test"
 DOCKERD_LOG=/var/log/orch-dockerd.log
 DOCKERD_TIMEOUT=${ORCH_DOCKERD_TIMEOUT:-60}
 BINFMT=/proc/sys/fs/binfmt_misc
@@ -92,6 +96,19 @@ start_docker() {
     say "dockerd is up ($(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'))"
 }
 
+install_optional() {
+    missing=""
+    for pkg in $OPTIONAL_PACKAGES; do
+        installed "$pkg" || missing="$missing $pkg"
+    done
+    [ -n "$missing" ] || return 0
+    say "installing (optional):$missing"
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing \
+        || say "warning:$missing not installed; local image roots are made by debootstrap"
+}
+
 install_packages
+install_optional
 enable_binfmt
 start_docker

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator import archs
+from orchestrator import archs, options
 from orchestrator.container import engine
 from orchestrator.errors import ConfigError, EnvironmentProblem
 from orchestrator.images import definition, local, rootfs
@@ -297,6 +297,7 @@ def test_rootfs_tarball_is_plain_tar_and_its_root_removed_after(
     """The tarball is written uncompressed (gzip was on the first run's critical path) and the
     debootstrap tree is deleted by a thread after the tarball is in place."""
     monkeypatch.setenv("ORCH_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(rootfs, "mmdebstrap_command", lambda *_a: None)  # the fake below runs
     fake = tmp_path / "fake-debootstrap"  # makes a tiny root where debootstrap would
     fake.write_text(
         '#!/bin/sh\nfor a; do root=$a; done\nmkdir -p "$root/etc" "$root/proc/1"\n'
@@ -318,6 +319,7 @@ def test_rootfs_tarball_is_plain_tar_and_its_root_removed_after(
 
 def test_failed_debootstrap_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORCH_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(rootfs, "mmdebstrap_command", lambda *_a: None)  # the fake below runs
     fake = tmp_path / "fake-debootstrap"
     fake.write_text("#!/bin/sh\necho 'E: cannot download packages'\nexit 1\n")
     fake.chmod(0o755)
@@ -326,6 +328,53 @@ def test_failed_debootstrap_leaves_nothing(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(rootfs.OrchError, match="download packages"):
         rootfs._make_tarball(str(fake), "bullseye", archs.get("x86_64"), path, lambda _l: None)
     assert list(path.parent.iterdir()) == []
+
+
+def _fake_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *present: str) -> None:
+    """debootstrap's script with a default mirror, the merged-usr hook, and `present` on PATH."""
+    script = tmp_path / "debootstrap"
+    script.write_text('#!/bin/sh\nDEF_MIRROR="http://mirror.invalid/debian"\n')
+    hook = tmp_path / "setup00.sh"
+    hook.write_text("#!/bin/sh\n")
+    monkeypatch.setattr(rootfs, "DEBOOTSTRAP_SCRIPT", script)
+    monkeypatch.setattr(rootfs, "MERGED_USR_HOOK", hook)
+    monkeypatch.setattr(shutil, "which", lambda n: f"/usr/bin/{n}" if n in present else None)
+
+
+def test_mmdebstrap_makes_debootstraps_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the suite's main from debootstrap's mirror (mmdebstrap would add -updates and
+    -security for a stable suite: newer versions), minbase, merged /usr by the hook."""
+    _fake_tools(tmp_path, monkeypatch, "mmdebstrap")
+    monkeypatch.setattr(archs, "host_arch", lambda: "x86_64")
+    cmd = rootfs.mmdebstrap_command("bullseye", archs.get("x86_64"), tmp_path / "root")
+    assert cmd is not None and cmd[0] == "/usr/bin/mmdebstrap"
+    assert cmd[-1] == "deb http://mirror.invalid/debian bullseye main"
+    assert cmd[-3:-1] == ["bullseye", str(tmp_path / "root")]
+    assert {"--variant=minbase", "--architectures=amd64", "--format=directory"} <= set(cmd)
+    assert f"--setup-hook={rootfs.MERGED_USR_HOOK}" in cmd
+    # a foreign root needs arch-test, else debootstrap makes it
+    assert rootfs.mmdebstrap_command("bullseye", archs.get("aarch64"), tmp_path) is None
+    _fake_tools(tmp_path, monkeypatch, "mmdebstrap", "arch-test")
+    assert rootfs.mmdebstrap_command("bullseye", archs.get("aarch64"), tmp_path) is not None
+
+
+def test_debootstrap_when_mmdebstrap_cannot_make_the_same_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x86 = archs.get("x86_64")
+    monkeypatch.setattr(archs, "host_arch", lambda: "x86_64")
+    _fake_tools(tmp_path, monkeypatch)  # not installed
+    assert rootfs.mmdebstrap_command("bullseye", x86, tmp_path) is None
+    _fake_tools(tmp_path, monkeypatch, "mmdebstrap")
+    monkeypatch.setattr(options, "env", lambda: options.EnvSettings(rootfs_tool="debootstrap"))
+    assert rootfs.mmdebstrap_command("bullseye", x86, tmp_path) is None  # asked for
+    monkeypatch.undo()
+    _fake_tools(tmp_path, monkeypatch, "mmdebstrap")
+    monkeypatch.setattr(archs, "host_arch", lambda: "x86_64")
+    monkeypatch.setattr(rootfs, "DEBOOTSTRAP_SCRIPT", tmp_path / "absent")  # no mirror known
+    assert rootfs.mmdebstrap_command("bullseye", x86, tmp_path) is None
 
 
 def test_rootfs_names_keep_builder_definition_and_base_chain_apart() -> None:
