@@ -275,8 +275,9 @@ def _rootfs(base: BasePlan, phases: Phases, fresh: bool) -> Path:
     path = rootfs.tarball_path(base.defn.suite, base.arch, base.rootfs_key)
     if path.is_file() and not fresh:
         return path
-    name = f"debootstrap {base.defn.suite}/{base.arch.debian}"
-    with phases.phase(name, "debootstrap (downloading and unpacking Debian packages)") as log:
+    name = f"root {base.defn.suite}/{base.arch.debian}"
+    what = "mmdebstrap or debootstrap (downloading and unpacking Debian packages)"
+    with phases.phase(name, what) as log:
         return rootfs.ensure_rootfs(base.defn.suite, base.arch, base.rootfs_key, log, fresh)
 
 
