@@ -32,7 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 from scripts.privatedockerd import PrivateDockerd, session  # noqa: E402
 
-DONE = re.compile(r"\] image (.+?) \(local\): (.+?): done in ([\d.]+) s")
+# build-local's plain output: "x86_64 runtime (bullseye)" heads each image, then its phases.
+HEAD = re.compile(r"^(\S+) (runtime|build) \((\w+)\)$")
+DONE = re.compile(r"^\[\s*[\d.]+s\] (.+?): done in ([\d.]+) s")
 # Interpreters in the images and the tools venv: what pip installed in each.
 FREEZE = (
     "for py in /opt/python/*/bin/python /opt/orch-tools/bin/python; do "
@@ -88,7 +90,7 @@ def measure(args: argparse.Namespace, work: Path, dockerd: PrivateDockerd) -> di
     (work / "orch.log").write_text(out.stdout + out.stderr)
     if out.returncode != 0:
         print((out.stdout + out.stderr)[-4000:], file=sys.stderr)
-    steps = {f"{m[1]}: {m[2]}": float(m[3]) for m in DONE.finditer(out.stdout + out.stderr)}
+    steps = _steps(out.stdout)
     contents = {
         ref: dockerd.docker("run", "--rm", "--entrypoint", "sh", ref, "-c", FREEZE, timeout=600)
         for ref in dockerd.docker("images", "--format", "{{.Repository}}:{{.Tag}}").split()
@@ -103,6 +105,16 @@ def measure(args: argparse.Namespace, work: Path, dockerd: PrivateDockerd) -> di
         "steps": steps,
         "contents": {_variant(ref): text.splitlines() for ref, text in contents.items()},
     }
+
+
+def _steps(output: str) -> dict[str, float]:
+    steps, image = {}, ""
+    for line in output.splitlines():
+        if head := HEAD.match(line.strip()):
+            image = f"{head[1]} {head[2]}"
+        elif done := DONE.match(line.strip()):
+            steps[f"{image}: {done[1]}"] = float(done[2])
+    return steps
 
 
 def _variant(ref: str) -> str:
