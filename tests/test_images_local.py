@@ -368,7 +368,9 @@ def test_debootstrap_when_mmdebstrap_cannot_make_the_same_root(
     _fake_tools(tmp_path, monkeypatch)  # not installed
     assert rootfs.mmdebstrap_command("bullseye", x86, tmp_path) is None
     _fake_tools(tmp_path, monkeypatch, "mmdebstrap")
-    monkeypatch.setattr(options, "env", lambda: options.EnvSettings(rootfs_tool="debootstrap"))
+    forced = options.EnvSettings.from_environ({options.ROOTFS_TOOL: "debootstrap"})
+    assert options.EnvSettings.from_environ({}).rootfs_tool == "auto"
+    monkeypatch.setattr(options, "env", lambda: forced)
     assert rootfs.mmdebstrap_command("bullseye", x86, tmp_path) is None  # asked for
     monkeypatch.undo()
     _fake_tools(tmp_path, monkeypatch, "mmdebstrap")
@@ -377,21 +379,45 @@ def test_debootstrap_when_mmdebstrap_cannot_make_the_same_root(
     assert rootfs.mmdebstrap_command("bullseye", x86, tmp_path) is None
 
 
-def test_rootfs_names_keep_builder_definition_and_base_chain_apart() -> None:
-    """The base ADDs the plain tarball under its own first step (so a variant's build never
-    picks the builder's cached layers); the builder's Dockerfile still names the old file,
-    so its hash, and every compiled interpreter's key, did not change."""
+def test_rootfs_names_keep_the_builder_definition() -> None:
+    """The base ADDs the plain tarball; the builder's Dockerfile still names the old file, so
+    its hash, and every compiled interpreter's key, did not change."""
     local_dir = definition.definition_dir()
-    base = (local_dir / definition.DOCKERFILE).read_text()
+    assert f"ADD {rootfs.CONTEXT_NAME} /" in (local_dir / definition.DOCKERFILE).read_text()
     builder = (local_dir / definition.BUILDER_DOCKERFILE).read_text()
-    assert f"ADD {rootfs.CONTEXT_NAME} /" in base
     assert f"ADD {local.BUILDER_ROOTFS_NAME} /" in builder
 
-    def first_step(text: str) -> str:
-        steps = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
-        return steps[steps.index(next(s for s in steps if s.startswith("FROM scratch"))) + 1]
 
-    assert first_step(base) != first_step(builder)
+def test_a_base_variant_caches_only_from_its_sibling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The builder ADDs the same root: a variant's build must not match that layer (then
+    miss every later step), so the other variant, once built, is its only cache source."""
+    base = definition.plan_base(definition.load_suite("bullseye"), archs.get("x86_64"))
+    present = {base.ref("build")}
+    calls: list[tuple[str, list[str]]] = []
+
+    def build(_ctx: Path, tag: str, **kwargs: Any) -> engine.ImageInfo:
+        calls.append((tag, list(kwargs["cache_from"])))
+        present.add(tag)
+        return engine.ImageInfo(tag, "sha256:0", "amd64", "", {}, {}, ())
+
+    monkeypatch.setattr(
+        engine, "inspect_image", lambda ref: _image(ref) if ref in present else None
+    )
+    monkeypatch.setattr(engine, "build_image", build)
+    tarball = tmp_path / "rootfs.tar"
+    tarball.write_bytes(b"")
+    phases = local.Phases(None, lambda _l: None)
+    local._build_base(base, "runtime", tarball, phases)
+    assert calls == [(base.ref("runtime"), [base.ref("build")])]
+    present.clear()
+    local._build_base(base, "build", tarball, phases)  # nothing built yet: no restriction
+    assert calls[-1] == (base.ref("build"), [])
+
+
+def _image(ref: str) -> engine.ImageInfo:
+    return engine.ImageInfo(ref, "sha256:0", "amd64", "", {}, {}, ())
 
 
 def test_stale_images_are_those_whose_definition_changed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -148,9 +148,11 @@ def build_image(
     target: str | None = None,
     on_line: Callable[[str], None] | None = None,
     cpu_shares: int | None = None,
+    cache_from: Sequence[str] = (),
 ) -> ImageInfo:
     """`docker build` of a context directory, streaming the build output line by line.
-    `cpu_shares` weighs its RUN containers against others (1024 is Docker's default)."""
+    `cpu_shares` weighs its RUN containers against others (1024 is Docker's default);
+    `cache_from` limits cached steps to those images' own layers."""
     api = _client().api
     limits = {"cpushares": cpu_shares} if cpu_shares else None
     stream = api.build(
@@ -165,6 +167,7 @@ def build_image(
         decode=True,
         network_mode="host",
         container_limits=limits,
+        cache_from=list(cache_from) or None,
     )
     error = None
     for chunk in stream:

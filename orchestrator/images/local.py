@@ -24,7 +24,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -295,7 +295,12 @@ def _ensure_base(
 
 
 def _build_base(base: BasePlan, variant: str, tarball: Path, phases: Phases) -> engine.ImageInfo:
+    """One variant; the other, when built, is the only cache source. The CPython builder ADDs
+    the same root: left to itself the engine may match that layer, then miss every later
+    step (the runtime variant took 49 s instead of 3 s after the build variant)."""
     ref = base.ref(variant)
+    sibling = base.ref("build" if variant == "runtime" else "runtime")
+    cache_from = [sibling] if engine.inspect_image(sibling) is not None else []
     what = "runtime packages, Debian's Python" if variant == "runtime" else "toolchain"
     with phases.phase(f"base {variant} ({what})", "apt-get and pip in the image build") as log:
         info = _docker_build(
@@ -307,6 +312,7 @@ def _build_base(base: BasePlan, variant: str, tarball: Path, phases: Phases) -> 
             _base_labels(base, variant),
             variant,
             log,
+            cache_from=cache_from,
         )
     return info
 
@@ -386,12 +392,13 @@ def _docker_build(
     log: Log,
     cpu_shares: int | None = None,
     rootfs_name: str = rootfs.CONTEXT_NAME,
+    cache_from: Sequence[str] = (),
 ) -> engine.ImageInfo:
     with tempfile.TemporaryDirectory(prefix="orch-image-") as tmp:
         context = Path(tmp)
         _link(tarball, context / rootfs_name)
         return _docker_build_in(
-            context, ref, arch, files, buildargs, labels, target, log, cpu_shares
+            context, ref, arch, files, buildargs, labels, target, log, cpu_shares, cache_from
         )
 
 
@@ -405,6 +412,7 @@ def _docker_build_in(
     target: str | None,
     log: Log,
     cpu_shares: int | None = None,
+    cache_from: Sequence[str] = (),
 ) -> engine.ImageInfo:
     """Copies `files` (context name -> source) and the host CA into `context`, builds."""
     for name, src in files.items():
@@ -421,6 +429,7 @@ def _docker_build_in(
         target=target,
         on_line=log,
         cpu_shares=cpu_shares,
+        cache_from=cache_from,
     )
     _check_built(arch, info)
     return info
