@@ -81,16 +81,19 @@ def main() -> int:
 def measure(args: argparse.Namespace, work: Path, dockerd: PrivateDockerd) -> dict[str, object]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
     env |= {"DOCKER_HOST": dockerd.host, "ORCH_CACHE_DIR": str(work / "cache"), "CI": "true"}
+    env["COLUMNS"] = "250"  # one phase a line: the console wraps at 80 otherwise
     cmd = [sys.executable, "-m", "orchestrator", "images", "build-local", "--arch", args.arch]
     cmd += ["--python", args.python]
     load = Path("/proc/loadavg").read_text().split()[:3]
     start = time.monotonic()
     out = subprocess.run(cmd, cwd=args.tree, env=env, capture_output=True, text=True)
     wall = time.monotonic() - start
-    (work / "orch.log").write_text(out.stdout + out.stderr)
+    log = out.stdout + out.stderr  # the console writes phases to either, by version
+    if args.json:
+        args.json.with_suffix(".log").write_text(log)
     if out.returncode != 0:
-        print((out.stdout + out.stderr)[-4000:], file=sys.stderr)
-    steps = _steps(out.stdout)
+        print(log[-4000:], file=sys.stderr)
+    steps = _steps(log)
     contents = {
         ref: dockerd.docker("run", "--rm", "--entrypoint", "sh", ref, "-c", FREEZE, timeout=600)
         for ref in dockerd.docker("images", "--format", "{{.Repository}}:{{.Tag}}").split()

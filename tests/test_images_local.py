@@ -331,13 +331,13 @@ def test_failed_debootstrap_leaves_nothing(tmp_path: Path, monkeypatch: pytest.M
 
 
 def _fake_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *present: str) -> None:
-    """debootstrap's script with a default mirror, the merged-usr hook, and `present` on PATH."""
+    """debootstrap's script with a default mirror, its functions, and `present` on PATH."""
     script = tmp_path / "debootstrap"
     script.write_text('#!/bin/sh\nDEF_MIRROR="http://mirror.invalid/debian"\n')
-    hook = tmp_path / "setup00.sh"
-    hook.write_text("#!/bin/sh\n")
+    functions = tmp_path / "functions"
+    functions.write_text("setup_merged_usr() { :; }\n")
     monkeypatch.setattr(rootfs, "DEBOOTSTRAP_SCRIPT", script)
-    monkeypatch.setattr(rootfs, "MERGED_USR_HOOK", hook)
+    monkeypatch.setattr(rootfs, "DEBOOTSTRAP_FUNCTIONS", functions)
     monkeypatch.setattr(shutil, "which", lambda n: f"/usr/bin/{n}" if n in present else None)
 
 
@@ -353,7 +353,8 @@ def test_mmdebstrap_makes_debootstraps_root(
     assert cmd[-1] == "deb http://mirror.invalid/debian bullseye main"
     assert cmd[-3:-1] == ["bullseye", str(tmp_path / "root")]
     assert {"--variant=minbase", "--architectures=amd64", "--format=directory"} <= set(cmd)
-    assert f"--setup-hook={rootfs.MERGED_USR_HOOK}" in cmd
+    hook = next(a for a in cmd if a.startswith("--setup-hook="))
+    assert "ARCH=amd64 CODENAME=bullseye" in hook and hook.endswith("setup_merged_usr")
     # a foreign root needs arch-test, else debootstrap makes it
     assert rootfs.mmdebstrap_command("bullseye", archs.get("aarch64"), tmp_path) is None
     _fake_tools(tmp_path, monkeypatch, "mmdebstrap", "arch-test")

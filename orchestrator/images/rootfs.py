@@ -32,8 +32,10 @@ from orchestrator.util import paths, stoppers
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 DEBOOTSTRAP_SCRIPT = Path("/usr/sbin/debootstrap")  # its default mirror is read from here
-# mmdebstrap's hook that merges /usr with debootstrap's own function, as debootstrap does.
-MERGED_USR_HOOK = Path("/usr/share/mmdebstrap/hooks/merged-usr/setup00.sh")
+# debootstrap's shell functions: mmdebstrap merges /usr with its setup_merged_usr, as
+# debootstrap does. (mmdebstrap's own merged-usr hook also installs a dummy usr-is-merged
+# package, which debootstrap's roots do not have.)
+DEBOOTSTRAP_FUNCTIONS = Path("/usr/share/debootstrap/functions")
 # Left out of the tarball: the engine provides /dev, /proc and /sys, and apt's downloads
 # and indexes are stale by the time the image is built.
 TAR_EXCLUDES = (
@@ -114,7 +116,7 @@ def mmdebstrap_command(suite: str, arch: Arch, root: Path) -> list[str] | None:
     if exe is None or options.env().rootfs_tool == "debootstrap":
         return None
     mirror = _debootstrap_mirror()
-    if mirror is None or not MERGED_USR_HOOK.is_file():
+    if mirror is None or not DEBOOTSTRAP_FUNCTIONS.is_file():
         return None
     if arch.debian != _host_debian_arch() and shutil.which("arch-test") is None:
         return None  # mmdebstrap refuses another architecture's root without it
@@ -124,13 +126,22 @@ def mmdebstrap_command(suite: str, arch: Arch, root: Path) -> list[str] | None:
         f"--architectures={arch.debian}",
         "--mode=root",
         "--format=directory",
-        f"--setup-hook={MERGED_USR_HOOK}",
+        f"--setup-hook={_merge_usr(suite, arch)}",
         suite,
         str(root),
         # One line, as debootstrap writes: no -updates or -security (mmdebstrap's default for
         # a stable suite), which would give newer versions than the images have always had.
         f"deb {mirror} {suite} main",
     ]
+
+
+def _merge_usr(suite: str, arch: Arch) -> str:
+    """The setup hook (run by sh with the root as $1): debootstrap's merge of /usr."""
+    return (
+        f'TARGET="$1" ARCH={arch.debian} CODENAME={suite} MERGED_USR=yes; '
+        f". {DEBOOTSTRAP_FUNCTIONS}; "
+        'doing_variant() { [ "$1" != buildd ]; }; setup_merged_usr'
+    )
 
 
 def _host_debian_arch() -> str:
