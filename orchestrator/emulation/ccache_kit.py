@@ -15,7 +15,6 @@ The kit lives next to the toolchain roots (`$ORCH_CROSS_DIR`, by default
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -23,15 +22,13 @@ import re
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock
-
 from orchestrator import archs
+from orchestrator.emulation import kits
 from orchestrator.emulation.cross_root import _chroot_output, cross_dir, resolve_in_root
 from orchestrator.errors import EnvironmentProblem, OrchError
 from orchestrator.images import rootfs
@@ -86,45 +83,19 @@ def load_kit(path: Path) -> CcacheKit | None:
         return None
 
 
-_background: dict[Path, threading.Thread] = {}
-_background_lock = threading.Lock()
-
-
 def ready_kit(log: Log) -> CcacheKit | None:
     """The kit if this machine has it; else None, and one background thread per process
     builds it (a debootstrap, about a minute) for the jobs and runs that come after."""
-    path = kit_path()
-    found = load_kit(path)
-    if found is not None:
-        return found
-    with _background_lock:
-        if path not in _background:
-            thread = threading.Thread(target=_build_quietly, name="ccache-kit", daemon=False)
-            _background[path] = thread
-            thread.start()
-    log(f"[ccache] the ccache kit is being built ({path}); this job compiles without it")
-    return None
-
-
-def _build_quietly() -> None:
-    # not a daemon: a run that ends first waits for it rather than leave half a root
-    with contextlib.suppress(OrchError, OSError):
-        ensure_kit()
+    found = kits.ready(kit_path(), load_kit, ensure_kit)
+    if found is None:
+        log(f"[ccache] the ccache kit is being built ({kit_path()}); this job compiles without it")
+    return found
 
 
 def ensure_kit(on_line: Log | None = None) -> CcacheKit:
     """The kit, built now (a debootstrap, about a minute) if this machine has none."""
-    path = kit_path()
-    found = load_kit(path)
-    if found is not None:
-        return found
-    lock = cross_dir() / "locks" / f"{path.name}.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(lock)):
-        found = load_kit(path)  # built by another process while we waited
-        if found is not None:
-            return found
-        return _build(path, on_line or (lambda _line: None))
+    log = on_line or (lambda _line: None)
+    return kits.ensure(kit_path(), load_kit, lambda path: _build(path, log))
 
 
 def _build(path: Path, log: Log) -> CcacheKit:

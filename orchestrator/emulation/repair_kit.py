@@ -19,7 +19,6 @@ emulated interpreter would. The kit lives next to the ccache kit
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -27,15 +26,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock
-
 from orchestrator import archs
+from orchestrator.emulation import kits
 from orchestrator.emulation.ccache_kit import needed_libraries
 from orchestrator.emulation.cross_root import _chroot_output, cross_dir, resolve_in_root
 from orchestrator.errors import EnvironmentProblem, OrchError
@@ -119,45 +116,21 @@ def load_kit(path: Path) -> RepairKit | None:
         return None
 
 
-_background: dict[Path, threading.Thread] = {}
-_background_lock = threading.Lock()
-
-
 def ready_kit(log: Log) -> RepairKit | None:
     """The kit if this machine has it; else None, and one background thread per process
     builds it (a debootstrap, about a minute): jobs repair emulated until it is there."""
-    path = kit_path()
-    found = load_kit(path)
-    if found is not None:
-        return found
-    with _background_lock:
-        if path not in _background:
-            thread = threading.Thread(target=_build_quietly, name="repair-kit", daemon=False)
-            _background[path] = thread
-            thread.start()
-    log(f"[repair] the native auditwheel kit is being built ({path}); emulated auditwheel")
-    return None
-
-
-def _build_quietly() -> None:
-    # not a daemon: a run that ends first waits for it rather than leave half a root
-    with contextlib.suppress(OrchError, OSError):
-        ensure_kit()
+    found = kits.ready(kit_path(), load_kit, ensure_kit)
+    if found is None:
+        log(
+            f"[repair] the native auditwheel kit is being built ({kit_path()}); emulated auditwheel"
+        )
+    return found
 
 
 def ensure_kit(on_line: Log | None = None) -> RepairKit:
     """The kit, built now (a debootstrap, about a minute) if this machine has none."""
-    path = kit_path()
-    found = load_kit(path)
-    if found is not None:
-        return found
-    lock = cross_dir() / "locks" / f"{path.name}.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(lock)):
-        found = load_kit(path)  # built by another process while we waited
-        if found is not None:
-            return found
-        return _build(path, on_line or (lambda _line: None))
+    log = on_line or (lambda _line: None)
+    return kits.ensure(kit_path(), load_kit, lambda path: _build(path, log))
 
 
 def _build(path: Path, log: Log) -> RepairKit:
