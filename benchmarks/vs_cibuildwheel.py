@@ -240,6 +240,9 @@ def cibuildwheel(
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(project, copy)
     env = {**os.environ, "CIBW_ARCHS": arch, "CIBW_PLATFORM": "linux"}
+    # a name lookup that fails once under load must not cost a many-minute run
+    retries = "PIP_RETRIES=10 PIP_TIMEOUT=60"
+    env["CIBW_ENVIRONMENT"] = retries
     if recipe.get("dependencies"):
         shas = dep_sources(mirror)
         (copy / DEPS_DIR).mkdir()
@@ -247,7 +250,7 @@ def cibuildwheel(
             shutil.copy(mirror / sha, copy / DEPS_DIR / sha)
         env["CIBW_BEFORE_ALL"] = BEFORE_ALL.format(deps=DEPS_DIR, **shas)
         env["CIBW_ENVIRONMENT"] = (
-            'CPPFLAGS="-I/opt/deps/include" LDFLAGS="-L/opt/deps/lib" '
+            f'{retries} CPPFLAGS="-I/opt/deps/include" LDFLAGS="-L/opt/deps/lib" '
             'PKG_CONFIG_PATH="/opt/deps/lib/pkgconfig"'
         )
     tags = sorted({"cp" + j["python"].replace(".", "") for j in report["jobs"]})
