@@ -15,6 +15,9 @@ from orchestrator.pipeline.buildenv import (
     EnvSource,
     build_command,
     build_key,
+    hook_backend,
+    hook_command,
+    hook_env,
     installer_env,
     prepare_build_env,
     script_tar,
@@ -136,6 +139,15 @@ def build_wheel(
         return source
     session.put_tar(script_tar(), "/orch")
     restored = restore_env(session, cache, source.key)
+    backend = hook_backend(recipe) if restored else None
+    if backend is not None:
+        session.run(
+            "build",
+            hook_command(backend, DIST),
+            env=hook_env({**env, **installer_env(source)}),
+            workdir=SRC,
+        )
+        return source
     session.run(
         "build",
         build_command(python_bin(job), DIST, SRC, source.dynamic),

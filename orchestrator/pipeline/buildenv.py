@@ -31,6 +31,8 @@ WHEELS = "/orch/wheels"
 TOOLS = "/orch/tools"  # the cache's extracted tools, mounted read-only
 FILL_PATH = "/orch/fill_build_requirements.py"
 REQUIRES = "orch-requires.json"  # the fill's record of static and dynamic requirements
+HOOK_PATH = "/orch/hook/build_wheel.py"  # alone in its directory: sys.path[0] holds nothing else
+DEFAULT_BACKEND = "setuptools.build_meta:__legacy__"  # build's, for a project without one
 # Files whose content can change what a setuptools project asks for dynamically.
 SETUPTOOLS_FILES = ("setup.py", "setup.cfg")
 SETUPTOOLS_BACKENDS = ("setuptools.build_meta", "setuptools.build_meta:__legacy__")
@@ -154,6 +156,25 @@ except (BuildBackendException, BuildException, subprocess.CalledProcessError) as
 """
 
 
+# A restored environment needs no installs: the backend's build_wheel hook is called
+# directly by the environment's interpreter, as pyproject-hooks' in-process script does
+# (same working directory, PATH and PYTHONPATH), without the `build` front end's own
+# Python process in front of it (under QEMU, a second emulated interpreter and its imports).
+HOOK_SCRIPT = r"""
+import importlib, os, sys, time
+backend, outdir = sys.argv[1:3]
+t = time.monotonic()
+module, _, attrs = backend.partition(":")
+hooks = importlib.import_module(module)
+for attr in filter(None, attrs.split(".")):
+    hooks = getattr(hooks, attr)
+name = hooks.build_wheel(os.path.abspath(outdir), None, None)
+print("built", os.path.join(outdir, name), flush=True)
+print(f"[time] build_wheel (restored environment, hook called directly): "
+      f"{time.monotonic() - t:.1f} s", flush=True)
+"""
+
+
 @dataclass(frozen=True)
 class EnvSource:
     """Where a job's build (or verify) environment came from, for the log and report."""
@@ -177,12 +198,17 @@ class EnvSource:
 
 
 def _script_tar() -> bytes:
+    """FILL_PATH and HOOK_PATH, for extraction at /orch."""
     buf = io.BytesIO()
-    data = FILL_SCRIPT.encode()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo(Path(FILL_PATH).name)
-        info.size, info.mode = len(data), 0o644
-        tar.addfile(info, io.BytesIO(data))
+        hook_dir = tarfile.TarInfo(Path(HOOK_PATH).parent.name)
+        hook_dir.type, hook_dir.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(hook_dir)
+        for path, text in ((FILL_PATH, FILL_SCRIPT), (HOOK_PATH, HOOK_SCRIPT)):
+            data = text.encode()
+            info = tarfile.TarInfo(str(Path(path).relative_to("/orch")))
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 
 
@@ -218,6 +244,33 @@ def requirement_inputs(files: dict[str, bytes]) -> dict[str, str]:
         if name in files:
             parts[name] = hashlib.sha256(files[name]).hexdigest()
     return parts
+
+
+def hook_backend(recipe: Recipe) -> str | None:
+    """The build backend a restored environment's build calls directly, or None where
+    only the `build` front end keeps the semantics: an in-tree backend (backend-path),
+    or a pyproject.toml this cannot read."""
+    raw = project_files(recipe, ("pyproject.toml",)).get("pyproject.toml", b"")
+    try:
+        table: Any = tomllib.loads(raw.decode()).get("build-system", {})
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    if not isinstance(table, dict) or "backend-path" in table:
+        return None
+    backend = table.get("build-backend", DEFAULT_BACKEND)
+    return backend if isinstance(backend, str) and backend else None
+
+
+def hook_command(backend: str, outdir: str) -> list[str]:
+    """The restored environment's interpreter calling `backend`'s build_wheel (HOOK_SCRIPT)."""
+    return [f"{BUILD_ENV_DIR}/bin/python", HOOK_PATH, backend, outdir]
+
+
+def hook_env(env: Mapping[str, str]) -> dict[str, str]:
+    """What build's isolated environment gives its backend: its scripts first on PATH
+    and no PYTHONPATH."""
+    path = env.get("PATH", "/usr/local/bin:/usr/bin:/bin")
+    return {**env, "PATH": f"{BUILD_ENV_DIR}/bin:{path}", "PYTHONPATH": ""}
 
 
 def project_files(recipe: Recipe, names: tuple[str, ...]) -> dict[str, bytes]:

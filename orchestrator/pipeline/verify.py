@@ -4,9 +4,12 @@ prefix, no source tree), plus any images the recipe lists."""
 
 from __future__ import annotations
 
+import ast
+import io
 import json
 import re
 import shlex
+import tarfile
 import time
 import zipfile
 from dataclasses import asdict, dataclass
@@ -17,7 +20,7 @@ from orchestrator import archs
 from orchestrator.container.factory import ContainerFactory
 from orchestrator.container.session import Session, StageFailed
 from orchestrator.container.types import ImageInfo
-from orchestrator.errors import EnvironmentProblem
+from orchestrator.errors import EnvironmentProblem, OrchError
 from orchestrator.images.pull import ensure_local
 from orchestrator.images.stock import choose_default, ensure_stock_image, is_stock, stock_ref
 from orchestrator.pipeline import nativeuv
@@ -34,6 +37,8 @@ from orchestrator.report.joblog import JobLog
 
 WHEEL_DIR = "/orch/verify"
 TEST_DIR = "/tmp/orch-test"  # outside any source tree
+UV_CACHE = "/tmp/orch-uv-cache"  # the native uv's cache: per container, seeded from the host
+UV_INTERPRETERS = "uv-interpreters.tar"  # its interpreter answers, in the image's wheel cache
 
 
 @dataclass(frozen=True)
@@ -252,14 +257,22 @@ def _run_checks(
     source = _verify_env(session, recipe, job, wheel, cache, offline, env)
     installs = {**env, **offline_env(WHEELS)}  # installs only: a test command may use pip
     requires = " ".join(shlex.quote(r) for r in recipe.test.requires)
+    seeded = _seed_uv_cache(session, cache) if uv else b""
     session.run(
         "verify: install",
         f"{install_command(uv)} {WHEEL_DIR}/{shlex.quote(wheel.name)} {requires}",
         env=installs,
         workdir=TEST_DIR,
     )
+    if uv:
+        _keep_uv_interpreters(session, cache, seeded)
     modules = list(recipe.test.imports) or top_level_modules(wheel)
-    if modules:
+    if modules and import_check_in_test(modules, recipe.test.command):
+        session.log.line(
+            f"[verify] import check: the test command's first statements import "
+            f"{', '.join(modules)} (one interpreter for both)"
+        )
+    elif modules:
         code = (
             "; ".join(f"import {m}" for m in modules)
             + "; print('imported: "
@@ -279,13 +292,81 @@ VENV = "/orch/venv"
 
 def install_command(uv: str | None) -> str:
     """pip in the interpreter, or the native uv (x86_64 hosts) installing into it
-    from WHEELS only: the same wheels, without an emulated pip's start-up and resolution."""
+    from WHEELS only: the same wheels, without an emulated pip's start-up and resolution.
+    uv's cache is the container's own (UV_CACHE), seeded with its interpreter answers."""
     if uv is None:
         return "python -m pip install --disable-pip-version-check"
     return (
         f"{uv} pip install --python {VENV}/bin/python --no-index --find-links {WHEELS} "
-        "--no-cache --link-mode copy"
+        f"--cache-dir {UV_CACHE} --link-mode copy"
     )
+
+
+def import_check_in_test(modules: list[str], command: str | None) -> bool:
+    """Whether the test command is `python -c CODE` whose first statements import exactly
+    the check's modules, in its order: it then does what the import check does, first,
+    in the same interpreter, directory and environment (a failing import fails it), so a
+    separate check is one emulated interpreter more for nothing."""
+    try:
+        argv = shlex.split(command or "")
+    except ValueError:
+        return False
+    if len(argv) != 3 or argv[:2] != ["python", "-c"]:
+        return False
+    try:
+        body = ast.parse(argv[2]).body
+    except SyntaxError:
+        return False
+    leading: list[str] = []
+    for node in body:
+        if not isinstance(node, ast.Import) or any(a.asname for a in node.names):
+            break
+        leading += [a.name for a in node.names]
+    return leading[: len(modules)] == modules
+
+
+def _seed_uv_cache(session: Session, cache: WheelCache) -> bytes:
+    """uv asks the interpreter for its platform and tags (an emulated Python under
+    QEMU) unless its cache has the answer; the answers kept for this image (the cache is
+    per image id: another interpreter is another image) are put in the container's uv
+    cache. uv checks each against the interpreter file's timestamps and asks again if
+    they differ."""
+    try:
+        seeded = (cache.root / UV_INTERPRETERS).read_bytes()
+    except OSError:
+        return b""
+    session.put_tar(seeded, str(Path(UV_CACHE).parent))
+    return seeded
+
+
+def _keep_uv_interpreters(session: Session, cache: WheelCache, seeded: bytes) -> None:
+    """The container's uv interpreter answers, kept for the next verifications in this
+    image if they changed (first use, a new uv, a re-created image)."""
+    try:
+        found = interpreter_entries(session.get(UV_CACHE))
+        if found and found != seeded:
+            cache.keep_file(UV_INTERPRETERS, found)
+    except (OSError, OrchError, tarfile.TarError) as exc:
+        session.log.line(f"[verify] warning: uv's interpreter answers not kept: {exc}")
+
+
+def interpreter_entries(data: bytes) -> bytes:
+    """The interpreter-v* part of a tar of uv's cache (not the wheels it unpacked), as a
+    deterministic tar: the same answers make the same bytes."""
+    out = io.BytesIO()
+    kept = 0
+    with tarfile.open(fileobj=io.BytesIO(data)) as src, tarfile.open(fileobj=out, mode="w") as dst:
+        for member in sorted(src.getmembers(), key=lambda m: m.name):
+            parts = Path(member.name).parts
+            top = len(parts) == 1 and member.isdir()  # the cache directory itself
+            if ".." in parts or not (top or (parts[1:2] and parts[1].startswith("interpreter-v"))):
+                continue
+            if not (member.isdir() or member.isfile()):
+                continue
+            member.mtime, member.uid, member.gid, member.uname, member.gname = 0, 0, 0, "", ""
+            dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+            kept += member.isfile()
+    return out.getvalue() if kept else b""
 
 
 def interpreter_script(python_tag: str, tags: WheelTags, with_pip: bool = True) -> str:

@@ -101,6 +101,11 @@ class WheelCache:
         (self.root / "envs").mkdir(parents=True, exist_ok=True)
         _atomic_write(self.env_tar(key), data)
 
+    def keep_file(self, name: str, data: bytes) -> None:
+        """A small per-image file next to the sets (written whole or not at all)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.root / name, data)
+
     def _marker(self, key: str) -> Path:
         return self.root / "sets" / f"{key}.json"
 
