@@ -248,16 +248,18 @@ def _run_checks(
     uv = nativeuv.newest(session.log.line) if native else None
     # a new venv's pip costs an emulated ensurepip; uv does not need it, a test may
     with_pip = uv is None or "pip" in (recipe.test.command or "") or bool(recipe.test.coexist)
+    seeded = _seed_uv_cache(session, cache) if uv else b""
     layout = f"/opt/python/{job.python_tag}"
     if session.exists(f"{layout}/bin/python"):  # the job's own: no process needed
         session.symlink(VENV, layout)  # the whole prefix: it may be a venv
         session.log.line(f"[verify] interpreter {layout}/bin/python (the manylinux layout)")
+    elif uv and not with_pip:
+        session.run("verify: interpreter", uv_venv_command(uv, tags), workdir=TEST_DIR)
     else:
         session.run("verify: interpreter", interpreter_script(job.python_tag, tags, with_pip))
     source = _verify_env(session, recipe, job, wheel, cache, offline, env)
     installs = {**env, **offline_env(WHEELS)}  # installs only: a test command may use pip
     requires = " ".join(shlex.quote(r) for r in recipe.test.requires)
-    seeded = _seed_uv_cache(session, cache) if uv else b""
     session.run(
         "verify: install",
         f"{install_command(uv)} {WHEEL_DIR}/{shlex.quote(wheel.name)} {requires}",
@@ -300,6 +302,18 @@ def install_command(uv: str | None) -> str:
         f"{uv} pip install --python {VENV}/bin/python --no-index --find-links {WHEELS} "
         f"--cache-dir {UV_CACHE} --link-mode copy"
     )
+
+
+def uv_venv_command(uv: str, tags: WheelTags) -> list[str]:
+    """A venv without pip of the image's own CPython of the wheel's version, made by the
+    native uv: it finds the interpreter on PATH as interpreter_script does (free-threaded
+    only when the wheel is), with its answers from UV_CACHE, so neither the search nor the
+    venv costs an emulated Python. Never a Python uv would download or manage."""
+    want = (tags.version or "3") + ("t" if tags.free_threaded else "")
+    return [
+        uv, "venv", "--python", want, "--python-preference", "only-system",
+        "--no-python-downloads", "--no-config", "--cache-dir", UV_CACHE, VENV,
+    ]  # fmt: skip
 
 
 def import_check_in_test(modules: list[str], command: str | None) -> bool:
