@@ -137,3 +137,26 @@ def test_coexist_both_orders(
     assert proc.returncode == 0, proc.stderr
     log = Path(report_of(out)["jobs"][0]["log"]).read_text()
     assert "import bzdemo; import markupsafe" in log and "import markupsafe; import bzdemo" in log
+
+
+def test_an_import_the_test_command_does_still_fails_the_job(
+    x86_images: tuple[str, str], project_copy: Path, tmp_path: Path
+) -> None:
+    """The import check left to a test command that starts with the same imports: a module
+    that does not import fails the job at verify and lands nothing."""
+    recipe = project_copy / "orch.yaml"
+    text = recipe.read_text().replace('python: ["3.9", "3.11"]', 'python: ["3.11"]')
+    text = text.split("test:\n", 1)[0] + (
+        "test:\n  imports: [bzdemo_missing]\n  stock-images: false\n"
+        '  command: python -c "import bzdemo_missing; print(1)"\n'
+    )
+    recipe.write_text(text)
+    out = tmp_path / "wh"
+    proc = orch("build", "-f", str(recipe), "-o", str(out), "--plain")
+    assert proc.returncode != 0
+    [job] = report_of(out)["jobs"]
+    assert job["status"] == "failed" and job["failed_stage"] == "verify", job
+    log = Path(job["log"]).read_text()
+    assert "import check: the test command's first statements import bzdemo_missing" in log
+    assert "No module named 'bzdemo_missing'" in log
+    assert not list(out.glob("*.whl"))

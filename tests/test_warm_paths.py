@@ -13,7 +13,12 @@ from pathlib import Path
 import pytest
 
 from orchestrator.pipeline.buildenv import DEFAULT_BACKEND, HOOK_SCRIPT, hook_backend, hook_env
-from orchestrator.pipeline.verify import import_check_in_test, interpreter_entries
+from orchestrator.pipeline.verify import (
+    WheelTags,
+    import_check_in_test,
+    interpreter_entries,
+    uv_venv_command,
+)
 from orchestrator.recipe.load import load_recipe
 from orchestrator.recipe.model import ProjectSource, Recipe
 from tests.conftest import EXAMPLES
@@ -140,3 +145,13 @@ def test_only_uvs_interpreter_answers_are_kept_and_the_same_answers_make_the_sam
         ]
     assert interpreter_entries(_tar(files, 2)) == kept  # times do not count
     assert interpreter_entries(_tar({"archive-v0/a": b"x"}, 1)) == b""  # nothing to keep
+
+
+def test_the_stock_venv_is_made_by_uv_from_the_images_own_python_only() -> None:
+    uv = "/orch/native/uv-0.13.9/uv"
+    plain = uv_venv_command(uv, WheelTags("cp39", ("manylinux_2_31_aarch64",), "cp39"))
+    assert plain[:4] == [uv, "venv", "--python", "3.9"] and plain[-1] == "/orch/venv"
+    assert "only-system" in plain and "--no-python-downloads" in plain
+    assert "--cache-dir" in plain and "/tmp/orch-uv-cache" in plain  # the seeded answers
+    free = uv_venv_command(uv, WheelTags("cp313", ("manylinux_2_31_x86_64",), "cp313t"))
+    assert free[3] == "3.13t"

@@ -78,5 +78,9 @@ def test_warm_run_builds_verifies_and_lands_with_no_network(
         log = Path(job["log"]).read_text()
         # the no-network checks ran in the build and in verification, and passed (status ok)
         assert log.count("ls /sys/class/net") >= 2 and "libbz2 1.0" in log
+        # a restored environment: the backend's hook called directly, no `build` in front
+        assert "hook called directly" in log and "fill_build_requirements.py build" not in log
         assert "[wheels] build requirements: hit" in log and "installer uv" in log
+    # uv's answers about each verification image's interpreter, kept for the next runs
+    assert list((cache_dir / "wheels").glob("*-x86_64/uv-interpreters.tar"))
     assert not containers_with_label(f"io.orch.run={report['run_id']}")
