@@ -96,7 +96,9 @@ def test_example_verifies_in_stock_debian_with_system_python(
     (job,) = report["jobs"]
     verified = {v["image"]: v["status"] for v in job["verify"]}
     assert verified["stock:bullseye"] == "failed"
-    assert "no CPython 3.11 in this image" in Path(job["log"]).read_text()
+    log = Path(job["log"]).read_text()
+    # the native uv's search (x86_64 hosts), or the interpreter script's
+    assert "no CPython 3.11 in this image" in log, log
     assert not list(out.glob("*.whl"))
 
     # stock-images: true picks the stock image for the cp39 wheel (bullseye's python3.9,
@@ -111,7 +113,10 @@ def test_example_verifies_in_stock_debian_with_system_python(
     verified = {v["image"]: v["status"] for v in job["verify"]}
     assert list(verified.values()) == ["passed", "passed"] and "stock:bullseye" in verified
     log = Path(job["log"]).read_text()
-    assert "system interpreter /usr/bin/python3.9: installing into a venv" in log
+    assert (
+        "system interpreter /usr/bin/python3.9: installing into a venv" in log
+        or "interpreter at: /usr/bin/python3.9" in log
+    ), log
     assert log.count("libbz2 1.0") == 2  # the example's test command ran in both images
 
     # the default (auto) uses it now that it is present; `false` never does

@@ -254,7 +254,7 @@ def _run_checks(
         session.symlink(VENV, layout)  # the whole prefix: it may be a venv
         session.log.line(f"[verify] interpreter {layout}/bin/python (the manylinux layout)")
     elif uv and not with_pip:
-        session.run("verify: interpreter", uv_venv_command(uv, tags), workdir=TEST_DIR)
+        _uv_venv(session, uv, tags)
     else:
         session.run("verify: interpreter", interpreter_script(job.python_tag, tags, with_pip))
     source = _verify_env(session, recipe, job, wheel, cache, offline, env)
@@ -314,6 +314,16 @@ def uv_venv_command(uv: str, tags: WheelTags) -> list[str]:
         uv, "venv", "--python", want, "--python-preference", "only-system",
         "--no-python-downloads", "--no-config", "--cache-dir", UV_CACHE, VENV,
     ]  # fmt: skip
+
+
+def _uv_venv(session: Session, uv: str, tags: WheelTags) -> None:
+    want = uv_venv_command(uv, tags)[3]
+    try:
+        session.run("verify: interpreter", uv_venv_command(uv, tags), workdir=TEST_DIR)
+    except StageFailed:
+        session.log.line(f"[verify] no CPython {want} in this image that uv could make a venv of")
+        raise
+    session.log.line("[verify] system interpreter (above): installed into a venv made by uv")
 
 
 def import_check_in_test(modules: list[str], command: str | None) -> bool:
