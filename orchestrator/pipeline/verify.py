@@ -323,7 +323,7 @@ def _uv_venv(session: Session, uv: str, tags: WheelTags) -> None:
     except StageFailed:
         session.log.line(f"[verify] no CPython {want} in this image that uv could make a venv of")
         raise
-    session.log.line("[verify] system interpreter (above): installed into a venv made by uv")
+    session.log.line("[verify] system interpreter found by uv (above): installing into its venv")
 
 
 def import_check_in_test(modules: list[str], command: str | None) -> bool:
