@@ -19,24 +19,39 @@ from tests.support.fakeengine import FakeContainer, FakeEngine, build, image, su
 from tests.test_runner import eventually, options, setup
 
 
+class BaseHeld(threading.Event):
+    """The base 'builds' until set; records what was asked while it was held."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked_while_held: list[str] = []
+
+
 class SlowLocalImages(BuiltLocalImages):
     """Local images 'built' into the fake engine: the base at once, each Python's image
     when the test lets it (`release`), as a compile would take its time."""
 
-    def __init__(self, engine: FakeEngine, held: Sequence[str] = ()) -> None:
+    def __init__(
+        self, engine: FakeEngine, held: Sequence[str] = (), base_gate: BaseHeld | None = None
+    ) -> None:
         super().__init__("plain")
         self.engine = engine
         self.gates = {tag: threading.Event() for tag in held}
+        self.base_gate = base_gate
         self.built: list[str] = []
 
     def release(self, tag: str) -> None:
         self.gates[tag].set()
 
     def base(self, job: Job, on_line: Report, on_phase: Report) -> ImageInfo:
+        if self.base_gate is not None:
+            assert self.base_gate.wait(20), "base never released"
         return self._add(self.base_ref(job), "base")
 
     def for_python(self, job: Job, variant: str, on_line: Report, on_phase: Report) -> ImageInfo:
         tag = job.python_tag.split("-")[0]
+        if self.base_gate is not None and not self.base_gate.is_set():
+            self.base_gate.asked_while_held.append(f"{tag}-{variant}")
         gate = self.gates.get(tag)
         if gate is not None:
             on_phase(f"{job.python_tag}: compile (x86_64)")
@@ -90,6 +105,37 @@ def test_a_job_lands_while_another_interpreter_of_its_image_compiles(
     assert cp311.image == local.python_ref(plan.jobs[1], "build")  # its own image
     dep_containers = [c for c in engine.created if c.job == "dep-zed"]
     assert [c.spec.image for c in dep_containers] == [local.base_ref(plan.jobs[0])]
+
+
+def _run_with_base_held(tmp_path: Path, python: tuple[str, ...]) -> SlowLocalImages:
+    recipe, plan, mirror = setup(tmp_path, python=python)
+    engine = FakeEngine([])
+    gate = BaseHeld()
+    local = SlowLocalImages(engine, base_gate=gate)
+    timer = threading.Timer(1.0, gate.set)  # the base takes a second to 'build'
+    timer.start()
+    report, _output = build(recipe, plan, options(tmp_path, mirror), engine, local_images=local)
+    timer.join()
+    assert {j.status for j in report.jobs} == {"ok"}
+    return local
+
+
+def test_a_compiled_interpreter_waits_for_the_base_a_debian_python_job_needs(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    # cp39 runs in the base itself: the base is its critical path, so cp311's image (the
+    # CPython builder, the compile) starts only once the base is built.
+    local = _run_with_base_held(tmp_path, ("3.9", "3.11"))
+    assert local.base_gate is not None and local.base_gate.asked_while_held == []
+    assert local.built.index("base") < local.built.index("cp311-build")
+
+
+def test_without_a_debian_python_job_the_interpreter_starts_beside_the_base(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    # No job runs in the base alone: the compile is the longer path and starts at once.
+    local = _run_with_base_held(tmp_path, ("3.11",))
+    assert local.base_gate is not None and "cp311-build" in local.base_gate.asked_while_held
 
 
 def test_a_waiting_job_names_the_dependencies_it_waits_for(tmp_path: Path, cache_dir: Path) -> None:

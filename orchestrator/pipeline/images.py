@@ -134,6 +134,7 @@ class Images:
         self.local = local or BuiltLocalImages(inputs.opts.emulation)
         self._once = _Once()
         self._split: dict[str, bool] = {}
+        self._base_only: dict[str, bool] = {}  # base ref -> a job runs in the base itself
         self._lock = threading.Lock()
 
     def check(self) -> None:
@@ -209,6 +210,20 @@ class Images:
                 return f"base image ({base})"
         return f"interpreter {tag} ({stage or 'queued'})"
 
+    def _base_job_waits(self, job: Job) -> bool:
+        """Does a job of this run use the base of `job`'s image as it is (Debian's
+        interpreter), so that the base is the first wheel's critical path?"""
+        base = self.local.base_ref(job)
+        with self._lock:
+            if base not in self._base_only:
+                self._base_only[base] = any(
+                    self.split(j)
+                    and self.local.base_ref(j) == base
+                    and self.local.python_ref(j, "build") == base
+                    for j in self.inputs.plan.jobs
+                )
+            return self._base_only[base]
+
     # --- the steps ----------------------------------------------------------------------
 
     def _whole(self, job: Job) -> Ready:
@@ -240,6 +255,11 @@ class Images:
 
     def _python_image(self, job: Job, ref: str) -> Ready:
         label = f"{job.policy}_{job.arch} + {job.python_tag.split('-')[0]}"
+        if ref != self.local.base_ref(job) and self._base_job_waits(job):
+            # The CPython builder's apt-get beside the base's doubled the base's time on a
+            # fresh machine (two toolchain installs on 2 cores and one disk); a job of the
+            # base alone lands sooner when the builder and compiles follow it.
+            self.group_image(job)
 
         def build(j: Job, on_line: Report, on_phase: Report) -> ImageInfo:
             return self.local.for_python(j, "build", on_line, on_phase)
