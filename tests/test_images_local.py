@@ -355,6 +355,10 @@ def test_mmdebstrap_makes_debootstraps_root(
     assert {"--variant=minbase", "--architectures=amd64", "--format=directory"} <= set(cmd)
     hook = next(a for a in cmd if a.startswith("--setup-hook="))
     assert "ARCH=amd64 CODENAME=bullseye" in hook and hook.endswith("setup_merged_usr")
+    # dpkg without fsync while the root is made, and that setting not left in the root
+    assert "--dpkgopt=force-unsafe-io" in cmd
+    assert '--customize-hook=rm -f "$1/etc/dpkg/dpkg.cfg.d/99mmdebstrap"' in cmd
+    assert cmd.index("--dpkgopt=force-unsafe-io") < cmd.index("bullseye")  # options first
     # a foreign root needs arch-test, else debootstrap makes it
     assert rootfs.mmdebstrap_command("bullseye", archs.get("aarch64"), tmp_path) is None
     _fake_tools(tmp_path, monkeypatch, "mmdebstrap", "arch-test")

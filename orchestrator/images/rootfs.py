@@ -109,6 +109,10 @@ def check_debootstrap() -> str:
     return exe
 
 
+UNSAFE_IO = "force-unsafe-io"
+MMDEBSTRAP_DPKG_CFG = "etc/dpkg/dpkg.cfg.d/99mmdebstrap"  # where mmdebstrap keeps --dpkgopt
+
+
 def mmdebstrap_command(suite: str, arch: Arch, root: Path) -> list[str] | None:
     """The mmdebstrap call that makes debootstrap's root, or None to use debootstrap: not
     installed, ORCH_ROOTFS_TOOL=debootstrap, or no way to make the same root."""
@@ -127,6 +131,11 @@ def mmdebstrap_command(suite: str, arch: Arch, root: Path) -> list[str] | None:
         "--mode=root",
         "--format=directory",
         f"--setup-hook={_merge_usr(suite, arch)}",
+        # dpkg without fsync (a failed root is discarded anyway): 27-43 s -> 14-29 s side by
+        # side under load. mmdebstrap keeps --dpkgopt in the root; the hook removes it, so
+        # the tree is the same as before, file for file.
+        f"--dpkgopt={UNSAFE_IO}",
+        f'--customize-hook=rm -f "$1/{MMDEBSTRAP_DPKG_CFG}"',
         suite,
         str(root),
         # One line, as debootstrap writes: no -updates or -security (mmdebstrap's default for
