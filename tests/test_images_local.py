@@ -365,6 +365,29 @@ def test_mmdebstrap_makes_debootstraps_root(
     assert rootfs.mmdebstrap_command("bullseye", archs.get("aarch64"), tmp_path) is not None
 
 
+def test_kit_roots_use_mmdebstrap_with_their_packages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The native kits' roots (ccache, auditwheel): mmdebstrap's call plus --include, and
+    debootstrap's when mmdebstrap is not installed."""
+    x86, root = archs.get("x86_64"), tmp_path / "root"
+    monkeypatch.setattr(archs, "host_arch", lambda: "x86_64")
+    _fake_tools(tmp_path, monkeypatch, "mmdebstrap")
+    cmd = rootfs.minbase_command("/usr/sbin/debootstrap", "bullseye", x86, root, ("ccache",))
+    plain = rootfs.mmdebstrap_command("bullseye", x86, root)
+    assert plain is not None and cmd == [plain[0], "--include=ccache", *plain[1:]]
+    _fake_tools(tmp_path, monkeypatch)  # mmdebstrap not installed
+    cmd = rootfs.minbase_command("/usr/sbin/debootstrap", "bullseye", x86, root, ("a", "b"))
+    assert cmd == [
+        "/usr/sbin/debootstrap",
+        "--variant=minbase",
+        "--arch=amd64",
+        "--include=a,b",
+        "bullseye",
+        str(root),
+    ]
+
+
 def test_debootstrap_when_mmdebstrap_cannot_make_the_same_root(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

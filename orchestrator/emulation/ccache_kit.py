@@ -106,9 +106,8 @@ def _build(path: Path, log: Log) -> CcacheKit:
     root, kit = work / "root", work / "kit"
     try:
         start = time.monotonic()
-        log(f"[ccache] debootstrap {SUITE}/amd64 with {', '.join(PACKAGES)} (once per machine)")
-        base = [exe, "--variant=minbase", "--arch=amd64", f"--include={','.join(PACKAGES)}"]
-        rootfs._run([*base, SUITE, str(root)], log)
+        log(f"[ccache] root {SUITE}/amd64 with {', '.join(PACKAGES)} (once per machine)")
+        rootfs._run(rootfs.minbase_command(exe, SUITE, archs.get("x86_64"), root, PACKAGES), log)
         version = _copy_kit(root, kit)
         _write_wrappers(kit)
         _check(kit)

@@ -142,9 +142,8 @@ def _build(path: Path, log: Log) -> RepairKit:
     root, kit = work / "root", work / "kit"
     try:
         start = time.monotonic()
-        log(f"[repair] debootstrap {SUITE}/amd64 with {', '.join(PACKAGES)} (once per machine)")
-        base = [exe, "--variant=minbase", "--arch=amd64", f"--include={','.join(PACKAGES)}"]
-        rootfs._run([*base, SUITE, str(root)], log)
+        log(f"[repair] root {SUITE}/amd64 with {', '.join(PACKAGES)} (once per machine)")
+        rootfs._run(rootfs.minbase_command(exe, SUITE, archs.get("x86_64"), root, PACKAGES), log)
         _copy_python(root, kit)
         versions = _install_tools(kit, log)
         (kit / "driver.py").write_text(DRIVER)
