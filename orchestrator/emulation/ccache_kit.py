@@ -85,7 +85,7 @@ def load_kit(path: Path) -> CcacheKit | None:
 
 def ready_kit(log: Log) -> CcacheKit | None:
     """The kit if this machine has it; else None, and one background thread per process
-    builds it (a debootstrap, about a minute) for the jobs and runs that come after."""
+    builds it (a minbase root: mmdebstrap or debootstrap, under a minute) for the jobs and runs that come after."""
     found = kits.ready(kit_path(), load_kit, ensure_kit)
     if found is None:
         log(f"[ccache] the ccache kit is being built ({kit_path()}); this job compiles without it")
@@ -93,7 +93,7 @@ def ready_kit(log: Log) -> CcacheKit | None:
 
 
 def ensure_kit(on_line: Log | None = None) -> CcacheKit:
-    """The kit, built now (a debootstrap, about a minute) if this machine has none."""
+    """The kit, built now (a minbase root: mmdebstrap or debootstrap, under a minute) if this machine has none."""
     log = on_line or (lambda _line: None)
     return kits.ensure(kit_path(), load_kit, lambda path: _build(path, log))
 

@@ -118,7 +118,7 @@ def load_kit(path: Path) -> RepairKit | None:
 
 def ready_kit(log: Log) -> RepairKit | None:
     """The kit if this machine has it; else None, and one background thread per process
-    builds it (a debootstrap, about a minute): jobs repair emulated until it is there."""
+    builds it (a minbase root: mmdebstrap or debootstrap, under a minute): jobs repair emulated until it is there."""
     found = kits.ready(kit_path(), load_kit, ensure_kit)
     if found is None:
         log(
@@ -128,7 +128,7 @@ def ready_kit(log: Log) -> RepairKit | None:
 
 
 def ensure_kit(on_line: Log | None = None) -> RepairKit:
-    """The kit, built now (a debootstrap, about a minute) if this machine has none."""
+    """The kit, built now (a minbase root: mmdebstrap or debootstrap, under a minute) if this machine has none."""
     log = on_line or (lambda _line: None)
     return kits.ensure(kit_path(), load_kit, lambda path: _build(path, log))
 
