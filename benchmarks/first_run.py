@@ -37,6 +37,8 @@ from scripts.privatedockerd import PrivateDockerd, session  # noqa: E402
 TARGET_SECONDS = 150.0
 DEMO = ROOT / "examples" / "hello-bz2"
 LINE = re.compile(r"^\[\s*([\d.]+)s\] (image|dep|job) (.+?): (ok|cached|failed|blocked)\b(.*)$")
+# An image step's phase ending: "[ 20.4s] image ... (local): root bullseye/amd64: done in 20.4 s"
+PHASE = re.compile(r"^\[\s*[\d.]+s\] image .+?: (.+?): done in ([\d.]+) s$")
 
 
 @dataclass
@@ -48,14 +50,21 @@ class Timeline:
     all_done: float | None = None  # wall time of the whole command
     exit_code: int | None = None
     events: list[str] = field(default_factory=list)
+    phases: dict[str, list[float]] = field(default_factory=dict)  # name -> [ended at, took]
 
     def see(self, line: str, wall: float) -> None:
+        phase = PHASE.match(line.strip())
+        if phase:
+            self.phases.setdefault(phase.group(1), [round(wall, 1), float(phase.group(2))])
         m = LINE.match(line.strip())
         if not m:
             return
         _stamp, kind, what, status, _rest = m.groups()
         self.events.append(f"{wall:7.1f}s {kind} {what}: {status}")
-        if kind == "image" and "base" in what and status == "ok" and self.base_image is None:
+        # The first build image ready is the base: a job of Debian's interpreter runs in
+        # it as it is, and every other image is built on it.
+        base = kind == "image" and "runtime" not in what and status == "ok"
+        if base and self.base_image is None:
             self.base_image = wall
         elif kind == "dep" and status in ("ok", "cached") and self.first_dep is None:
             self.first_dep = wall
@@ -134,6 +143,9 @@ def _print(t: Timeline) -> None:
     print(f"  all done             {fmt(t.all_done)}   (exit {t.exit_code})")
     for event in t.events:
         print(f"    {event}")
+    print("  image phases (ended at, took)")
+    for name, (ended, took) in sorted(t.phases.items(), key=lambda kv: kv[1][0]):
+        print(f"    {ended:7.1f}s  {took:6.1f} s  {name}")
 
 
 if __name__ == "__main__":
