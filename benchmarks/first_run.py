@@ -8,7 +8,8 @@ CPython builder, compiling cp311, the dependency, the jobs. Prints the timeline 
 plain progress lines (base image ready, first dependency, first wheel landed, all done)
 and checks the target: first wheel <= 150 s after the command starts.
 
-    sudo .venv/bin/python benchmarks/first_run.py [--json out.json] [--keep]
+    sudo .venv/bin/python benchmarks/first_run.py [--json out.json] [--keep] [--first-wheel]
+        [--tree OTHER_TREE]   # e.g. main, to compare side by side
 
 Root is needed (dockerd, bridge, NAT). The data root is a fresh directory, removed at the
 end unless --keep. ORCH_CACHE_REGISTRY is unset for the run: a fresh machine has no
@@ -22,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -49,6 +51,7 @@ class Timeline:
     first_wheel: float | None = None
     all_done: float | None = None  # wall time of the whole command
     exit_code: int | None = None
+    stopped: bool = False  # --first-wheel: orch was stopped once the first wheel landed
     events: list[str] = field(default_factory=list)
     phases: dict[str, list[float]] = field(default_factory=dict)  # name -> [ended at, took]
 
@@ -77,6 +80,12 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="write the timeline here too")
     ap.add_argument("--keep", action="store_true", help="keep the engine's data root")
     ap.add_argument("--jobs", type=int, default=0, help="orch build -j (default: orch's)")
+    ap.add_argument("--tree", type=Path, default=ROOT, help="the orch source tree to run")
+    ap.add_argument(
+        "--first-wheel",
+        action="store_true",
+        help="stop the run once the first wheel has landed (the rest is the compile of cp311)",
+    )
     # Two sessions on one host must not share a socket or a bridge: name your own.
     ap.add_argument("--engine", default="orch-sched", help="socket/data stem (/run/<stem>.sock)")
     ap.add_argument("--bridge", default="orchsch0", help="the private engine's bridge")
@@ -91,7 +100,7 @@ def main() -> int:
     )
     try:
         with session(dockerd, label=""):  # an empty engine; every container removed after
-            timeline = _measure(work, dockerd.host, args.jobs)
+            timeline = _measure(work, dockerd.host, args)
     finally:
         dockerd.remove_exec_root()
         if args.keep:
@@ -105,27 +114,35 @@ def main() -> int:
     return 0 if ok else 1
 
 
-def _measure(work: Path, host: str, jobs: int) -> Timeline:
+def _measure(work: Path, host: str, args: argparse.Namespace) -> Timeline:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
     env |= {
         "DOCKER_HOST": host,
         "ORCH_CACHE_DIR": str(work / "cache"),
         "ORCH_INTERPRETER_DIR": str(work / "pythons"),
     }
-    cmd = [sys.executable, "-m", "orchestrator", "build", "-f", str(DEMO / "orch.yaml")]
-    cmd += ["-o", str(work / "wheelhouse"), "--plain", *(["-j", str(jobs)] if jobs else [])]
+    demo = args.tree.resolve() / "examples" / DEMO.name
+    cmd = [sys.executable, "-m", "orchestrator", "build", "-f", str(demo / "orch.yaml")]
+    cmd += ["-o", str(work / "wheelhouse"), "--plain"]
+    cmd += ["-j", str(args.jobs)] if args.jobs else []
     timeline = Timeline(started=time.strftime("%Y-%m-%d %H:%M:%S"))
     t0 = time.monotonic()
-    with (work / "orch.log").open("w") as log:
+    stopped = False
+    with (work / "orch.log").open("w", buffering=1) as log:  # line by line: readable live
         proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            cmd, cwd=args.tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         assert proc.stdout is not None
         for line in proc.stdout:
             wall = time.monotonic() - t0
             log.write(f"{wall:7.1f} {line}")
             timeline.see(line, wall)
-        timeline.exit_code = proc.wait()
+            if args.first_wheel and timeline.first_wheel is not None and not stopped:
+                proc.send_signal(signal.SIGINT)  # orch stops its containers and exits
+                stopped = True
+        code = proc.wait()
+        timeline.exit_code = 0 if stopped else code  # stopped on purpose: not a failure
+        timeline.stopped = stopped
     timeline.all_done = time.monotonic() - t0
     if timeline.exit_code != 0:
         print((work / "orch.log").read_text()[-4000:], file=sys.stderr)
@@ -140,7 +157,8 @@ def _print(t: Timeline) -> None:
     print(f"  base image ready     {fmt(t.base_image)}")
     print(f"  first dependency     {fmt(t.first_dep)}")
     print(f"  first wheel landed   {fmt(t.first_wheel)}   (target <= {TARGET_SECONDS:.0f} s)")
-    print(f"  all done             {fmt(t.all_done)}   (exit {t.exit_code})")
+    end = "stopped after the first wheel" if t.stopped else f"exit {t.exit_code}"
+    print(f"  all done             {fmt(t.all_done)}   ({end})")
     for event in t.events:
         print(f"    {event}")
     print("  image phases (ended at, took)")
