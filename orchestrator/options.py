@@ -35,6 +35,7 @@ ENGINE_PREFIX = "ORCH_ENGINE_"  # ORCH_ENGINE_AARCH64=ssh://builder@arm-host (pl
 CONFIG = "ORCH_CONFIG"  # the user config file (default: $XDG_CONFIG_HOME/orch/config.yaml)
 COMPILE_CACHE = "ORCH_COMPILE_CACHE"  # 0: project builds without ccache (pipeline/compilecache)
 NATIVE_REPAIR = "ORCH_NATIVE_REPAIR"  # 0: emulated jobs repair with the image's auditwheel
+WHEEL_PREFILL = "ORCH_WHEEL_PREFILL"  # 0: a cold job fetches its build requirements itself
 ROOTFS_TOOL = "ORCH_ROOTFS_TOOL"  # auto (mmdebstrap when usable), debootstrap (images/rootfs)
 
 # Variables naming a CA bundle, in the order they are honoured.
@@ -69,6 +70,7 @@ class EnvSettings:
     offline: bool = False
     compile_cache: bool = True
     native_repair: bool = True
+    wheel_prefill: bool = True
     rootfs_tool: str = "auto"
     proxies: Mapping[str, str] = field(default_factory=lambda: _frozen({}))  # as spelled
     pip: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
@@ -101,6 +103,7 @@ class EnvSettings:
             offline=environ.get(OFFLINE) == "1",
             compile_cache=environ.get(COMPILE_CACHE, "1").strip() != "0",
             native_repair=environ.get(NATIVE_REPAIR, "1").strip() != "0",
+            wheel_prefill=environ.get(WHEEL_PREFILL, "1").strip() != "0",
             rootfs_tool=get(ROOTFS_TOOL) or "auto",
             proxies=_frozen(
                 {

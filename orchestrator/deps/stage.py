@@ -136,8 +136,8 @@ def build_dependencies(inputs: DepsInputs) -> dict[str, GroupDeps]:
 class DepsScheduler:
     """Dependency builds of every group in one pool of `inputs.jobs` workers: a group is
     started when its image is ready (`start`), each dependency is queued only once its
-    requirements are done (no worker sits waiting), and the compiler's -j is shared among
-    the builds running at that moment (`CpuShare`)."""
+    requirements are done (no worker sits waiting), and each build's compiler gets every
+    core (`CpuShare`)."""
 
     def __init__(self, inputs: DepsInputs) -> None:
         recipe = inputs.recipe
@@ -175,8 +175,11 @@ class DepsScheduler:
 
 
 class CpuShare:
-    """The -j of a dependency build: the machine's job count split among the builds
-    running when it starts (2 cores, 2 builds: -j1 each, not 4 compilers on 2 cores)."""
+    """The -j of a dependency build: every core, whatever else runs. A -j is fixed when
+    make starts and cannot grow, so a split share (-j1 each for two builds on 2 cores)
+    leaves a core idle while the other build configures, links or has finished; at most
+    `total` builds run at once (the pool), and the kernel shares the cores among their
+    compilers instead. `running` is for the log: how many builds share them now."""
 
     def __init__(self, total: int) -> None:
         self.total = max(1, total)
@@ -187,9 +190,8 @@ class CpuShare:
     def share(self) -> Iterator[int]:
         with self._lock:
             self.running += 1
-            jobs = max(1, self.total // self.running)
         try:
-            yield jobs
+            yield self.total
         finally:
             with self._lock:
                 self.running -= 1
@@ -424,9 +426,7 @@ def _build(
         inputs.view.stage(task, "unpack")
         session.run("unpack", unpack_script(dep, source.name, WORK, PREFIX))
         inputs.view.stage(task, f"build -j{jobs}")
-        log.line(
-            f"[orch] -j{jobs}: {jobs} of {inputs.jobs} job(s), shared with the builds running now"
-        )
+        log.line(f"[orch] -j{jobs}: the builds running now share the {inputs.jobs} job(s)")
         script = build_script(
             dep,
             src_dir=f"{WORK}/src",

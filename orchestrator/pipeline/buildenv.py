@@ -146,7 +146,8 @@ def main():
               flush=True)
         with open(os.path.join(fill, REQUIRES), "w") as f:
             json.dump({"static": static, "dynamic": dynamic}, f)
-        print("built", builder.build("wheel", outdir))
+        if mode == "fill":  # "prefetch": the environment only, the job builds later
+            print("built", builder.build("wheel", outdir))
 try:
     main()
 except (BuildBackendException, BuildException, subprocess.CalledProcessError) as exc:
@@ -319,23 +320,39 @@ def prepare_build_env(
                 f"offline and the wheel cache {cache.root} has no build requirements for "
                 "this project and Python: run once with the network to fill it",
             )
-        session.run("build", ["mkdir", "-p", WHEELS])
-        session.put_tar(_script_tar(), "/orch")
-        session.run(
-            "build",
-            [python, FILL_PATH, "fill", src, WHEELS, outdir, BUILD_ENV_DIR],
-            env=env,
-            workdir=src,
+        return fill_set(
+            session, cache, key, python=python, src=src, outdir=outdir, env=env, mode="fill"
         )
-        fetched_tar = session.get(WHEELS)
-        wheels = wheels_from_tar(fetched_tar)
-        note = {"purpose": "build", **_requires(fetched_tar)}
-        stored = cache.store_or_warn(key, wheels, note, session.log.line)
-        if stored is None:  # built all the same; the next run fills the cache again
-            return EnvSource("miss", len(wheels), key, None, built=True)
-        if available():  # for this job's verification already
-            _native_uv(stored.wheels, session.log.line)
-        return EnvSource("miss", len(stored.wheels), key, _uv(cache, stored.wheels), built=True)
+
+
+def fill_set(
+    session: Session,
+    cache: WheelCache,
+    key: str,
+    *,
+    python: str,
+    src: str,
+    outdir: str,
+    env: dict[str, str],
+    mode: str,
+) -> EnvSource:
+    """A miss, with the set's lock held: fetch the build requirements from the index into
+    the cache; "fill" also builds the wheel, "prefetch" (run.py, while the dependencies
+    build) only makes the environment."""
+    session.run("build", ["mkdir", "-p", WHEELS])
+    session.put_tar(_script_tar(), "/orch")
+    session.run(
+        "build", [python, FILL_PATH, mode, src, WHEELS, outdir, BUILD_ENV_DIR], env=env, workdir=src
+    )
+    fetched_tar = session.get(WHEELS)
+    wheels = wheels_from_tar(fetched_tar)
+    note = {"purpose": "build", **_requires(fetched_tar)}
+    stored = cache.store_or_warn(key, wheels, note, session.log.line)
+    if stored is None:  # built all the same; the next run fills the cache again
+        return EnvSource("miss", len(wheels), key, None, built=True)
+    if available():  # for this job's verification already
+        _native_uv(stored.wheels, session.log.line)
+    return EnvSource("miss", len(stored.wheels), key, _uv(cache, stored.wheels), built=True)
 
 
 def _requires(tar: bytes) -> dict[str, list[str]]:

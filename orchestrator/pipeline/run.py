@@ -26,6 +26,7 @@ from orchestrator.container.routing import EngineRouter, route_engines
 from orchestrator.container.types import Engine, ImageInfo
 from orchestrator.deps.stage import DepGroup, DepsInputs, DepsScheduler, GroupDeps
 from orchestrator.emulation import binfmt
+from orchestrator.pipeline import prefill
 from orchestrator.pipeline.build import project_tar
 from orchestrator.pipeline.images import Images, ImagesInputs, LocalImages, Ready
 from orchestrator.pipeline.job import JobInputs, JobOutcome, JobStage, run_job
@@ -132,7 +133,7 @@ class Schedule:
         for job in order:
             self.inputs.view.add(job.id, "job", job.id, "emulated" if job.emulated else "")
         # Threads that mostly wait (image builds run in the engine): one per step.
-        steps = ThreadPoolExecutor(2 * len(order) + 4, thread_name_prefix="image")
+        steps = ThreadPoolExecutor(3 * len(order) + 4, thread_name_prefix="image")
         runners = ThreadPoolExecutor(len(order), thread_name_prefix="job")
         try:
             self._start_images(steps, order)
@@ -173,7 +174,20 @@ class Schedule:
                 runtime_on_its_engine(as_run, self.router, self.inputs.view)
         elif self.inputs.opts.verify and as_run is not job:
             steps.submit(self.images.runtime_image, job)  # while the job builds
+        if self._prefills(as_run):
+            steps.submit(self._prefill, as_run, ready)  # while the dependencies build
         return as_run, ready
+
+    def _prefills(self, job: Job) -> bool:
+        inputs = self.inputs
+        if not inputs.opts.env.wheel_prefill or job.arch in self.router.routed:
+            return False
+        return prefill.applies(inputs, job)
+
+    def _prefill(self, job: Job, ready: Ready) -> None:
+        outcome = prefill.prefill(self.inputs, job, ready.info.id, dict(ready.info.env))
+        if outcome != "hit":
+            self.inputs.view.print(f"{job.id}: build requirements fetched ahead: {outcome}")
 
     def _wait(self, futures: Sequence[Future[None]]) -> None:
         try:
