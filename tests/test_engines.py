@@ -94,7 +94,9 @@ def test_the_plan_names_each_jobs_engine(tmp_path: Path) -> None:
 def prepared(tmp_path: Path) -> tuple[Any, Plan, BuildOptions]:
     """An x86_64 and an i686 job; i686 routed to URL."""
     recipe, plan, mirror = setup(tmp_path, ("x86_64", "i686"), python=("3.9",))
-    env = EnvSettings(source_mirrors=(str(mirror),), engines={"ORCH_ENGINE_I686": URL})
+    env = EnvSettings(
+        source_mirrors=(str(mirror),), engines={"ORCH_ENGINE_I686": URL}, wheel_prefill=False
+    )
     return recipe, plan, replace(build_options(tmp_path, mirror), env=env)
 
 
@@ -182,7 +184,9 @@ def test_a_dependency_lost_with_its_engine_blocks_its_jobs_with_the_fix(
     tmp_path: Path, cache_dir: Path
 ) -> None:
     recipe, plan, mirror = setup(tmp_path, ("x86_64", "i686"), python=("3.9",), deps=("zlib",))
-    env = EnvSettings(source_mirrors=(str(mirror),), engines={"ORCH_ENGINE_I686": URL})
+    env = EnvSettings(
+        source_mirrors=(str(mirror),), engines={"ORCH_ENGINE_I686": URL}, wheel_prefill=False
+    )
     opts = replace(build_options(tmp_path, mirror), env=env)
     local = engine_for(plan)
 

@@ -88,7 +88,9 @@ def engine_for(plan: Plan, script: Any = succeed) -> FakeEngine:
 
 
 def options(tmp_path: Path, mirror: Path, **kw: Any) -> BuildOptions:
-    settings = EnvSettings(source_mirrors=(str(mirror),))
+    # the prefill container (pipeline/prefill.py) races the jobs: tests that count
+    # containers turn it off; test_prefill.py covers it
+    settings = EnvSettings(source_mirrors=(str(mirror),), wheel_prefill=False)
     base: dict[str, Any] = dict(
         output_dir=tmp_path / "wheelhouse",
         jobs=2,

@@ -1,0 +1,90 @@
+"""The build requirements fetched ahead (pipeline/prefill.py), on the in-memory engine: a
+cold job's set is filled in a container of its own while the dependencies build, so the
+job starts on a hit; a warm run starts no such container; a prefill that fails leaves
+the job to fill the set itself, and nothing half-stored."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from orchestrator.pipeline.buildenv import FILL_PATH
+from tests.support.fakeengine import FakeContainer, FakeEngine, build, succeed
+from tests.test_runner import engine_for, options, setup
+
+JOB = "cp39-manylinux_2_31_x86_64"
+
+
+def _slow_deps(fail_prefill: bool = False) -> Any:
+    """Dependency builds that take a while (the prefill runs meanwhile); optionally a
+    prefill whose fill fails (the index unreachable, say)."""
+
+    def script(engine: FakeEngine, c: FakeContainer, cmd: Sequence[str]) -> Any:
+        text = " ".join(cmd)
+        if c.job.startswith("dep-") and "make" in text:
+            time.sleep(0.6)
+        if fail_prefill and f"{FILL_PATH} prefetch" in text:
+            return 1
+        return succeed(engine, c, cmd)
+
+    return script
+
+
+def _opts(tmp_path: Path, mirror: Path, **kw: Any) -> Any:
+    opts = options(tmp_path, mirror, **kw)
+    return replace(opts, env=replace(opts.env, wheel_prefill=True))
+
+
+def _ran(engine: FakeEngine, job: str, what: str) -> bool:
+    return any(what in " ".join(cmd) for c in engine.created if c.job == job for cmd in c.execs)
+
+
+def test_a_cold_job_starts_on_a_hit_filled_while_the_dependencies_built(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    recipe, plan, mirror = setup(tmp_path, python=("3.9",), deps=("zlib",))
+    engine = engine_for(plan, _slow_deps())
+    opts = _opts(tmp_path, mirror)
+    report, _ = build(recipe, plan, opts, engine)
+    [job] = report.jobs
+    assert job.status == "ok"
+    assert job.wheel_cache == {"build": "hit"}  # the job itself fetched nothing
+    assert _ran(engine, f"prefill-{JOB}", f"{FILL_PATH} prefetch")
+    assert not _ran(engine, JOB, f"{FILL_PATH} fill")
+    [pre] = [c for c in engine.created if c.job == f"prefill-{JOB}"]
+    assert pre.spec.network_mode is None and pre.removed  # the index reachable; cleaned up
+    assert list((cache_dir / "wheels").glob("*-x86_64/sets/*.json"))
+    assert (opts.logs / f"{JOB}-prefill.log").is_file()
+
+    again = engine_for(plan, _slow_deps())
+    report, _ = build(recipe, plan, _opts(tmp_path, mirror), again)
+    assert [j.status for j in report.jobs] == ["ok"]
+    assert not any(c.job.startswith("prefill-") for c in again.created)  # warm: no container
+
+
+def test_a_failed_prefill_leaves_the_fill_to_the_job(tmp_path: Path, cache_dir: Path) -> None:
+    recipe, plan, mirror = setup(tmp_path, python=("3.9",), deps=("zlib",))
+    engine = engine_for(plan, _slow_deps(fail_prefill=True))
+    opts = _opts(tmp_path, mirror)
+    report, _ = build(recipe, plan, opts, engine)
+    [job] = report.jobs
+    assert (job.status, job.wheel_cache) == ("ok", {"build": "miss"})
+    assert _ran(engine, JOB, f"{FILL_PATH} fill")
+    assert "[prefill] failed" in (opts.logs / f"{JOB}-prefill.log").read_text()
+    assert len(list((cache_dir / "wheels").glob("*-x86_64/sets/*.json"))) == 1  # the job's
+
+
+def test_no_prefill_offline_or_with_before_build(tmp_path: Path, cache_dir: Path) -> None:
+    recipe, plan, mirror = setup(tmp_path, python=("3.9",), deps=("zlib",))
+    engine = engine_for(plan, _slow_deps())
+    build(recipe, plan, _opts(tmp_path, mirror, offline=True), engine)
+    assert not any(c.job.startswith("prefill-") for c in engine.created)
+
+    with_before = replace(recipe, before_build=("true",))
+    engine = engine_for(plan, _slow_deps())
+    report, _ = build(with_before, plan, _opts(tmp_path, mirror), engine)
+    assert [j.status for j in report.jobs] == ["ok"]
+    assert not any(c.job.startswith("prefill-") for c in engine.created)
