@@ -5,14 +5,16 @@ the job to fill the set itself, and nothing half-stored."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from orchestrator.container.session import wait_removals
 from orchestrator.pipeline.buildenv import FILL_PATH
-from tests.support.fakeengine import FakeContainer, FakeEngine, build, succeed
+from tests.support.fakeengine import FakeContainer, FakeEngine, build, image, succeed
 from tests.test_runner import engine_for, options, setup
 
 JOB = "cp39-manylinux_2_31_x86_64"
@@ -88,3 +90,53 @@ def test_no_prefill_offline_or_with_before_build(tmp_path: Path, cache_dir: Path
     report, _ = build(with_before, plan, _opts(tmp_path, mirror), engine)
     assert [j.status for j in report.jobs] == ["ok"]
     assert not any(c.job.startswith("prefill-") for c in engine.created)
+
+
+# --- containers removed in the background (container/session.py, remove_later) ---------
+
+
+def _session(engine: FakeEngine, remove_later: bool) -> Any:
+    from orchestrator.container.factory import ContainerFactory, RunIdentity
+    from orchestrator.container.hostenv import HostEnv
+
+    factory = ContainerFactory(engine, RunIdentity.new(), HostEnv(None, {}), threading.Event())
+    return factory.session(
+        "img", platform="linux/amd64", job="j", log=_Log(), remove_later=remove_later
+    )
+
+
+class _Log:
+    def line(self, text: str) -> None:
+        pass
+
+    def write_bytes(self, data: bytes) -> None:
+        pass
+
+
+def test_a_successful_session_is_removed_in_the_background_and_joined() -> None:
+    gate = threading.Event()
+
+    class SlowRemove(FakeEngine):
+        def remove(self, handle: Any) -> None:
+            gate.wait(5)
+            super().remove(handle)
+
+    engine = SlowRemove([image("img")])
+    with _session(engine, remove_later=True):
+        pass
+    [c] = engine.created
+    assert not c.removed  # the caller went on; the engine is still removing it
+    gate.set()
+    wait_removals()
+    assert c.removed and not engine.live
+
+
+def test_a_failed_session_is_removed_before_the_error_goes_on() -> None:
+    engine = FakeEngine([image("img")])
+    try:
+        with _session(engine, remove_later=True):
+            raise RuntimeError("step failed")
+    except RuntimeError:
+        pass
+    [c] = engine.created
+    assert c.removed  # synchronously: nothing of a failed step outlives it

@@ -128,6 +128,7 @@ class ContainerFactory:
         personality: tuple[str, ...] = (),
         describe: str = "",
         network_mode: str | None = None,
+        remove_later: bool = False,
     ) -> Session:
         base = {**self.host.env, **(env or {})}
         every = (*self.host.mounts, *mounts)
@@ -150,4 +151,5 @@ class ContainerFactory:
             personality=personality,
             describe=", ".join(filter(None, (describe, self.where))),
             copies=every if self.remote else (),
+            remove_later=remove_later,
         )

@@ -3,6 +3,7 @@ by tar, and guaranteed removal. Sessions come from `factory.ContainerFactory`.""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import shlex
 import tarfile
@@ -42,6 +43,22 @@ class Cancelled(OrchError):
     pass
 
 
+# Containers being removed in the background (`remove_later`): a job goes on to its next
+# step instead of waiting ~1 s for the engine; the run joins them before its clean-up.
+_removals: list[threading.Thread] = []
+_removals_lock = threading.Lock()
+
+
+def wait_removals(timeout: float = 60.0) -> None:
+    """Join the background removals started so far (the run's clean-up, then, lists
+    only containers nobody is removing)."""
+    with _removals_lock:
+        threads = list(_removals)
+        _removals.clear()
+    for thread in threads:
+        thread.join(timeout)
+
+
 class LogSink(Protocol):
     def line(self, text: str) -> None: ...
 
@@ -64,8 +81,10 @@ class Session:
         personality: tuple[str, ...] = (),
         describe: str = "",
         copies: tuple[Mount, ...] = (),
+        remove_later: bool = False,
     ) -> None:
         self.engine = engine
+        self.remove_later = remove_later  # after success: removed by a background thread
         self.spec = spec
         self.log = log
         self.cancel = cancel
@@ -116,6 +135,9 @@ class Session:
             self.kept = True
             self.log.line(f"[orch] kept container {self.container.name} for debugging")
             return
+        if et is None and self.remove_later:
+            self._remove_in_background(self.container)
+            return
         try:
             self.engine.remove(self.container)
         except OrchError as exc:
@@ -123,6 +145,17 @@ class Session:
                 raise
             # the error in flight says what went wrong (often: the engine went away)
             self.log.line(f"[orch] could not remove container {self.container.short_id}: {exc}")
+
+    def _remove_in_background(self, container: ContainerHandle) -> None:
+        def remove() -> None:
+            # a failure leaves it labelled with the run: the run's clean-up removes it
+            with contextlib.suppress(OrchError):
+                self.engine.remove(container)
+
+        thread = threading.Thread(target=remove, name="remove-container", daemon=True)
+        with _removals_lock:
+            _removals.append(thread)
+        thread.start()
 
     @property
     def handle(self) -> ContainerHandle:

@@ -21,7 +21,7 @@ from typing import Any
 
 from orchestrator import archs, options
 from orchestrator.container.factory import ContainerFactory
-from orchestrator.container.session import Cancelled, Session
+from orchestrator.container.session import Cancelled, Session, wait_removals
 from orchestrator.deps import registry
 from orchestrator.deps.artifact import copy_out_artifact
 from orchestrator.deps.buildsys import (
@@ -130,6 +130,7 @@ def build_dependencies(inputs: DepsInputs) -> dict[str, GroupDeps]:
     with DepsScheduler(inputs) as scheduler:
         futures = {ctx.group: scheduler.start(ctx) for ctx in inputs.groups}
         wait_responsively(list(futures.values()))
+        wait_removals()  # the build containers removed in the background
         return {group: f.result() for group, f in futures.items()}
 
 
@@ -420,6 +421,7 @@ def _build(
         personality=archs.personality(ctx.arch),
         describe=ctx.accel.describe() if ctx.accel else "",
         network_mode=None if dep.network else "none",  # hermetic unless the recipe opts in
+        remove_later=True,  # the next step need not wait for the engine
     )
     with session:
         _copy_in(session, dep, source, req_artifacts)

@@ -235,6 +235,7 @@ class _JobRun:
             personality=archs.personality(self.job.arch),
             describe=accel.describe() if accel else "",
             network_mode="none" if self.inputs.opts.offline else None,
+            remove_later=True,  # the next step need not wait for the engine
         )
         try:
             with session:

@@ -82,6 +82,7 @@ def _fill(
         job=f"prefill-{job.id}",
         log=log,
         mounts=(Mount(str(cache.tools), TOOLS, read_only=True),),
+        remove_later=True,  # the next step need not wait for the engine
     )
     deps_env = flags_for_project(DEP_PREFIX) if inputs.recipe.dependencies else {}
     env = job_env(job, image_env, merge_env(deps_env, inputs.recipe.environment))

@@ -23,6 +23,7 @@ from orchestrator.container.engine import DockerEngine
 from orchestrator.container.factory import ContainerFactory, RunIdentity, remove_run_containers
 from orchestrator.container.hostenv import host_env
 from orchestrator.container.routing import EngineRouter, route_engines
+from orchestrator.container.session import wait_removals
 from orchestrator.container.types import Engine, ImageInfo
 from orchestrator.deps.stage import DepGroup, DepsInputs, DepsScheduler, GroupDeps
 from orchestrator.emulation import binfmt
@@ -365,6 +366,7 @@ def _clean_up(
     """Containers removed (unless kept), the report written, staging removed. An engine
     that is down here is a warning: the report is written and the original error stays."""
     kept = {j.kept_container for j in report.jobs if j.kept_container}
+    wait_removals()  # those removed in the background first: then nothing races the listing
     if report.images:  # the engine was reached
         try:
             removed = remove_run_containers(factory.engine, factory.run, keep=kept)

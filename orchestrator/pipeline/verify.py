@@ -192,6 +192,7 @@ def verify_in_image(
         personality=archs.personality(tags.arch),
         network_mode="none" if offline else None,
         mounts=(nativeuv.mount(),) if native else (),
+        remove_later=True,  # the next image's check need not wait for the engine
     )
     cache = WheelCache.for_image(info.id, job.arch)
     source = ""
