@@ -34,15 +34,11 @@ from orchestrator.report.joblog import JobLog
 
 
 def applies(inputs: JobInputs, job: Job) -> bool:
-    """Native jobs with the network and no before-build (whose commands may change what
-    the backend asks for); emulated ones would run their pip under QEMU beside the
-    dependency builds."""
-    return (
-        not inputs.opts.offline
-        and not inputs.recipe.before_build
-        and not inputs.factory.remote
-        and archs.runs_natively(job.arch)
-    )
+    """Jobs with the network and no before-build (whose commands may change what the
+    backend asks for), on this host's engine. Emulated ones too: their fill is emulated
+    pip and Python (seconds to tens of seconds under QEMU) that the cross-compiled
+    dependency builds leave room for."""
+    return not inputs.opts.offline and not inputs.recipe.before_build and not inputs.factory.remote
 
 
 def prefill(inputs: JobInputs, job: Job, image_id: str, image_env: dict[str, str]) -> str:
@@ -81,6 +77,7 @@ def _fill(
         platform=archs.get(job.arch).platform,
         job=f"prefill-{job.id}",
         log=log,
+        personality=archs.personality(job.arch),
         mounts=(Mount(str(cache.tools), TOOLS, read_only=True),),
         remove_later=True,  # the next step need not wait for the engine
     )
