@@ -258,7 +258,8 @@ def _run_checks(
         _uv_venv(session, uv, tags)
     else:
         session.run("verify: interpreter", interpreter_script(job.python_tag, tags, with_pip))
-    source = _verify_env(session, recipe, job, wheel, cache, offline, env)
+    fill = FillWith(uv, not archs.runs_natively(job.arch))
+    source = _verify_env(session, recipe, job, wheel, cache, offline, env, fill)
     installs = {**env, **offline_env(WHEELS)}  # installs only: a test command may use pip
     requires = " ".join(shlex.quote(r) for r in recipe.test.requires)
     session.run(
@@ -446,6 +447,7 @@ def _verify_env(
     cache: WheelCache,
     offline: bool,
     env: dict[str, str],
+    fill: FillWith | None = None,
 ) -> str:
     """The wheels verification installs (runtime and test requirements, coexist
     packages) at WHEELS, from the cache, filled on a miss; "none" if there are none."""
@@ -473,7 +475,7 @@ def _verify_env(
                 f"offline and the wheel cache {cache.root} has no verification requirements "
                 "for this wheel and Python: run once with the network to fill it",
             )
-        _fill_verify(session, recipe, wheel, env)
+        _fill_verify(session, recipe, wheel, env, fill or FillWith())
         wheels = wheels_from_tar(session.get(WHEELS))
         stored = cache.store_or_warn(key, wheels, {"purpose": "verify"}, session.log.line)
         if stored is not None:
@@ -484,20 +486,103 @@ def _verify_env(
         return "miss"
 
 
-def _fill_verify(session: Session, recipe: Recipe, wheel: Path, env: dict[str, str]) -> None:
-    """pip resolves the wheel's requirements with the test ones; the job's own wheel is
-    not cached (it is rebuilt every run)."""
+@dataclass(frozen=True)
+class FillWith:
+    """What fills the verification wheels: `uv`, the native uv's container path (None:
+    none here); `emulated`, the container runs under QEMU, where the native resolution
+    (pylock_fill_script) replaces the emulated pip's."""
+
+    uv: str | None = None
+    emulated: bool = False
+
+
+FILL_DIR = "/orch/verify-fill"  # the fill's requirements, pylock and fetch script
+FETCH_SCRIPT = Path(__file__).with_name("pylockfetch.py")
+
+
+def _fill_verify(
+    session: Session, recipe: Recipe, wheel: Path, env: dict[str, str], fill: FillWith
+) -> None:
+    """The wheel's requirements with the test ones, resolved for this interpreter; the
+    job's own wheel is not cached (it is rebuilt every run)."""
     extra = [*recipe.test.requires, *(r for r, _m in map(coexist_entry, recipe.test.coexist))]
-    args = " ".join(shlex.quote(r) for r in extra)
-    session.run(
-        "verify: fetch requirements",
-        # a venv made without pip (installs by the native uv) gets it for this fill only
-        "{ python -m pip --version >/dev/null 2>&1 || python -m ensurepip >/dev/null; } && "
-        f"python -m pip wheel --disable-pip-version-check --wheel-dir {WHEELS} "
-        f"{WHEEL_DIR}/{shlex.quote(wheel.name)} {args} && rm -f {WHEELS}/{shlex.quote(wheel.name)}",
-        env=env,
-        workdir=TEST_DIR,
+    target = f"{WHEEL_DIR}/{wheel.name}"
+    everything = " ".join(shlex.quote(a) for a in [target, *extra])
+    uv = fill.uv if fill.emulated else None  # x86_64: pip's own ensurepip, as before
+    script = pip_wheel_script(uv, everything, drop=wheel.name)
+    if uv:
+        session.put_tar(_fill_tar([target, *extra]), str(Path(FILL_DIR).parent))
+        script = pylock_fill_script(uv, script)
+    session.run("verify: fetch requirements", script, env=env, workdir=TEST_DIR)
+
+
+def pip_wheel_script(uv: str | None, args: str, drop: str = "") -> str:
+    """pip resolves and fetches (or builds) in the interpreter itself; `drop` (the job's
+    wheel) is removed after. A venv made without pip gets it for this fill only: from the
+    native uv when there is one (no emulated self-install and byte-compilation), else
+    from ensurepip."""
+    get_pip = (
+        f"{uv} pip install -q --python {VENV}/bin/python --cache-dir {UV_CACHE} pip"
+        if uv
+        else "python -m ensurepip >/dev/null"
     )
+    remove = f" && rm -f {WHEELS}/{shlex.quote(drop)}" if drop else ""
+    return (
+        f"{{ python -m pip --version >/dev/null 2>&1 || {get_pip}; }} && "
+        f"python -m pip wheel --disable-pip-version-check --wheel-dir {WHEELS} {args}{remove}"
+    )
+
+
+def _fill_tar(requirements: list[str]) -> bytes:
+    """FILL_DIR with requirements.in (one per line) and the fetch script."""
+    files = {
+        "requirements.in": "".join(f"{r}\n" for r in requirements),
+        "pylockfetch.py": FETCH_SCRIPT.read_text(),
+    }
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        top = tarfile.TarInfo(Path(FILL_DIR).name)
+        top.type, top.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(top)
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"{Path(FILL_DIR).name}/{name}")
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def pylock_fill_script(uv: str, pip_fallback: str) -> str:
+    """Under QEMU: the native uv resolves for the container's interpreter (its markers,
+    its tags: it asks the interpreter, the answer cached per image) into a pylock.toml, the
+    interpreter fetches its wheels by URL with their sha256 checked (pylockfetch: no pip
+    start-up, no emulated resolver), and only what has no single wheel (an sdist to build)
+    goes to pip, pinned and --no-deps. pip's index settings are passed to uv, best match
+    across indexes as pip does. Anything unexpected: the whole fill by pip, logged."""
+    rest = f"{FILL_DIR}/rest.txt"
+    pinned = pip_wheel_script(uv, f"--no-deps -r {rest}")
+    return f"""
+idx=()
+[ -z "${{PIP_INDEX_URL:-}}" ] || idx+=(--index-url "$PIP_INDEX_URL")
+for u in ${{PIP_EXTRA_INDEX_URL:-}}; do idx+=(--extra-index-url "$u"); done
+for h in ${{PIP_TRUSTED_HOST:-}}; do idx+=(--allow-insecure-host "$h"); done
+fallback() {{ echo "[verify] $1: pip resolves and fetches instead (emulated)"; {pip_fallback}; }}
+if ! {uv} pip compile -q --format pylock.toml --python {VENV}/bin/python --no-config \
+    --index-strategy unsafe-best-match --cache-dir {UV_CACHE} "${{idx[@]}}" \
+    {FILL_DIR}/requirements.in -o {FILL_DIR}/pylock.toml; then
+  fallback "the native uv could not resolve the requirements"
+  exit 0
+fi
+rc=0; python {FILL_DIR}/pylockfetch.py {FILL_DIR}/pylock.toml {WHEELS} > {rest} || rc=$?
+if [ $rc = 3 ]; then fallback "this Python cannot read a pylock.toml (no tomllib)"; exit 0; fi
+if [ $rc = 4 ]; then fallback "a requirement is not from an index"; exit 0; fi
+[ $rc = 0 ] || exit $rc
+if [ -s {rest} ]; then
+  echo "[verify] no single wheel in the pylock for: $(tr '\n' ' ' < {rest}); pip fetches them"
+  {pinned}
+fi
+echo "[verify] requirements resolved by the native uv, wheels fetched by URL"
+"""
 
 
 def coexist_entry(entry: str) -> tuple[str, str]:
