@@ -44,7 +44,10 @@ def test_warm_aarch64_installs_with_the_native_uv_offline(cache_dir: Path, tmp_p
     recipe = recipe.replace("test:\n", "test:\n  requires: [packaging]\n  stock-images: false\n")
     (project / "orch.yaml").write_text(recipe)
 
-    _build(project, tmp_path / "cold")
+    [cold_job] = _build(project, tmp_path / "cold")
+    cold_log = Path(cold_job["log"]).read_text()  # the fill: native resolution, no pip
+    assert "requirements resolved by the native uv, wheels fetched by URL" in cold_log
+    assert "fetched packaging-" in cold_log and "ensurepip" not in cold_log.split("] verify\n")[1]
     [job] = _build(project, tmp_path / "warm", "--offline")
     assert job["wheel_cache"] == {"build": "hit", "verify": "hit"}
     assert job["compile_cache"]["hits"] == 1 and job["compile_cache"]["misses"] == 0

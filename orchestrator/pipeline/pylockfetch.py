@@ -48,7 +48,7 @@ def fetch(url: str, digest: str, dest: str) -> None:
     target = os.path.join(dest, urllib.request.url2pathname(name))
     part = target + ".part"
     sha = hashlib.sha256()
-    for attempt in range(3):  # as pip retries: a name lookup fails now and then
+    for attempt in range(5):  # as pip retries: a name lookup fails now and then
         try:
             with urllib.request.urlopen(url, timeout=60) as resp, open(part, "wb") as out:
                 while chunk := resp.read(1 << 20):
@@ -56,10 +56,10 @@ def fetch(url: str, digest: str, dest: str) -> None:
                     out.write(chunk)
             break
         except OSError as exc:
-            if attempt == 2:
+            if attempt == 4:
                 sys.exit(f"cannot fetch {name}: {exc}")
             sha = hashlib.sha256()
-            time.sleep(2)
+            time.sleep(1 + attempt)
     if sha.hexdigest() != digest:
         os.unlink(part)
         sys.exit(f"sha256 mismatch for {name}: got {sha.hexdigest()}, pylock says {digest}")
