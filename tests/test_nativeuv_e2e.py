@@ -45,9 +45,8 @@ def test_warm_aarch64_installs_with_the_native_uv_offline(cache_dir: Path, tmp_p
     (project / "orch.yaml").write_text(recipe)
 
     [cold_job] = _build(project, tmp_path / "cold")
-    cold_log = Path(cold_job["log"]).read_text()  # the fill: native resolution, no pip
-    assert "requirements resolved by the native uv, wheels fetched by URL" in cold_log
-    assert "fetched packaging-" in cold_log and "ensurepip" not in cold_log.split("] verify\n")[1]
+    cold_log = Path(cold_job["log"]).read_text()  # cp39 has no tomllib: pip's fill, logged
+    assert "this Python cannot read a pylock.toml (no tomllib): pip resolves" in cold_log
     [job] = _build(project, tmp_path / "warm", "--offline")
     assert job["wheel_cache"] == {"build": "hit", "verify": "hit"}
     assert job["compile_cache"]["hits"] == 1 and job["compile_cache"]["misses"] == 0
