@@ -333,8 +333,9 @@ def _images_command(sub: Sub) -> None:
     bl.add_argument(
         "--suite",
         choices=["bullseye", "bookworm"],
-        default="bullseye",
-        help="Debian suite: bullseye -> manylinux_2_31, bookworm -> manylinux_2_36",
+        default=None,
+        help="Debian suite: bullseye -> manylinux_2_31, bookworm -> manylinux_2_36 "
+        "(default: bullseye, bookworm for ppc64le and s390x, which bullseye no longer serves)",
     )
     bl.add_argument(
         "--rebuild", action="store_true", help="rebuild even if the definition is unchanged"

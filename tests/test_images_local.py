@@ -184,6 +184,21 @@ def test_debian_interpreter_alone_is_the_base_image() -> None:
     )
 
 
+def test_default_suite_is_the_first_family_that_serves_the_arch() -> None:
+    from orchestrator.images.commands import suite_for
+    from orchestrator.plan import catalog
+
+    cat = catalog.load()
+    assert suite_for("aarch64", None, cat) == "bullseye"
+    # Bullseye's archive no longer serves these: bookworm, not a failed root build.
+    assert suite_for("ppc64le", None, cat) == "bookworm"
+    assert suite_for("s390x", None, cat) == "bookworm"
+    assert suite_for("ppc64le", "bookworm", cat) == "bookworm"
+    assert suite_for("aarch64", "bookworm", cat) == "bookworm"
+    with pytest.raises(ConfigError, match="no longer serves s390x; use --suite bookworm"):
+        suite_for("s390x", "bullseye", cat)
+
+
 def test_default_pythons_follow_native_execution() -> None:
     defn = definition.load_suite("bullseye")
     assert definition.default_pythons(defn, "x86_64", host="x86_64") == ("cp39-cp39", "cp311-cp311")

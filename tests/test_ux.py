@@ -379,6 +379,13 @@ CASES = [
         ("invalid choice", "bullseye"),
     ),
     Case(
+        "build-local on a suite that no longer serves the architecture",
+        None,
+        ("images", "build-local", "--arch", "ppc64le", "--suite", "bullseye"),
+        2,
+        ("--suite bullseye", "no longer serves ppc64le", "use --suite bookworm"),
+    ),
+    Case(
         "report into a missing directory",
         None,
         ("report", "{dir}/report.json", "--html", "{dir}/nonexistent-dir/x.html"),

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.container import engine
-from orchestrator.errors import EXIT_OK
+from orchestrator.errors import EXIT_OK, ConfigError
 from orchestrator.images import definition, interpreters
 from orchestrator.images.interpreters import Accelerator
 from orchestrator.plan import catalog
@@ -85,9 +85,25 @@ def _present(ref: str) -> str:
         return "?"
 
 
+def suite_for(arch: str, suite: str | None, cat: catalog.Catalog) -> str:
+    """The Debian suite to build arch's local images from: the one asked for, else the
+    first local family that builds arch (bullseye's archive no longer serves ppc64le and
+    s390x, so they default to bookworm rather than failing in the root build)."""
+    families = list(cat.local.values())
+    builds = [loc.suite for loc in families if arch in loc.archs]
+    if suite is None:
+        if not builds:
+            raise ConfigError(f"no local image family builds {arch} (images/catalog.yaml)")
+        return builds[0]
+    if any(loc.suite == suite and arch in loc.unserved for loc in families):
+        fix = f"; use --suite {builds[0]}" if builds else ""
+        raise ConfigError(f"--suite {suite}: Debian {suite}'s archive no longer serves {arch}{fix}")
+    return suite
+
+
 def build_local(
     arch_names: list[str],
-    suite: str,
+    suite: str | None,
     rebuild: bool,
     console: Console,
     pythons: tuple[str, ...] | None = None,
@@ -96,17 +112,19 @@ def build_local(
     from orchestrator.images.local import ensure_local_image
 
     t0 = time.monotonic()
+    cat = catalog.load()
+    suites = {arch: suite_for(arch, suite, cat) for arch in arch_names}  # all checked first
 
     def phase(text: str) -> None:
         console.print(f"[{time.monotonic() - t0:7.1f}s] {text}", markup=False, highlight=False)
 
     for arch in arch_names:
         for variant in ("runtime", "build"):
-            console.print(f"[bold]{arch} {variant}[/] ({suite})")
+            console.print(f"[bold]{arch} {variant}[/] ({suites[arch]})")
             info = ensure_local_image(
                 arch,
                 variant,
-                suite=suite,
+                suite=suites[arch],
                 pythons=pythons,
                 rebuild=rebuild,
                 on_line=lambda line: _echo(console, line),
