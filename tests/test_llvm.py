@@ -65,8 +65,11 @@ def _root(
     )
 
 
-def _debian_gcc(triplet: str = "powerpc64le-linux-gnu", v: str = DEBIAN_PPC64EL) -> GccInstall:
+def _debian_gcc(
+    triplet: str = "powerpc64le-linux-gnu", v: str = DEBIAN_PPC64EL, gxx: str = "12.2.0"
+) -> GccInstall:
     answers = {
+        "gxx": gxx,  # "": the image has no g++ (the CPython builder)
         "dumpmachine": triplet,
         "libgcc": f"/usr/lib/gcc/{triplet}/12/libgcc.a",
         "version": "12.2.0",
@@ -268,6 +271,23 @@ def test_wrapper_arguments_target_the_image(tmp_path: Path) -> None:
         "powerpc64le-linux-gnu-g++-12",
     ):
         assert os.access(bindir / name, os.X_OK), name
+
+
+def test_an_image_without_gxx_gets_no_cxx_wrappers(tmp_path: Path) -> None:
+    """The CPython builder has gcc but no g++: a C++ wrapper there would let a build find a
+    C++ compiler the image lacks (CPython's configure records it as CXX)."""
+    with_gxx, c_only = _debian_gcc(), _debian_gcc(gxx="")
+    assert with_gxx.cxx and not c_only.cxx
+    root = _root(tmp_path)
+    assert llvm_root.wrapper_key(root, "ppc64le", c_only) != llvm_root.wrapper_key(
+        root, "ppc64le", with_gxx
+    )
+    bindir = _wrappers(tmp_path, "ppc64le", c_only)
+    for name in ("gcc", "cc", "cpp", "gcc-12", "powerpc64le-linux-gnu-gcc"):
+        assert os.access(bindir / name, os.X_OK), name
+    assert (bindir / "ar").is_symlink()  # the binutils all the same
+    for name in ("g++", "c++", "g++-12", "powerpc64le-linux-gnu-g++", "powerpc64le-linux-gnu-c++"):
+        assert not (bindir / name).exists(), name
 
 
 def test_wrapper_answers_like_the_images_gcc(tmp_path: Path) -> None:

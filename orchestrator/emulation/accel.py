@@ -358,7 +358,7 @@ def _plan_llvm(
     accel = with_build_tools(
         accel, _tool_fields(lines), _field(lines, "make_host"), sources, _runs_with(root)
     )
-    problem = _smoke(factory, image, accel, cxx=True)
+    problem = _smoke(factory, image, accel, cxx=gcc.cxx)  # C++ only where the image has g++
     if problem:
         raise _NotApplicable(f"clang does not work in the image: {problem}")
     return accel
@@ -448,6 +448,7 @@ def _runs_with(root: llvm_root.LlvmRoot) -> Callable[[Path], bool]:
     return runs
 
 
+LLVM_PROBE_VERSION = 2  # 2: asks whether the image has g++
 # What the image's gcc is asked (one line each; gcc -v's lines joined by a literal \n).
 _GCC_QUESTIONS = {
     "dumpmachine": "gcc -dumpmachine",
@@ -456,6 +457,7 @@ _GCC_QUESTIONS = {
     "dumpversion": "gcc -dumpversion",
     "multiarch": "gcc -print-multiarch",
     "v": "gcc -v 2>&1 | grep '^Configured with' | tr -d '\\n'",
+    "gxx": "g++ -dumpfullversion -dumpversion",
 }
 # The image's build tools (BUILD_TOOLS) and what its make says $(MAKE_HOST) is.
 _TOOL_SCRIPT = (
@@ -472,7 +474,7 @@ def _tool_fields(lines: list[str]) -> dict[str, str]:
 
 def _llvm_facts(factory: ContainerFactory, image: ImageInfo, root: llvm_root.LlvmRoot) -> list[str]:
     """The image's gcc, shell and mount targets, as `key=value` lines (cached)."""
-    path = _probe_path(f"llvm:{image.id}:{root.key}")
+    path = _probe_path(f"llvm{LLVM_PROBE_VERSION}:{image.id}:{root.key}")
     try:
         return list(json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):

@@ -151,6 +151,10 @@ class GccInstall:
     dumpversion: str = ""  # gcc -dumpversion: "10" (Debian), "14" (gcc-toolset)
     multiarch: str = ""  # gcc -print-multiarch: Debian's triplet, "" elsewhere
     link_flags: tuple[str, ...] = ()  # what GCC passes its linker by default, for clang
+    # The image has g++ (C++ headers, libstdc++ to link): not the CPython builder, which
+    # compiles C only. Without it no c++/g++ wrapper is written: a build must find no C++
+    # compiler where the image has none (CPython's configure would record one as CXX).
+    cxx: bool = True
 
     def describe(self) -> str:
         where = "" if self.prefix == "/usr" else f" in {self.prefix}"
@@ -410,7 +414,8 @@ def gcc_install(answers: dict[str, str], image_env: dict[str, str]) -> GccInstal
     /opt/rh/gcc-toolset-N/root/usr on the pypa ones). Where gcc could not say, the pypa
     images' DEVTOOLSET_ROOTPATH (the toolset root; its compiler is under usr/) names it.
     `answers`: gcc's output for dumpmachine, libgcc, version (-dumpfullversion),
-    dumpversion, multiarch and v (`gcc -v`). None: no usable GCC (a runtime image).
+    dumpversion, multiarch, v (`gcc -v`) and gxx (g++'s version, "" without g++). None: no
+    usable GCC (a runtime image).
     """
     triplet = answers.get("dumpmachine", "").strip()
     version = answers.get("version", "").strip()
@@ -430,6 +435,7 @@ def gcc_install(answers: dict[str, str], image_env: dict[str, str]) -> GccInstal
         link_flags=configured_link_flags(answers.get("v", "")),
         dumpversion=answers.get("dumpversion", "").strip() or version,
         multiarch=answers.get("multiarch", "").strip(),
+        cxx=bool(answers.get("gxx", "").strip()),
     )
 
 
@@ -509,6 +515,8 @@ def wrapper_key(root: LlvmRoot, arch: str, gcc: GccInstall) -> str:
         "binutils": BINUTILS,
         "drop": GCC_ONLY_FLAGS,
     }
+    if not gcc.cxx:  # only then: the keys of images with g++ stay as they were
+        blob["cxx"] = False
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 
@@ -572,6 +580,8 @@ def write_wrappers(bindir: Path, root: LlvmRoot, arch: str, gcc: GccInstall, hom
     for name in ("gcc", "g++", "cpp"):  # gcc-10, aarch64-linux-gnu-gcc-10...
         names[f"{name}-{major}"] = DRIVERS[name]
         names[f"{gcc.triplet}-{name}-{major}"] = DRIVERS[name]
+    if not gcc.cxx:
+        names = {n: d for n, d in names.items() if d[0] != "clang++"}
     for name, (program, extra) in sorted(names.items()):
         _script(bindir / name, _driver_script(f"{llvm_bin}/{program}", base, extra, gcc))
     for tool, program in BINUTILS.items():
