@@ -25,7 +25,9 @@ def interpreter_accelerator(mode: str = "auto") -> Accelerator:
         as_local = replace(builder, labels={**builder.labels, "io.orch.image": "local"})
         plan = plan_accel(arch, as_local, mode, log)
         if not isinstance(plan, Accel):
-            log(f"[orch] {arch} interpreters compile under plain QEMU: {plan.describe()}")
+            # Not "[orch] ": `orch images build-local` prints those only as timed phases, and
+            # this reason (why the compile takes ~20x longer) must be seen.
+            log(f"{arch} interpreters compile under plain QEMU: {plan.describe()}")
             return None
         env = apply(plan, {"PATH": plan.image_path})
         return CompileAid(tuple(plan.mounts), env, plan.describe())
