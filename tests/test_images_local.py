@@ -698,3 +698,32 @@ def _auditwheel_policy_names() -> set[str] | None:
 
 def _fail(*_args: object) -> str:
     raise AssertionError("must not be called")
+
+
+def test_interrupted_build_stops_the_compiles_it_waits_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C while interpreters compile in worker threads: their containers are stopped
+    (stoppers), so `build-local` ends promptly and leaves no compile container running."""
+    import threading
+
+    plan = definition.plan_image("aarch64", "bullseye", ("cp311-cp311", "cp313-cp313"))
+    assert len(plan.interpreters) == 2
+    stopped = threading.Event()
+
+    def compile_one(interp: definition.InterpreterPlan, *_args: object) -> object:
+        if interp.tag == "cp311-cp311":
+            raise KeyboardInterrupt  # as the main thread's f.result() sees a Ctrl-C
+        with local.stoppers.stoppable(stopped.set):
+            if not stopped.wait(20):  # a compile container that nobody removes
+                raise AssertionError("the other compile was not stopped")
+        raise EnvironmentProblem("stopped")
+
+    monkeypatch.setattr(local, "_rootfs", lambda *_a: Path("root.tar"))
+    monkeypatch.setattr(local, "_ensure_base", lambda *_a: None)
+    monkeypatch.setattr(local, "_ensure_builder", lambda *_a: None)
+    monkeypatch.setattr(local, "_compile_one", compile_one)
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        local._build(plan, "build", local.Phases(), False, False, (None, None))
+    assert stopped.is_set() and time.monotonic() - started < 10

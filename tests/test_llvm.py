@@ -732,11 +732,10 @@ def test_orch_build_with_llvm_equals_plain(arch: str, tmp_path: Path) -> None:
         assert "llvmdemo ok" in Path(job["log"]).read_text()
         assert ("native clang 19." in Path(job["log"]).read_text()) is (mode == "llvm")
         assert not [f for f in job["audit"]["findings"] if f["severity"] == "error"]
-    assert (
-        wheels["llvm"].name
-        == wheels["plain"].name
-        == (f"orch_test_llvmdemo-1.0.0-{tag}-{tag}-{policy}_{arch}.whl")
-    )
+    # Same name; repair keeps every tag auditwheel proves (manylinux_2_24_armv7l... too).
+    assert wheels["llvm"].name == wheels["plain"].name
+    assert wheels["llvm"].name.startswith(f"orch_test_llvmdemo-1.0.0-{tag}-{tag}-")
+    assert wheels["llvm"].name.endswith(f"{policy}_{arch}.whl")
     audit = orch("audit", str(wheels["llvm"]))
     assert audit.returncode == 0, audit.stdout + audit.stderr
     comments = _comments(wheels["llvm"])

@@ -38,6 +38,7 @@ from orchestrator.images import definition, interpreters, rootfs
 from orchestrator.images.definition import BasePlan, BuilderPlan, ImagePlan, InterpreterPlan
 from orchestrator.images.interpreters import Accelerator, Built, Remote
 from orchestrator.images.progress import Phases
+from orchestrator.util import stoppers
 
 # Debian suite -> (auditwheel policy, glibc). Each must exist in auditwheel's policy list
 # (checked by the tests) and have an images/local/<suite>.yaml.
@@ -224,8 +225,15 @@ def _build(
         compiles: list[Future[Built]] = [
             pool.submit(_compile_one, i, builder, phases, aid) for i in plan.interpreters
         ]
-        built = [f.result() for f in compiles]
-        base_info = base.result()
+        try:
+            built = [f.result() for f in compiles]
+            base_info = base.result()
+        except KeyboardInterrupt:
+            # The pool waits for its workers on the way out: stop their compile containers
+            # (and debootstrap), or an interrupted `build-local` waits for the compile and a
+            # second signal leaves the container running.
+            stoppers.stop_all()
+            raise
     for item in built:
         phases.on_line(f"[orch] {item.tag} ({item.arch}): {item.status}, {item.path.name}")
     return _build_derived(plan, variant, base_info, built, phases)
