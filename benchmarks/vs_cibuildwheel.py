@@ -40,6 +40,8 @@ from typing import Any
 
 import yaml
 
+from orchestrator.container.hostenv import CONTAINER_CA_PATH, find_ca_bundle
+
 HERE = Path(__file__).resolve().parents[1]
 PYTHONS = ("3.9", "3.11", "3.13")
 # The interpreters each local image has (aarch64's cp311 is not compiled on this machine):
@@ -240,8 +242,14 @@ def cibuildwheel(
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(project, copy)
     env = {**os.environ, "CIBW_ARCHS": arch, "CIBW_PLATFORM": "linux"}
-    # a name lookup that fails once under load must not cost a many-minute run
+    # a name lookup that fails once under load must not cost a many-minute run; the
+    # host's CA bundle mounted as orch mounts it (behind a TLS-intercepting proxy the
+    # compiled interpreters' pip trusts nothing else)
     retries = "PIP_RETRIES=10 PIP_TIMEOUT=60"
+    ca = find_ca_bundle()
+    mount = f" --volume={ca}:{CONTAINER_CA_PATH}:ro" if ca else ""
+    if ca:
+        retries += f" PIP_CERT={CONTAINER_CA_PATH} SSL_CERT_FILE={CONTAINER_CA_PATH}"
     env["CIBW_ENVIRONMENT"] = retries
     if recipe.get("dependencies"):
         shas = dep_sources(mirror)
@@ -259,7 +267,7 @@ def cibuildwheel(
     image = CIBW_IMAGES.get(arch) or report["jobs"][0]["image"]
     env[f"CIBW_MANYLINUX_{arch.upper()}_IMAGE"] = image
     env["CIBW_TEST_COMMAND"] = " ".join(recipe["test"]["command"].split())
-    env["CIBW_CONTAINER_ENGINE"] = "docker; create_args: --pull=never"
+    env["CIBW_CONTAINER_ENGINE"] = f"docker; create_args: --pull=never{mount}"
     t0 = time.monotonic()
     proc = subprocess.run(  # cibuildwheel wants the project inside its working directory
         [str(exe), "--output-dir", str(out.resolve()), "."],
