@@ -562,13 +562,13 @@ def pylock_fill_script(uv: str, pip_fallback: str) -> str:
     rest = f"{FILL_DIR}/rest.txt"
     pinned = pip_wheel_script(uv, f"--no-deps -r {rest}")
     return f"""
-idx=()
+idx=()  # expanded as ${{idx[@]+...}}: an empty array is "unbound" to bash < 4.4 under -u
 [ -z "${{PIP_INDEX_URL:-}}" ] || idx+=(--index-url "$PIP_INDEX_URL")
 for u in ${{PIP_EXTRA_INDEX_URL:-}}; do idx+=(--extra-index-url "$u"); done
 for h in ${{PIP_TRUSTED_HOST:-}}; do idx+=(--allow-insecure-host "$h"); done
 fallback() {{ echo "[verify] $1: pip resolves and fetches instead (emulated)"; {pip_fallback}; }}
 if ! {uv} pip compile -q --format pylock.toml --python {VENV}/bin/python --no-config \
-    --index-strategy unsafe-best-match --cache-dir {UV_CACHE} "${{idx[@]}}" \
+    --index-strategy unsafe-best-match --cache-dir {UV_CACHE} ${{idx[@]+"${{idx[@]}}"}} \
     {FILL_DIR}/requirements.in -o {FILL_DIR}/pylock.toml; then
   fallback "the native uv could not resolve the requirements"
   exit 0
