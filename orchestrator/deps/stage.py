@@ -10,10 +10,9 @@ returns a `GroupDeps` per group.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,7 +109,7 @@ class _Shared:
 
     inputs: DepsInputs
     cache: DepCache
-    cpus: CpuShare
+    jobs: int  # each build's -j (build_jobs)
     sources_lock: threading.Lock = field(default_factory=threading.Lock)
 
     results: list[DepResult] = field(default_factory=list)
@@ -138,13 +137,13 @@ class DepsScheduler:
     """Dependency builds of every group in one pool of `inputs.jobs` workers: a group is
     started when its image is ready (`start`), each dependency is queued only once its
     requirements are done (no worker sits waiting), and each build's compiler gets every
-    core (`CpuShare`)."""
+    core (`build_jobs`)."""
 
     def __init__(self, inputs: DepsInputs) -> None:
         recipe = inputs.recipe
         self.specs = {d.name: d for d in recipe.dependencies}
         self.order = topological_order({d.name: d.requires for d in recipe.dependencies})
-        self.shared = _Shared(inputs, DepCache(paths.cache_dir()), cpus=CpuShare(inputs.jobs))
+        self.shared = _Shared(inputs, DepCache(paths.cache_dir()), jobs=build_jobs(inputs.jobs))
         self.pool = ThreadPoolExecutor(max_workers=max(1, inputs.jobs), thread_name_prefix="dep")
 
     def __enter__(self) -> DepsScheduler:
@@ -175,27 +174,13 @@ class DepsScheduler:
         return done
 
 
-class CpuShare:
+def build_jobs(total: int) -> int:
     """The -j of a dependency build: every core, whatever else runs. A -j is fixed when
     make starts and cannot grow, so a split share (-j1 each for two builds on 2 cores)
     leaves a core idle while the other build configures, links or has finished; at most
     `total` builds run at once (the pool), and the kernel shares the cores among their
-    compilers instead. `running` is for the log: how many builds share them now."""
-
-    def __init__(self, total: int) -> None:
-        self.total = max(1, total)
-        self.running = 0
-        self._lock = threading.Lock()
-
-    @contextlib.contextmanager
-    def share(self) -> Iterator[int]:
-        with self._lock:
-            self.running += 1
-        try:
-            yield self.total
-        finally:
-            with self._lock:
-                self.running -= 1
+    compilers instead."""
+    return max(1, total)
 
 
 def _when_all(futures: Sequence[Future[Any]], then: Callable[[], None]) -> None:
@@ -376,8 +361,7 @@ def _build_and_store(
             log=log.line,
             name=dep.name,
         )
-    with shared.cpus.share() as jobs:
-        artifact = _build(inputs, ctx, dep, src, req_artifacts, log, task, jobs)
+    artifact = _build(inputs, ctx, dep, src, req_artifacts, log, task, shared.jobs)
     seconds = time.monotonic() - t0
     meta = {
         "name": dep.name,
