@@ -79,6 +79,24 @@ def test_a_failed_prefill_leaves_the_fill_to_the_job(tmp_path: Path, cache_dir: 
     assert len(list((cache_dir / "wheels").glob("*-x86_64/sets/*.json"))) == 1  # the job's
 
 
+def test_an_unexpected_prefill_error_is_logged_and_the_job_fills(
+    tmp_path: Path, cache_dir: Path, monkeypatch: Any
+) -> None:
+    # its future is never read: an error of any kind must reach the log, not vanish
+    from orchestrator.pipeline import prefill
+
+    def broken(*_args: Any) -> None:
+        raise ValueError("a broken tar")
+
+    monkeypatch.setattr(prefill, "_fill", broken)
+    recipe, plan, mirror = setup(tmp_path, python=("3.9",), deps=("zlib",))
+    engine = engine_for(plan, _slow_deps())
+    opts = _opts(tmp_path, mirror)
+    report, _ = build(recipe, plan, opts, engine)
+    assert [j.status for j in report.jobs] == ["ok"]
+    assert "[prefill] failed (ValueError)" in (opts.logs / f"{JOB}-prefill.log").read_text()
+
+
 def test_no_prefill_offline_or_with_before_build(tmp_path: Path, cache_dir: Path) -> None:
     recipe, plan, mirror = setup(tmp_path, python=("3.9",), deps=("zlib",))
     engine = engine_for(plan, _slow_deps())

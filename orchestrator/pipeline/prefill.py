@@ -59,6 +59,9 @@ def prefill(inputs: JobInputs, job: Job, image_id: str, image_env: dict[str, str
     except (OrchError, OSError) as exc:  # the job fills the set itself, as without this
         log.line(f"[prefill] failed, the job fills the set itself: {exc}")
         return "failed"
+    except Exception as exc:  # its future is never read: say it here, then the same way
+        log.line(f"[prefill] failed ({type(exc).__name__}), the job fills the set itself: {exc}")
+        return "failed"
     finally:
         log.close()
 
