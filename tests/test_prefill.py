@@ -97,6 +97,35 @@ def test_an_unexpected_prefill_error_is_logged_and_the_job_fills(
     assert "[prefill] failed (ValueError)" in (opts.logs / f"{JOB}-prefill.log").read_text()
 
 
+def test_a_prefill_outliving_its_failed_job_is_joined_before_the_clean_up(
+    tmp_path: Path, cache_dir: Path, monkeypatch: Any
+) -> None:
+    # the dependency fails at once while the prefill is slow to start its container: the
+    # run's clean-up must not list containers before the prefill has made and removed it
+    from orchestrator.pipeline import prefill
+
+    real_fill = prefill._fill
+
+    def late_fill(*args: Any) -> None:
+        time.sleep(1.0)
+        real_fill(*args)
+
+    def deps_fail(engine: FakeEngine, c: FakeContainer, cmd: Sequence[str]) -> Any:
+        if c.job.startswith("dep-") and "make" in " ".join(cmd):
+            return 2
+        return succeed(engine, c, cmd)
+
+    monkeypatch.setattr(prefill, "_fill", late_fill)
+    recipe, plan, mirror = setup(tmp_path, python=("3.9",), deps=("zlib",))
+    engine = engine_for(plan, deps_fail)
+    report, _ = build(recipe, plan, _opts(tmp_path, mirror), engine)
+    live_at_the_end = set(engine.live)
+    wait_removals()
+    assert [j.status for j in report.jobs] == ["blocked"]  # by its failed dependency
+    assert any(c.job == f"prefill-{JOB}" for c in engine.created)
+    assert not live_at_the_end and not engine.live  # nothing of the run left behind
+
+
 def test_no_prefill_offline_or_with_before_build(tmp_path: Path, cache_dir: Path) -> None:
     recipe, plan, mirror = setup(tmp_path, python=("3.9",), deps=("zlib",))
     engine = engine_for(plan, _slow_deps())

@@ -46,6 +46,8 @@ from orchestrator.util import stoppers
 from orchestrator.util.futures import wait_responsively
 
 GRACE_SECONDS = 30.0  # interrupted: how long running jobs get to notice (their containers are gone)
+# How long the run's end waits for a prefill still fetching (pip/uv time out before this).
+PREFILL_JOIN_SECONDS = 600.0
 
 
 def run(
@@ -123,6 +125,7 @@ class Schedule:
         self.router = router or EngineRouter(inputs.factory)  # per-architecture engines
         self.groups: dict[str, Future[GroupDeps]] = {}
         self.job_images: dict[str, Future[tuple[Job, Ready]]] = {}
+        self.prefills: list[Future[None]] = []
         self.errors: list[BaseException] = []
 
     def run(self, jobs: Sequence[Job], on_done: Callable[[str, JobOutcome], None]) -> None:
@@ -143,6 +146,7 @@ class Schedule:
         finally:
             steps.shutdown(wait=False, cancel_futures=True)
             runners.shutdown(wait=False, cancel_futures=True)
+            self._join_prefills()
         if self.errors:  # an image step failed: its jobs did not run; say why, once
             raise self.errors[0]
 
@@ -175,8 +179,8 @@ class Schedule:
                 runtime_on_its_engine(as_run, self.router, self.inputs.view)
         elif self.inputs.opts.verify and as_run is not job:
             steps.submit(self.images.runtime_image, job)  # while the job builds
-        if self._prefills(as_run):
-            steps.submit(self._prefill, as_run, ready)  # while the dependencies build
+        if self._prefills(as_run):  # while the dependencies build
+            self.prefills.append(steps.submit(self._prefill, as_run, ready))
         return as_run, ready
 
     def _prefills(self, job: Job) -> bool:
@@ -189,6 +193,15 @@ class Schedule:
         outcome = prefill.prefill(self.inputs, job, ready.info.id, dict(ready.info.env))
         if outcome != "hit":
             self.inputs.view.print(f"{job.id}: build requirements fetched ahead: {outcome}")
+
+    def _join_prefills(self) -> None:
+        """A prefill outlives its job when the job fails first (its dependencies did): its
+        container must exist before the run's clean-up lists containers, or it is left
+        behind. Unstarted ones were cancelled with the pool."""
+        timeout = GRACE_SECONDS if self.inputs.factory.cancel.is_set() else PREFILL_JOIN_SECONDS
+        _, running = wait(self.prefills, timeout=timeout)
+        if running:
+            self.inputs.view.print(f"warning: {len(running)} prefill(s) still running at the end")
 
     def _wait(self, futures: Sequence[Future[None]]) -> None:
         try:
