@@ -14,7 +14,10 @@ import pytest
 
 from orchestrator.pipeline.buildenv import DEFAULT_BACKEND, HOOK_SCRIPT, hook_backend, hook_env
 from orchestrator.pipeline.verify import (
+    UV_CACHE,
     WheelTags,
+    _interpreter_bucket,
+    _under_cache_dir,
     import_check_in_test,
     interpreter_entries,
     uv_venv_command,
@@ -145,6 +148,33 @@ def test_only_uvs_interpreter_answers_are_kept_and_the_same_answers_make_the_sam
         ]
     assert interpreter_entries(_tar(files, 2)) == kept  # times do not count
     assert interpreter_entries(_tar({"archive-v0/a": b"x"}, 1)) == b""  # nothing to keep
+
+
+def test_only_uvs_interpreter_bucket_is_copied_out_and_kept_in_the_cache_dirs_shape() -> None:
+    class Container:  # what exists in the verification container's uv cache
+        def __init__(self, *dirs: str) -> None:
+            self.dirs = {f"{UV_CACHE}/{d}" for d in dirs}
+            self.asked: list[str] = []
+
+        def exists(self, path: str) -> bool:
+            self.asked.append(path)
+            return path in self.dirs
+
+    seeded = _tar({"interpreter-v4/ab/cd.msgpack": b"old"}, 1)
+    seen = Container("interpreter-v4", "archive-v0", "wheels-v5")
+    assert _interpreter_bucket(seen, seeded) == f"{UV_CACHE}/interpreter-v4"  # type: ignore[arg-type]
+    assert seen.asked == [f"{UV_CACHE}/interpreter-v4"]  # the seeded name: one question
+    moved = Container("interpreter-v7", "interpreter-v3")  # a newer uv: the newest bucket
+    assert _interpreter_bucket(moved, seeded) == f"{UV_CACHE}/interpreter-v7"  # type: ignore[arg-type]
+    assert _interpreter_bucket(Container("archive-v0"), b"") is None  # type: ignore[arg-type]
+
+    bucket = io.BytesIO()  # the engine's tar of the bucket alone: its name at the top
+    with tarfile.open(fileobj=bucket, mode="w") as tar:
+        info = tarfile.TarInfo("interpreter-v4/ab/cd.msgpack")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"new"))
+    kept = interpreter_entries(_under_cache_dir(bucket.getvalue()))
+    assert kept == interpreter_entries(_tar({"interpreter-v4/ab/cd.msgpack": b"new"}, 5))
 
 
 def test_the_stock_venv_is_made_by_uv_from_the_images_own_python_only() -> None:

@@ -38,6 +38,7 @@ from orchestrator.report.joblog import JobLog
 WHEEL_DIR = "/orch/verify"
 TEST_DIR = "/tmp/orch-test"  # outside any source tree
 UV_CACHE = "/tmp/orch-uv-cache"  # the native uv's cache: per container, seeded from the host
+UV_BUCKET_VERSIONS = 16  # uv's interpreter-v<N> cache buckets looked for, newest first
 UV_INTERPRETERS = "uv-interpreters.tar"  # its interpreter answers, in the image's wheel cache
 
 
@@ -367,13 +368,50 @@ def _seed_uv_cache(session: Session, cache: WheelCache) -> bytes:
 
 def _keep_uv_interpreters(session: Session, cache: WheelCache, seeded: bytes) -> None:
     """The container's uv interpreter answers, kept for the next verifications in this
-    image if they changed (first use, a new uv, a re-created image)."""
+    image if they changed (first use, a new uv, a re-created image). Only uv's
+    interpreter bucket is copied out, not the wheels it unpacked next to it."""
     try:
-        found = interpreter_entries(session.get(UV_CACHE))
+        bucket = _interpreter_bucket(session, seeded)
+        found = interpreter_entries(_under_cache_dir(session.get(bucket))) if bucket else b""
         if found and found != seeded:
             cache.keep_file(UV_INTERPRETERS, found)
     except (OSError, OrchError, tarfile.TarError) as exc:
         session.log.line(f"[verify] warning: uv's interpreter answers not kept: {exc}")
+
+
+def _interpreter_bucket(session: Session, seeded: bytes) -> str | None:
+    """uv's interpreter-v<N> directory in the container: the seeded one's name first,
+    else the newest that exists (a new uv may have moved to a new N)."""
+    names = _bucket_names(seeded)
+    names += [f"interpreter-v{n}" for n in range(UV_BUCKET_VERSIONS - 1, -1, -1)]
+    return next((f"{UV_CACHE}/{n}" for n in names if session.exists(f"{UV_CACHE}/{n}")), None)
+
+
+def _bucket_names(seeded: bytes) -> list[str]:
+    if not seeded:
+        return []
+    with tarfile.open(fileobj=io.BytesIO(seeded)) as tar:
+        parts = [Path(m.name).parts for m in tar.getmembers()]
+    return sorted({p[1] for p in parts if len(p) > 1 and p[1].startswith("interpreter-v")})
+
+
+def _under_cache_dir(bucket_tar: bytes) -> bytes:
+    """The engine's tar of one bucket, as the part of a tar of the whole cache directory
+    (the shape `interpreter_entries` and the seeding expect)."""
+    top = Path(UV_CACHE).name
+    out = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(bucket_tar)) as src,
+        tarfile.open(fileobj=out, mode="w") as dst,
+    ):
+        root = tarfile.TarInfo(top)
+        root.type = tarfile.DIRTYPE
+        dst.addfile(root)
+        for member in src.getmembers():
+            data = src.extractfile(member) if member.isfile() else None
+            member.name = f"{top}/{member.name}"
+            dst.addfile(member, data)
+    return out.getvalue()
 
 
 def interpreter_entries(data: bytes) -> bytes:
