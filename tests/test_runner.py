@@ -356,3 +356,45 @@ def test_dependencies_are_keyed_by_the_base_image_not_the_pythons_added_to_it() 
     assert _toolchain_image_id(factory, with_39) == _toolchain_image_id(factory, with_313)
     assert _toolchain_image_id(factory, with_39) == base.id != with_39.id
     assert _toolchain_image_id(factory, pulled) == pulled.id  # no base: the image itself
+
+
+def test_a_native_job_leaves_its_slot_once_its_wheel_is_out(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One slot, two native jobs: the second builds while the first is still after its
+    build (here: landing, slowed), yet no two builds ever run at once."""
+    import orchestrator.pipeline.job as job_module
+
+    recipe, plan, mirror = setup(tmp_path)
+    events: list[tuple[str, str]] = []
+    building = [0, 0]  # now, most
+    lock = threading.Lock()
+    real_land = job_module.land_once
+
+    def slow_land(wheel: Path, *args: Any, **kw: Any) -> Any:
+        with lock:
+            events.append(("land start", kw["job"]))
+        time.sleep(0.5)
+        with lock:
+            events.append(("land end", kw["job"]))
+        return real_land(wheel, *args, **kw)
+
+    def counting(engine: FakeEngine, c: FakeContainer, cmd: Sequence[str]) -> int:
+        if builds_wheel(cmd):
+            with lock:
+                events.append(("build", c.job))
+                building[0] += 1
+                building[1] = max(building)
+            time.sleep(0.1)
+            with lock:
+                building[0] -= 1
+        return succeed(engine, c, cmd)
+
+    monkeypatch.setattr(job_module, "land_once", slow_land)
+    build(recipe, plan, options(tmp_path, mirror, jobs=1), engine_for(plan))  # warm set
+    events.clear()
+    report, _ = build(recipe, plan, options(tmp_path, mirror, jobs=1), engine_for(plan, counting))
+    assert [j.status for j in report.jobs] == ["ok", "ok"]
+    assert building[1] == 1  # the slot still bounds the builds
+    first, second = (e[1] for e in events if e[0] == "build")
+    assert events.index(("build", second)) < events.index(("land end", first))

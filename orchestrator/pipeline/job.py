@@ -9,7 +9,7 @@ import contextlib
 import dataclasses
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -124,8 +124,11 @@ class _Found:
 
 
 class _JobRun:
-    def __init__(self, inputs: JobInputs, job: Job, log: JobLog) -> None:
+    def __init__(
+        self, inputs: JobInputs, job: Job, log: JobLog, after_build: Callable[[], None]
+    ) -> None:
         self.inputs, self.job, self.log = inputs, job, log
+        self.after_build = after_build
         self.found = _Found()
         self.ccache: CompileCache | None = None
         self.rkit: RepairKit | None = None  # chosen with the container: it is a mount
@@ -151,6 +154,7 @@ class _JobRun:
                 repair_wheel(session, self.job, self.inputs.recipe, self.rkit)
             with self.stage(JobStage.COPY_OUT):
                 wheel = self.copy_out(session)
+        self.after_build()  # the build container is done: its slot may go to another job
         if self.inputs.opts.audit:
             with self.stage(JobStage.AUDIT):
                 self.audit(wheel)
@@ -330,10 +334,13 @@ class _JobRun:
         raise Refused(stage, why)
 
 
-def run_job(inputs: JobInputs, job: Job) -> JobOutcome:
-    """Run one job to its outcome; never raises for the job's own failures."""
+def run_job(
+    inputs: JobInputs, job: Job, after_build: Callable[[], None] = lambda: None
+) -> JobOutcome:
+    """Run one job to its outcome; never raises for the job's own failures. `after_build`
+    is called once the wheel is out of the build container (before audit and verify)."""
     log = JobLog(inputs.opts.logs / f"{job.id}.log")
-    run = _JobRun(inputs, job, log)
+    run = _JobRun(inputs, job, log, after_build)
     t0 = time.monotonic()
     try:
         wheel = run.steps()
