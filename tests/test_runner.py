@@ -398,3 +398,52 @@ def test_a_native_job_leaves_its_slot_once_its_wheel_is_out(
     assert building[1] == 1  # the slot still bounds the builds
     first, second = (e[1] for e in events if e[0] == "build")
     assert events.index(("build", second)) < events.index(("land end", first))
+
+
+def _slow_checks(
+    monkeypatch: pytest.MonkeyPatch, audit_fails: bool
+) -> dict[str, tuple[float, float]]:
+    """Audit and verification replaced by 0.4 s each, recording when each ran."""
+    import orchestrator.pipeline.job as job_module
+    from orchestrator.audit.model import AuditResult
+    from orchestrator.pipeline.verify import VerifyOutcome
+
+    spans: dict[str, tuple[float, float]] = {}
+
+    def audit(wheel: Path, recipe: Any, log: Any, linked: Any = None) -> AuditResult:
+        t0 = time.monotonic()
+        log.line("[audit] checked")
+        time.sleep(0.4)
+        spans["audit"] = (t0, time.monotonic())
+        return AuditResult(wheel.name, (), ())
+
+    def verify(factory: Any, recipe: Any, job: Any, wheel: Path, log: Any, **_: Any) -> Any:
+        t0 = time.monotonic()
+        log.line("[verify] checked")
+        time.sleep(0.4)
+        spans["verify"] = (t0, time.monotonic())
+        return [VerifyOutcome("img", "passed", "ok", 0.4)]
+
+    monkeypatch.setattr(job_module, "audit_job_wheel", audit)
+    monkeypatch.setattr(job_module, "audit_errors", lambda r: ["exports"] if audit_fails else [])
+    monkeypatch.setattr(job_module, "verify_wheel", verify)
+    return spans
+
+
+@pytest.mark.parametrize("audit_fails", [False, True])
+def test_the_audit_runs_while_the_verification_containers_do(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch, audit_fails: bool
+) -> None:
+    recipe, plan, mirror = setup(tmp_path, python=("3.9",))
+    spans = _slow_checks(monkeypatch, audit_fails)
+    opts = options(tmp_path, mirror, audit=True, verify=True)
+    report, _ = build(recipe, plan, opts, engine_for(plan))
+    (a0, a1), (v0, v1) = spans["audit"], spans["verify"]
+    assert a0 < v1 and v0 < a1  # side by side
+    job = report.jobs[0]
+    expected = ("failed", "audit") if audit_fails else ("ok", None)
+    assert (job.status, job.failed_stage) == expected
+    lines = Path(job.log or "").read_text().splitlines()
+    # the log keeps its order: the audit's lines, then the verification's
+    assert lines.index("[audit] checked") < lines.index("[verify] checked")
+    assert not list(opts.logs.glob("*.tmp"))
