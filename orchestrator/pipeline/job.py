@@ -308,19 +308,19 @@ class _JobRun:
         # into the audit's
         own = JobLog(self.log.path.with_name(f"{self.log.path.stem}.checks.tmp"))
         try:
+            # leaving the pool waits for the checks, whatever happened to the audit
             with ThreadPoolExecutor(1, thread_name_prefix="verify") as pool:
                 verified = pool.submit(self.verify, wheel, own)
-                try:
-                    with self.stage(JobStage.AUDIT):
-                        self.audit(wheel, refuse=False)
-                finally:
+                with self.stage(JobStage.AUDIT):
+                    self.audit(wheel, refuse=False)
+                if self.audit_errors:  # refused: what the checks printed meanwhile, then why
                     wait([verified])
-            if self.audit_errors:  # refused: what the checks printed meanwhile, then why
-                self.append(own)
-                self.refuse_if_audit_failed(wheel)
-            with self.stage(JobStage.VERIFY):
-                self.append(own)
-                self.judge(wheel, verified.result())
+                    self.append(own)
+                    self.refuse_if_audit_failed(wheel)
+                with self.stage(JobStage.VERIFY):  # its time: what is left of the checks
+                    wait([verified])
+                    self.append(own)
+                    self.judge(wheel, verified.result())
         finally:
             own.close()
             own.path.unlink(missing_ok=True)
