@@ -13,8 +13,12 @@ For each project x arch x number of Pythons:
   orch touch warm, after one C++ source file was changed (the compile cache misses once);
   cibuildwheel  4.x from the package index in a throwaway venv, the same image through
              CIBW_MANYLINUX_<ARCH>_IMAGE, the dependencies built in before-all from the
-             same source tarballs (copied from the mirror into the project), both testing
-             the wheel with the recipe's test command.
+             same source tarballs (copied from the mirror into the project) by the same
+             scripts orch runs (rendered from orch's recipes by `build_script`: the same
+             flags and options, so both sides compile the same code: static, PIC archives
+             with hidden symbols, headers and pkg-config/CMake files; no shared libraries,
+             programs, docs or tests), one after the other at -j of every core; both
+             testing the wheel with the recipe's test command.
 
 Projects: examples/multi-deps (five static dependencies, one C++ file) and "cxxgen", a
 generated C++ extension of CXXGEN_UNITS translation units instantiating standard
@@ -29,6 +33,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -41,6 +46,8 @@ from typing import Any
 import yaml
 
 from orchestrator.container.hostenv import CONTAINER_CA_PATH, find_ca_bundle
+from orchestrator.deps.buildsys import build_script
+from orchestrator.recipe.load import load_dependency_file
 
 HERE = Path(__file__).resolve().parents[1]
 PYTHONS = ("3.9", "3.11", "3.13")
@@ -206,30 +213,34 @@ def dep_sources(mirror: Path) -> dict[str, str]:
     return out
 
 
-BEFORE_ALL = r"""set -eu
-D=/project/{deps}; P=/opt/deps; J=$(nproc); mkdir -p /tmp/deps && cd /tmp/deps
-export CFLAGS="-O2 -fPIC" CXXFLAGS="-O2 -fPIC"
-mkdir bzip2 && tar -xf $D/{bzip2} -C bzip2 --strip-components=1
-make -C bzip2 -j$J libbz2.a CFLAGS="$CFLAGS -D_FILE_OFFSET_BITS=64"
-install -D -m644 bzip2/libbz2.a $P/lib/libbz2.a; install -D -m644 bzip2/bzlib.h $P/include/bzlib.h
-mkdir lz4 && tar -xf $D/{lz4} -C lz4 --strip-components=1
-make -C lz4/lib -j$J PREFIX=$P BUILD_SHARED=no install
-mkdir xz && tar -xf $D/{xz} -C xz --strip-components=1
-(cd xz && ./configure -q --prefix=$P --disable-shared --with-pic --disable-xz --disable-xzdec \
-  --disable-lzmadec --disable-lzmainfo --disable-lzma-links --disable-scripts --disable-doc \
-  --disable-nls && make -j$J && make install)
-mkdir brotli && tar -xf $D/{brotli} -C brotli --strip-components=1
-cmake -S brotli -B brotli-b -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=$P \
-  -DCMAKE_POSITION_INDEPENDENT_CODE=ON -DBROTLI_DISABLE_TESTS=ON
-cmake --build brotli-b -j $J && cmake --install brotli-b
-for p in common dec enc; do mv $P/lib/libbrotli$p-static.a $P/lib/libbrotli$p.a; done
-rm -f $P/lib/libbrotli*.so*
-mkdir snappy && tar -xf $D/{snappy} -C snappy --strip-components=1
-cmake -S snappy -B snappy-b -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=$P \
-  -DCMAKE_POSITION_INDEPENDENT_CODE=ON -DBUILD_SHARED_LIBS=OFF -DSNAPPY_BUILD_TESTS=OFF \
-  -DSNAPPY_BUILD_BENCHMARKS=OFF
-cmake --build snappy-b -j $J && cmake --install snappy-b
-"""
+CIBW_PREFIX = "/opt/deps"  # cibuildwheel's prefix (orch's is DEP_PREFIX)
+
+
+def before_all(shas: dict[str, str]) -> str:
+    """cibuildwheel's before-all: each dependency unpacked and built by the very script
+    orch runs in its dependency container (`build_script`: the same flags, configure
+    options, recipe script and post-install checks), one after the other, at -j of
+    every core. Both sides compile the same code: static, PIC, hidden archives only."""
+    lines = ["set -euo pipefail", f"D=/project/{DEPS_DIR}"]
+    for name in DEPS:
+        dep = load_dependency_file(HERE / "recipes" / f"{name}.yaml")
+        if dep.source.patches:
+            raise SystemExit(f"{name}: recipe patches are not applied in before-all")
+        work = f"/tmp/deps/{name}"
+        script = build_script(
+            dep,
+            src_dir=f"{work}/src",
+            build_dir=f"{work}/build",
+            prefix=CIBW_PREFIX,
+            jobs=os.cpu_count() or 1,
+        )
+        lines += [
+            f"mkdir -p {work}/src {work}/build",
+            f"tar -xf $D/{shas[name]} -C {work}/src"
+            f" --strip-components={dep.source.strip_components}",
+            f"(cd {work}/src && bash -euo pipefail -c {shlex.quote(script)})",
+        ]
+    return "\n".join(lines) + "\n"
 
 
 def cibuildwheel(
@@ -256,10 +267,12 @@ def cibuildwheel(
         (copy / DEPS_DIR).mkdir()
         for sha in shas.values():
             shutil.copy(mirror / sha, copy / DEPS_DIR / sha)
-        env["CIBW_BEFORE_ALL"] = BEFORE_ALL.format(deps=DEPS_DIR, **shas)
+        # a file, not the command itself: cibuildwheel formats its commands ({project})
+        (copy / DEPS_DIR / "before_all.sh").write_text(before_all(shas))
+        env["CIBW_BEFORE_ALL"] = f"bash /project/{DEPS_DIR}/before_all.sh"
         env["CIBW_ENVIRONMENT"] = (
-            f'{retries} CPPFLAGS="-I/opt/deps/include" LDFLAGS="-L/opt/deps/lib" '
-            'PKG_CONFIG_PATH="/opt/deps/lib/pkgconfig"'
+            f'{retries} CPPFLAGS="-I{CIBW_PREFIX}/include" LDFLAGS="-L{CIBW_PREFIX}/lib" '
+            f'PKG_CONFIG_PATH="{CIBW_PREFIX}/lib/pkgconfig"'
         )
     tags = sorted({"cp" + j["python"].replace(".", "") for j in report["jobs"]})
     env["CIBW_BUILD"] = " ".join(f"{t}-manylinux_{arch}" for t in tags)

@@ -356,3 +356,94 @@ def test_dependencies_are_keyed_by_the_base_image_not_the_pythons_added_to_it() 
     assert _toolchain_image_id(factory, with_39) == _toolchain_image_id(factory, with_313)
     assert _toolchain_image_id(factory, with_39) == base.id != with_39.id
     assert _toolchain_image_id(factory, pulled) == pulled.id  # no base: the image itself
+
+
+def test_a_native_job_leaves_its_slot_once_its_wheel_is_out(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One slot, two native jobs: the second builds while the first is still after its
+    build (here: landing, slowed), yet no two builds ever run at once."""
+    import orchestrator.pipeline.job as job_module
+
+    recipe, plan, mirror = setup(tmp_path)
+    events: list[tuple[str, str]] = []
+    building = [0, 0]  # now, most
+    lock = threading.Lock()
+    real_land = job_module.land_once
+
+    def slow_land(wheel: Path, *args: Any, **kw: Any) -> Any:
+        with lock:
+            events.append(("land start", kw["job"]))
+        time.sleep(0.5)
+        with lock:
+            events.append(("land end", kw["job"]))
+        return real_land(wheel, *args, **kw)
+
+    def counting(engine: FakeEngine, c: FakeContainer, cmd: Sequence[str]) -> int:
+        if builds_wheel(cmd):
+            with lock:
+                events.append(("build", c.job))
+                building[0] += 1
+                building[1] = max(building)
+            time.sleep(0.1)
+            with lock:
+                building[0] -= 1
+        return succeed(engine, c, cmd)
+
+    monkeypatch.setattr(job_module, "land_once", slow_land)
+    build(recipe, plan, options(tmp_path, mirror, jobs=1), engine_for(plan))  # warm set
+    events.clear()
+    report, _ = build(recipe, plan, options(tmp_path, mirror, jobs=1), engine_for(plan, counting))
+    assert [j.status for j in report.jobs] == ["ok", "ok"]
+    assert building[1] == 1  # the slot still bounds the builds
+    first, second = (e[1] for e in events if e[0] == "build")
+    assert events.index(("build", second)) < events.index(("land end", first))
+
+
+def _slow_checks(
+    monkeypatch: pytest.MonkeyPatch, audit_fails: bool
+) -> dict[str, tuple[float, float]]:
+    """Audit and verification replaced by 0.4 s each, recording when each ran."""
+    import orchestrator.pipeline.job as job_module
+    from orchestrator.audit.model import AuditResult
+    from orchestrator.pipeline.verify import VerifyOutcome
+
+    spans: dict[str, tuple[float, float]] = {}
+
+    def audit(wheel: Path, recipe: Any, log: Any, linked: Any = None) -> AuditResult:
+        t0 = time.monotonic()
+        log.line("[audit] checked")
+        time.sleep(0.4)
+        spans["audit"] = (t0, time.monotonic())
+        return AuditResult(wheel.name, (), ())
+
+    def verify(factory: Any, recipe: Any, job: Any, wheel: Path, log: Any, **_: Any) -> Any:
+        t0 = time.monotonic()
+        log.line("[verify] checked")
+        time.sleep(0.4)
+        spans["verify"] = (t0, time.monotonic())
+        return [VerifyOutcome("img", "passed", "ok", 0.4)]
+
+    monkeypatch.setattr(job_module, "audit_job_wheel", audit)
+    monkeypatch.setattr(job_module, "audit_errors", lambda r: ["exports"] if audit_fails else [])
+    monkeypatch.setattr(job_module, "verify_wheel", verify)
+    return spans
+
+
+@pytest.mark.parametrize("audit_fails", [False, True])
+def test_the_audit_runs_while_the_verification_containers_do(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch, audit_fails: bool
+) -> None:
+    recipe, plan, mirror = setup(tmp_path, python=("3.9",))
+    spans = _slow_checks(monkeypatch, audit_fails)
+    opts = options(tmp_path, mirror, audit=True, verify=True)
+    report, _ = build(recipe, plan, opts, engine_for(plan))
+    (a0, a1), (v0, v1) = spans["audit"], spans["verify"]
+    assert a0 < v1 and v0 < a1  # side by side
+    job = report.jobs[0]
+    expected = ("failed", "audit") if audit_fails else ("ok", None)
+    assert (job.status, job.failed_stage) == expected
+    lines = Path(job.log or "").read_text().splitlines()
+    # the log keeps its order: the audit's lines, then the verification's
+    assert lines.index("[audit] checked") < lines.index("[verify] checked")
+    assert not list(opts.logs.glob("*.tmp"))

@@ -9,7 +9,8 @@ import contextlib
 import dataclasses
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -33,7 +34,7 @@ from orchestrator.pipeline.buildenv import TOOLS
 from orchestrator.pipeline.compilecache import CompileCache, compile_cache_for, read_stats
 from orchestrator.pipeline.land import copy_out_wheels, land_once, set_aside
 from orchestrator.pipeline.repair import REPAIRED, repair_wheel
-from orchestrator.pipeline.verify import verify_wheel
+from orchestrator.pipeline.verify import VerifyOutcome, verify_wheel
 from orchestrator.pipeline.wheelcache import WheelCache
 from orchestrator.plan.jobs import Job
 from orchestrator.recipe.model import Recipe
@@ -124,10 +125,14 @@ class _Found:
 
 
 class _JobRun:
-    def __init__(self, inputs: JobInputs, job: Job, log: JobLog) -> None:
+    def __init__(
+        self, inputs: JobInputs, job: Job, log: JobLog, after_build: Callable[[], None]
+    ) -> None:
         self.inputs, self.job, self.log = inputs, job, log
+        self.after_build = after_build
         self.found = _Found()
         self.ccache: CompileCache | None = None
+        self.audit_errors: list[str] = []
         self.rkit: RepairKit | None = None  # chosen with the container: it is a mount
 
     @contextlib.contextmanager
@@ -151,12 +156,8 @@ class _JobRun:
                 repair_wheel(session, self.job, self.inputs.recipe, self.rkit)
             with self.stage(JobStage.COPY_OUT):
                 wheel = self.copy_out(session)
-        if self.inputs.opts.audit:
-            with self.stage(JobStage.AUDIT):
-                self.audit(wheel)
-        if self.inputs.opts.verify:
-            with self.stage(JobStage.VERIFY):
-                self.verify(wheel)
+        self.after_build()  # the build container is done: its slot may go to another job
+        self.checks(wheel)
         with self.stage(JobStage.LAND):
             run_id = self.inputs.factory.run.run_id
             return land_once(wheel, self.inputs.opts.output_dir, run_id=run_id, job=self.job.id)
@@ -289,22 +290,65 @@ class _JobRun:
             raise StageFailed("repair", f"expected one repaired wheel, found {len(wheels)}")
         return wheels[0]
 
-    def audit(self, wheel: Path) -> None:
+    def checks(self, wheel: Path) -> None:
+        """Audit and verification. With both on, the containers' checks start first and
+        the audit (host-side: reading the wheel, auditwheel show) runs meanwhile; an audit
+        failure still comes first, once the checks are over (they read the wheel)."""
+        opts = self.inputs.opts
+        if not opts.verify:
+            if opts.audit:
+                with self.stage(JobStage.AUDIT):
+                    self.audit(wheel)
+            return
+        if not opts.audit:
+            with self.stage(JobStage.VERIFY):
+                self.judge(wheel, self.verify(wheel))
+            return
+        # the checks' own log, appended under the verify header: no line of theirs splices
+        # into the audit's
+        own = JobLog(self.log.path.with_name(f"{self.log.path.stem}.checks.tmp"))
+        try:
+            # leaving the pool waits for the checks, whatever happened to the audit
+            with ThreadPoolExecutor(1, thread_name_prefix="verify") as pool:
+                verified = pool.submit(self.verify, wheel, own)
+                with self.stage(JobStage.AUDIT):
+                    self.audit(wheel, refuse=False)
+                if self.audit_errors:  # refused: what the checks printed meanwhile, then why
+                    wait([verified])
+                    self.append(own)
+                    self.refuse_if_audit_failed(wheel)
+                with self.stage(JobStage.VERIFY):  # its time: what is left of the checks
+                    wait([verified])
+                    self.append(own)
+                    self.judge(wheel, verified.result())
+        finally:
+            own.close()
+            own.path.unlink(missing_ok=True)
+
+    def append(self, own: JobLog) -> None:
+        own.close()
+        self.log.write(own.path.read_text(encoding="utf-8", errors="replace"))
+
+    def audit(self, wheel: Path, refuse: bool = True) -> None:
         deps = self.inputs.deps.get(self.job.group)
         linked = dict(deps.artifacts) if deps else {}  # whose symbols are whose: by fact
         result = audit_job_wheel(wheel, self.inputs.recipe, self.log, linked)
         self.found.audit = result.to_json()
-        errors = audit_errors(result)
-        if errors:
-            self.refuse(wheel, JobStage.AUDIT, f"audit failed: {', '.join(errors)}")
+        self.audit_errors = audit_errors(result)
+        if refuse:
+            self.refuse_if_audit_failed(wheel)
 
-    def verify(self, wheel: Path) -> None:
+    def refuse_if_audit_failed(self, wheel: Path) -> None:
+        if self.audit_errors:
+            self.refuse(wheel, JobStage.AUDIT, f"audit failed: {', '.join(self.audit_errors)}")
+
+    def verify(self, wheel: Path, log: JobLog | None = None) -> list[VerifyOutcome]:
         outcomes = verify_wheel(
             self.inputs.factory,
             self.inputs.recipe,
             self.job,
             wheel,
-            self.log,
+            log or self.log,
             offline=self.inputs.opts.offline,
         )
         statuses = {o.wheel_cache for o in outcomes if o.wheel_cache}
@@ -314,6 +358,9 @@ class _JobRun:
                 "verify": "/".join(sorted(statuses)),
             }
         self.found.verify = tuple(o.to_json() for o in outcomes)
+        return outcomes
+
+    def judge(self, wheel: Path, outcomes: list[VerifyOutcome]) -> None:
         for o in outcomes:
             if o.status == "incompatible":
                 why = (
@@ -330,10 +377,13 @@ class _JobRun:
         raise Refused(stage, why)
 
 
-def run_job(inputs: JobInputs, job: Job) -> JobOutcome:
-    """Run one job to its outcome; never raises for the job's own failures."""
+def run_job(
+    inputs: JobInputs, job: Job, after_build: Callable[[], None] = lambda: None
+) -> JobOutcome:
+    """Run one job to its outcome; never raises for the job's own failures. `after_build`
+    is called once the wheel is out of the build container (before audit and verify)."""
     log = JobLog(inputs.opts.logs / f"{job.id}.log")
-    run = _JobRun(inputs, job, log)
+    run = _JobRun(inputs, job, log, after_build)
     t0 = time.monotonic()
     try:
         wheel = run.steps()

@@ -232,10 +232,14 @@ class Schedule:
             return
         self._set_image(job, ready)
         self.inputs.view.note(job.id, self.images_label(job, ready))
-        with slots.take(job.emulated, lambda: self.inputs.view.waiting(job.id, "waiting: a slot")):
+        waiting = lambda: self.inputs.view.waiting(job.id, "waiting: a slot")  # noqa: E731
+        with slots.take(job.emulated, waiting) as release:
             if self.inputs.factory.cancel.is_set():
                 return
-            on_done(job.id, run_job(self._inputs_for(as_run, ready, deps), as_run))
+            # a native job's audit and verification (engine-bound: container starts, short
+            # execs) leave the slot to the next build; emulated checks are CPU-bound (QEMU)
+            early = release if not job.emulated else (lambda: None)
+            on_done(job.id, run_job(self._inputs_for(as_run, ready, deps), as_run, early))
 
     def images_label(self, job: Job, ready: Ready) -> str:
         return ready.emulation_label(job)
@@ -301,14 +305,25 @@ class _Slots:
         self.emulated = threading.Semaphore(emulated)
 
     @contextlib.contextmanager
-    def take(self, emulated: bool, on_wait: Callable[[], None]) -> Iterator[None]:
-        with contextlib.ExitStack() as stack:
+    def take(self, emulated: bool, on_wait: Callable[[], None]) -> Iterator[Callable[[], None]]:
+        """Yields `release`: gives the slot back early (once); leaving gives it back too."""
+        held: list[threading.Semaphore] = []
+        lock = threading.Lock()
+
+        def release() -> None:
+            with lock:
+                while held:
+                    held.pop().release()
+
+        try:
             for sem in (self.emulated, self.all) if emulated else (self.all,):
                 if not sem.acquire(blocking=False):
                     on_wait()
                     sem.acquire()
-                stack.callback(sem.release)
-            yield
+                held.append(sem)
+            yield release
+        finally:
+            release()
 
 
 def emulated_limit(jobs: Sequence[Job], n: int) -> int:

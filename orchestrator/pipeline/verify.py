@@ -12,6 +12,7 @@ import shlex
 import tarfile
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -139,10 +140,41 @@ def verify_wheel(
     images = [job.runtime_image or job.image, *recipe.test.verify_images]
     if recipe.test.stock_images != "never":
         images += _default_stock(factory, recipe, wheel_tags(wheel, job.arch), log)
-    return [
-        verify_in_image(factory, recipe, job, wheel, ref, log, offline=offline)
-        for ref in dict.fromkeys(images)
-    ]
+    refs = list(dict.fromkeys(images))
+    if len(refs) == 1 or not archs.runs_natively(job.arch):
+        # emulated checks are CPU-bound (QEMU): side by side they only share the cores
+        return [
+            verify_in_image(factory, recipe, job, wheel, ref, log, offline=offline) for ref in refs
+        ]
+    return _side_by_side(factory, recipe, job, wheel, refs, log, offline)
+
+
+def _side_by_side(
+    factory: ContainerFactory,
+    recipe: Recipe,
+    job: Job,
+    wheel: Path,
+    refs: list[str],
+    log: JobLog,
+    offline: bool,
+) -> list[VerifyOutcome]:
+    """Native checks in every image at once: each is mostly the engine starting a container
+    and a few short execs, so one image's waits overlap another's. Each writes its own log,
+    appended to the job's in image order (the log reads as if they ran one after another)."""
+    logs = [JobLog(log.path.with_name(f"{log.path.stem}.verify{i}.tmp")) for i in range(len(refs))]
+    try:
+        with ThreadPoolExecutor(len(refs), thread_name_prefix="verify") as pool:
+            futures = [
+                pool.submit(verify_in_image, factory, recipe, job, wheel, ref, own, offline=offline)
+                for ref, own in zip(refs, logs, strict=True)
+            ]
+            wait(futures)
+    finally:
+        for own in logs:
+            own.close()
+            log.write(own.path.read_text(encoding="utf-8", errors="replace"))
+            own.path.unlink(missing_ok=True)
+    return [f.result() for f in futures]
 
 
 def _default_stock(
