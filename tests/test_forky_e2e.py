@@ -81,3 +81,57 @@ def test_cp314_and_cp315_wheels_from_debians_interpreters(
         assert versions and max(versions) <= NEWEST_POLICY, wheel.name
         audit = orch("audit", str(wheel))
         assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+NEWSYM_C = r"""
+#include <Python.h>
+#include <termios.h>
+/* cfgetispeed is versioned GLIBC_2.42 in glibc >= 2.42: newer than manylinux_2_39 */
+static PyObject *speed(PyObject *self, PyObject *args) {
+    struct termios t = {0};
+    return PyLong_FromUnsignedLong((unsigned long)cfgetispeed(&t));
+}
+static PyMethodDef methods[] = {{"speed", speed, METH_NOARGS, NULL}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef mod = {PyModuleDef_HEAD_INIT, "_newsym", NULL, -1, methods};
+PyMODINIT_FUNC PyInit__newsym(void) { return PyModule_Create(&mod); }
+"""
+
+NEWSYM_PYPROJECT = """[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "newsym"
+version = "1.0.0"
+
+[tool.setuptools]
+package-dir = {"" = "src"}
+packages = ["newsym"]
+ext-modules = [{name = "newsym._newsym", sources = ["src/newsym/_newsym.c"]}]
+"""
+
+
+def test_a_symbol_newer_than_the_newest_policy_fails_the_repair(
+    docker_engine: None, tmp_path: Path
+) -> None:
+    """glibc 2.43 offers symbols no manylinux policy allows: such a wheel is not tagged
+    (nor landed as linux_x86_64); the job fails in repair and its log names the version."""
+    project = tmp_path / "newsym"
+    (project / "src" / "newsym").mkdir(parents=True)
+    (project / "src" / "newsym" / "__init__.py").write_text("")
+    (project / "src" / "newsym" / "_newsym.c").write_text(NEWSYM_C)
+    (project / "pyproject.toml").write_text(NEWSYM_PYPROJECT)
+    recipe = project / "orch.yaml"
+    recipe.write_text(
+        "schema: 1\nproject: .\npython: ['3.14']\nplatforms: [manylinux_2_39]\n"
+        "archs: [x86_64]\ntest:\n  imports: [newsym]\n"
+    )
+    out = tmp_path / "wheelhouse"
+    proc = orch("build", "-f", str(recipe), "-o", str(out), "--plain", timeout=1800)
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    assert "too-recent versioned symbols" in proc.stdout + proc.stderr
+    assert not list(out.glob("*.whl"))
+    (job,) = json.loads((out / ".orch" / "report.json").read_text())["jobs"]
+    assert job["status"] == "failed" and job["failed_stage"] == "repair", job
+    log = (out / ".orch" / "logs" / "cp314-manylinux_2_39_x86_64.log").read_text()
+    assert "GLIBC_2.42" in log  # auditwheel show, after the refused repair
