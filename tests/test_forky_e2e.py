@@ -41,8 +41,12 @@ def _recipe(project: Path, arch: str) -> Path:
 def test_cp314_and_cp315_wheels_from_debians_interpreters(
     docker_engine: None, project_copy: Path, tmp_path: Path, arch: str
 ) -> None:
-    stock = orch("images", "build-stock", "forky", "--arch", arch, timeout=3600)
-    assert stock.returncode == 0, stock.stdout[-3000:] + stock.stderr[-3000:]
+    # The stock image under QEMU (apt and python3's byte-compiling emulated) would double
+    # the aarch64 test: x86_64 checks the stock path; an emulated one is used if present.
+    with_stock = arch == "x86_64"
+    if with_stock:
+        stock = orch("images", "build-stock", "forky", "--arch", arch, timeout=3600)
+        assert stock.returncode == 0, stock.stdout[-3000:] + stock.stderr[-3000:]
     recipe = _recipe(project_copy, arch)
     plan = orch("plan", "-f", str(recipe), "--json")
     assert plan.returncode == 0, plan.stderr
@@ -63,7 +67,7 @@ def test_cp314_and_cp315_wheels_from_debians_interpreters(
         assert job["status"] == "ok", job
         images = [v["image"] for v in job["verify"] if v["status"] == "passed"]
         assert any("manylinux_2_39" in i and "-runtime:" in i for i in images), job["verify"]
-        if py == "3.14":  # forky's python3 is 3.14: also verified where users have it
+        if py == "3.14" and with_stock:  # forky's python3 is 3.14: where users have it
             assert any(i.startswith("stock:forky") or "debian-forky" in i for i in images), images
 
     for py in PYTHONS:
