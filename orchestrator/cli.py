@@ -332,9 +332,10 @@ def _images_command(sub: Sub) -> None:
     _arch_arg(bl, "architecture(s), repeatable or comma-separated (default: x86_64)")
     bl.add_argument(
         "--suite",
-        choices=["bullseye", "bookworm"],
+        choices=["bullseye", "bookworm", "forky"],
         default=None,
-        help="Debian suite: bullseye -> manylinux_2_31, bookworm -> manylinux_2_36 "
+        help="Debian suite: bullseye -> manylinux_2_31, bookworm -> manylinux_2_36, "
+        "forky -> manylinux_2_39 (Debian's CPython 3.14 and 3.15) "
         "(default: bullseye, bookworm for ppc64le and s390x, which bullseye no longer serves)",
     )
     bl.add_argument(

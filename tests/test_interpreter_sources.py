@@ -10,7 +10,9 @@ from orchestrator.images import definition, interpreters
 def _interp() -> definition.InterpreterPlan:
     defn = definition.load_suite("bullseye")
     builder = definition.plan_builder(defn, archs.get("x86_64"))
-    return definition.plan_interpreter(defn.source_pythons["cp314-cp314"], builder)
+    # listed in forky's Sources index, its tarball not served (images/local/*.yaml: unavailable)
+    source = definition.SourcePython("cp314-cp314", "forky", "python3.14")
+    return definition.plan_interpreter(source, builder)
 
 
 def test_unserved_source_is_named() -> None:

@@ -42,13 +42,13 @@ def local_pythons_table(cat: catalog.Catalog) -> Table:
         for arch in loc.archs:
             plat = f"{loc.policy}_{arch}"
             built = {r["tag"] for r in interpreters.built_interpreters(plat)}
-            debian = defn.debian_python_tag
+            debian = defn.debian_tags()
             table.add_row(
                 loc.policy,
                 loc.suite,
                 arch,
                 " ".join(_short(t) for t in defn.available()),
-                " ".join(_short(t) for t in defn.available() if t in built or t == debian),
+                " ".join(_short(t) for t in defn.available() if t in built or t in debian),
                 "\n".join(present.get(plat, [])),
             )
     return table

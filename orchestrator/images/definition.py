@@ -24,7 +24,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -80,10 +80,20 @@ class SuiteDefinition:
     packages: Mapping[str, tuple[str, ...]]
     pip: Mapping[str, tuple[str, ...]]
     path: Path
+    # Further interpreters Debian ships in the suite (tag -> executable): a venv each, made
+    # in the job image like a compiled interpreter's (the base keeps one Debian Python).
+    debian_extra: Mapping[str, str] = field(default_factory=dict)
+    # Tags known not to be offered, with the reason `orch plan` gives for them.
+    unavailable: Mapping[str, str] = field(default_factory=dict)
 
     def available(self) -> tuple[str, ...]:
         """Every interpreter tag an image of this suite can carry, oldest first."""
-        return tuple(sorted({self.debian_python_tag, *self.source_pythons}, key=version_key))
+        tags = {self.debian_python_tag, *self.debian_extra, *self.source_pythons}
+        return tuple(sorted(tags, key=version_key))
+
+    def debian_tags(self) -> tuple[str, ...]:
+        """Debian's own interpreters: no compile, only a venv."""
+        return (self.debian_python_tag, *self.debian_extra)
 
 
 def images_dir() -> Path:
@@ -126,19 +136,42 @@ def _parse_suite(path: Path, text: str) -> SuiteDefinition:
             normalize_python(tag): _source_python(normalize_python(tag), v)
             for tag, v in (raw.get("source_pythons") or {}).items()
         }
+        debian = _debian_pythons(raw["debian_python"])
+        first, extra = debian[0], dict(debian[1:])
+        _check_distinct(first[0], extra, sources)
         return SuiteDefinition(
             suite=str(raw["suite"]),
             glibc=str(raw["glibc"]),
             policy=str(raw["policy"]),
-            debian_python_tag=str(raw["debian_python"]["tag"]),
-            debian_python_exe=str(raw["debian_python"]["executable"]),
+            debian_python_tag=first[0],
+            debian_python_exe=first[1],
             source_pythons=sources,
             packages={k: tuple(map(str, v)) for k, v in raw["packages"].items()},
             pip={k: tuple(map(str, v)) for k, v in raw["pip"].items()},
             path=path,
+            debian_extra=extra,
+            unavailable={
+                normalize_python(t): str(why) for t, why in (raw.get("unavailable") or {}).items()
+            },
         )
     except (KeyError, TypeError, AttributeError, yaml.YAMLError, ConfigError) as exc:
         raise ConfigError(f"malformed image definition {path}: {exc}") from exc
+
+
+def _debian_pythons(raw: Any) -> list[tuple[str, str]]:
+    """`debian_python`: one {tag, executable}, or a list of them; the first is the base's
+    (the tools run with it), the others are added per job image."""
+    items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        raise ConfigError("debian_python: the list is empty (name at least one interpreter)")
+    return [(normalize_python(str(i["tag"])), str(i["executable"])) for i in items]
+
+
+def _check_distinct(first: str, extra: Mapping[str, str], sources: Mapping[str, Any]) -> None:
+    both = sorted(({first} | set(extra)) & set(sources))
+    if both or first in extra:
+        twice = ", ".join(both or [first])
+        raise ConfigError(f"{twice}: named twice (debian_python and source_pythons, or twice)")
 
 
 def _source_python(tag: str, raw: Mapping[str, Any]) -> SourcePython:
@@ -199,9 +232,10 @@ def resolve_pythons(
     known = defn.available()
     unknown = [t for t in tags if t not in known]
     if unknown:
+        why = "".join(f"; {t}: {defn.unavailable[t]}" for t in unknown if t in defn.unavailable)
         raise ConfigError(
             f"interpreters {', '.join(unknown)} are not available for "
-            f"{defn.suite} local images (available: {', '.join(known)})"
+            f"{defn.suite} local images (available: {', '.join(known)}){why}"
         )
     return tuple(tags)
 
@@ -273,6 +307,7 @@ class ImagePlan:
     pythons: tuple[str, ...]  # every /opt/python/<tag> in it, Debian's included
     interpreters: tuple[InterpreterPlan, ...]
     digest: str
+    debian_venvs: tuple[tuple[str, str], ...] = ()  # (tag, executable): Debian's, as venvs
 
     @property
     def defn(self) -> SuiteDefinition:
@@ -292,7 +327,7 @@ class ImagePlan:
 
     @property
     def derived(self) -> bool:
-        return bool(self.interpreters)
+        return bool(self.interpreters or self.debian_venvs)
 
     def ref(self, variant: str) -> str:
         return _ref(self.plat, variant, self.digest)
@@ -329,21 +364,20 @@ def plan_image(
     base = plan_base(defn, the_arch)
     builder = plan_builder(defn, the_arch)
     interps = tuple(
-        plan_interpreter(defn.source_pythons[t], builder)
-        for t in tags
-        if t != defn.debian_python_tag
+        plan_interpreter(defn.source_pythons[t], builder) for t in tags if t in defn.source_pythons
     )
-    if not interps:
+    venvs = tuple((t, defn.debian_extra[t]) for t in tags if t in defn.debian_extra)
+    if not interps and not venvs:
         return ImagePlan(base, tags, (), base.digest)
-    digest = _digest(
-        {
-            "format": FORMAT_VERSION,
-            "base": base.digest,
-            "interpreters": [i.spec_digest for i in interps],
-            "derived": _file_digests([f"{SCRIPTS_SUBDIR}/{DERIVED_SCRIPT}"]),
-        }
-    )
-    return ImagePlan(base, tags, interps, digest)
+    spec: dict[str, object] = {
+        "format": FORMAT_VERSION,
+        "base": base.digest,
+        "interpreters": [i.spec_digest for i in interps],
+        "derived": _file_digests([f"{SCRIPTS_SUBDIR}/{DERIVED_SCRIPT}"]),
+    }
+    if venvs:  # only then: every image without one keeps its tag
+        spec["debian_venvs"] = [list(v) for v in venvs]
+    return ImagePlan(base, tags, interps, _digest(spec), venvs)
 
 
 def plan_base(defn: SuiteDefinition, arch: Arch) -> BasePlan:

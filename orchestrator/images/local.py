@@ -45,6 +45,9 @@ from orchestrator.util import stoppers
 LOCAL_POLICY_BY_SUITE: dict[str, tuple[str, str]] = {
     "bullseye": ("manylinux_2_31", "2.31"),
     "bookworm": ("manylinux_2_36", "2.36"),
+    # glibc 2.43 is newer than any policy auditwheel knows (6.8.2: up to manylinux_2_39):
+    # wheels are repaired to the newest known one, which auditwheel proves from the symbols.
+    "forky": ("manylinux_2_39", "2.43"),
 }
 DEFAULT_SUITE = "bullseye"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -216,8 +219,9 @@ def _build(
 ) -> engine.ImageInfo:
     """The base and each missing interpreter in parallel, then the derived image."""
     tarball = _rootfs(plan.base, phases, fresh_rootfs)
-    if not plan.derived:
-        return _ensure_base(plan.base, variant, tarball, phases, force)
+    if not plan.interpreters:  # Debian's interpreters only: nothing to compile
+        base_info = _ensure_base(plan.base, variant, tarball, phases, force)
+        return _build_derived(plan, variant, base_info, [], phases) if plan.derived else base_info
     workers = 1 + min(PARALLEL_COMPILES, len(plan.interpreters))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="orch-image") as pool:
         base = pool.submit(_ensure_base, plan.base, variant, tarball, phases, force)
@@ -357,8 +361,9 @@ def _build_derived(
     built: list[Built],
     phases: Phases,
 ) -> engine.ImageInfo:
-    """FROM the base, ADD each interpreter's tarball, pin pip (and build tools) in each."""
-    tags = [b.tag for b in built]
+    """FROM the base, ADD each interpreter's tarball (or make a venv of each further Debian
+    interpreter), pin pip (and build tools) in each."""
+    tags = [b.tag for b in built] + [tag for tag, _exe in plan.debian_venvs]
     files = _context_files([f"{definition.SCRIPTS_SUBDIR}/{definition.DERIVED_SCRIPT}"])
     pins = {k: plan.base.buildargs[k] for k in ("PIP_BUILD", "PIP_RUNTIME")}
     args = {**pins, **_proxy_args()}
@@ -378,7 +383,13 @@ def _build_derived(
 
 def _derived_dockerfile(base_ref: str, variant: str, plan: ImagePlan, tags: list[str]) -> str:
     setarch = plan.base.buildargs["SETARCH"]
-    adds = "".join(f"ADD {tag}.tar.gz /opt/python/\n" for tag in tags)
+    venvs = dict(plan.debian_venvs)
+    adds = "".join(f"ADD {tag}.tar.gz /opt/python/\n" for tag in tags if tag not in venvs)
+    # As the base makes its Debian interpreter's (setup-runtime.sh): the system's stdlib
+    # and headers, its own site-packages.
+    adds += "".join(
+        f"RUN {setarch} {exe} -m venv /opt/python/{tag}\n" for tag, exe in venvs.items()
+    )
     return (
         f"FROM {base_ref}\n{adds}"
         f"COPY {definition.SCRIPTS_SUBDIR}/{definition.DERIVED_SCRIPT} host-ca.crt "

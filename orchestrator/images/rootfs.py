@@ -110,6 +110,12 @@ def check_debootstrap() -> str:
 
 
 UNSAFE_IO = "force-unsafe-io"
+# Debian testing and unstable: their Release files are valid for a week, and a snapshot
+# mirror serves them long expired. Their roots keep this apt option (mmdebstrap writes it
+# into the root), so the images' own apt-get accepts them too; signatures are still checked.
+ROLLING_SUITES = frozenset({"forky", "sid"})
+NO_VALID_UNTIL = 'Acquire::Check-Valid-Until "false"'
+
 MMDEBSTRAP_DPKG_CFG = "etc/dpkg/dpkg.cfg.d/99mmdebstrap"  # where mmdebstrap keeps --dpkgopt
 
 
@@ -159,6 +165,7 @@ def mmdebstrap_command(suite: str, arch: Arch, root: Path) -> list[str] | None:
         # the tree is the same as before, file for file.
         f"--dpkgopt={UNSAFE_IO}",
         f'--customize-hook=rm -f "$1/{MMDEBSTRAP_DPKG_CFG}"',
+        *([f"--aptopt={NO_VALID_UNTIL}"] if suite in ROLLING_SUITES else []),
         suite,
         str(root),
         # One line, as debootstrap writes: no -updates or -security (mmdebstrap's default for

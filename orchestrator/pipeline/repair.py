@@ -26,11 +26,14 @@ def repair_wheel(session: Session, job: Job, recipe: Recipe, kit: RepairKit | No
         # Opt-in: exactly the job's tag. By default auditwheel also adds the most compatible
         # policy it proves (manylinux_2_17...), so older systems' pip installs the wheel.
         flags.append("--only-plat")
+    aw = auditwheel(job.arch, kit)
+    # auditwheel's refusal ("too-recent versioned symbols") names no symbol: its `show`
+    # after a failed repair lists the versions the wheel needs, so the log says which.
     session.run(
         "repair",
         f"mkdir -p {REPAIRED} && for w in {DIST}/*.whl; do "
-        f"{auditwheel(job.arch, kit)} repair --plat {job.platform_tag} {' '.join(flags)} "
-        f'-w {REPAIRED} "$w"; done',
+        f"{aw} repair --plat {job.platform_tag} {' '.join(flags)} "
+        f'-w {REPAIRED} "$w" || {{ rc=$?; {aw} show "$w" || true; exit $rc; }}; done',
     )
 
 

@@ -7,7 +7,7 @@ touching the engine (so `orch plan` works offline).
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +15,7 @@ import yaml
 
 from orchestrator import archs
 from orchestrator.errors import ConfigError
-from orchestrator.images.definition import load_suite, plan_image, version_of
+from orchestrator.images.definition import load_suite, normalize_python, plan_image, version_of
 from orchestrator.util.resources import data_dir
 
 # PEP 600 names of the legacy aliases, both ways.
@@ -62,6 +62,11 @@ class LocalInfo:
         architecture: source-built ones are compiled when a job first needs them."""
         defn = load_suite(self.suite)
         return tuple(version_of(tag) for tag in defn.available())
+
+    def unavailable(self, version: str) -> str | None:
+        """Why the definition knowingly lacks CPython `version` ("3.14t"), or None."""
+        defn = load_suite(self.suite)
+        return defn.unavailable.get(normalize_python(version))
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,29 @@ class Catalog:
             ref = pypa.reference.format(arch=arch)
             return ImageChoice("pypa", ref, ref, pep600, pypa.pythons, pypa.libc_version)
         raise NoImage(self._no_image_reason(pep600, arch, preference))
+
+    def missing_python(
+        self, pep600: str, arch: str, version: str, planned: Sequence[str] = ()
+    ) -> str:
+        """What to add to "the local image has no CPython X": why the definition lacks it,
+        and which other local family carries it (the fix, unless `planned` has it), or ""."""
+        local = self.local.get(pep600)
+        why = local.unavailable(version) if local else None
+        others = [
+            p
+            for p, info in self.local.items()
+            if p != pep600 and arch in info.archs and version in info.pythons(arch)
+        ]
+        text = f": {why}" if why else ""
+        built = [p for p in others if p in planned]
+        if built:
+            text += f"; built in the local {built[0]} image instead"
+        elif others:
+            text += (
+                f"; the local {others[0]} images carry CPython {version} "
+                f"({self.local[others[0]].suite}): add {others[0]} to platforms"
+            )
+        return text
 
     def _no_image_reason(self, pep600: str, arch: str, preference: str | None) -> str:
         local = self.local.get(pep600)

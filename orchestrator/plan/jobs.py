@@ -331,6 +331,7 @@ def make_plan(recipe: Recipe, host_arch: str | None = None) -> Plan:
     free = read_free_threading(recipe.project)
     jobs: list[Job] = []
     excluded: list[Excluded] = []
+    planned = [cat.canonical(p) for p in recipe.platforms]
     for policy in recipe.platforms:
         pep600 = cat.canonical(policy)
         for arch in recipe.archs:
@@ -351,6 +352,8 @@ def make_plan(recipe: Recipe, host_arch: str | None = None) -> Plan:
                 if py not in image.pythons:
                     has = ", ".join(image.pythons)
                     reason = f"{_image_name(image, tag)} has no CPython {py} (has {has})"
+                    if image.source == "local":
+                        reason += cat.missing_python(pep600, arch, py, planned)
                     excluded.append(Excluded(_job_id(py, tag), reason))
                     continue
                 unsupported = _unsupported_by(recipe, tag)

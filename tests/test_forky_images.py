@@ -1,0 +1,233 @@
+"""The forky image family: Debian's own CPython 3.14 and 3.15 (no source is served here),
+repaired to the newest auditwheel policy, chosen by the plan for cp314/cp315 jobs. No Docker."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from orchestrator import archs
+from orchestrator.errors import ConfigError
+from orchestrator.images import definition, local, rootfs, stock
+from orchestrator.plan import catalog
+from orchestrator.plan.jobs import make_plan
+from orchestrator.recipe import load_recipe
+
+
+@pytest.fixture()
+def definitions_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    copy = tmp_path / "images"
+    shutil.copytree(definition.images_dir(), copy)
+    monkeypatch.setattr(definition, "images_dir", lambda: copy)
+    return copy / definition.DEFINITION_SUBDIR
+
+
+def test_forky_offers_debians_314_and_315_and_compiles_nothing() -> None:
+    defn = definition.load_suite("forky")
+    assert (defn.debian_python_tag, defn.debian_python_exe) == (
+        "cp314-cp314",
+        "/usr/bin/python3.14",
+    )
+    assert dict(defn.debian_extra) == {"cp315-cp315": "/usr/bin/python3.15"}
+    assert defn.available() == ("cp314-cp314", "cp315-cp315")
+    assert not defn.source_pythons
+    assert {"cp314-cp314t", "cp315-cp315t"} <= set(defn.unavailable)
+    # the base's venv is the first interpreter; the tools run with it
+    assert definition.plan_base(defn, archs.get("x86_64")).buildargs["TOOLS_PYTHON"] == (
+        "/usr/bin/python3.14"
+    )
+
+
+def test_a_further_debian_python_is_a_venv_in_the_job_image() -> None:
+    plan = definition.plan_image("i686", "forky", ("3.15",))
+    assert plan.pythons == ("cp314-cp314", "cp315-cp315")
+    assert plan.derived and not plan.interpreters
+    assert plan.debian_venvs == (("cp315-cp315", "/usr/bin/python3.15"),)
+    assert plan.ref("build") != plan.base.ref("build")
+    text = local._derived_dockerfile("BASE", "build", plan, ["cp315-cp315"])
+    assert "RUN linux32 /usr/bin/python3.15 -m venv /opt/python/cp315-cp315\n" in text
+    assert "ADD" not in text
+    assert text.rstrip().endswith("add-pythons.sh build cp315-cp315")
+    # 3.14 alone is the base itself: nothing to add
+    alone = definition.plan_image("x86_64", "forky", ("3.14",))
+    assert not alone.derived and alone.ref("build") == alone.base.ref("build")
+
+
+def test_single_interpreter_definitions_keep_their_tags(definitions_copy: Path) -> None:
+    """The generalisation changes no existing image: a one-element list is the mapping, and
+    a plan without Debian venvs hashes as before (the old formula, spelled out here)."""
+    before = definition.plan_image("x86_64", "bullseye", ("3.9", "3.11"))
+    old = hashlib.sha256(
+        json.dumps(
+            {
+                "format": definition.FORMAT_VERSION,
+                "base": before.base.digest,
+                "interpreters": [i.spec_digest for i in before.interpreters],
+                "derived": definition._file_digests(["scripts/add-pythons.sh"]),
+            },
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()
+    assert before.digest == old
+    path = definitions_copy / "bullseye.yaml"
+    text = path.read_text()
+    mapping = "debian_python:\n  tag: cp39-cp39\n  executable: /usr/bin/python3.9\n"
+    assert mapping in text
+    path.write_text(
+        text.replace(mapping, "debian_python:\n  - {tag: cp39, executable: /usr/bin/python3.9}\n")
+    )
+    after = definition.plan_image("x86_64", "bullseye", ("3.9", "3.11"))
+    assert (after.ref("build"), after.ref("runtime")) == (
+        before.ref("build"),
+        before.ref("runtime"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "match"),
+    [
+        (
+            "  - {tag: cp315-cp315, executable: /usr/bin/python3.15}\n",
+            "  - {tag: cp314-cp314, executable: /usr/bin/python3.14}\n",
+            "cp314-cp314: named twice",
+        ),
+        (
+            "debian_python:\n  - {tag: cp314-cp314, executable: /usr/bin/python3.14}\n"
+            "  - {tag: cp315-cp315, executable: /usr/bin/python3.15}\n",
+            "debian_python: []\n",
+            "debian_python: the list is empty",
+        ),
+        (
+            "unavailable:\n",
+            "source_pythons:\n  cp315: {suite: forky, package: python3.15}\nunavailable:\n",
+            "cp315-cp315: named twice",
+        ),
+    ],
+)
+def test_bad_debian_python_lists_name_the_file(
+    definitions_copy: Path, old: str, new: str, match: str
+) -> None:
+    path = definitions_copy / "forky.yaml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(ConfigError, match=rf"forky.yaml.*{match}"):
+        definition.load_suite("forky")
+
+
+def test_forky_is_repaired_to_a_policy_auditwheel_knows() -> None:
+    """glibc 2.43 has no auditwheel policy: the family is repaired to manylinux_2_39, the
+    newest policy of the auditwheel it pins (6.4.2, as the native repair kit: 6.8.2 knows
+    2_41, none 2_42/2_43), so auditwheel proves every tag from the symbols and a wheel
+    needing a newer symbol fails its repair."""
+    import importlib.resources
+
+    from orchestrator.emulation import repair_kit
+
+    names = {
+        p["name"]
+        for p in json.loads(
+            importlib.resources.files("auditwheel.policy")
+            .joinpath("manylinux-policy.json")
+            .read_text()
+        )
+    }
+    defn = definition.load_suite("forky")
+    glibc = tuple(int(x) for x in defn.glibc.split("."))
+    assert defn.policy in names and defn.policy not in ("manylinux_2_42", "manylinux_2_43")
+    assert tuple(int(x) for x in defn.policy.split("_")[1:]) < glibc
+    assert defn.policy == local.LOCAL_POLICY_BY_SUITE["forky"][0]
+    pinned = [p for p in defn.pip["tools"] if p.startswith("auditwheel==")]
+    assert pinned == [t for t in repair_kit.TOOLS if t.startswith("auditwheel==")]
+    assert catalog.load().local[defn.policy].suite == "forky"
+
+
+def _recipe(tmp_path: Path, python: str, platforms: str, requires: str | None = None) -> Path:
+    proj = tmp_path / "p"
+    proj.mkdir(exist_ok=True)
+    line = f'requires-python = "{requires}"\n' if requires else ""
+    classifier = 'classifiers = ["Programming Language :: Python :: Free Threading :: 2 - Beta"]\n'
+    (proj / "pyproject.toml").write_text(
+        f'[project]\nname = "p"\nversion = "1"\n{line}{classifier}'
+    )
+    f = tmp_path / "orch.yaml"
+    f.write_text(f"schema: 1\nproject: p\npython: {python}\nplatforms: {platforms}\n")
+    return f
+
+
+def test_plan_builds_314_and_315_in_forky_and_says_why_not_elsewhere(tmp_path: Path) -> None:
+    recipe = _recipe(tmp_path, "['3.13', '3.14', '3.14t', '3.15']", "[manylinux_2_31]")
+    plan = make_plan(load_recipe(recipe), host_arch="x86_64")
+    assert [j.id for j in plan.jobs] == ["cp313-manylinux_2_31_x86_64"]
+    reasons = {e.id: e.reason for e in plan.excluded}
+    why = reasons["cp314-manylinux_2_31_x86_64"]
+    assert "serves no python3.14 source" in why and "add manylinux_2_39 to platforms" in why
+    assert "serves no python3.15 source" in reasons["cp315-manylinux_2_31_x86_64"]
+
+    both = _recipe(
+        tmp_path, "['3.13', '3.14', '3.14t', '3.15']", "[manylinux_2_31, manylinux_2_39]"
+    )
+    plan = make_plan(load_recipe(both), host_arch="x86_64")
+    jobs = {j.id: j for j in plan.jobs}
+    assert sorted(jobs) == [
+        "cp313-manylinux_2_31_x86_64",
+        "cp314-manylinux_2_39_x86_64",
+        "cp315-manylinux_2_39_x86_64",
+    ]
+    forky = jobs["cp315-manylinux_2_39_x86_64"]
+    assert forky.image == definition.plan_image("x86_64", "forky", ("3.14", "3.15")).ref("build")
+    assert forky.python_tag == "cp315-cp315" and forky.platform_tag == "manylinux_2_39_x86_64"
+    reasons = {e.id: e.reason for e in plan.excluded}
+    assert (
+        "built in the local manylinux_2_39 image instead" in reasons["cp314-manylinux_2_31_x86_64"]
+    )
+    free = reasons["cp314t-manylinux_2_39_x86_64"]
+    assert "Debian ships no free-threaded python3.14" in free and "404" in free
+
+
+def test_requires_python_still_decides_in_forky(tmp_path: Path) -> None:
+    recipe = _recipe(tmp_path, "['3.14', '3.15']", "[manylinux_2_39]", requires=">=3.15")
+    plan = make_plan(load_recipe(recipe), host_arch="x86_64")
+    assert [j.id for j in plan.jobs] == ["cp315-manylinux_2_39_x86_64"]
+    (ex,) = [e for e in plan.excluded if e.id == "cp314-manylinux_2_39_x86_64"]
+    assert "requires-python >=3.15" in ex.reason
+
+
+def test_forky_aarch64_jobs_are_emulated_on_x86_64(tmp_path: Path) -> None:
+    recipe = _recipe(tmp_path, "['3.14', '3.15']", "[manylinux_2_39]")
+    text = recipe.read_text() + "archs: [x86_64, aarch64]\n"
+    recipe.write_text(text)
+    plan = make_plan(load_recipe(recipe), host_arch="x86_64")
+    assert {(j.id, j.emulated) for j in plan.jobs} == {
+        ("cp314-manylinux_2_39_x86_64", False),
+        ("cp315-manylinux_2_39_x86_64", False),
+        ("cp314-manylinux_2_39_aarch64", True),
+        ("cp315-manylinux_2_39_aarch64", True),
+    }
+
+
+def test_build_local_names_the_reason_for_an_unserved_python() -> None:
+    with pytest.raises(ConfigError, match=r"cp314-cp314: the package mirror serves no python3\.14"):
+        definition.plan_image("x86_64", "bullseye", ("3.14",))
+
+
+def test_stock_forky_verifies_314_wheels() -> None:
+    forky = stock.load("forky")
+    assert (forky.python, forky.glibc) == ("3.14", (2, 43))
+    assert stock.predict_default("3.14", "manylinux_2_39", "aarch64") == "stock:forky"
+    assert stock.predict_default("3.15", "manylinux_2_39", "x86_64") is None  # none ships it
+
+
+def test_rolling_suites_roots_accept_an_expired_release(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rootfs.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(rootfs, "_debootstrap_mirror", lambda: "http://mirror.invalid/debian")
+    arch = archs.get("x86_64")
+    forky = rootfs.mmdebstrap_command("forky", arch, Path("/r"))
+    bullseye = rootfs.mmdebstrap_command("bullseye", arch, Path("/r"))
+    assert forky is not None and bullseye is not None
+    assert f"--aptopt={rootfs.NO_VALID_UNTIL}" in forky
+    assert not any(a.startswith("--aptopt") for a in bullseye)  # its root is unchanged
