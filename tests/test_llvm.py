@@ -843,9 +843,44 @@ def test_big_endian_targets_get_the_native_shell_but_not_the_text_tools(tmp_path
     assert s390x.env["CONFIG_SHELL"].endswith("/usr/bin/dash") and not s390x.native_tools
     assert [m.target for m in s390x.mounts][-1] == "/usr/bin/dash"
     assert s390x.describe().endswith("headers and runtime and the shell")
+    assert "LOCPATH" not in s390x.env
     ppc = accel._llvm_accel(root, "ppc64le", _debian_gcc(), "w", accel.DEFAULT_PATH, None)
     assert ppc.native_tools and "/usr/bin/dash" not in [m.target for m in ppc.mounts]
     assert "and shell tools" in ppc.describe()
+
+
+def test_big_endian_text_tools_with_the_images_locales(tmp_path: Path) -> None:
+    """s390x whose locales the root holds (same libc-bin, same /usr/lib/locale entries):
+    LOCPATH names the root's little-endian copy first, the text tools are linked into
+    the wrappers, and the wrapper directory (and the cache key) is another one."""
+    root = _root(tmp_path)
+    (root.path / "usr/bin").mkdir(parents=True)
+    for program in ("dash", "sed", "grep", "mawk", "sort"):
+        (root.path / "usr/bin" / program).write_text("")
+    (root.path / "usr/lib/locale/C.utf8").mkdir(parents=True)
+    (root.path / "var/lib/dpkg").mkdir(parents=True)
+    (root.path / "var/lib/dpkg/status").write_text("Package: libc-bin\nVersion: 2.36-9\n")
+    gcc = _debian_gcc("s390x-linux-gnu", DEBIAN_S390X)
+    env = accel._locale_env("s390x", root.path, llvm_root.PREFIX, "2.36-9", frozenset({"C.utf8"}))
+    assert env == {"LOCPATH": f"{llvm_root.PREFIX}/usr/lib/locale:/usr/lib/locale"}
+    assert accel._locale_env("s390x", root.path, "/p", "2.36-8", frozenset({"C.utf8"})) is None
+    assert accel._locale_env("ppc64le", root.path, "/p", "", frozenset()) == {}
+    plain = llvm_root.ensure_wrappers(root, "s390x", gcc)
+    tools = llvm_root.ensure_wrappers(root, "s390x", gcc, text_tools=True)
+    assert plain != tools
+    assert not (root.path / plain / "sed").exists()
+    assert os.readlink(root.path / tools / "sed") == f"{llvm_root.PREFIX}/usr/bin/sed"
+    assert os.readlink(root.path / tools / "awk") == f"{llvm_root.PREFIX}/usr/bin/mawk"
+    assert not (root.path / tools / "uname").exists()  # the target shows through uname
+    # little-endian keys do not move with the flag (their tools are linked anyway)
+    ppc = _debian_gcc()
+    assert llvm_root.wrapper_key(root, "ppc64le", ppc, True) == llvm_root.wrapper_key(
+        root, "ppc64le", ppc
+    )
+    acc = accel._llvm_accel(root, "s390x", gcc, tools, accel.DEFAULT_PATH, None, env)
+    assert acc.native_tools and acc.env["LOCPATH"] == env["LOCPATH"]
+    assert acc.key == llvm_root.wrapper_key(root, "s390x", gcc, True)
+    assert "and shell tools" in acc.describe()
 
 
 HOST_XZ = shutil.which("xz")

@@ -300,7 +300,7 @@ def with_build_tools(
     call setlocale, run natively only where `locale` (the image's libc-bin version and
     /usr/lib/locale entries) matches the root's: LOCPATH then gives the native C library
     the root's little-endian copy of the same locales (`_locale_env`)."""
-    locale_env = _locale_env(accel, *locale)
+    locale_env = _locale_env(accel.arch, accel.root, _container_prefix(accel), *locale)
     mounts: list[Mount] = []
     names: list[str] = []
     for package, programs in BUILD_TOOLS.items():
@@ -328,7 +328,7 @@ def with_build_tools(
 
 
 def _locale_env(
-    accel: Accel, image_libc: str, image_locales: frozenset[str]
+    arch: str, root: Path, prefix: str, image_libc: str, image_locales: frozenset[str]
 ) -> dict[str, str] | None:
     """{} on little-endian targets (the native C library reads the image's locale files);
     on big-endian ones LOCPATH=<root's locales>:/usr/lib/locale when the root has the
@@ -340,12 +340,12 @@ def _locale_env(
     off locale-archive, which an image with the same entries as the root does not have.)
     Without it the native cmake and make would run in the C locale: `cmake -E tar` could
     not archive non-ASCII file names and make's `?` would match a byte, not a character."""
-    if accel.arch in LITTLE_ENDIAN:
+    if arch in LITTLE_ENDIAN:
         return {}
-    root_libc, root_locales = locale_facts(accel.root)
+    root_libc, root_locales = locale_facts(root)
     if not image_libc or image_libc != root_libc or image_locales != root_locales:
         return None
-    return {LOCPATH: f"{_container_prefix(accel)}/usr/lib/locale:/usr/lib/locale"}
+    return {LOCPATH: f"{prefix}/usr/lib/locale:/usr/lib/locale"}
 
 
 def _container_prefix(accel: Accel) -> str:
@@ -394,9 +394,13 @@ def _plan_llvm(
     gcc = llvm_root.gcc_install(answers, dict(image.env))
     if gcc is None:
         raise _NotApplicable("the image has no gcc to take headers and runtime from")
-    wrappers = llvm_root.ensure_wrappers(root, arch, gcc)
+    locale = _locale_fields(lines)
+    locale_env = _locale_env(arch, root.path, llvm_root.PREFIX, *locale)
+    wrappers = llvm_root.ensure_wrappers(root, arch, gcc, bool(locale_env))
     shell = _native_shell(root, arch, image, _field(lines, "shell"), _field(lines, "dash"))
-    accel = _llvm_accel(root, arch, gcc, wrappers, image.env.get("PATH") or DEFAULT_PATH, shell)
+    accel = _llvm_accel(
+        root, arch, gcc, wrappers, image.env.get("PATH") or DEFAULT_PATH, shell, locale_env
+    )
     accel = dataclasses.replace(accel, why=why)
     sources: list[ToolSource] = [(root.path, root.tool_versions)]
     cross = _suite_cross_root(arch, image)
@@ -408,7 +412,7 @@ def _plan_llvm(
         _field(lines, "make_host"),
         sources,
         _runs_with(root),
-        _locale_fields(lines),
+        locale,
     )
     problem = _smoke(factory, image, accel, cxx=gcc.cxx)  # C++ only where the image has g++
     if problem:
@@ -423,9 +427,12 @@ def _llvm_accel(
     wrappers: str,
     image_path: str,
     shell: Path | None,
+    locale_env: Mapping[str, str] | None = None,
 ) -> Accel:
+    """locale_env: LOCPATH on a big-endian target whose locales the root holds
+    (`_locale_env`); the text tools then run natively there too."""
     prefix = llvm_root.PREFIX
-    native_tools = arch in LITTLE_ENDIAN
+    native_tools = arch in LITTLE_ENDIAN or bool(locale_env)
     mounts = [
         Mount(str(root.path), prefix),
         Mount(str(root.path / root.loader), f"/{LOADER}"),
@@ -434,7 +441,11 @@ def _llvm_accel(
     # The shell runs natively on every target, big-endian ones too: dash calls neither
     # setlocale nor strcoll (no locale file is read) and compiles in nothing of the CPU;
     # the text tools (sort, grep...) read locales, so they do so only on little-endian ones.
-    env = {"PATH": f"{prefix}/{wrappers}", "CONFIG_SHELL": f"{prefix}/{SHELL}"}
+    env = {
+        "PATH": f"{prefix}/{wrappers}",
+        "CONFIG_SHELL": f"{prefix}/{SHELL}",
+        **(locale_env or {}),
+    }
     if shell is not None:  # /bin/sh for everything else (CMake's Makefiles, make's recipes)
         mounts.append(Mount(str(shell), f"/{SHELL}"))
     return Accel(
@@ -446,7 +457,7 @@ def _llvm_accel(
         image_path=image_path,
         gcc_version=gcc.version,
         package_version=root.package_version,
-        key=llvm_root.wrapper_key(root, arch, gcc),
+        key=llvm_root.wrapper_key(root, arch, gcc, bool(locale_env)),
         native_tools=native_tools,
         native_shell=True,
         compiler=LLVM,
