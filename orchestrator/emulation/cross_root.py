@@ -81,9 +81,9 @@ BINUTILS = (
 # Left emulated on purpose: uname and arch (config.guess and CMake must see the target),
 # bash ($HOSTTYPE/$MACHTYPE are compiled in), perl and python (their build configuration),
 # pkg-config and ldd (arch-specific search paths), getconf, nproc, od (byte order); make
-# and cmake only under BUILD_TOOLS' rule (below). Big-endian targets get none:
-# the native C library cannot read their locale files, so sort or grep could behave
-# differently.
+# and cmake only under BUILD_TOOLS' rule (below). Big-endian targets get none here: the
+# native C library cannot read their locale files, so sort or grep could behave
+# differently (LLVM links them where the root holds the image's locales: accel.LOCPATH).
 _SAME_NAME = """
     dash sed grep mawk find xargs diff cmp tar gzip xz bzip2 cat cp mv rm ln mkdir rmdir chmod
     touch ls sort uniq tr cut head tail wc tee basename dirname expr comm mktemp realpath
