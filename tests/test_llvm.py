@@ -999,7 +999,7 @@ def test_s390x_native_tools_build_what_the_emulated_ones_do(
     results: dict[str, list[str]] = {}
     for name, box_plan, setup, prefix in (
         ("native", plan, "true", ""),
-        ("emulated", _without_build_tools(plan), *_emulated_text_tools(plan)),
+        ("emulated", _without_build_tools(plan), *_emulated_text_tools()),
     ):
         box = Box(s390x_build, box_plan)
         try:
@@ -1024,15 +1024,15 @@ def test_s390x_native_tools_build_what_the_emulated_ones_do(
     assert "src/ä.c" in facts and "UP=äBç" in facts and "a b ä" in facts
 
 
-def _emulated_text_tools(plan: Accel) -> tuple[str, str]:
-    """For the comparison box: a setup linking only the compiler wrappers into /w, and a
-    command prefix putting /w on PATH instead of the wrapper directory, without LOCPATH:
-    clang still compiles, every text tool is the image's (emulated)."""
+def _emulated_text_tools() -> tuple[str, str]:
+    """For the comparison box: a setup linking the image's own text tools into /e, and a
+    command prefix putting /e first on PATH (before the unchanged wrapper directory, so
+    CMake records the same compiler paths) without LOCPATH: every text tool is emulated."""
     from orchestrator.emulation.cross_root import NATIVE_TOOLS
 
     names = " ".join(NATIVE_TOOLS)
     setup = (
-        f"mkdir /w && for f in {plan.wrapper_dir}/*; do n=$(basename $f); "
-        f'case " {names} " in *" $n "*) ;; *) ln -s $f /w/$n;; esac; done'
+        f"mkdir /e && for n in {names}; do for d in /usr/bin /bin; do "
+        'if [ -x "$d/$n" ]; then ln -s "$d/$n" "/e/$n"; break; fi; done; done'
     )
-    return setup, f"unset LOCPATH; export PATH=/w:${{PATH#{plan.wrapper_dir}:}};"
+    return setup, "unset LOCPATH; export PATH=/e:$PATH;"
