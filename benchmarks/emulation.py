@@ -363,7 +363,7 @@ def run_list(
         for mode in ("gcc-cross", "llvm"):
             if isinstance(plans[arch][mode], accel.Accel):
                 runs.append((arch, mode, SUITE[arch]))
-    runs += [(arch, "plain", SUITE[arch]) for arch in emulated if arch in plain]
+    runs += [(arch, "plain", SUITE[arch]) for arch in plain if arch in emulated]  # their order
     return runs
 
 
@@ -373,7 +373,10 @@ def end_to_end(
     runs_wanted: list[tuple[str, str, str]],
     work: Path,
     cross: Path,
+    partial: Path | None = None,
 ) -> list[Run]:
+    """Each run in turn; after each, every figure so far goes to `partial` (if given), so a
+    run cut short still leaves the finished ones."""
     runs = []
     for arch, mode, suite in runs_wanted:
         name = f"{arch}-{mode}-{suite}"
@@ -399,6 +402,8 @@ def end_to_end(
         )
         if r.ok:
             shutil.rmtree(work / name, ignore_errors=True)  # disk: caches are large
+        if partial is not None:
+            partial.write_text(json.dumps([asdict(x) for x in runs], indent=2))
     return runs
 
 
@@ -513,7 +518,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mirror", type=Path, default=os.environ.get(MIRROR_ENV) or None)
     ap.add_argument("--project", help="example name or project directory (default: see above)")
     ap.add_argument("--archs", default=",".join(EMULATED), help="emulated architectures")
-    ap.add_argument("--plain-archs", help="measure plain QEMU only for these (default: all)")
+    ap.add_argument(
+        "--plain-archs", help="measure plain QEMU only for these, in this order (default: all)"
+    )
     ap.add_argument("--reps", type=int, default=5, help="repetitions of the compile timing")
     ap.add_argument("--no-compile", action="store_true", help="skip the one-file timing")
     ap.add_argument("--json", type=Path, help="also write the figures here")
@@ -532,7 +539,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_compile and "aarch64" in plans:
             compiles = compile_times(plans["aarch64"], args.reps)
         wanted = run_list(emulated, plain, plans)
-        runs = end_to_end(project, mirror, wanted, Path(tmp), cross_root.cross_dir())
+        partial = args.json.with_suffix(".partial.json") if args.json else None
+        runs = end_to_end(project, mirror, wanted, Path(tmp), cross_root.cross_dir(), partial)
         figures = show(project, why, compiles, runs, plain)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))

@@ -29,7 +29,7 @@ from elftools.elf.elffile import ELFFile
 
 from orchestrator import archs
 from orchestrator.container import engine
-from orchestrator.emulation import accel, cross_root
+from orchestrator.emulation import accel, cross_root, llvm_root
 from orchestrator.emulation.accel import Accel, Fallback
 from orchestrator.errors import ConfigError, EnvironmentProblem, OrchError
 from orchestrator.images.local import ensure_local_image
@@ -243,13 +243,64 @@ def test_build_tools_only_of_the_images_own_release(tmp_path: Path) -> None:
     assert out.build_tools == ("make", "ninja")
 
 
-def test_build_tools_stay_emulated_on_big_endian_or_absent(tmp_path: Path) -> None:
-    root = _tool_root(tmp_path, "r", ("cmake", "make", "ninja"))
-    s390x = dataclasses.replace(_fake_accel(), arch="s390x")
+def _locale_root(tmp_path: Path, libc: str, locales: tuple[str, ...]) -> Path:
+    root = _tool_root(tmp_path, "lr", ("cmake", "make", "ninja"))
+    (root / "var/lib/dpkg").mkdir(parents=True)
+    (root / "var/lib/dpkg/status").write_text(
+        f"Package: libc6\nVersion: 0\n\nPackage: libc-bin\nStatus: install ok\nVersion: {libc}\n"
+    )
+    for name in locales:
+        (root / "usr/lib/locale" / name).mkdir(parents=True)
+    return root
+
+
+def test_big_endian_build_tools_need_the_images_locales_in_the_root(tmp_path: Path) -> None:
+    """s390x: cmake and make (they call setlocale) run natively only where the root holds
+    the same libc-bin and compiled locales as the image: LOCPATH names the root's
+    little-endian copy first; ninja reads no locale and needs nothing."""
+    root = _locale_root(tmp_path, "2.36-9+deb12u14", ("C.utf8",))
+    assert cross_root.locale_facts(root) == ("2.36-9+deb12u14", frozenset({"C.utf8"}))
+    s390x = dataclasses.replace(_fake_accel(), arch="s390x", triplet="s390x-linux-gnu", root=root)
     same = [(root, IMAGE_TOOLS)]
-    assert accel.with_build_tools(s390x, IMAGE_TOOLS, "s390x-ibm-linux-gnu", same) == s390x
+    host = "s390x-ibm-linux-gnu"
+    locale = ("2.36-9+deb12u14", frozenset({"C.utf8"}))
+    out = accel.with_build_tools(s390x, IMAGE_TOOLS, host, same, locale=locale)
+    assert out.build_tools == ("cmake", "make", "ninja")
+    assert out.env["LOCPATH"] == "/opt/orch-cross/usr/lib/locale:/usr/lib/locale"
+    assert out.env["MAKE_HOST"] == host
+    assert out.describe().endswith("of the image's release (little-endian locale data)")
+    check = accel._c_locale_check(out)
+    assert "/opt/orch-cross/usr/bin/locale charmap" in check and "$(locale charmap" in check
+    llvm = dataclasses.replace(s390x, compiler=accel.LLVM)
+    got = accel.with_build_tools(llvm, IMAGE_TOOLS, host, same, locale=locale)
+    assert got.env["LOCPATH"] == f"{llvm_root.PREFIX}/usr/lib/locale:/usr/lib/locale"
+    # another libc-bin, another locale set (a locale-archive), or a probe that could not say:
+    # only ninja runs natively, and nothing about the locale is set
+    for other in (
+        ("2.36-9+deb12u13", frozenset({"C.utf8"})),
+        ("2.36-9+deb12u14", frozenset({"C.utf8", "locale-archive"})),
+        ("", frozenset()),
+    ):
+        out = accel.with_build_tools(s390x, IMAGE_TOOLS, host, same, locale=other)
+        assert out.build_tools == ("ninja",) and "LOCPATH" not in out.env, other
+        assert "MAKE_HOST" not in out.env and accel._c_locale_check(out) == ""
+    # little-endian targets read the image's locale files themselves: no LOCPATH, no check
+    little = accel.with_build_tools(_fake_accel(), IMAGE_TOOLS, "aarch64-x", same)
+    assert little.build_tools == ("cmake", "make", "ninja") and "LOCPATH" not in little.env
+    assert accel._c_locale_check(little) == "" and "locale" not in little.describe()
+
+
+def test_probe_answers_become_locale_facts() -> None:
+    lines = ["libc=2.36-9+deb12u14", "locales=C.utf8 ", "tool.make=4.3-4.1"]
+    assert accel._locale_fields(lines) == ("2.36-9+deb12u14", frozenset({"C.utf8"}))
+    assert accel._locale_fields([]) == ("", frozenset())
+    assert "libc-bin" in accel._TOOL_SCRIPT and "/usr/lib/locale" in accel._TOOL_SCRIPT
+
+
+def test_build_tools_stay_emulated_when_absent(tmp_path: Path) -> None:
+    root = _tool_root(tmp_path, "r", ("cmake", "make", "ninja"))
     plain = _fake_accel()
-    assert accel.with_build_tools(plain, {}, "x", same) == plain  # the image has none
+    assert accel.with_build_tools(plain, {}, "x", [(root, IMAGE_TOOLS)]) == plain
     assert "cmake" not in plain.describe()
 
 

@@ -843,9 +843,44 @@ def test_big_endian_targets_get_the_native_shell_but_not_the_text_tools(tmp_path
     assert s390x.env["CONFIG_SHELL"].endswith("/usr/bin/dash") and not s390x.native_tools
     assert [m.target for m in s390x.mounts][-1] == "/usr/bin/dash"
     assert s390x.describe().endswith("headers and runtime and the shell")
+    assert "LOCPATH" not in s390x.env
     ppc = accel._llvm_accel(root, "ppc64le", _debian_gcc(), "w", accel.DEFAULT_PATH, None)
     assert ppc.native_tools and "/usr/bin/dash" not in [m.target for m in ppc.mounts]
     assert "and shell tools" in ppc.describe()
+
+
+def test_big_endian_text_tools_with_the_images_locales(tmp_path: Path) -> None:
+    """s390x whose locales the root holds (same libc-bin, same /usr/lib/locale entries):
+    LOCPATH names the root's little-endian copy first, the text tools are linked into
+    the wrappers, and the wrapper directory (and the cache key) is another one."""
+    root = _root(tmp_path)
+    (root.path / "usr/bin").mkdir(parents=True)
+    for program in ("dash", "sed", "grep", "mawk", "sort"):
+        (root.path / "usr/bin" / program).write_text("")
+    (root.path / "usr/lib/locale/C.utf8").mkdir(parents=True)
+    (root.path / "var/lib/dpkg").mkdir(parents=True)
+    (root.path / "var/lib/dpkg/status").write_text("Package: libc-bin\nVersion: 2.36-9\n")
+    gcc = _debian_gcc("s390x-linux-gnu", DEBIAN_S390X)
+    env = accel._locale_env("s390x", root.path, llvm_root.PREFIX, "2.36-9", frozenset({"C.utf8"}))
+    assert env == {"LOCPATH": f"{llvm_root.PREFIX}/usr/lib/locale:/usr/lib/locale"}
+    assert accel._locale_env("s390x", root.path, "/p", "2.36-8", frozenset({"C.utf8"})) is None
+    assert accel._locale_env("ppc64le", root.path, "/p", "", frozenset()) == {}
+    plain = llvm_root.ensure_wrappers(root, "s390x", gcc)
+    tools = llvm_root.ensure_wrappers(root, "s390x", gcc, text_tools=True)
+    assert plain != tools
+    assert not (root.path / plain / "sed").exists()
+    assert os.readlink(root.path / tools / "sed") == f"{llvm_root.PREFIX}/usr/bin/sed"
+    assert os.readlink(root.path / tools / "awk") == f"{llvm_root.PREFIX}/usr/bin/mawk"
+    assert not (root.path / tools / "uname").exists()  # the target shows through uname
+    # little-endian keys do not move with the flag (their tools are linked anyway)
+    ppc = _debian_gcc()
+    assert llvm_root.wrapper_key(root, "ppc64le", ppc, True) == llvm_root.wrapper_key(
+        root, "ppc64le", ppc
+    )
+    acc = accel._llvm_accel(root, "s390x", gcc, tools, accel.DEFAULT_PATH, None, env)
+    assert acc.native_tools and acc.env["LOCPATH"] == env["LOCPATH"]
+    assert acc.key == llvm_root.wrapper_key(root, "s390x", gcc, True)
+    assert "and shell tools" in acc.describe()
 
 
 HOST_XZ = shutil.which("xz")
@@ -877,3 +912,127 @@ def test_a_program_of_another_root_borrows_only_missing_libraries(tmp_path: Path
     assert (libdir / "libc.so.6").read_text() == "the root's own libc"
     assert sorted(p.name for p in libdir.iterdir()) == ["libc.so.6", "liblzma.so.5"]
     assert llvm_root.borrow_libraries(root, program) is True  # again: nothing to do
+
+
+# --- big-endian s390x: native cmake, make, ninja and text tools -----------------------
+
+UNICODE_FILES = {
+    "/u/src/CMakeLists.txt": (
+        "cmake_minimum_required(VERSION 3.13)\nproject(u C)\n"
+        'file(GLOB S "${CMAKE_SOURCE_DIR}/*.c")\nlist(SORT S)\n'
+        'string(TOUPPER "äbç" UP)\nstring(REGEX MATCHALL "." CH "äb")\n'
+        "add_library(u STATIC ${S})\n"
+        'file(WRITE ${CMAKE_BINARY_DIR}/facts "S=${S}\\nUP=${UP}\\nCH=${CH}\\n")\n'
+    ),
+    "/u/src/ä.c": "int a(void) { return 1; }\n",
+    "/u/src/b.c": "int b(void) { return 2; }\n",
+    "/u/src/w.mk": (
+        "all:\n\t@echo 'one=$(wildcard /u/src/?.c)'; echo 'all=$(sort $(wildcard /u/src/*.c))'\n"
+    ),
+}
+# Where the C locale would differ from the image's C.UTF-8: make's `?` (one character or
+# one byte), `cmake -E tar` of a non-ASCII name (libarchive), sed/grep/sort on UTF-8.
+UNICODE_RESULTS = (
+    "cd /u && cmake -S src -B bü > /dev/null && cmake --build bü > /dev/null && cat bü/facts && "
+    "ar t bü/libu.a && sha256sum bü/libu.a bü/CMakeCache.txt && make -s -f src/w.mk && "
+    "cmake -G Ninja -S src -B n > /dev/null && ninja -C n > /dev/null && sha256sum n/libu.a && "
+    "cmake -E tar cf /u/t.tar src && tar tf /u/t.tar | sort && "
+    "printf 'ä\\nb\\na\\n' | sort | tr '\\n' ' ' && printf 'äb\\n' | grep -o '^.b' && "
+    "printf 'äb\\n' | sed 's/^./X/' && printf 'äbc' | wc -m"
+)
+XZ = "0b54f79df85912504de0b14aec7971e3f964491af1812d83447005807513cd9e"  # 5.8.1, recipes/
+XZ_BUILD = (
+    "mkdir -p /x/src && tar -xJf /x/in/xz.tar.xz -C /x/src --strip-components=1 && cd /x/src && "
+    "./configure --prefix=/x/p --disable-shared --with-pic --disable-doc --disable-nls "
+    "> /x/configure.log && make -j2 > /x/make.log && make install > /dev/null"
+)
+XZ_RESULTS = "cd /x/src && sha256sum config.h; cd /x/p && find . -type f | sort | xargs sha256sum"
+
+
+@pytest.fixture(scope="module")
+def s390x_build() -> engine.ImageInfo:
+    from orchestrator.images.local import ensure_local_image
+
+    return ensure_local_image("s390x", "build", suite="bookworm")
+
+
+@pytest.mark.docker
+@pytest.mark.emulated
+@needs_x86
+def test_s390x_native_tools_build_what_the_emulated_ones_do(
+    s390x_build: engine.ImageInfo, tmp_path: Path
+) -> None:
+    """Big-endian s390x, clang compiling both times: the native cmake, make, ninja and text
+    tools (LOCPATH: the root's little-endian copy of the image's locales) against the
+    image's emulated ones. The CMake project of test_accel (cache, system facts, try_run,
+    archives, $(MAKE_HOST)) and a non-ASCII one (make's `?`, `cmake -E tar`, Ninja, sort,
+    grep, sed, wc) give the same output; with the sources in ORCH_TEST_LIBRARY_MIRROR,
+    snappy (CMake) and xz (autotools) install byte-identical files."""
+    from tests.test_accel import (
+        CMAKE_FILES,
+        CMAKE_RESULTS,
+        MIRROR_ENV,
+        SNAPPY,
+        SNAPPY_BUILD,
+        SNAPPY_RESULTS,
+        Box,
+        _without_build_tools,
+        _write,
+    )
+
+    plan = accel.plan_accel("s390x", s390x_build, "llvm")
+    assert isinstance(plan, Accel) and plan.native_tools, plan
+    assert set(plan.build_tools) == {"cmake", "make", "ninja"}
+    assert plan.env["LOCPATH"] == f"{llvm_root.PREFIX}/usr/lib/locale:/usr/lib/locale"
+    mirror = Path(os.environ.get(MIRROR_ENV, "/nonexistent"))
+    sources = {n: mirror / h for n, h in (("snappy.tar.gz", SNAPPY), ("xz.tar.xz", XZ))}
+    (tmp_path / "in").mkdir()
+    for name, src in sources.items():
+        if src.is_file():
+            shutil.copy(src, tmp_path / "in" / name)
+    steps = [(CMAKE_FILES, "cmake -S /cm -B /cm/b && cmake --build /cm/b", CMAKE_RESULTS),
+             (UNICODE_FILES, "true", UNICODE_RESULTS)]  # fmt: skip
+    if (tmp_path / "in/snappy.tar.gz").is_file():
+        steps.append(({}, SNAPPY_BUILD.replace("/sn/in/", "/in/"), SNAPPY_RESULTS))
+    if (tmp_path / "in/xz.tar.xz").is_file():
+        steps.append(({}, XZ_BUILD.replace("/x/in/", "/in/"), XZ_RESULTS))
+    results: dict[str, list[str]] = {}
+    for name, box_plan, setup, prefix in (
+        ("native", plan, "true", ""),
+        ("emulated", _without_build_tools(plan), *_emulated_text_tools()),
+    ):
+        box = Box(s390x_build, box_plan)
+        try:
+            engine.put_tree(box.c, tmp_path / "in", "/", "in")
+            box.sh(setup)
+            results[name] = []
+            for files, build, check in steps:
+                _write(box, files)
+                took = box.timed(f"{prefix} {build}")
+                results[name].append(box.sh(f"{prefix} {check}"))
+                print(f"{name}: {build[:50]}... {took:.1f} s")
+            kinds = box.sh(f"{prefix} file -bL $(command -v cmake make sed)")
+            native_programs = [ln for ln in kinds.splitlines() if "x86-64," in ln]
+            assert len(native_programs) == (3 if name == "native" else 0), kinds
+        finally:
+            box.close()
+    for native, emulated in zip(results["native"], results["emulated"], strict=True):
+        assert native == emulated
+    facts = "\n".join(results["native"])
+    assert "host=s390x" in facts and "try_run=0 s390x" in facts and "make_host=s390x-" in facts
+    assert "one=/u/src/b.c /u/src/ä.c" in facts  # `?` matched the character ä
+    assert "src/ä.c" in facts and "UP=äBç" in facts and "a b ä" in facts
+
+
+def _emulated_text_tools() -> tuple[str, str]:
+    """For the comparison box: a setup linking the image's own text tools into /e, and a
+    command prefix putting /e first on PATH (before the unchanged wrapper directory, so
+    CMake records the same compiler paths) without LOCPATH: every text tool is emulated."""
+    from orchestrator.emulation.cross_root import NATIVE_TOOLS
+
+    names = " ".join(NATIVE_TOOLS)
+    setup = (
+        f"mkdir /e && for n in {names}; do for d in /usr/bin /bin; do "
+        'if [ -x "$d/$n" ]; then ln -s "$d/$n" "/e/$n"; break; fi; done; done'
+    )
+    return setup, "unset LOCPATH; export PATH=/e:$PATH;"

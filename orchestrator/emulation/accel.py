@@ -6,7 +6,8 @@ and Debian patches as the image's own gcc; see `accel_root`) read-only into the 
 build container and puts wrappers first on PATH: gcc, cc, g++, <triplet>-gcc, ar, ld, ...
 then run natively (the kernel runs x86_64 ELF files directly), and on little-endian
 targets so do the shell and arch-neutral text tools configure and libtool start by the
-hundred, and cmake, make and ninja where the image has the same Debian version of them.
+hundred; cmake, make and ninja do on every target where the image has the same Debian
+version of them (big-endian: in the C locale).
 Python, pip, build backends, uname, configure's test programs and the tests stay emulated. docs/emulation.md has the details and the figures.
 
 Where no cross GCC matches the image's own, the second accelerator is a native clang
@@ -43,6 +44,7 @@ from orchestrator.emulation.cross_root import (
     cross_dir,
     ensure_root,
     load_definition,
+    locale_facts,
     require_definition,
 )
 from orchestrator.emulation.cross_root import load_root as load_cross_root
@@ -59,7 +61,12 @@ GCC_CROSS = "gcc-cross"
 LLVM = "llvm"
 WRAPPER_DIR = f"{PREFIX}/{WRAPPER_SUBDIR}"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-PROBE_VERSION = 4
+PROBE_VERSION = 5  # 5: the image's libc-bin version and compiled locales
+# Big-endian targets: the native C library reads the root's little-endian locale data
+# first; the image's own (emulated) one skips it (wrong byte order) and reads the image's.
+LOCPATH = "LOCPATH"
+LOCALE_NOTE = "little-endian locale data"
+LOCALE_READERS = ("cmake", "make")  # packages whose programs call setlocale (ninja: none)
 PYPA_REASON = (
     "not an orch local Debian image: pypa images compile with the devtoolset GCC of "
     "CentOS/AlmaLinux, and no cross build of that toolchain exists for an x86_64 host "
@@ -102,6 +109,7 @@ class Accel:
         tools = tools or (" and the shell" if self.native_shell else "")
         if self.build_tools:
             tools += f", {'/'.join(self.build_tools)} of the image's release"
+            tools += f" ({LOCALE_NOTE})" if LOCPATH in self.env else ""
         if self.compiler == LLVM:
             where = "" if self.gcc_prefix == "/usr" else f" in {self.gcc_prefix}"
             why = f" (no cross gcc: {self.why})" if self.why else ""
@@ -146,6 +154,8 @@ class ImageFacts:
     dash_version: str
     tool_versions: dict[str, str] = dataclasses.field(default_factory=dict)  # BUILD_TOOLS
     make_host: str = ""  # the image's make's $(MAKE_HOST)
+    libc_version: str = ""  # the image's libc-bin (its compiled locales)
+    locales: list[str] = dataclasses.field(default_factory=list)  # /usr/lib/locale entries
 
 
 def normalize_mode(mode: str) -> str:
@@ -234,7 +244,11 @@ def _plan(
     _check(facts, root, defn.compiler_package)
     accel = _accel_for(root, image.env.get("PATH") or DEFAULT_PATH, _same_shell(facts, root))
     accel = with_build_tools(
-        accel, facts.tool_versions, facts.make_host, [(root.path, root.tool_versions)]
+        accel,
+        facts.tool_versions,
+        facts.make_host,
+        [(root.path, root.tool_versions)],
+        locale=(facts.libc_version, frozenset(facts.locales)),
     )
     problem = _smoke(factory, image, accel)
     if problem:
@@ -277,19 +291,24 @@ def with_build_tools(
     make_host: str,
     sources: Sequence[ToolSource],
     runs: Callable[[Path], bool] = lambda _program: True,
+    locale: tuple[str, frozenset[str]] = ("", frozenset()),
 ) -> Accel:
     """accel with cmake, make and ninja mounted over the image's, each from the first
     source root holding the same Debian version as the image (and whose programs `runs`
-    can start with the mounted loader and libraries). Little-endian targets only: both
-    cmake and make read the image's locale files through the native C library."""
-    if accel.arch not in LITTLE_ENDIAN:
-        return accel
+    can start with the mounted loader and libraries). On big-endian targets the native
+    C library refuses the image's locale files (wrong byte order), so cmake and make, which
+    call setlocale, run natively only where `locale` (the image's libc-bin version and
+    /usr/lib/locale entries) matches the root's: LOCPATH then gives the native C library
+    the root's little-endian copy of the same locales (`_locale_env`)."""
+    locale_env = _locale_env(accel.arch, accel.root, _container_prefix(accel), *locale)
     mounts: list[Mount] = []
     names: list[str] = []
     for package, programs in BUILD_TOOLS.items():
         want = image_tools.get(package, "")
         if not want or (package == "make" and not make_host):
             continue  # not in the image, or its $(MAKE_HOST) is unknown
+        if locale_env is None and package in LOCALE_READERS:
+            continue  # big-endian without the same locales in the root
         for root, versions in sources:
             paths = [root / "usr/bin" / program for program in programs]
             if versions.get(package) == want and all(p.is_file() and runs(p) for p in paths):
@@ -301,9 +320,37 @@ def with_build_tools(
     env = dict(accel.env)
     if "make" in names:  # the native make would say x86_64-pc-linux-gnu
         env["MAKE_HOST"] = make_host
+    if locale_env and {"cmake", "make"} & set(names):
+        env.update(locale_env)
     return dataclasses.replace(
         accel, mounts=[*accel.mounts, *mounts], env=env, build_tools=tuple(names)
     )
+
+
+def _locale_env(
+    arch: str, root: Path, prefix: str, image_libc: str, image_locales: frozenset[str]
+) -> dict[str, str] | None:
+    """{} on little-endian targets (the native C library reads the image's locale files);
+    on big-endian ones LOCPATH=<root's locales>:/usr/lib/locale when the root has the
+    same libc-bin version and the same compiled locales as the image, else None.
+
+    glibc tries each LOCPATH directory in turn and skips a file of the other byte order:
+    native programs load the root's copy, emulated ones skip it and load the image's, so
+    every locale name resolves to the same data, or fails, in both. (LOCPATH also turns
+    off locale-archive, which an image with the same entries as the root does not have.)
+    Without it the native cmake and make would run in the C locale: `cmake -E tar` could
+    not archive non-ASCII file names and make's `?` would match a byte, not a character."""
+    if arch in LITTLE_ENDIAN:
+        return {}
+    root_libc, root_locales = locale_facts(root)
+    if not image_libc or image_libc != root_libc or image_locales != root_locales:
+        return None
+    return {LOCPATH: f"{prefix}/usr/lib/locale:/usr/lib/locale"}
+
+
+def _container_prefix(accel: Accel) -> str:
+    """Where the accelerator's root (its loader, C library and locales) is mounted."""
+    return llvm_root.PREFIX if accel.compiler == LLVM else PREFIX
 
 
 def _same_shell(facts: ImageFacts, root: CrossRoot) -> bool:
@@ -347,16 +394,25 @@ def _plan_llvm(
     gcc = llvm_root.gcc_install(answers, dict(image.env))
     if gcc is None:
         raise _NotApplicable("the image has no gcc to take headers and runtime from")
-    wrappers = llvm_root.ensure_wrappers(root, arch, gcc)
+    locale = _locale_fields(lines)
+    locale_env = _locale_env(arch, root.path, llvm_root.PREFIX, *locale)
+    wrappers = llvm_root.ensure_wrappers(root, arch, gcc, bool(locale_env))
     shell = _native_shell(root, arch, image, _field(lines, "shell"), _field(lines, "dash"))
-    accel = _llvm_accel(root, arch, gcc, wrappers, image.env.get("PATH") or DEFAULT_PATH, shell)
+    accel = _llvm_accel(
+        root, arch, gcc, wrappers, image.env.get("PATH") or DEFAULT_PATH, shell, locale_env
+    )
     accel = dataclasses.replace(accel, why=why)
     sources: list[ToolSource] = [(root.path, root.tool_versions)]
     cross = _suite_cross_root(arch, image)
     if cross is not None:  # bullseye images: the LLVM root has bookworm's releases
         sources.append((cross.path, cross.tool_versions))
     accel = with_build_tools(
-        accel, _tool_fields(lines), _field(lines, "make_host"), sources, _runs_with(root)
+        accel,
+        _tool_fields(lines),
+        _field(lines, "make_host"),
+        sources,
+        _runs_with(root),
+        locale,
     )
     problem = _smoke(factory, image, accel, cxx=gcc.cxx)  # C++ only where the image has g++
     if problem:
@@ -371,9 +427,12 @@ def _llvm_accel(
     wrappers: str,
     image_path: str,
     shell: Path | None,
+    locale_env: Mapping[str, str] | None = None,
 ) -> Accel:
+    """locale_env: LOCPATH on a big-endian target whose locales the root holds
+    (`_locale_env`); the text tools then run natively there too."""
     prefix = llvm_root.PREFIX
-    native_tools = arch in LITTLE_ENDIAN
+    native_tools = arch in LITTLE_ENDIAN or bool(locale_env)
     mounts = [
         Mount(str(root.path), prefix),
         Mount(str(root.path / root.loader), f"/{LOADER}"),
@@ -382,7 +441,11 @@ def _llvm_accel(
     # The shell runs natively on every target, big-endian ones too: dash calls neither
     # setlocale nor strcoll (no locale file is read) and compiles in nothing of the CPU;
     # the text tools (sort, grep...) read locales, so they do so only on little-endian ones.
-    env = {"PATH": f"{prefix}/{wrappers}", "CONFIG_SHELL": f"{prefix}/{SHELL}"}
+    env = {
+        "PATH": f"{prefix}/{wrappers}",
+        "CONFIG_SHELL": f"{prefix}/{SHELL}",
+        **(locale_env or {}),
+    }
     if shell is not None:  # /bin/sh for everything else (CMake's Makefiles, make's recipes)
         mounts.append(Mount(str(shell), f"/{SHELL}"))
     return Accel(
@@ -394,7 +457,7 @@ def _llvm_accel(
         image_path=image_path,
         gcc_version=gcc.version,
         package_version=root.package_version,
-        key=llvm_root.wrapper_key(root, arch, gcc),
+        key=llvm_root.wrapper_key(root, arch, gcc, bool(locale_env)),
         native_tools=native_tools,
         native_shell=True,
         compiler=LLVM,
@@ -448,7 +511,7 @@ def _runs_with(root: llvm_root.LlvmRoot) -> Callable[[Path], bool]:
     return runs
 
 
-LLVM_PROBE_VERSION = 2  # 2: asks whether the image has g++
+LLVM_PROBE_VERSION = 3  # 2: asks whether the image has g++; 3: libc-bin and locales
 # What the image's gcc is asked (one line each; gcc -v's lines joined by a literal \n).
 _GCC_QUESTIONS = {
     "dumpmachine": "gcc -dumpmachine",
@@ -465,11 +528,18 @@ _TOOL_SCRIPT = (
         f"echo tool.{p}=$(dpkg-query -W -f='${{Version}}' {p} 2>/dev/null)" for p in BUILD_TOOLS
     )
     + "; echo make_host=$(make -p -f /dev/null 2>/dev/null | sed -n 's/^MAKE_HOST := //p')"
+    + "; echo libc=$(dpkg-query -W -f='${Version}' libc-bin 2>/dev/null)"
+    + "; echo locales=$(ls -A /usr/lib/locale 2>/dev/null | tr '\\n' ' ')"
 )
 
 
 def _tool_fields(lines: list[str]) -> dict[str, str]:
     return {p: v for p in BUILD_TOOLS if (v := _field(lines, f"tool.{p}"))}
+
+
+def _locale_fields(lines: list[str]) -> tuple[str, frozenset[str]]:
+    """The image's libc-bin version and /usr/lib/locale entries, from the probe."""
+    return _field(lines, "libc"), frozenset(_field(lines, "locales").split())
 
 
 def _llvm_facts(factory: ContainerFactory, image: ImageInfo, root: llvm_root.LlvmRoot) -> list[str]:
@@ -536,6 +606,8 @@ def _facts(
         dash_version=_field(lines, "dash"),
         tool_versions=_tool_fields(lines),
         make_host=_field(lines, "make_host"),
+        libc_version=_locale_fields(lines)[0],
+        locales=sorted(_locale_fields(lines)[1]),
     )
     _store(path, asdict(facts))
     return facts
@@ -555,6 +627,7 @@ def _smoke(factory: ContainerFactory, image: ImageInfo, accel: Accel, cxx: bool 
         "gcc -o /tmp/orch-accel /tmp/orch-accel.c && /tmp/orch-accel && "
         f'test "$(uname -m)" = {accel.arch} && '
         + "".join(f"{tool} --version > /dev/null && " for tool in accel.build_tools)
+        + _c_locale_check(accel)
         + "echo smoke=ok"
     )
     if cxx:
@@ -572,6 +645,18 @@ def _smoke(factory: ContainerFactory, image: ImageInfo, accel: Accel, cxx: bool 
         return " | ".join(out[-3:]) or "no output"
     _store(path, {"ok": True})
     return ""
+
+
+def _c_locale_check(accel: Accel) -> str:
+    """Native cmake/make on a big-endian target: the native C library must load the same
+    locale as the image's (same charmap, neither complains). Shell words, or ""."""
+    if LOCPATH not in accel.env:
+        return ""
+    native = f"{_container_prefix(accel)}/usr/bin/locale"
+    return (
+        f'[ "$({native} charmap 2>&1)" = "$(locale charmap 2>&1)" ] && '
+        f'[ -z "$({native} 2>&1 > /dev/null)" ] && [ -z "$(locale 2>&1 > /dev/null)" ] && '
+    )
 
 
 def _field(lines: list[str], name: str) -> str:

@@ -81,9 +81,9 @@ BINUTILS = (
 # Left emulated on purpose: uname and arch (config.guess and CMake must see the target),
 # bash ($HOSTTYPE/$MACHTYPE are compiled in), perl and python (their build configuration),
 # pkg-config and ldd (arch-specific search paths), getconf, nproc, od (byte order); make
-# and cmake only under BUILD_TOOLS' rule (below). Big-endian targets get none:
-# the native C library cannot read their locale files, so sort or grep could behave
-# differently.
+# and cmake only under BUILD_TOOLS' rule (below). Big-endian targets get none here: the
+# native C library cannot read their locale files, so sort or grep could behave
+# differently (LLVM links them where the root holds the image's locales: accel.LOCPATH).
 _SAME_NAME = """
     dash sed grep mawk find xargs diff cmp tar gzip xz bzip2 cat cp mv rm ln mkdir rmdir chmod
     touch ls sort uniq tr cut head tail wc tee basename dirname expr comm mktemp realpath
@@ -93,7 +93,8 @@ NATIVE_TOOLS = {**{name: name for name in _SAME_NAME.split()}, "sh": "dash", "aw
 LITTLE_ENDIAN = ("aarch64", "ppc64le", "armv7l")
 SHELL = "usr/bin/dash"  # the root's dash: CONFIG_SHELL, and mounted over the image's
 
-# Build tools mounted over the image's own binaries (little-endian targets) where the probe
+# Build tools mounted over the image's own binaries (every target; big-endian ones run
+# cmake and make in the C locale, see accel.with_build_tools) where the probe
 # finds the very same Debian version of the package in the image, as for dash: CMake's
 # configure (thousands of script commands), the `cmake -E` helpers its Makefiles start and
 # make itself then run natively. Debian package -> its programs in usr/bin. Checked: cmake
@@ -356,6 +357,24 @@ def _describe(defn: CrossDefinition, arch: Arch, root: Path, final: Path) -> dic
         "loader": str(loader.relative_to(root)),
         "name": final.name,
     }
+
+
+def locale_facts(root: Path) -> tuple[str, frozenset[str]]:
+    """The root's libc-bin version and the compiled locales it ships in usr/lib/locale
+    (read from the host side: dpkg's status file, no chroot)."""
+    version = ""
+    try:
+        status = (root / "var/lib/dpkg/status").read_text(errors="replace")
+    except OSError:
+        status = ""
+    for stanza in status.split("\n\n"):
+        if "Package: libc-bin\n" in f"{stanza}\n":
+            version = next((ln[9:] for ln in stanza.splitlines() if ln.startswith("Version: ")), "")
+    try:
+        names = frozenset(p.name for p in (root / "usr/lib/locale").iterdir())
+    except OSError:
+        names = frozenset()
+    return version, names
 
 
 def tool_versions(root: Path) -> dict[str, str]:

@@ -497,7 +497,7 @@ def clang_target(arch: str, gcc_triplet: str) -> str:
 # --- wrappers -----------------------------------------------------------------------
 
 
-def wrapper_key(root: LlvmRoot, arch: str, gcc: GccInstall) -> str:
+def wrapper_key(root: LlvmRoot, arch: str, gcc: GccInstall, text_tools: bool = False) -> str:
     blob = {
         "format": WRAPPER_FORMAT,
         "root": root.key,
@@ -517,13 +517,17 @@ def wrapper_key(root: LlvmRoot, arch: str, gcc: GccInstall) -> str:
     }
     if not gcc.cxx:  # only then: the keys of images with g++ stay as they were
         blob["cxx"] = False
+    if text_tools and arch not in LITTLE_ENDIAN:  # big-endian with the image's locales
+        blob["text_tools"] = True
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 
-def ensure_wrappers(root: LlvmRoot, arch: str, gcc: GccInstall) -> str:
+def ensure_wrappers(root: LlvmRoot, arch: str, gcc: GccInstall, text_tools: bool = False) -> str:
     """The wrapper directory for (arch, the image's GCC), relative to the root; written on
-    the host, complete or not at all (temporary directory, renamed into place)."""
-    rel = f"{WRAPPERS_SUBDIR}/{arch}-{wrapper_key(root, arch, gcc)[:16]}"
+    the host, complete or not at all (temporary directory, renamed into place).
+    text_tools: link the arch-neutral text tools on a big-endian target too (the caller
+    has checked that the root holds the image's locales: accel._locale_env)."""
+    rel = f"{WRAPPERS_SUBDIR}/{arch}-{wrapper_key(root, arch, gcc, text_tools)[:16]}"
     final = root.path / rel
     if (final / "bin").is_dir():
         return f"{rel}/bin"
@@ -532,7 +536,7 @@ def ensure_wrappers(root: LlvmRoot, arch: str, gcc: GccInstall) -> str:
         if not (final / "bin").is_dir():
             work = Path(tempfile.mkdtemp(prefix=".w-", dir=final.parent))
             try:
-                write_wrappers(work / "bin", root, arch, gcc, f"{PREFIX}/{rel}")
+                write_wrappers(work / "bin", root, arch, gcc, f"{PREFIX}/{rel}", text_tools)
                 os.rename(work, final)
             finally:
                 if work.exists():
@@ -565,7 +569,9 @@ def link_args(root: LlvmRoot, arch: str, gcc: GccInstall) -> list[str]:
     return [*lld, *gcc.link_flags]
 
 
-def write_wrappers(bindir: Path, root: LlvmRoot, arch: str, gcc: GccInstall, home: str) -> None:
+def write_wrappers(
+    bindir: Path, root: LlvmRoot, arch: str, gcc: GccInstall, home: str, text_tools: bool = False
+) -> None:
     """Wrappers into bindir; home: the container's path of bindir's parent."""
     bindir.mkdir(parents=True)
     llvm_bin = f"{PREFIX}/{root.bindir}"
@@ -589,7 +595,7 @@ def write_wrappers(bindir: Path, root: LlvmRoot, arch: str, gcc: GccInstall, hom
             continue  # the image's own GNU ld links (clang finds it on PATH)
         for name in (tool, f"{gcc.triplet}-{tool}"):
             (bindir / name).symlink_to(f"{llvm_bin}/{program}")
-    if arch in LITTLE_ENDIAN:
+    if arch in LITTLE_ENDIAN or text_tools:
         cross_root._link_tools(root.path, bindir, PREFIX)
 
 

@@ -85,6 +85,9 @@ class RepairKit:
             "PYTHONHOME": f"{PREFIX}/python",
             "PYTHONPATH": f"{PREFIX}/site",
             "PYTHONNOUSERSITE": "1",
+            # an s390x build's LOCPATH (accel) names glibc 2.36 locales; the kit's 2.31
+            # reads the image's default path, as before (empty is unset for glibc)
+            "LOCPATH": "",
         }
 
 
