@@ -154,3 +154,21 @@ def test_cli_errors_are_redacted_and_not_markup(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "hunter2" not in done.stderr and "Traceback" not in done.stderr
     assert "error: " in done.stderr
+
+
+def test_a_closed_log_ends_its_last_line_so_an_appended_log_starts_on_its_own(
+    tmp_path: Path,
+) -> None:
+    child = JobLog(tmp_path / "child.log")
+    child.write("[verify] progress without a newline")
+    assert not child.closed
+    child.close()
+    assert child.closed
+    parent = JobLog(tmp_path / "job.log")
+    parent.write(child.path.read_text())
+    parent.line("==> land")
+    parent.close()
+    assert (tmp_path / "job.log").read_text().splitlines() == [
+        "[verify] progress without a newline",
+        "==> land",
+    ]

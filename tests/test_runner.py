@@ -447,3 +447,24 @@ def test_the_audit_runs_while_the_verification_containers_do(
     # the log keeps its order: the audit's lines, then the verification's
     assert lines.index("[audit] checked") < lines.index("[verify] checked")
     assert not list(opts.logs.glob("*.tmp"))
+
+
+def test_an_audit_that_raises_still_leaves_the_checks_lines_in_the_job_log(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import orchestrator.pipeline.job as job_module
+    from orchestrator.errors import OrchError
+
+    recipe, plan, mirror = setup(tmp_path, python=("3.9",))
+    _slow_checks(monkeypatch, audit_fails=False)
+
+    def broken(*_args: Any, **_kw: Any) -> Any:
+        raise OrchError("auditwheel show: unreadable wheel")
+
+    monkeypatch.setattr(job_module, "audit_job_wheel", broken)
+    opts = options(tmp_path, mirror, audit=True, verify=True)
+    report, _ = build(recipe, plan, opts, engine_for(plan))
+    job = report.jobs[0]
+    assert (job.status, job.failed_stage) == ("failed", "audit")
+    assert "[verify] checked" in Path(job.log or "").read_text()  # not lost with the error
+    assert not list(opts.logs.glob("*.tmp"))

@@ -150,23 +150,25 @@ def test_only_uvs_interpreter_answers_are_kept_and_the_same_answers_make_the_sam
     assert interpreter_entries(_tar({"archive-v0/a": b"x"}, 1)) == b""  # nothing to keep
 
 
-def test_only_uvs_interpreter_bucket_is_copied_out_and_kept_in_the_cache_dirs_shape() -> None:
-    class Container:  # what exists in the verification container's uv cache
-        def __init__(self, *dirs: str) -> None:
-            self.dirs = {f"{UV_CACHE}/{d}" for d in dirs}
-            self.asked: list[str] = []
+def test_only_uvs_newest_interpreter_bucket_is_copied_out_in_the_cache_dirs_shape() -> None:
+    from orchestrator.errors import OrchError
 
-        def exists(self, path: str) -> bool:
-            self.asked.append(path)
-            return path in self.dirs
+    class Container:  # what the verification container's uv cache holds
+        def __init__(self, **dirs: bytes) -> None:
+            self.dirs = {f"{UV_CACHE}/{d}": tar for d, tar in dirs.items()}
+            self.fetched: list[str] = []
 
-    seeded = _tar({"interpreter-v4/ab/cd.msgpack": b"old"}, 1)
-    seen = Container("interpreter-v4", "archive-v0", "wheels-v5")
-    assert _interpreter_bucket(seen, seeded) == f"{UV_CACHE}/interpreter-v4"  # type: ignore[arg-type]
-    assert seen.asked == [f"{UV_CACHE}/interpreter-v4"]  # the seeded name: one question
-    moved = Container("interpreter-v7", "interpreter-v3")  # a newer uv: the newest bucket
-    assert _interpreter_bucket(moved, seeded) == f"{UV_CACHE}/interpreter-v7"  # type: ignore[arg-type]
-    assert _interpreter_bucket(Container("archive-v0"), b"") is None  # type: ignore[arg-type]
+        def get(self, path: str) -> bytes:
+            if path not in self.dirs:
+                raise OrchError(f"no such path {path}")
+            self.fetched.append(path)
+            return self.dirs[path]
+
+    # a newer uv moved to v7; the seeded v4 bucket is still there beside it
+    both = Container(**{"interpreter-v4": b"old", "interpreter-v7": b"new", "archive-v0": b"x"})
+    assert _interpreter_bucket(both) == b"new"  # type: ignore[arg-type]
+    assert both.fetched == [f"{UV_CACHE}/interpreter-v7"]  # one copy, of that bucket only
+    assert _interpreter_bucket(Container(**{"archive-v0": b"x"})) is None  # type: ignore[arg-type]
 
     bucket = io.BytesIO()  # the engine's tar of the bucket alone: its name at the top
     with tarfile.open(fileobj=bucket, mode="w") as tar:

@@ -322,12 +322,16 @@ class _JobRun:
                     self.append(own)
                     self.judge(wheel, verified.result())
         finally:
-            own.close()
+            self.append(own)  # the audit raised: the checks' lines still reach the job log
             own.path.unlink(missing_ok=True)
 
     def append(self, own: JobLog) -> None:
+        """The checks' own log into the job's, once (later calls find it closed)."""
+        if own.closed:
+            return
         own.close()
-        self.log.write(own.path.read_text(encoding="utf-8", errors="replace"))
+        with contextlib.suppress(OSError):
+            self.log.write(own.path.read_text(encoding="utf-8", errors="replace"))
 
     def audit(self, wheel: Path, refuse: bool = True) -> None:
         deps = self.inputs.deps.get(self.job.group)

@@ -403,28 +403,23 @@ def _keep_uv_interpreters(session: Session, cache: WheelCache, seeded: bytes) ->
     image if they changed (first use, a new uv, a re-created image). Only uv's
     interpreter bucket is copied out, not the wheels it unpacked next to it."""
     try:
-        bucket = _interpreter_bucket(session, seeded)
-        found = interpreter_entries(_under_cache_dir(session.get(bucket))) if bucket else b""
+        bucket = _interpreter_bucket(session)
+        found = interpreter_entries(_under_cache_dir(bucket)) if bucket else b""
         if found and found != seeded:
             cache.keep_file(UV_INTERPRETERS, found)
     except (OSError, OrchError, tarfile.TarError) as exc:
         session.log.line(f"[verify] warning: uv's interpreter answers not kept: {exc}")
 
 
-def _interpreter_bucket(session: Session, seeded: bytes) -> str | None:
-    """uv's interpreter-v<N> directory in the container: the seeded one's name first,
-    else the newest that exists (a new uv may have moved to a new N)."""
-    names = _bucket_names(seeded)
-    names += [f"interpreter-v{n}" for n in range(UV_BUCKET_VERSIONS - 1, -1, -1)]
-    return next((f"{UV_CACHE}/{n}" for n in names if session.exists(f"{UV_CACHE}/{n}")), None)
-
-
-def _bucket_names(seeded: bytes) -> list[str]:
-    if not seeded:
-        return []
-    with tarfile.open(fileobj=io.BytesIO(seeded)) as tar:
-        parts = [Path(m.name).parts for m in tar.getmembers()]
-    return sorted({p[1] for p in parts if len(p) > 1 and p[1].startswith("interpreter-v")})
+def _interpreter_bucket(session: Session) -> bytes | None:
+    """The engine's tar of uv's newest interpreter-v<N> directory in the container: a
+    newer uv moves to a new N, and the seeded (older) bucket stays beside it."""
+    for n in range(UV_BUCKET_VERSIONS - 1, -1, -1):
+        try:
+            return session.get(f"{UV_CACHE}/interpreter-v{n}")
+        except OrchError:  # absent: the engine's copy API found nothing there
+            continue
+    return None
 
 
 def _under_cache_dir(bucket_tar: bytes) -> bytes:

@@ -54,10 +54,14 @@ class JobLog:
             lines = list(self._tail) + ([redact(self._partial)] if self._partial else [])
         return lines[-n:]
 
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
+
     def close(self) -> None:
         with self._lock:
             if not self._file.closed:
-                if self._partial:
-                    self._file.write(redact(self._partial))
+                if self._partial:  # a last line without its newline: appended logs follow
+                    self._file.write(redact(self._partial) + "\n")
                     self._partial = ""
                 self._file.close()
