@@ -7,7 +7,8 @@ build container and puts wrappers first on PATH: gcc, cc, g++, <triplet>-gcc, ar
 then run natively (the kernel runs x86_64 ELF files directly), and on little-endian
 targets so do the shell and arch-neutral text tools configure and libtool start by the
 hundred; cmake, make and ninja do on every target where the image has the same Debian
-version of them (big-endian: in the C locale).
+version of them (big-endian targets only where the root holds a little-endian copy of
+the image's locales: LOCPATH, docs/emulation.md).
 Python, pip, build backends, uname, configure's test programs and the tests stay emulated. docs/emulation.md has the details and the figures.
 
 Where no cross GCC matches the image's own, the second accelerator is a native clang

@@ -93,8 +93,8 @@ NATIVE_TOOLS = {**{name: name for name in _SAME_NAME.split()}, "sh": "dash", "aw
 LITTLE_ENDIAN = ("aarch64", "ppc64le", "armv7l")
 SHELL = "usr/bin/dash"  # the root's dash: CONFIG_SHELL, and mounted over the image's
 
-# Build tools mounted over the image's own binaries (every target; big-endian ones run
-# cmake and make in the C locale, see accel.with_build_tools) where the probe
+# Build tools mounted over the image's own binaries (every target; big-endian ones only
+# with the image's locales in the root, read through LOCPATH: accel.with_build_tools) where the probe
 # finds the very same Debian version of the package in the image, as for dash: CMake's
 # configure (thousands of script commands), the `cmake -E` helpers its Makefiles start and
 # make itself then run natively. Debian package -> its programs in usr/bin. Checked: cmake

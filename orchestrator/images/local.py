@@ -14,7 +14,8 @@ needs source-built interpreters, a small derived layer that adds their tarballs
 missing, with their phases reported as they happen (`progress.py`).
 
 A wheel repaired by auditwheel in these images is manylinux_<glibc> because nothing in them
-is newer than the suite's glibc. Present tags are reused as they are; a changed definition
+is newer than the suite's glibc (forky: manylinux_2_39, the newest policy the pinned
+auditwheel knows, below its glibc 2.43). Present tags are reused as they are; a changed definition
 gives a new tag, so "rebuild when the definition changes" needs no bookkeeping.
 """
 
@@ -45,7 +46,8 @@ from orchestrator.util import stoppers
 LOCAL_POLICY_BY_SUITE: dict[str, tuple[str, str]] = {
     "bullseye": ("manylinux_2_31", "2.31"),
     "bookworm": ("manylinux_2_36", "2.36"),
-    # glibc 2.43 is newer than any policy auditwheel knows (6.8.2: up to manylinux_2_39):
+    # glibc 2.43 is newer than any policy auditwheel knows (6.8.2: up to manylinux_2_41;
+    # 6.4.2, pinned in the images and the repair kit: manylinux_2_39):
     # wheels are repaired to the newest known one, which auditwheel proves from the symbols.
     "forky": ("manylinux_2_39", "2.43"),
 }
