@@ -224,6 +224,23 @@ def test_clang_targets() -> None:
 # --- wrappers -----------------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def _compat_archive_recorded(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[str, str]]:
+    """The unit tests' roots hold no clang: the libstdc++ compat archive is recorded (arch,
+    where) instead of compiled. The Docker tests compile it for real."""
+    calls: list[tuple[str, str]] = []
+    if request.node.get_closest_marker("docker"):
+        return calls
+
+    def record(root: LlvmRoot, arch: str, gcc: GccInstall, home: Path) -> None:
+        calls.append((arch, str(home)))
+
+    monkeypatch.setattr(llvm_root, "compile_cxx_compat", record)
+    return calls
+
+
 def _wrappers(tmp_path: Path, arch: str, gcc: GccInstall, root: LlvmRoot | None = None) -> Path:
     root = root or _root(tmp_path)
     for program in ("dash", "sed", "uname"):
@@ -311,7 +328,9 @@ def test_binutils_and_linker(tmp_path: Path) -> None:
     assert os.readlink(lld19 / "ar") == "/opt/orch-llvm/usr/lib/llvm-19/bin/llvm-ar"
     assert os.readlink(lld19 / "s390x-linux-gnu-ranlib").endswith("/llvm-ranlib")
     assert os.readlink(lld19 / "ld").endswith("/ld.lld")
-    assert (tmp_path / "a" / "link.cfg").read_text() == "-fuse-ld=lld\n"
+    assert (tmp_path / "a" / "link.cfg").read_text() == (
+        "-fuse-ld=lld\n-Wl,/opt/orch-llvm/orch/wrappers/t/lib/liborch-cxx-compat.a\n"
+    )
     # an lld that cannot link s390x: the image's own ld links, nothing named ld is wrapped
     old = _root(tmp_path / "b", lld=("aarch64", "ppc64le"))
     no_lld = _wrappers(tmp_path / "b", "s390x", gcc, old)
@@ -335,6 +354,48 @@ def test_gcc_link_defaults_go_through_a_config_file(tmp_path: Path) -> None:
     plain = _wrappers(tmp_path / "o", "ppc64le", _debian_gcc(), old)
     assert not any("--config" in a for a in _run_wrapper(plain / "gcc"))
     assert not (tmp_path / "o" / "link.cfg").exists()
+
+
+def test_cxx_compat_archive_only_where_gcc_11s_libstdcxx_is_the_systems(
+    tmp_path: Path, _compat_archive_recorded: list[tuple[str, str]]
+) -> None:
+    """clang -O0 keeps the never-taken std::__throw_bad_array_new_length call (GCC 11's
+    libstdc++, GLIBCXX_3.4.29) that g++ folds away: images whose system GCC is 11 or newer
+    get the weak hidden definition linked first (from link.cfg), so both need the same
+    libstdc++. GCC 10 headers never call it; gcc-toolset links it from
+    libstdc++_nonshared.a; the image's GNU ld (no lld) would need the archive last."""
+    gcc12 = _debian_gcc()  # bookworm ppc64el: 12.2.0 in /usr
+    assert gcc12.version == "12.2.0"
+    root = _root(tmp_path / "r")
+    assert llvm_root.needs_cxx_compat(root, "ppc64le", gcc12)
+    bindir = _wrappers(tmp_path / "a", "ppc64le", gcc12)
+    home = "/opt/orch-llvm/orch/wrappers/t"
+    assert (tmp_path / "a" / "link.cfg").read_text().splitlines() == [
+        "-fuse-ld=lld",
+        f"-Wl,{home}/lib/liborch-cxx-compat.a",
+    ]
+    assert _compat_archive_recorded == [("ppc64le", str(bindir.parent))]
+    gcc10 = GccInstall(**{**gcc12.__dict__, "version": "10.2.1", "dumpversion": "10"})
+    toolset = GccInstall(**{**gcc12.__dict__, "prefix": "/opt/rh/gcc-toolset-14/root/usr"})
+    no_gxx = GccInstall(**{**gcc12.__dict__, "cxx": False})  # the CPython builder
+    odd = GccInstall(**{**gcc12.__dict__, "version": "unknown"})
+    for other in (gcc10, toolset, no_gxx, odd):
+        assert not llvm_root.needs_cxx_compat(root, "ppc64le", other), other
+    assert not llvm_root.needs_cxx_compat(_root(tmp_path / "o", lld=()), "ppc64le", gcc12)
+    _wrappers(tmp_path / "b", "ppc64le", gcc10)
+    assert "compat" not in (tmp_path / "b" / "link.cfg").read_text()
+    assert len(_compat_archive_recorded) == 1  # nothing compiled for GCC 10
+    # the key changes with it: wrappers written before the fix are not reused
+    assert llvm_root.WRAPPER_FORMAT >= 3
+
+
+def test_cxx_compat_source_is_weak_hidden_and_headerless() -> None:
+    src = llvm_root.CXX_COMPAT_SOURCE
+    assert "#include" not in src  # compiled with -nostdinc on the host, for any target
+    assert '__attribute__((weak, visibility("hidden"))) void __throw_bad_array_new_length()' in (
+        src
+    )
+    assert "throw bad_array_new_length();" in src  # the type libstdc++'s own throws
 
 
 def test_shell_tools_only_for_little_endian_targets(tmp_path: Path) -> None:
@@ -539,6 +600,67 @@ def test_auto_chooses_llvm_where_no_cross_gcc_matches(ppc_llvm: Accel) -> None:
     text = ppc_llvm.describe()
     assert text.startswith("accelerated: native clang 19.") and "powerpc64le-linux-gnu" in text
     assert "gcc 12.2.0 headers and runtime and shell tools" in text
+
+
+CXX_O0_LIB = r"""
+#include <string>
+#include <vector>
+std::string pad(const std::string &s, unsigned n) {
+    std::vector<char> buf(n, '.');
+    return s + std::string(buf.data(), buf.size());
+}
+"""
+CXX_O0_PROG = r"""
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <new>
+int main() {
+    try { std::allocator<long>().allocate(SIZE_MAX / 4); }
+    catch (const std::bad_array_new_length &e) { std::printf("caught %s\n", e.what()); }
+    return 0;
+}
+"""
+
+
+@pytest.mark.docker
+@pytest.mark.emulated
+@needs_x86
+def test_unoptimised_cxx_needs_the_libstdcxx_gcc_needs(
+    ppc_build: engine.ImageInfo, ppc_llvm: Accel
+) -> None:
+    """At -O0 (setuptools compiles C++ without -O2) clang keeps the never-taken call to
+    std::__throw_bad_array_new_length (GLIBCXX_3.4.29) in std::vector<char>'s allocation,
+    which g++ folds away: without the compat archive the module needs a newer libstdc++ and
+    the wheel is tagged manylinux_2_34, not 2_31. With it: the same libstdc++ versions as
+    g++'s module, the symbol neither imported nor exported, and a real throw still throws
+    std::bad_array_new_length."""
+    script = f"""
+cd /tmp && cat > lib.cc <<'EOF'
+{CXX_O0_LIB}
+EOF
+cat > prog.cc <<'EOF'
+{CXX_O0_PROG}
+EOF
+versions() {{ /usr/bin/readelf -V --wide "$1" | grep -o 'GLIBCXX_[0-9.]*' | sort -u | xargs; }}
+g++ -O0 -fPIC -shared -o lib-clang.so lib.cc
+/usr/bin/g++ -O0 -fPIC -shared -o lib-gcc.so lib.cc
+echo "clang=$(versions lib-clang.so)"
+echo "gcc=$(versions lib-gcc.so)"
+echo "dynsym=$(/usr/bin/nm -D lib-clang.so | grep -c throw_bad_array_new_length || true)"
+g++ -O0 -c lib.cc -o lib-clang.o
+echo "calls=$(/usr/bin/nm lib-clang.o | grep -c 'U _ZSt28__throw_bad_array_new_lengthv' || true)"
+g++ -O0 -o prog prog.cc && ./prog | sed 's/^/run=/'
+echo "prog-imports=$(/usr/bin/nm -D prog | grep -c throw_bad_array_new_length || true)"
+"""
+    out = _sh(ppc_build, ppc_llvm, script)
+    got = {ln.split("=", 1)[0]: ln.split("=", 1)[1] for ln in out.splitlines() if "=" in ln}
+    assert got["calls"] == "1"  # clang's -O0 object does call it (the cause)...
+    assert got["clang"] == got["gcc"], out  # ...the module needs what g++'s needs
+    assert "GLIBCXX_3.4.29" not in got["clang"]
+    assert got["dynsym"] == "0"  # bound inside the module, not exported
+    assert got["run"] == "caught std::bad_array_new_length"
+    assert got["prog-imports"] == "0"
 
 
 CXX_PROBE = r"""

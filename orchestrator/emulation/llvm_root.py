@@ -39,7 +39,7 @@ from orchestrator.errors import ConfigError, EnvironmentProblem, OrchError
 from orchestrator.images import definition, rootfs
 
 FORMAT_VERSION = 1
-WRAPPER_FORMAT = 2
+WRAPPER_FORMAT = 3  # 3: the libstdc++ compat archive (CXX_COMPAT)
 LLVM_SUBDIR = "llvm"
 DEFINITION = "bookworm"  # images/llvm/<DEFINITION>.yaml
 PREFIX = "/opt/orch-llvm"  # where the root appears inside containers
@@ -556,17 +556,109 @@ def driver_args(root: LlvmRoot, arch: str, gcc: GccInstall, home: str) -> list[s
         f"--gcc-triple={gcc.triplet}",  # exactly the image's GCC, not a lookalike
         *gcc.flags,
     ]
-    if link_args(root, arch, gcc):
+    if link_args(root, arch, gcc, home):
         args.append(f"--config={home}/{LINK_CONFIG}")
     return args
 
 
-def link_args(root: LlvmRoot, arch: str, gcc: GccInstall) -> list[str]:
+def link_args(root: LlvmRoot, arch: str, gcc: GccInstall, home: str) -> list[str]:
     """Link-only flags, for the clang config file: on the command line clang would warn
     that they go unused whenever it only compiles (-c), which breaks -Werror builds and
-    configure checks; flags from a config file it does not warn about."""
+    configure checks; flags from a config file it does not warn about. home: the
+    container's path of the wrapper directory (bin/'s parent)."""
     lld = ["-fuse-ld=lld"] if arch in root.lld_targets else []
-    return [*lld, *gcc.link_flags]
+    compat = [f"-Wl,{home}/{CXX_COMPAT_ARCHIVE}"] if needs_cxx_compat(root, arch, gcc) else []
+    return [*lld, *gcc.link_flags, *compat]
+
+
+# --- the libstdc++ compat archive ----------------------------------------------------------
+#
+# GCC 11's libstdc++ headers guard std::allocator<T>::allocate(n) with
+# `if (n > size_t(-1) / sizeof(T)) std::__throw_bad_array_new_length();`, a function new in
+# GCC 11's libstdc++.so (GLIBCXX_3.4.29). For 1-byte T (std::vector<char>, std::string) the
+# test is always false and GCC's front end folds the call away even at -O0; clang at -O0
+# keeps it, so an unoptimised C++ extension (setuptools compiles C++ without CFLAGS' -O2)
+# needs GLIBCXX_3.4.29 with clang and not with the image's g++: auditwheel then tags the
+# wheel manylinux_2_34 instead of the image gcc's manylinux_2_31. The wrappers link a weak,
+# hidden definition first, so clang's never-taken call binds inside the module and needs no
+# newer libstdc++ than g++'s code. It throws what libstdc++'s own does. Red Hat's
+# gcc-toolset links the same function statically (libstdc++_nonshared.a), so the pypa
+# images need none of this: only images whose GCC is the system's (/usr).
+CXX_COMPAT_ARCHIVE = "lib/liborch-cxx-compat.a"
+CXX_COMPAT_MIN_GCC = 11  # the first libstdc++ with std::__throw_bad_array_new_length
+CXX_COMPAT_SOURCE = """\
+// orch: a weak, hidden std::__throw_bad_array_new_length for clang's -O0 code (llvm_root).
+// No headers: the classes' layouts and vtables are libstdc++'s (CXXABI_1.3.8, GCC 4.9).
+namespace std {
+class exception {
+  public:
+    exception() noexcept {}
+    virtual ~exception() noexcept;
+    virtual const char *what() const noexcept;
+};
+class bad_alloc : public exception {
+  public:
+    bad_alloc() noexcept {}
+    ~bad_alloc() noexcept override;
+    const char *what() const noexcept override;
+};
+class bad_array_new_length : public bad_alloc {
+  public:
+    bad_array_new_length() noexcept {}
+    ~bad_array_new_length() noexcept override;
+    const char *what() const noexcept override;
+};
+[[noreturn]] __attribute__((weak, visibility("hidden"))) void __throw_bad_array_new_length() {
+    throw bad_array_new_length();
+}
+}  // namespace std
+"""
+
+
+def needs_cxx_compat(root: LlvmRoot, arch: str, gcc: GccInstall) -> bool:
+    """The compat archive applies to C++ images whose system GCC is 11 or newer, linked by
+    lld (which takes an archive's member wherever the archive is on the command line; the
+    image's GNU ld would need it after the objects)."""
+    try:
+        major = int(gcc.version.split(".")[0])
+    except ValueError:
+        return False
+    return (
+        gcc.cxx
+        and gcc.prefix == "/usr"
+        and major >= CXX_COMPAT_MIN_GCC
+        and arch in root.lld_targets
+    )
+
+
+def compile_cxx_compat(root: LlvmRoot, arch: str, gcc: GccInstall, home: Path) -> None:
+    """Build the compat archive into home (a directory inside the root, on the host) with
+    the root's own clang and llvm-ar, run natively in a chroot of the root."""
+    inside = "/" + str(home.relative_to(root.path))
+    lib = home / Path(CXX_COMPAT_ARCHIVE).parent
+    lib.mkdir(parents=True, exist_ok=True)
+    (lib / "cxx-compat.cpp").write_text(CXX_COMPAT_SOURCE)
+    src = f"{inside}/lib/cxx-compat.cpp"
+    obj = f"{inside}/lib/cxx-compat.o"
+    clang = [f"/{root.bindir}/clang++", f"--target={clang_target(arch, gcc.triplet)}"]
+    flags = ["-nostdinc", "-fPIC", "-O2", "-std=c++11", *gcc.flags, "-c", src, "-o", obj]
+    archive = [f"/{root.bindir}/llvm-ar", "rcsD", f"{inside}/{CXX_COMPAT_ARCHIVE}", obj]
+    for cmd in ([*clang, *flags], archive):
+        proc = subprocess.run(
+            ["chroot", str(root.path), *cmd],
+            capture_output=True,
+            text=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"},
+        )
+        if proc.returncode != 0:
+            raise EnvironmentProblem(
+                f"could not build the libstdc++ compat archive for {arch} in {root.path}: "
+                f"{' '.join(cmd)} said {(proc.stderr or proc.stdout).strip()[:400]}; "
+                f"remove {root.path} to rebuild the LLVM root, or build with --emulation=plain"
+            )
+    (lib / "cxx-compat.o").unlink()
 
 
 def write_wrappers(
@@ -576,9 +668,11 @@ def write_wrappers(
     bindir.mkdir(parents=True)
     llvm_bin = f"{PREFIX}/{root.bindir}"
     base = " ".join(driver_args(root, arch, gcc, home))
-    linking = link_args(root, arch, gcc)
+    linking = link_args(root, arch, gcc, home)
     if linking:
         (bindir.parent / LINK_CONFIG).write_text("\n".join(linking) + "\n")
+    if needs_cxx_compat(root, arch, gcc):
+        compile_cxx_compat(root, arch, gcc, bindir.parent)
     names: dict[str, tuple[str, tuple[str, ...]]] = dict(DRIVERS)
     for name in PREFIXED:
         names[f"{gcc.triplet}-{name}"] = DRIVERS[name]
