@@ -468,3 +468,30 @@ def test_an_audit_that_raises_still_leaves_the_checks_lines_in_the_job_log(
     assert (job.status, job.failed_stage) == ("failed", "audit")
     assert "[verify] checked" in Path(job.log or "").read_text()  # not lost with the error
     assert not list(opts.logs.glob("*.tmp"))
+
+
+def test_jobs_in_their_checks_are_bounded_too() -> None:
+    # a job giving its build slot back early takes a checks slot: with n = 1, a second
+    # job builds meanwhile, but its checks wait until the first job's are over
+    from orchestrator.pipeline.run import _Slots
+
+    slots = _Slots(1, 1)
+    order: list[str] = []
+    second_built = threading.Event()
+
+    def second() -> None:
+        with slots.take(False, lambda: order.append("B waits for a build slot")) as release:
+            order.append("B builds")
+            second_built.set()
+            release()
+            order.append("B checks")
+
+    with slots.take(False, lambda: None) as release:
+        release()  # A: the wheel is out; its checks run
+        t = threading.Thread(target=second)
+        t.start()
+        assert second_built.wait(5)
+        time.sleep(0.2)
+        order.append("A checks done")
+    t.join(5)
+    assert order == ["B builds", "A checks done", "B checks"]

@@ -298,22 +298,31 @@ class Schedule:
 
 
 class _Slots:
-    """At most n jobs at once, and at most `emulated` emulated ones among them."""
+    """At most n jobs building at once, at most `emulated` emulated ones among them, and
+    at most n jobs in their checks after giving their build slot back early."""
 
     def __init__(self, n: int, emulated: int) -> None:
         self.all = threading.Semaphore(n)
         self.emulated = threading.Semaphore(emulated)
+        self.checking = threading.Semaphore(n)
 
     @contextlib.contextmanager
     def take(self, emulated: bool, on_wait: Callable[[], None]) -> Iterator[Callable[[], None]]:
-        """Yields `release`: gives the slot back early (once); leaving gives it back too."""
+        """Yields `release`: trades the build slot for a checks slot (once; waiting for
+        one while still holding the build slot); leaving gives back whatever is held."""
         held: list[threading.Semaphore] = []
         lock = threading.Lock()
 
+        def give_back() -> None:
+            while held:
+                held.pop().release()
+
         def release() -> None:
             with lock:
-                while held:
-                    held.pop().release()
+                if held and self.checking not in held:
+                    self.checking.acquire()
+                    give_back()
+                    held.append(self.checking)
 
         try:
             for sem in (self.emulated, self.all) if emulated else (self.all,):
@@ -323,7 +332,8 @@ class _Slots:
                 held.append(sem)
             yield release
         finally:
-            release()
+            with lock:
+                give_back()
 
 
 def emulated_limit(jobs: Sequence[Job], n: int) -> int:
