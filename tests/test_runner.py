@@ -371,10 +371,12 @@ def test_a_native_job_leaves_its_slot_once_its_wheel_is_out(
     lock = threading.Lock()
     real_land = job_module.land_once
 
+    second_built = threading.Event()
+
     def slow_land(wheel: Path, *args: Any, **kw: Any) -> Any:
         with lock:
             events.append(("land start", kw["job"]))
-        time.sleep(0.5)
+        second_built.wait(10)  # a landing that waits for the next build, if it can start
         with lock:
             events.append(("land end", kw["job"]))
         return real_land(wheel, *args, **kw)
@@ -383,6 +385,8 @@ def test_a_native_job_leaves_its_slot_once_its_wheel_is_out(
         if builds_wheel(cmd):
             with lock:
                 events.append(("build", c.job))
+                if sum(e[0] == "build" for e in events) == 2:
+                    second_built.set()
                 building[0] += 1
                 building[1] = max(building)
             time.sleep(0.1)
@@ -391,8 +395,10 @@ def test_a_native_job_leaves_its_slot_once_its_wheel_is_out(
         return succeed(engine, c, cmd)
 
     monkeypatch.setattr(job_module, "land_once", slow_land)
+    second_built.set()  # the warm-up run's landings do not wait
     build(recipe, plan, options(tmp_path, mirror, jobs=1), engine_for(plan))  # warm set
     events.clear()
+    second_built.clear()
     report, _ = build(recipe, plan, options(tmp_path, mirror, jobs=1), engine_for(plan, counting))
     assert [j.status for j in report.jobs] == ["ok", "ok"]
     assert building[1] == 1  # the slot still bounds the builds
