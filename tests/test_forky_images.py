@@ -210,6 +210,16 @@ def test_forky_aarch64_jobs_are_emulated_on_x86_64(tmp_path: Path) -> None:
     }
 
 
+def test_no_forky_armv7l_jobs_and_the_plan_says_why(tmp_path: Path) -> None:
+    # forky's armhf CPython has a 64-bit time_t (its pyconfig.h: SIZEOF_TIME_T 8), i386's not
+    recipe = _recipe(tmp_path, "['3.14']", "[manylinux_2_39]")
+    recipe.write_text(recipe.read_text() + "archs: [i686, armv7l]\n")
+    plan = make_plan(load_recipe(recipe), host_arch="x86_64")
+    assert [j.id for j in plan.jobs] == ["cp314-manylinux_2_39_i686"]
+    [why] = [e.reason for e in plan.excluded if e.id == "cp314-manylinux_2_39_armv7l"]
+    assert "64-bit time_t" in why and "no local manylinux_2_39 armv7l image" in why
+
+
 def test_build_local_names_the_reason_for_an_unserved_python() -> None:
     with pytest.raises(ConfigError, match=r"cp314-cp314: the package mirror serves no python3\.14"):
         definition.plan_image("x86_64", "bullseye", ("3.14",))

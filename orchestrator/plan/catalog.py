@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -56,6 +56,7 @@ class LocalInfo:
     libc_version: str
     archs: tuple[str, ...]
     unserved: tuple[str, ...] = ()  # archs the suite's archive no longer serves
+    withheld: Mapping[str, str] = field(default_factory=dict)  # arch -> why no image
 
     def pythons(self, arch: str) -> tuple[str, ...]:
         """Every CPython the suite's image definition offers ("3.9", "3.13t"), on every
@@ -180,6 +181,8 @@ class Catalog:
     def _no_image_reason(self, pep600: str, arch: str, preference: str | None) -> str:
         local = self.local.get(pep600)
         name = PEP600_TO_ALIAS.get(pep600, pep600)
+        if local and arch in local.withheld and preference != "pypa":
+            return f"no local {pep600} {arch} image: {local.withheld[arch]}"
         if local and arch in local.unserved and preference != "pypa":
             others = [p for p, info in self.local.items() if arch in info.archs]
             fix = f"; use platforms: [{others[0]}]" if others else ""
@@ -215,6 +218,7 @@ def load() -> Catalog:
             libc_version=str(v["libc_version"]),
             archs=tuple(v["archs"]),
             unserved=tuple(v.get("unserved", ())),
+            withheld={str(a): str(why) for a, why in (v.get("withheld") or {}).items()},
         )
         for name, v in raw["local"].items()
     }
