@@ -241,3 +241,17 @@ def test_rolling_suites_roots_accept_an_expired_release(monkeypatch: pytest.Monk
     assert forky is not None and bullseye is not None
     assert f"--aptopt={rootfs.NO_VALID_UNTIL}" in forky
     assert not any(a.startswith("--aptopt") for a in bullseye)  # its root is unchanged
+
+
+def test_a_rolling_suites_root_without_mmdebstrap_is_refused_with_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.errors import EnvironmentProblem
+
+    monkeypatch.setattr(rootfs, "mmdebstrap_command", lambda *_a: None)  # absent, or turned off
+    ran: list[list[str]] = []
+    monkeypatch.setattr(rootfs, "_run", lambda cmd, _log: ran.append(cmd))
+    path = tmp_path / "forky.tar"
+    with pytest.raises(EnvironmentProblem, match=r"needs mmdebstrap.*apt-get install mmdebstrap"):
+        rootfs._make_tarball("/usr/sbin/debootstrap", "forky", archs.get("x86_64"), path, print)
+    assert not ran and not path.exists() and list(tmp_path.iterdir()) == []  # nothing left

@@ -222,6 +222,13 @@ def _make_tarball(exe: str, suite: str, arch: Arch, path: Path, on_line: Log) ->
     try:
         start = time.monotonic()
         cmd = mmdebstrap_command(suite, arch, root)
+        if cmd is None and suite in ROLLING_SUITES:
+            raise EnvironmentProblem(
+                f"a {suite} root needs mmdebstrap (this debootstrap has no {suite} script, "
+                f"and the rolling suite's Release file may be past its Valid-Until): "
+                f"`apt-get install mmdebstrap arch-test` (scripts/setup-host.sh does), and "
+                f"leave ORCH_ROOTFS_TOOL unset"
+            )
         cmd = cmd or [exe, "--variant=minbase", f"--arch={arch.debian}", suite, str(root)]
         tool = Path(cmd[0]).name
         on_line(f"[orch] {tool} --variant=minbase {arch.debian} {suite} (into {root})")
