@@ -284,6 +284,7 @@ def test_big_endian_build_tools_need_the_images_locales_in_the_root(tmp_path: Pa
         out = accel.with_build_tools(s390x, IMAGE_TOOLS, host, same, locale=other)
         assert out.build_tools == ("ninja",) and "LOCPATH" not in out.env, other
         assert "MAKE_HOST" not in out.env and accel._c_locale_check(out) == ""
+        assert "cmake/make emulated: the image's locales" in out.describe()  # and why
     # little-endian targets read the image's locale files themselves: no LOCPATH, no check
     little = accel.with_build_tools(_fake_accel(), IMAGE_TOOLS, "aarch64-x", same)
     assert little.build_tools == ("cmake", "make", "ninja") and "LOCPATH" not in little.env

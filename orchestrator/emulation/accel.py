@@ -98,6 +98,7 @@ class Accel:
     why: str = ""  # LLVM: why not the cross gcc
     native_shell: bool = False  # big-endian LLVM: the shell alone runs natively
     build_tools: tuple[str, ...] = ()  # cmake, make, ninja: native, the image's own release
+    emulated_tools: str = ""  # why cmake and make stay emulated (big-endian), if they do
 
     @property
     def overlay(self) -> PathOverlay:
@@ -111,6 +112,8 @@ class Accel:
         if self.build_tools:
             tools += f", {'/'.join(self.build_tools)} of the image's release"
             tools += f" ({LOCALE_NOTE})" if LOCPATH in self.env else ""
+        if self.emulated_tools:
+            tools += f"; {self.emulated_tools}"
         if self.compiler == LLVM:
             where = "" if self.gcc_prefix == "/usr" else f" in {self.gcc_prefix}"
             why = f" (no cross gcc: {self.why})" if self.why else ""
@@ -302,6 +305,15 @@ def with_build_tools(
     /usr/lib/locale entries) matches the root's: LOCPATH then gives the native C library
     the root's little-endian copy of the same locales (`_locale_env`)."""
     locale_env = _locale_env(accel.arch, accel.root, _container_prefix(accel), *locale)
+    if locale_env is None:
+        accel = dataclasses.replace(
+            accel,
+            emulated_tools=(
+                f"{'/'.join(LOCALE_READERS)} emulated: the image's locales (libc-bin "
+                f"{locale[0] or 'unknown'}) are not the toolchain root's, and the native C "
+                f"library cannot read big-endian ones"
+            ),
+        )
     mounts: list[Mount] = []
     names: list[str] = []
     for package, programs in BUILD_TOOLS.items():
