@@ -83,6 +83,17 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture()
+def definitions_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of images/ that the test may edit."""
+    from orchestrator.images import definition
+
+    copy = tmp_path / "images"
+    shutil.copytree(definition.images_dir(), copy)
+    monkeypatch.setattr(definition, "images_dir", lambda: copy)
+    return copy / definition.DEFINITION_SUBDIR
+
+
+@pytest.fixture()
 def project_copy(tmp_path: Path) -> Iterator[Path]:
     dest = tmp_path / "hello-bz2"
     shutil.copytree(EXAMPLES / "hello-bz2", dest)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,6 @@ from orchestrator.images import definition, local, rootfs, stock
 from orchestrator.plan import catalog
 from orchestrator.plan.jobs import make_plan
 from orchestrator.recipe import load_recipe
-
-
-@pytest.fixture()
-def definitions_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    copy = tmp_path / "images"
-    shutil.copytree(definition.images_dir(), copy)
-    monkeypatch.setattr(definition, "images_dir", lambda: copy)
-    return copy / definition.DEFINITION_SUBDIR
 
 
 def test_forky_offers_debians_314_and_315_and_compiles_nothing() -> None:

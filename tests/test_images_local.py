@@ -27,15 +27,6 @@ REF_PATTERN = r"^orch-local/manylinux_2_31_x86_64(-runtime)?:[0-9a-f]{12}$"
 # --- naming: pure, no Docker -----------------------------------------------------------
 
 
-@pytest.fixture()
-def definitions_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private copy of images/ that the test may edit."""
-    copy = tmp_path / "images"
-    shutil.copytree(definition.images_dir(), copy)
-    monkeypatch.setattr(definition, "images_dir", lambda: copy)
-    return copy / definition.DEFINITION_SUBDIR
-
-
 def test_ref_is_stable_and_well_formed() -> None:
     runtime = local_image_ref("x86_64", "runtime")
     build = local_image_ref("x86_64", "build")

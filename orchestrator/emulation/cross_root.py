@@ -315,8 +315,9 @@ def _chroot(root: Path, cmd: list[str], log: Log) -> None:
         )
 
 
-def _chroot_output(root: Path, cmd: list[str]) -> str:
-    proc = subprocess.run(
+def chroot_run(root: Path, cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    """`cmd` run in a toolchain root (its programs, its libraries), output captured."""
+    return subprocess.run(
         ["chroot", str(root), *cmd],
         capture_output=True,
         text=True,
@@ -324,6 +325,10 @@ def _chroot_output(root: Path, cmd: list[str]) -> str:
         stdin=subprocess.DEVNULL,
         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"},
     )
+
+
+def _chroot_output(root: Path, cmd: list[str]) -> str:
+    proc = chroot_run(root, cmd)
     if proc.returncode != 0:
         raise OrchError(f"{' '.join(cmd)} in the cross root failed: {proc.stderr.strip()}")
     return proc.stdout.strip()

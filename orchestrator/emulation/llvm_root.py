@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -391,14 +390,7 @@ def lld_targets(answers: dict[str, str]) -> list[str]:
 def _ask_lld(root: Path, version: str) -> dict[str, str]:
     answers = {}
     for emulation in LLD_EMULATIONS.values():
-        proc = subprocess.run(
-            ["chroot", str(root), f"ld.lld-{version}", "-m", emulation],
-            capture_output=True,
-            text=True,
-            check=False,
-            stdin=subprocess.DEVNULL,
-            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"},
-        )
+        proc = cross_root.chroot_run(root, [f"ld.lld-{version}", "-m", emulation])
         answers[emulation] = (proc.stderr or proc.stdout).strip()
     return answers
 
@@ -644,14 +636,7 @@ def compile_cxx_compat(root: LlvmRoot, arch: str, gcc: GccInstall, home: Path) -
     flags = ["-nostdinc", "-fPIC", "-O2", "-std=c++11", *gcc.flags, "-c", src, "-o", obj]
     archive = [f"/{root.bindir}/llvm-ar", "rcsD", f"{inside}/{CXX_COMPAT_ARCHIVE}", obj]
     for cmd in ([*clang, *flags], archive):
-        proc = subprocess.run(
-            ["chroot", str(root.path), *cmd],
-            capture_output=True,
-            text=True,
-            check=False,
-            stdin=subprocess.DEVNULL,
-            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"},
-        )
+        proc = cross_root.chroot_run(root.path, cmd)
         if proc.returncode != 0:
             raise EnvironmentProblem(
                 f"could not build the libstdc++ compat archive for {arch} in {root.path}: "
