@@ -315,23 +315,14 @@ class _JobRun:
                     self.audit(wheel, refuse=False)
                 if self.audit_errors:  # refused: what the checks printed meanwhile, then why
                     wait([verified])
-                    self.append(own)
+                    self.log.take(own)
                     self.refuse_if_audit_failed(wheel)
                 with self.stage(JobStage.VERIFY):  # its time: what is left of the checks
                     wait([verified])
-                    self.append(own)
+                    self.log.take(own)
                     self.judge(wheel, verified.result())
         finally:
-            self.append(own)  # the audit raised: the checks' lines still reach the job log
-            own.path.unlink(missing_ok=True)
-
-    def append(self, own: JobLog) -> None:
-        """The checks' own log into the job's, once (later calls find it closed)."""
-        if own.closed:
-            return
-        own.close()
-        with contextlib.suppress(OSError):
-            self.log.write(own.path.read_text(encoding="utf-8", errors="replace"))
+            self.log.take(own)  # the audit raised: the checks' lines still reach the job log
 
     def audit(self, wheel: Path, refuse: bool = True) -> None:
         deps = self.inputs.deps.get(self.job.group)

@@ -171,9 +171,7 @@ def _side_by_side(
             wait(futures)
     finally:
         for own in logs:
-            own.close()
-            log.write(own.path.read_text(encoding="utf-8", errors="replace"))
-            own.path.unlink(missing_ok=True)
+            log.take(own)
     return [f.result() for f in futures]
 
 

@@ -4,6 +4,7 @@ headers, kept after the run; the tail is what a failure shows."""
 from __future__ import annotations
 
 import codecs
+import contextlib
 import threading
 import time
 from collections import deque
@@ -57,6 +58,14 @@ class JobLog:
     @property
     def closed(self) -> bool:
         return self._file.closed
+
+    def take(self, child: JobLog) -> None:
+        """A side log (a check run beside others) into this one, once: closed, copied in
+        whole, its file removed (a second call finds no file and adds nothing)."""
+        child.close()
+        with contextlib.suppress(OSError):
+            self.write(child.path.read_text(encoding="utf-8", errors="replace"))
+        child.path.unlink(missing_ok=True)
 
     def close(self) -> None:
         with self._lock:
