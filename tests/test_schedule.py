@@ -50,6 +50,10 @@ class SlowLocalImages(BuiltLocalImages):
         return self._add(self.base_ref(job), "base")
 
     def for_python(self, job: Job, variant: str, on_line: Report, on_phase: Report) -> ImageInfo:
+        if self.python_ref(job, variant) == self.base_ref(job):
+            # Debian's interpreter: its image is the base, which takes the base's time
+            # whichever step asks for it first (the job's image or its group's).
+            return self.base(job, on_line, on_phase)
         tag = job.python_tag.split("-")[0]
         if self.base_gate is not None and not self.base_gate.is_set():
             self.base_gate.asked_while_held.append(f"{tag}-{variant}")
