@@ -99,6 +99,7 @@ def options(tmp_path: Path, mirror: Path, **kw: Any) -> BuildOptions:
         live=False,
         emulation="plain",
         env=settings,
+        recheck=True,  # these tests share caches: their checks run (test_checks_reuse.py)
     )
     return BuildOptions(**{**base, **kw})
 

@@ -27,14 +27,14 @@ from orchestrator.emulation.repair_kit import PREFIX as REPAIR_PREFIX
 from orchestrator.emulation.repair_kit import RepairKit
 from orchestrator.emulation.repair_kit import ready_kit as ready_repair_kit
 from orchestrator.errors import OrchError
-from orchestrator.pipeline import nativeuv, repair
+from orchestrator.pipeline import checks, nativeuv, repair
 from orchestrator.pipeline.audit import audit_errors, audit_job_wheel
 from orchestrator.pipeline.build import build_wheel, copy_project, job_env, merge_env
 from orchestrator.pipeline.buildenv import TOOLS
 from orchestrator.pipeline.compilecache import CompileCache, compile_cache_for, read_stats
 from orchestrator.pipeline.land import copy_out_wheels, land_once, set_aside
 from orchestrator.pipeline.repair import REPAIRED, repair_wheel
-from orchestrator.pipeline.verify import VerifyOutcome, verify_wheel
+from orchestrator.pipeline.verify import VerifyOutcome, present_ids, verify_refs, verify_wheel
 from orchestrator.pipeline.wheelcache import WheelCache
 from orchestrator.plan.jobs import Job
 from orchestrator.recipe.model import Recipe
@@ -79,6 +79,7 @@ class JobOutcome:
     cause: str | None = None  # the first error line of the failing step, else the error
     wheel_cache: Mapping[str, str] = field(default_factory=dict)  # build/verify -> hit | miss
     compile_cache: Mapping[str, int] = field(default_factory=dict)  # hits/misses/uncacheable
+    checks: Mapping[str, str] = field(default_factory=dict)  # status: run | reused, key, ...
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ class _Found:
     kept_container: str | None = None
     wheel_cache: Mapping[str, str] = field(default_factory=dict)  # build/verify -> hit/miss
     compile_cache: Mapping[str, int] = field(default_factory=dict)
+    checks: Mapping[str, str] = field(default_factory=dict)
 
 
 class _JobRun:
@@ -134,6 +136,8 @@ class _JobRun:
         self.ccache: CompileCache | None = None
         self.audit_errors: list[str] = []
         self.rkit: RepairKit | None = None  # chosen with the container: it is a mount
+        self.digest: str | None = None  # the repaired wheel's content (checks.wheel_digest)
+        self.refs: list[str] | None = None  # the verification images, chosen once
 
     @contextlib.contextmanager
     def stage(self, name: JobStage) -> Iterator[None]:
@@ -157,7 +161,9 @@ class _JobRun:
             with self.stage(JobStage.COPY_OUT):
                 wheel = self.copy_out(session)
         self.after_build()  # the build container is done: its slot may go to another job
-        self.checks(wheel)
+        if not self.reuse_checks(wheel):
+            self.checks(wheel)
+            self.record_checks(wheel)
         with self.stage(JobStage.LAND):
             run_id = self.inputs.factory.run.run_id
             return land_once(wheel, self.inputs.opts.output_dir, run_id=run_id, job=self.job.id)
@@ -290,6 +296,67 @@ class _JobRun:
             raise StageFailed("repair", f"expected one repaired wheel, found {len(wheels)}")
         return wheels[0]
 
+    def reuse_checks(self, wheel: Path) -> bool:
+        """Whether this wheel's content passed these very checks before (same recipe
+        sections, images, dependencies, orch): then they are not run again."""
+        opts = self.inputs.opts
+        if not (opts.audit and opts.verify):
+            return False
+        try:
+            self.digest = checks.wheel_digest(wheel)
+            self.refs = verify_refs(
+                self.inputs.factory, self.inputs.recipe, self.job, wheel, self.log
+            )
+            if opts.recheck:
+                return False
+            ids = present_ids(self.inputs.factory, self.refs, self.job.arch)
+            if ids is None:  # an image is built or pulled first: it is a new one
+                return False
+            key = self.checks_key(wheel, list(zip(self.refs, ids, strict=True)))
+            record = checks.lookup(key)
+        except (OSError, ValueError) as exc:  # a bad zip: the checks will say what is wrong
+            self.log.line(f"[checks] not looked up ({exc}): the checks run")
+            return False
+        if record is None:
+            return False
+        self.inputs.view.stage(self.job.id, "checks reused")
+        self.log.stage("checks reused")
+        self.log.line(checks.reused_line(record, checks.records_dir() / f"{record.key}.json"))
+        self.found.audit = {**record.audit, "reused": True}
+        self.found.verify = tuple({**v, "reused": True} for v in record.verify)
+        self.found.checks = {"status": "reused", "key": record.key, "written": record.when}
+        return True
+
+    def checks_key(self, wheel: Path, images: list[tuple[str, str]]) -> checks.ChecksKey:
+        deps = self.inputs.deps.get(self.job.group)
+        linked = dict(deps.artifacts) if deps else {}
+        keys = {r.name: r.key for r in deps.results if r.name in linked} if deps else {}
+        return checks.checks_key(
+            wheel,
+            self.inputs.recipe,
+            self.job,
+            images,
+            keys,
+            offline=self.inputs.opts.offline,
+            digest=self.digest,
+        )
+
+    def record_checks(self, wheel: Path) -> None:
+        """The audit and every verification passed (a refusal raised before this): the
+        record lets an identical wheel skip them, keyed by the images they ran in."""
+        if self.digest is None or self.found.audit is None:
+            return
+        images = [(str(v.get("image")), str(v.get("image_id") or "")) for v in self.found.verify]
+        if not images or not all(i for _r, i in images):
+            return
+        key = self.checks_key(wheel, images)
+        try:
+            checks.store(key, self.found.audit, self.found.verify)
+        except OSError as exc:  # the cache is an optimisation: the job goes on
+            self.log.line(f"[checks] warning: the passed checks were not recorded: {exc}")
+            return
+        self.found.checks = {"status": "run", "key": key.key}
+
     def checks(self, wheel: Path) -> None:
         """Audit and verification. With both on, the containers' checks start first and
         the audit (host-side: reading the wheel, auditwheel show) runs meanwhile; an audit
@@ -345,6 +412,7 @@ class _JobRun:
             wheel,
             log or self.log,
             offline=self.inputs.opts.offline,
+            refs=self.refs,
         )
         statuses = {o.wheel_cache for o in outcomes if o.wheel_cache}
         if statuses:
@@ -382,7 +450,8 @@ def run_job(
     t0 = time.monotonic()
     try:
         wheel = run.steps()
-        inputs.view.finish(job.id, "ok", wheel.filename)
+        reused = run.found.checks.get("status") == "reused"
+        inputs.view.finish(job.id, "ok", wheel.filename + (" (checks reused)" if reused else ""))
         outcome = JobOutcome("ok", wheel=wheel)
     except Exception as exc:  # an engine error or a bug fails this job, the others go on
         outcome = _failure(run, exc)
@@ -429,6 +498,7 @@ def _complete(outcome: JobOutcome, run: _JobRun, log: JobLog, seconds: float) ->
         kept_container=found.kept_container,
         wheel_cache=found.wheel_cache,
         compile_cache=found.compile_cache,
+        checks=found.checks,
         seconds=seconds,
         stages=run.inputs.view.stage_times(run.job.id),
         log=str(log.path),
