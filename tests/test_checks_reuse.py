@@ -307,3 +307,51 @@ class _Any:
 
 
 ANY = _Any()
+
+
+# --- the copy in: one engine copy ---------------------------------------------------------
+
+
+def _tar(members: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.LNKTYPE, target
+            tar.addfile(info)
+    return buf.getvalue()
+
+
+def test_the_project_and_the_prefix_go_in_as_one_tar_rooted_at_slash() -> None:
+    import io
+    import tarfile
+
+    from orchestrator.errors import OrchError
+    from orchestrator.util.archive import rooted_tar
+
+    project = _tar({"src/setup.py": b"setup()", "./src/pkg/a.py": b"a"})
+    prefix = _tar({"deps/lib/libz.a": b"!<arch>\n"}, links={"deps/lib/libz2.a": "deps/lib/libz.a"})
+    data = rooted_tar([(project, "/orch"), (prefix, "/opt/orch")], dirs=("/orch", "/opt/orch"))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert list(members)[:2] == ["orch", "opt/orch"] and members["orch"].mode == 0o755
+        assert set(members) == {
+            "orch",
+            "opt/orch",
+            "orch/src/setup.py",
+            "orch/src/pkg/a.py",
+            "opt/orch/deps/lib/libz.a",
+            "opt/orch/deps/lib/libz2.a",
+        }
+        assert members["opt/orch/deps/lib/libz2.a"].linkname == "opt/orch/deps/lib/libz.a"
+        file = tar.extractfile("orch/src/setup.py")
+        assert file is not None and file.read() == b"setup()"
+    with pytest.raises(OrchError, match="leaves orch"):
+        rooted_tar([(_tar({"../etc/passwd": b"x"}), "/orch")])

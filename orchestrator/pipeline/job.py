@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -178,7 +179,7 @@ class _JobRun:
         return deps
 
     def build(self, session: Session, deps: GroupDeps) -> None:
-        cache = self.wheel_cache(self.job.image)
+        cache = self.wheel_cache()
         source = build_wheel(
             session,
             self.job,
@@ -194,14 +195,19 @@ class _JobRun:
             session.log.line(stats.line())
             self.found.compile_cache = stats.to_json()
 
-    def wheel_cache(self, image: str) -> WheelCache:
-        info = self.inputs.factory.engine.inspect_image(image)
-        return WheelCache.for_image(info.id if info else image, self.job.arch)
+    def wheel_cache(self) -> WheelCache:
+        return WheelCache.for_image(self.image_id, self.job.arch)
+
+    @functools.cached_property
+    def image_id(self) -> str:
+        """The job image's id, asked once (the wheel and compile caches are keyed by it)."""
+        info = self.inputs.factory.engine.inspect_image(self.job.image)
+        return info.id if info else self.job.image
 
     def tools_mount(self) -> Mount:
         """The wheel cache's extracted tools (uv), read-only: filled on a miss, visible at
         once through the mount."""
-        tools = self.wheel_cache(self.job.image).tools
+        tools = self.wheel_cache().tools
         tools.mkdir(parents=True, exist_ok=True)
         return Mount(str(tools), TOOLS, read_only=True)
 
@@ -264,8 +270,7 @@ class _JobRun:
         kit = ready_kit(self.log.line)
         if kit is None:
             return None
-        info = self.inputs.factory.engine.inspect_image(self.job.image)
-        image_id = info.id if info else self.job.image
+        image_id = self.image_id
         emulated = not archs.runs_natively(self.job.arch)
         cache = compile_cache_for(kit, self.job.arch, image_id, accel, emulated)
         Path(cache.host_dir).mkdir(parents=True, exist_ok=True)
@@ -286,9 +291,8 @@ class _JobRun:
         return kit
 
     def copy_in(self, session: Session, deps: GroupDeps) -> None:
-        copy_project(session, self.inputs.recipe, self.inputs.project)
-        if deps.prefix_tar:
-            session.put_tar(deps.prefix_tar, "/opt/orch")
+        prefix = ((deps.prefix_tar, "/opt/orch"),) if deps.prefix_tar else ()
+        copy_project(session, self.inputs.recipe, self.inputs.project, prefix)
 
     def copy_out(self, session: Session) -> Path:
         wheels = copy_out_wheels(session, REPAIRED, self.inputs.staging / self.job.id)
