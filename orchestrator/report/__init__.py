@@ -6,6 +6,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+# eager: the submodule of the same name would otherwise shadow the function
+from orchestrator.report.merge import merge
+
 # Loaded on first use: `orch build` imports report.record/progress/joblog, which runs this
 # file; the renderers (JUnit's XML library, the HTML page) are `orch report`'s alone.
 _WHERE = {
@@ -15,7 +18,6 @@ _WHERE = {
     "to_html": "html",
     "to_junit": "junit",
     "to_markdown": "markdown",
-    "merge": "merge",
 }
 
 
