@@ -355,3 +355,20 @@ def test_the_project_and_the_prefix_go_in_as_one_tar_rooted_at_slash() -> None:
         assert file is not None and file.read() == b"setup()"
     with pytest.raises(OrchError, match="leaves orch"):
         rooted_tar([(_tar({"../etc/passwd": b"x"}), "/orch")])
+
+
+def test_the_reports_say_checks_reused() -> None:
+    from orchestrator.report import to_html, to_markdown
+
+    job = {
+        "id": "cp39-manylinux_2_31_x86_64",
+        "status": "ok",
+        "seconds": 1.5,
+        "wheel": {"filename": "demo-1.0-cp39-cp39-manylinux_2_31_x86_64.whl", "size": 1},
+        "checks": {"status": "reused", "key": "k", "written": "2026-11-30 00:48:47"},
+    }
+    report = {"name": "demo", "recipe": "orch.yaml", "jobs": [job], "deps": [], "images": []}
+    assert "ok (checks reused)" in to_markdown(report)
+    assert "reused: the identical wheel passed them on 2026-11-30 00:48:47" in to_html(report)
+    ran = {**job, "checks": {"status": "run", "key": "k"}}
+    assert "checks reused" not in to_markdown({**report, "jobs": [ran]})
