@@ -293,7 +293,9 @@ def test_an_unchanged_rebuild_reuses_its_checks_and_a_changed_test_does_not(
     second = run("second")
     assert second["checks"] == {**first["checks"], "status": "reused", "written": ANY}
     assert "verify" not in second["stages"] and second["verify"][0]["status"] == "passed"
-    assert "[checks] reused" in Path(second["log"]).read_text()
+    log = Path(second["log"]).read_text()
+    assert "[checks] reused" in log
+    assert "build environment mounted read-only" in log  # nothing of it copied in
 
     recipe.write_text(text.replace("print('libbz2'", "print('bz2'"))  # the test command
     third = run("third")
@@ -372,3 +374,61 @@ def test_the_reports_say_checks_reused() -> None:
     assert "reused: the identical wheel passed them on 2026-11-30 00:48:47" in to_html(report)
     ran = {**job, "checks": {"status": "run", "key": "k"}}
     assert "checks reused" not in to_markdown({**report, "jobs": [ran]})
+
+
+# --- the kept build environment, mounted -------------------------------------------------
+
+
+def test_a_hit_mounts_the_kept_environment_read_only_and_copies_nothing_of_it(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    from orchestrator.pipeline.buildenv import BUILD_ENV_DIR, FILL_PATH
+    from tests.support.fakeengine import tar_of
+
+    def keeps_an_env(engine: FakeEngine, c: FakeContainer, cmd: Any) -> int:
+        if FILL_PATH in " ".join(cmd):  # the fill made the environment: kept after the build
+            c.files[BUILD_ENV_DIR] = tar_of({"orch-build-env/bin/python": b"#!/bin/sh\n"})
+        return succeed(engine, c, cmd)
+
+    recipe, plan, mirror = setup(tmp_path, python=("3.9",))
+    opts = options(tmp_path, mirror)
+    build(recipe, plan, opts, _engine(plan, keeps_an_env))  # cold: fills, keeps the env
+    report, _ = build(recipe, plan, opts, engine := _engine(plan, keeps_an_env))
+    assert report.jobs[0].status == "ok"
+    (c,) = [c for c in engine.created if c.job == plan.jobs[0].id]
+    (mount,) = [m for m in c.spec.mounts if m.target == BUILD_ENV_DIR]
+    assert (
+        mount.read_only and (Path(mount.source) / "bin" / "python").read_bytes() == b"#!/bin/sh\n"
+    )
+    assert "/tmp" not in c.copied_in  # the environment's tar is not copied in
+    assert not any("/orch/wheels" in n for n in _names(c))  # nor the wheels: nothing installs
+    log = Path(report.jobs[0].log or "").read_text()
+    assert "build environment mounted read-only" in log
+
+
+def _names(c: FakeContainer) -> list[str]:
+    import io
+    import tarfile
+
+    names: list[str] = []
+    for target, data in c.tars:
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            names += [f"{target.rstrip('/')}/{n}" for n in tar.getnames()]
+    return names
+
+
+def test_the_environment_tree_is_extracted_once_and_never_outside(tmp_path: Path) -> None:
+    from orchestrator.pipeline.wheelcache import WheelCache
+
+    cache = WheelCache(tmp_path / "wc")
+    (cache.root / "envs").mkdir(parents=True)
+    cache.env_tar("k").write_bytes(_tar({"orch-build-env/bin/python": b"py"}))
+    tree = cache.env_tree("k", "orch-build-env")
+    assert tree is not None and (tree / "bin" / "python").read_bytes() == b"py"
+    cache.env_tar("k").unlink()  # extracted once: the tree serves without the tar
+    assert cache.env_tree("k", "orch-build-env") == tree
+    cache.env_tar("bad").write_bytes(_tar({"../../escaped": b"x"}))
+    assert cache.env_tree("bad", "orch-build-env") is None
+    assert not (tmp_path / "escaped").exists() and not (cache.root / "escaped").exists()
+    assert cache.env_tree("absent", "orch-build-env") is None
+    assert not [p for p in (cache.root / "envs").iterdir() if p.name.endswith(".tmp")]

@@ -123,9 +123,11 @@ def build_wheel(
     *,
     offline: bool = False,
     native: bool = False,
+    env_mounted: bool = False,
 ) -> EnvSource:
     """before-build, then the build with its isolated environment installed from the
-    wheel cache (no index)."""
+    wheel cache (no index). `env_mounted`: the set's kept environment is mounted
+    read-only at BUILD_ENV_DIR (job.py: only when the set is a hit)."""
     for command in recipe.before_build:
         session.run("before-build", command, env=env, workdir=SRC)
     source = prepare_build_env(
@@ -139,6 +141,7 @@ def build_wheel(
         offline=offline,
         native=native,
         with_tar=script_tar(),
+        copy_wheels=not env_mounted,
     )
     session.log.line(source.line("build requirements", cache))
     if source.built:
@@ -146,7 +149,9 @@ def build_wheel(
         return source
     if source.status != "hit":  # a hit copied it in with the wheels
         session.put_tar(script_tar(), "/orch")
-    restored = restore_env(session, cache, source.key)
+    restored = env_mounted or restore_env(session, cache, source.key)
+    if env_mounted:
+        session.log.line(f"[wheels] build environment mounted read-only ({source.key[:12]})")
     backend = hook_backend(recipe) if restored else None
     if backend is not None:
         session.run(

@@ -303,17 +303,23 @@ def prepare_build_env(
     offline: bool,
     native: bool = False,
     with_tar: bytes = b"",
+    copy_wheels: bool = True,
 ) -> EnvSource:
     """Put the build requirements' wheels at WHEELS; on a miss fill the cache from the
     index and build the wheel on the way (`built`). `native`: an emulated container,
     whose installs run the x86_64 uv of the set's release (nativeuv). `with_tar`: more
-    for /orch, copied with the wheels on a hit (one engine copy: ~50 ms each)."""
+    for /orch, copied with the wheels on a hit (one engine copy: ~50 ms each).
+    `copy_wheels` False: a hit needs no wheels in the container (its kept environment is
+    mounted: nothing is installed)."""
     with cache.filling(key, session.cancel):
         found = cache.lookup(key)
         if found is not None:
-            wheels = found.tar("wheels", skip=("uv-",))
-            parts = [(wheels, "/orch"), *([(with_tar, "/orch")] if with_tar else [])]
-            session.put_tar(rooted_tar(parts) if with_tar else wheels, "/" if with_tar else "/orch")
+            wheels = found.tar("wheels", skip=("uv-",)) if copy_wheels else b""
+            parts = [(t, "/orch") for t in (wheels, with_tar) if t]
+            if len(parts) == 1:
+                session.put_tar(parts[0][0], "/orch")
+            elif parts:
+                session.put_tar(rooted_tar(parts), "/")
             uv = _uv(cache, found.wheels)
             fetched = _native_uv(found.wheels, session.log.line) if available() else None
             if native:  # the set's release, or (a set without uv) the one orch pins

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from orchestrator import archs, options
@@ -31,7 +31,7 @@ from orchestrator.errors import OrchError
 from orchestrator.pipeline import checks, nativeuv, repair
 from orchestrator.pipeline.audit import audit_errors, audit_job_wheel
 from orchestrator.pipeline.build import build_wheel, copy_project, job_env, merge_env
-from orchestrator.pipeline.buildenv import TOOLS
+from orchestrator.pipeline.buildenv import BUILD_ENV_DIR, TOOLS, build_key
 from orchestrator.pipeline.compilecache import CompileCache, compile_cache_for, read_stats
 from orchestrator.pipeline.land import copy_out_wheels, land_once, set_aside
 from orchestrator.pipeline.repair import REPAIRED, repair_wheel
@@ -139,6 +139,7 @@ class _JobRun:
         self.rkit: RepairKit | None = None  # chosen with the container: it is a mount
         self.digest: str | None = None  # the repaired wheel's content (checks.wheel_digest)
         self.refs: list[str] | None = None  # the verification images, chosen once
+        self.env_mount: Mount | None = None  # the kept build environment, read-only
 
     @contextlib.contextmanager
     def stage(self, name: JobStage) -> Iterator[None]:
@@ -188,6 +189,7 @@ class _JobRun:
             cache,
             offline=self.inputs.opts.offline,
             native=self.native_uv,
+            env_mounted=self.env_mount is not None,
         )
         self.found.wheel_cache = {**self.found.wheel_cache, "build": source.status}
         if self.ccache is not None:
@@ -211,6 +213,19 @@ class _JobRun:
         tools.mkdir(parents=True, exist_ok=True)
         return Mount(str(tools), TOOLS, read_only=True)
 
+    def kept_env_mount(self) -> Mount | None:
+        """The set's kept build environment, mounted read-only where the build expects it,
+        when the set is a hit: nothing to copy in, nothing for the engine to delete. Not
+        with before-build commands (they ran before the environment existed), nor on a
+        routed engine (another machine)."""
+        if self.inputs.recipe.before_build or self.inputs.factory.remote:
+            return None
+        cache, key = self.wheel_cache(), build_key(self.inputs.recipe, self.job)
+        if cache.lookup(key) is None:
+            return None  # a miss fills the environment in the container
+        tree = cache.env_tree(key, PurePosixPath(BUILD_ENV_DIR).name)
+        return Mount(str(tree), BUILD_ENV_DIR, read_only=True) if tree else None
+
     def build_env(self, deps: GroupDeps) -> dict[str, str]:
         image_env = self.inputs.image_env.get(self.job.image, {})
         return job_env(
@@ -223,6 +238,7 @@ class _JobRun:
         accel = self.inputs.accel.get(self.job.image)
         self.ccache = self.compile_cache(accel)
         self.rkit = self.repair_kit()
+        self.env_mount = self.kept_env_mount()
         overlay = accel.overlay if accel else None
         if self.ccache is not None:
             image_path = self.inputs.image_env.get(self.job.image, {}).get("PATH")
@@ -236,6 +252,7 @@ class _JobRun:
             mounts=(
                 *(accel.mounts if accel else ()),
                 self.tools_mount(),
+                *((self.env_mount,) if self.env_mount else ()),
                 *(self.ccache.mounts() if self.ccache else ()),
                 *((nativeuv.mount(),) if self.native_uv else ()),
                 *(
