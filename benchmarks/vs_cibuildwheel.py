@@ -9,7 +9,10 @@ For each project x arch x number of Pythons:
              (and their interpreters) and the toolchain roots present, as the issue's
              "cold" assumes, and names the image cibuildwheel is then pointed at;
   orch cold  an empty ORCH_CACHE_DIR (no dependencies, wheel cache or compile cache);
-  orch warm  the same command again (a new run, new output directory);
+  orch warm  the same command again (a new run, new output directory): an identical
+             wheel's audit and verification are reused from the cold run's record;
+  orch recheck  warm with --recheck: the audit and verification run again (the honest
+             comparison when cibuildwheel tests every wheel);
   orch touch warm, after one C++ source file was changed (the compile cache misses once);
   cibuildwheel  4.x from the package index in a throwaway venv, the same image through
              CIBW_MANYLINUX_<ARCH>_IMAGE, the dependencies built in before-all from the
@@ -69,10 +72,12 @@ class Row:
     cibw: float
     cold: float
     warm: float
+    recheck: float  # warm with --recheck: the checks run again
     touch: float
     load: float
     ccache_warm: str
     stages_warm: dict[str, float]
+    stages_recheck: dict[str, float]
 
 
 # --- the projects ---------------------------------------------------------------------
@@ -164,9 +169,11 @@ def touch_source(project_dir: Path) -> None:
 # --- orch -----------------------------------------------------------------------------
 
 
-def orch(project: Path, out: Path, env: dict[str, str]) -> tuple[float, dict[str, Any]]:
+def orch(
+    project: Path, out: Path, env: dict[str, str], *extra: str
+) -> tuple[float, dict[str, Any]]:
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, "-m", "orchestrator", "build", "-f", str(project / "orch.yaml")]
+    cmd = [sys.executable, "-m", "orchestrator", "build", "-f", str(project / "orch.yaml"), *extra]
     t0 = time.monotonic()
     proc = subprocess.run(
         [*cmd, "-o", str(out), "--plain"], cwd=HERE, env=env, capture_output=True, text=True
@@ -182,6 +189,12 @@ def mean_stages(report: dict[str, Any]) -> dict[str, float]:
     jobs = report["jobs"]
     names = dict.fromkeys(k for j in jobs for k in j.get("stages", {}))
     return {n: round(sum(j["stages"].get(n, 0.0) for j in jobs) / len(jobs), 1) for n in names}
+
+
+def checks_status(report: dict[str, Any]) -> str:
+    """ "reused" when every job's checks were reused, else "run" (or a mix)."""
+    found = {j.get("checks", {}).get("status", "run") for j in report["jobs"]}
+    return "/".join(sorted(found))
 
 
 def ccache_counts(report: dict[str, Any]) -> str:
@@ -329,7 +342,7 @@ def measure(project: str, arch: str, pythons: int, work: Path, mirror: Path, mod
         cibw_time = (
             cibuildwheel(mode.cibw, src, arch, report, mirror, base / "cibw") if mode.cibw else 0.0
         )
-        return Row(project, arch, pythons, cibw_time, 0.0, 0.0, 0.0, load, "", {})
+        return Row(project, arch, pythons, cibw_time, 0.0, 0.0, 0.0, 0.0, load, "", {}, {})
     if mode.warm_only:  # the priming cache has the dependencies; one run settles the rest
         env["ORCH_CACHE_DIR"] = prime_env["ORCH_CACHE_DIR"]
         cold, _ = 0.0, orch(src, base / "settle", env)
@@ -338,9 +351,14 @@ def measure(project: str, arch: str, pythons: int, work: Path, mirror: Path, mod
         env["ORCH_CACHE_DIR"] = str(base / "cache")
         cold, _ = orch(src, base / "cold", env)
     warm, warm_report = orch(src, base / "warm", env)
+    recheck, recheck_report = orch(src, base / "recheck", env, "--recheck")
     touch_source(src)
     touch, _ = orch(src, base / "touch", env)
-    print(f"  orch: cold {cold:.1f} s, warm {warm:.1f} s, touch {touch:.1f} s", flush=True)
+    print(
+        f"  orch: cold {cold:.1f} s, warm {warm:.1f} s (checks {checks_status(warm_report)}), "
+        f"warm --recheck {recheck:.1f} s, touch {touch:.1f} s",
+        flush=True,
+    )
     cibw_time = mode.earlier.get((project, arch, pythons), 0.0)
     if mode.cibw and not cibw_time:
         cibw_time = cibuildwheel(mode.cibw, src, arch, report, mirror, base / "cibw")
@@ -351,10 +369,12 @@ def measure(project: str, arch: str, pythons: int, work: Path, mirror: Path, mod
         cibw_time,
         cold,
         warm,
+        recheck,
         touch,
         load,
         ccache_counts(warm_report),
         mean_stages(warm_report),
+        mean_stages(recheck_report),
     )
 
 
@@ -375,20 +395,23 @@ def ratio(a: float, b: float) -> str:
 def table(rows: list[Row]) -> str:
     head = (
         f"{'project':11s} {'arch':8s} {'py':>2s} {'cibw':>7s} {'cold':>7s} {'warm':>6s} "
-        f"{'touch':>6s} {'cold x':>6s} {'warm x':>6s} {'touch x':>7s} {'ccache':>8s} load"
+        f"{'recheck':>7s} {'touch':>6s} {'cold x':>6s} {'warm x':>6s} {'rechk x':>7s} "
+        f"{'touch x':>7s} {'ccache':>8s} load"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
             f"{r.project:11s} {r.arch:8s} {r.pythons:2d} {r.cibw:6.1f}s {r.cold:6.1f}s "
-            f"{r.warm:5.1f}s {r.touch:5.1f}s {ratio(r.cibw, r.cold):>6s} "
-            f"{ratio(r.cibw, r.warm):>6s} {ratio(r.cibw, r.touch):>7s} {r.ccache_warm:>8s} "
-            f"{r.load:4.1f}"
+            f"{r.warm:5.1f}s {r.recheck:6.1f}s {r.touch:5.1f}s {ratio(r.cibw, r.cold):>6s} "
+            f"{ratio(r.cibw, r.warm):>6s} {ratio(r.cibw, r.recheck):>7s} "
+            f"{ratio(r.cibw, r.touch):>7s} {r.ccache_warm:>8s} {r.load:4.1f}"
         )
     lines.append("")
     for r in rows:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in r.stages_warm.items())
         lines.append(f"warm stages per job ({r.project} {r.arch} {r.pythons} py): {stages}")
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in r.stages_recheck.items())
+        lines.append(f"  with --recheck (checks run again): {stages}")
     natives = {(r.project, r.pythons): r.warm for r in rows if r.arch == "x86_64"}
     for r in rows:
         if r.arch != "x86_64" and (r.project, r.pythons) in natives:

@@ -4,7 +4,10 @@ directory). Prints each run's wall time, mean per-stage times per job and the lo
 
     python benchmarks/warm_side_by_side.py --tree A=/path --tree B=/path \\
         --project x86_64=DIR/orch.yaml:CACHE --project aarch64=DIR/orch.yaml:CACHE \\
-        [--rounds 3] [--settle]
+        [--rounds 3] [--settle] [--args B=--recheck]
+
+`--args NAME=ARGS` adds `orch build` arguments for one tree name (the same tree may be
+listed twice under two names, e.g. with and without --recheck).
 
 The projects and caches are those `benchmarks/vs_cibuildwheel.py --work W --warm-only`
 leaves (W/<project>-<arch>-1/src/orch.yaml, W/<project>-<arch>-prime-cache).
@@ -23,9 +26,12 @@ from pathlib import Path
 from typing import Any
 
 
-def run(tree: Path, recipe: Path, cache: Path, out: Path) -> tuple[float, dict[str, Any]]:
+def run(
+    tree: Path, recipe: Path, cache: Path, out: Path, extra: list[str] | None = None
+) -> tuple[float, dict[str, Any]]:
     env = {**os.environ, "ORCH_CACHE_DIR": str(cache)}
     cmd = [sys.executable, "-m", "orchestrator", "build", "-f", str(recipe), "-o", str(out)]
+    cmd += extra or []
     t0 = time.monotonic()
     proc = subprocess.run([*cmd, "--plain"], cwd=tree, env=env, capture_output=True, text=True)
     wall = time.monotonic() - t0
@@ -40,7 +46,9 @@ def stages(report: dict[str, Any]) -> str:
     names = dict.fromkeys(k for j in jobs for k in j.get("stages", {}))
     mean = {n: sum(j["stages"].get(n, 0.0) for j in jobs) / len(jobs) for n in names}
     verified = sorted({v["image"].split(":")[0] for j in jobs for v in j.get("verify", [])})
-    return ", ".join(f"{k} {v:.1f}" for k, v in mean.items()) + f"; verified in {verified}"
+    checks = "/".join(sorted({j.get("checks", {}).get("status", "run") for j in jobs}))
+    stage_list = ", ".join(f"{k} {v:.1f}" for k, v in mean.items())
+    return f"{stage_list}; checks {checks}; verified in {verified}"
 
 
 def main() -> None:
@@ -49,7 +57,9 @@ def main() -> None:
     ap.add_argument("--project", action="append", required=True, help="ARCH=RECIPE:CACHE")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--settle", action="store_true", help="one unmeasured run per tree first")
+    ap.add_argument("--args", action="append", default=[], help="NAME=ARGS for one tree")
     args = ap.parse_args()
+    extra = {n: a.split() for n, a in (x.split("=", 1) for x in args.args)}
     trees = [(n, Path(p)) for n, p in (t.split("=", 1) for t in args.tree)]
     projects = []
     for spec in args.project:
@@ -60,14 +70,14 @@ def main() -> None:
     if args.settle:
         for name, tree in trees:
             for arch, recipe, cache in projects:
-                run(tree, recipe, cache, out / f"settle-{name}-{arch}")
+                run(tree, recipe, cache, out / f"settle-{name}-{arch}", extra.get(name))
     print(f"2 CPUs; load at start {os.getloadavg()}", flush=True)
     walls: dict[tuple[str, str], list[float]] = {}
     for r in range(args.rounds):
         order = trees if r % 2 == 0 else trees[::-1]  # alternate who goes first
         for name, tree in order:
             for arch, recipe, cache in projects:
-                wall, report = run(tree, recipe, cache, out / f"{r}-{name}-{arch}")
+                wall, report = run(tree, recipe, cache, out / f"{r}-{name}-{arch}", extra.get(name))
                 walls.setdefault((name, arch), []).append(wall)
                 load = os.getloadavg()[0]
                 print(

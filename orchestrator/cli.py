@@ -260,6 +260,13 @@ def _build_command(sub: Sub) -> None:
         "requirements come from the wheel cache only (env ORCH_OFFLINE=1)",
     )
     b.add_argument(
+        "--recheck",
+        action="store_true",
+        help="audit and verify every wheel, even one whose identical content passed the "
+        "same checks in the same images before (those are reused otherwise; env "
+        "ORCH_RECHECK=1)",
+    )
+    b.add_argument(
         "--no-build-images",
         action="store_true",
         help="fail instead of building missing local images",
@@ -629,6 +636,7 @@ def build_options(args: argparse.Namespace, env: options.EnvSettings) -> options
         live=False if args.plain else None,
         emulation=args.emulation or env.emulation,
         offline=args.offline or env.offline,
+        recheck=args.recheck or env.recheck,
         env=env,
     )
 

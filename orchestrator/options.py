@@ -36,6 +36,7 @@ CONFIG = "ORCH_CONFIG"  # the user config file (default: $XDG_CONFIG_HOME/orch/c
 COMPILE_CACHE = "ORCH_COMPILE_CACHE"  # 0: project builds without ccache (pipeline/compilecache)
 NATIVE_REPAIR = "ORCH_NATIVE_REPAIR"  # 0: emulated jobs repair with the image's auditwheel
 WHEEL_PREFILL = "ORCH_WHEEL_PREFILL"  # 0: a cold job fetches its build requirements itself
+RECHECK = "ORCH_RECHECK"  # 1: audit and verify every wheel even if identical checks passed
 ROOTFS_TOOL = "ORCH_ROOTFS_TOOL"  # auto (mmdebstrap when usable), debootstrap (images/rootfs)
 
 # Variables naming a CA bundle, in the order they are honoured.
@@ -71,6 +72,7 @@ class EnvSettings:
     compile_cache: bool = True
     native_repair: bool = True
     wheel_prefill: bool = True
+    recheck: bool = False
     rootfs_tool: str = "auto"
     proxies: Mapping[str, str] = field(default_factory=lambda: _frozen({}))  # as spelled
     pip: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
@@ -104,6 +106,7 @@ class EnvSettings:
             compile_cache=environ.get(COMPILE_CACHE, "1").strip() != "0",
             native_repair=environ.get(NATIVE_REPAIR, "1").strip() != "0",
             wheel_prefill=environ.get(WHEEL_PREFILL, "1").strip() != "0",
+            recheck=get(RECHECK) == "1",
             rootfs_tool=get(ROOTFS_TOOL) or "auto",
             proxies=_frozen(
                 {
@@ -163,6 +166,7 @@ class BuildOptions:
     live: bool | None = None
     emulation: str = "auto"  # auto | accelerated | gcc-cross | llvm | plain (emulation/accel.py)
     offline: bool = False  # job and verify containers without network (pipeline/buildenv.py)
+    recheck: bool = False  # audit and verify even a wheel whose checks passed (pipeline/checks.py)
     env: EnvSettings = field(default_factory=EnvSettings)
 
     @property

@@ -29,6 +29,11 @@ if not os.environ.get("ORCH_INTERPRETER_DIR"):
     from orchestrator.images.interpreters import store_dir
 
     os.environ["ORCH_INTERPRETER_DIR"] = str(store_dir())
+# Passed checks are reused for an identical wheel (pipeline/checks.py), recorded in the
+# orch cache, which many tests share (the user's): a test that asserts what verification
+# printed or created must see it run, so the suite re-checks unless a test says otherwise
+# (tests/test_checks_reuse.py sets ORCH_RECHECK=0 with its own cache).
+os.environ.setdefault("ORCH_RECHECK", "1")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -75,7 +75,7 @@ def _project(root: Path) -> Path:
 
 
 def _build(project: Path, out: Path) -> list[dict[str, Any]]:
-    proc = orch("build", "-f", str(project / "orch.yaml"), "-o", str(out), "--plain")
+    proc = orch("build", "-f", str(project / "orch.yaml"), "-o", str(out), "--plain", "--recheck")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     jobs: list[dict[str, Any]] = json.loads((out / ".orch" / "report.json").read_text())["jobs"]
     assert len(jobs) == 2 and {j["status"] for j in jobs} == {"ok"}

@@ -63,7 +63,9 @@ def test_multideps_cold_then_warm(
         log = Path(job["log"]).read_text()
         assert "'snappy': 'linked'" in log and "'xz': '5.8.1'" in log  # the test command ran
 
-    warm = orch("build", "-f", str(project), "-o", str(tmp_path / "warm"), "--plain", env=env)
+    warm = orch(
+        "build", "-f", str(project), "-o", str(tmp_path / "warm"), "--plain", "--recheck", env=env
+    )
     assert warm.returncode == 0, warm.stderr
     warm_report = json.loads((tmp_path / "warm" / ".orch" / "report.json").read_text())
     assert {d["status"] for d in warm_report["deps"]} == {"cached"}

@@ -69,7 +69,9 @@ def test_warm_run_builds_verifies_and_lands_with_no_network(
 
     _recipe_with_test_requirement(project_copy, check_offline=True)
     warm = tmp_path / "warm"
-    proc = orch("build", "-f", str(project_copy), "-o", str(warm), "--plain", "--offline")
+    proc = orch(
+        "build", "-f", str(project_copy), "-o", str(warm), "--plain", "--offline", "--recheck"
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = _report(warm)
     assert sorted(p.name for p in warm.glob("*.whl")) == sorted(p.name for p in cold.glob("*.whl"))

@@ -14,8 +14,24 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-from .audit import audit_wheel
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .model import CHECKS, AuditResult, Finding
-from .wheel import WheelError
+
+if TYPE_CHECKING:
+    from .audit import audit_wheel
+    from .wheel import WheelError
+
+_LAZY = {"audit_wheel": "audit", "WheelError": "wheel"}  # ELF readers: loaded on first use
+
+
+def __getattr__(name: str) -> Any:
+    """The checks (auditwheel, pyelftools) load when first used: `orch build` whose checks
+    are reused, and `orch audit --help`, never need them."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+
 
 __all__ = ["CHECKS", "AuditResult", "Finding", "WheelError", "audit_wheel"]

@@ -8,11 +8,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .archives import parse_archive_option
-from .audit import audit_wheel
 from .model import CHECKS, SEVERITIES, AuditResult
 from .render import render_table, to_json_document
-from .wheel import WheelError
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
@@ -79,6 +76,11 @@ def parse_downgrade(text: str) -> tuple[str, str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # the ELF readers load here, not with the parser: `orch build` builds it too
+    from .archives import parse_archive_option
+    from .audit import audit_wheel
+    from .wheel import WheelError
+
     out = Console()
     try:
         downgrades = [parse_downgrade(d) for d in args.downgrade]

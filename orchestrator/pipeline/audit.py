@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from orchestrator.audit import AuditResult, audit_wheel
-from orchestrator.audit.archives import linked_libraries
+from orchestrator.audit.model import AuditResult
 from orchestrator.recipe.model import Recipe
 from orchestrator.report.joblog import JobLog
 
@@ -17,6 +16,11 @@ def audit_job_wheel(
 ) -> AuditResult:
     """`artifacts`: the dependencies the job linked (name -> prefix artifact); their
     archives' symbol tables decide which exports are theirs."""
+    # the ELF readers and auditwheel load with the first audit (a run whose checks are
+    # all reused never needs them)
+    from orchestrator.audit import audit_wheel
+    from orchestrator.audit.archives import linked_libraries
+
     result = audit_wheel(
         wheel,
         allow_exports=recipe.audit.allow_exports,

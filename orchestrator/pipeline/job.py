@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from orchestrator import archs, options
@@ -27,14 +28,14 @@ from orchestrator.emulation.repair_kit import PREFIX as REPAIR_PREFIX
 from orchestrator.emulation.repair_kit import RepairKit
 from orchestrator.emulation.repair_kit import ready_kit as ready_repair_kit
 from orchestrator.errors import OrchError
-from orchestrator.pipeline import nativeuv, repair
+from orchestrator.pipeline import checks, nativeuv, repair
 from orchestrator.pipeline.audit import audit_errors, audit_job_wheel
 from orchestrator.pipeline.build import build_wheel, copy_project, job_env, merge_env
-from orchestrator.pipeline.buildenv import TOOLS
+from orchestrator.pipeline.buildenv import BUILD_ENV_DIR, TOOLS, build_key
 from orchestrator.pipeline.compilecache import CompileCache, compile_cache_for, read_stats
 from orchestrator.pipeline.land import copy_out_wheels, land_once, set_aside
 from orchestrator.pipeline.repair import REPAIRED, repair_wheel
-from orchestrator.pipeline.verify import VerifyOutcome, verify_wheel
+from orchestrator.pipeline.verify import VerifyOutcome, present_ids, verify_refs, verify_wheel
 from orchestrator.pipeline.wheelcache import WheelCache
 from orchestrator.plan.jobs import Job
 from orchestrator.recipe.model import Recipe
@@ -79,6 +80,7 @@ class JobOutcome:
     cause: str | None = None  # the first error line of the failing step, else the error
     wheel_cache: Mapping[str, str] = field(default_factory=dict)  # build/verify -> hit | miss
     compile_cache: Mapping[str, int] = field(default_factory=dict)  # hits/misses/uncacheable
+    checks: Mapping[str, str] = field(default_factory=dict)  # status: run | reused, key, ...
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ class _Found:
     kept_container: str | None = None
     wheel_cache: Mapping[str, str] = field(default_factory=dict)  # build/verify -> hit/miss
     compile_cache: Mapping[str, int] = field(default_factory=dict)
+    checks: Mapping[str, str] = field(default_factory=dict)
 
 
 class _JobRun:
@@ -134,6 +137,9 @@ class _JobRun:
         self.ccache: CompileCache | None = None
         self.audit_errors: list[str] = []
         self.rkit: RepairKit | None = None  # chosen with the container: it is a mount
+        self.digest: str | None = None  # the repaired wheel's content (checks.wheel_digest)
+        self.refs: list[str] | None = None  # the verification images, chosen once
+        self.env_mount: Mount | None = None  # the kept build environment, read-only
 
     @contextlib.contextmanager
     def stage(self, name: JobStage) -> Iterator[None]:
@@ -157,7 +163,9 @@ class _JobRun:
             with self.stage(JobStage.COPY_OUT):
                 wheel = self.copy_out(session)
         self.after_build()  # the build container is done: its slot may go to another job
-        self.checks(wheel)
+        if not self.reuse_checks(wheel):
+            self.checks(wheel)
+            self.record_checks(wheel)
         with self.stage(JobStage.LAND):
             run_id = self.inputs.factory.run.run_id
             return land_once(wheel, self.inputs.opts.output_dir, run_id=run_id, job=self.job.id)
@@ -172,7 +180,7 @@ class _JobRun:
         return deps
 
     def build(self, session: Session, deps: GroupDeps) -> None:
-        cache = self.wheel_cache(self.job.image)
+        cache = self.wheel_cache()
         source = build_wheel(
             session,
             self.job,
@@ -181,6 +189,7 @@ class _JobRun:
             cache,
             offline=self.inputs.opts.offline,
             native=self.native_uv,
+            env_mounted=self.env_mount is not None,
         )
         self.found.wheel_cache = {**self.found.wheel_cache, "build": source.status}
         if self.ccache is not None:
@@ -188,16 +197,34 @@ class _JobRun:
             session.log.line(stats.line())
             self.found.compile_cache = stats.to_json()
 
-    def wheel_cache(self, image: str) -> WheelCache:
-        info = self.inputs.factory.engine.inspect_image(image)
-        return WheelCache.for_image(info.id if info else image, self.job.arch)
+    def wheel_cache(self) -> WheelCache:
+        return WheelCache.for_image(self.image_id, self.job.arch)
+
+    @functools.cached_property
+    def image_id(self) -> str:
+        """The job image's id, asked once (the wheel and compile caches are keyed by it)."""
+        info = self.inputs.factory.engine.inspect_image(self.job.image)
+        return info.id if info else self.job.image
 
     def tools_mount(self) -> Mount:
         """The wheel cache's extracted tools (uv), read-only: filled on a miss, visible at
         once through the mount."""
-        tools = self.wheel_cache(self.job.image).tools
+        tools = self.wheel_cache().tools
         tools.mkdir(parents=True, exist_ok=True)
         return Mount(str(tools), TOOLS, read_only=True)
+
+    def kept_env_mount(self) -> Mount | None:
+        """The set's kept build environment, mounted read-only where the build expects it,
+        when the set is a hit: nothing to copy in, nothing for the engine to delete. Not
+        with before-build commands (they ran before the environment existed), nor on a
+        routed engine (another machine)."""
+        if self.inputs.recipe.before_build or self.inputs.factory.remote:
+            return None
+        cache, key = self.wheel_cache(), build_key(self.inputs.recipe, self.job)
+        if cache.lookup(key) is None:
+            return None  # a miss fills the environment in the container
+        tree = cache.env_tree(key, PurePosixPath(BUILD_ENV_DIR).name)
+        return Mount(str(tree), BUILD_ENV_DIR, read_only=True) if tree else None
 
     def build_env(self, deps: GroupDeps) -> dict[str, str]:
         image_env = self.inputs.image_env.get(self.job.image, {})
@@ -211,6 +238,7 @@ class _JobRun:
         accel = self.inputs.accel.get(self.job.image)
         self.ccache = self.compile_cache(accel)
         self.rkit = self.repair_kit()
+        self.env_mount = self.kept_env_mount()
         overlay = accel.overlay if accel else None
         if self.ccache is not None:
             image_path = self.inputs.image_env.get(self.job.image, {}).get("PATH")
@@ -224,6 +252,7 @@ class _JobRun:
             mounts=(
                 *(accel.mounts if accel else ()),
                 self.tools_mount(),
+                *((self.env_mount,) if self.env_mount else ()),
                 *(self.ccache.mounts() if self.ccache else ()),
                 *((nativeuv.mount(),) if self.native_uv else ()),
                 *(
@@ -258,8 +287,7 @@ class _JobRun:
         kit = ready_kit(self.log.line)
         if kit is None:
             return None
-        info = self.inputs.factory.engine.inspect_image(self.job.image)
-        image_id = info.id if info else self.job.image
+        image_id = self.image_id
         emulated = not archs.runs_natively(self.job.arch)
         cache = compile_cache_for(kit, self.job.arch, image_id, accel, emulated)
         Path(cache.host_dir).mkdir(parents=True, exist_ok=True)
@@ -280,15 +308,75 @@ class _JobRun:
         return kit
 
     def copy_in(self, session: Session, deps: GroupDeps) -> None:
-        copy_project(session, self.inputs.recipe, self.inputs.project)
-        if deps.prefix_tar:
-            session.put_tar(deps.prefix_tar, "/opt/orch")
+        prefix = ((deps.prefix_tar, "/opt/orch"),) if deps.prefix_tar else ()
+        copy_project(session, self.inputs.recipe, self.inputs.project, prefix)
 
     def copy_out(self, session: Session) -> Path:
         wheels = copy_out_wheels(session, REPAIRED, self.inputs.staging / self.job.id)
         if len(wheels) != 1:
             raise StageFailed("repair", f"expected one repaired wheel, found {len(wheels)}")
         return wheels[0]
+
+    def reuse_checks(self, wheel: Path) -> bool:
+        """Whether this wheel's content passed these very checks before (same recipe
+        sections, images, dependencies, orch): then they are not run again."""
+        opts = self.inputs.opts
+        if not (opts.audit and opts.verify):
+            return False
+        try:
+            self.digest = checks.wheel_digest(wheel)
+            self.refs = verify_refs(
+                self.inputs.factory, self.inputs.recipe, self.job, wheel, self.log
+            )
+            if opts.recheck:
+                return False
+            ids = present_ids(self.inputs.factory, self.refs, self.job.arch)
+            if ids is None:  # an image is built or pulled first: it is a new one
+                return False
+            key = self.checks_key(wheel, list(zip(self.refs, ids, strict=True)))
+            record = checks.lookup(key)
+        except (OSError, ValueError) as exc:  # a bad zip: the checks will say what is wrong
+            self.log.line(f"[checks] not looked up ({exc}): the checks run")
+            return False
+        if record is None:
+            return False
+        self.inputs.view.stage(self.job.id, "checks reused")
+        self.log.stage("checks reused")
+        self.log.line(checks.reused_line(record, checks.records_dir() / f"{record.key}.json"))
+        self.found.audit = {**record.audit, "reused": True}
+        self.found.verify = tuple({**v, "reused": True} for v in record.verify)
+        self.found.checks = {"status": "reused", "key": record.key, "written": record.when}
+        return True
+
+    def checks_key(self, wheel: Path, images: list[tuple[str, str]]) -> checks.ChecksKey:
+        deps = self.inputs.deps.get(self.job.group)
+        linked = dict(deps.artifacts) if deps else {}
+        keys = {r.name: r.key for r in deps.results if r.name in linked} if deps else {}
+        return checks.checks_key(
+            wheel,
+            self.inputs.recipe,
+            self.job,
+            images,
+            keys,
+            offline=self.inputs.opts.offline,
+            digest=self.digest,
+        )
+
+    def record_checks(self, wheel: Path) -> None:
+        """The audit and every verification passed (a refusal raised before this): the
+        record lets an identical wheel skip them, keyed by the images they ran in."""
+        if self.digest is None or self.found.audit is None:
+            return
+        images = [(str(v.get("image")), str(v.get("image_id") or "")) for v in self.found.verify]
+        if not images or not all(i for _r, i in images):
+            return
+        key = self.checks_key(wheel, images)
+        try:
+            checks.store(key, self.found.audit, self.found.verify)
+        except OSError as exc:  # the cache is an optimisation: the job goes on
+            self.log.line(f"[checks] warning: the passed checks were not recorded: {exc}")
+            return
+        self.found.checks = {"status": "run", "key": key.key}
 
     def checks(self, wheel: Path) -> None:
         """Audit and verification. With both on, the containers' checks start first and
@@ -345,6 +433,7 @@ class _JobRun:
             wheel,
             log or self.log,
             offline=self.inputs.opts.offline,
+            refs=self.refs,
         )
         statuses = {o.wheel_cache for o in outcomes if o.wheel_cache}
         if statuses:
@@ -382,7 +471,8 @@ def run_job(
     t0 = time.monotonic()
     try:
         wheel = run.steps()
-        inputs.view.finish(job.id, "ok", wheel.filename)
+        reused = run.found.checks.get("status") == "reused"
+        inputs.view.finish(job.id, "ok", wheel.filename + (" (checks reused)" if reused else ""))
         outcome = JobOutcome("ok", wheel=wheel)
     except Exception as exc:  # an engine error or a bug fails this job, the others go on
         outcome = _failure(run, exc)
@@ -429,6 +519,7 @@ def _complete(outcome: JobOutcome, run: _JobRun, log: JobLog, seconds: float) ->
         kept_container=found.kept_container,
         wheel_cache=found.wheel_cache,
         compile_cache=found.compile_cache,
+        checks=found.checks,
         seconds=seconds,
         stages=run.inputs.view.stage_times(run.job.id),
         log=str(log.path),

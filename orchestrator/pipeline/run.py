@@ -392,6 +392,7 @@ def _record_jobs(
         result.cause = outcome.cause
         result.wheel_cache = dict(outcome.wheel_cache)
         result.compile_cache = dict(outcome.compile_cache)
+        result.checks = dict(outcome.checks)
 
 
 def _clean_up(

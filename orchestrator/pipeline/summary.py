@@ -21,9 +21,12 @@ def summary_table(report: RunReport) -> Table:
     order = {"failed": 0, "interrupted": 1, "cancelled": 1, "blocked": 2, "ok": 3}
     for j in sorted(report.jobs, key=lambda j: (order.get(j.status, 9), j.id)):
         style = {"ok": "green", "failed": "bold red"}.get(j.status, "yellow")
+        reused = j.checks.get("status") == "reused"
         table.add_row(
             j.id,
-            f"[{style}]{j.status}[/]" + (f" ({j.failed_stage})" if j.failed_stage else ""),
+            f"[{style}]{j.status}[/]"
+            + (f" ({j.failed_stage})" if j.failed_stage else "")
+            + (" (checks reused)" if reused else ""),
             f"{j.seconds:.1f}s",
             j.wheel.filename if j.wheel else (j.cause or "-"),
             f"{j.wheel.size / 1024:.0f} KiB" if j.wheel else "-",

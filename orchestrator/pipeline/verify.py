@@ -50,6 +50,7 @@ class VerifyOutcome:
     detail: str
     seconds: float
     wheel_cache: str = ""  # hit | miss | none (nothing to install besides the wheel)
+    image_id: str = ""  # the image it ran in (a passed check is reused only in that image)
 
     @property
     def ok(self) -> bool:
@@ -136,17 +137,39 @@ def verify_wheel(
     log: JobLog,
     *,
     offline: bool = False,
+    refs: list[str] | None = None,
 ) -> list[VerifyOutcome]:
-    images = [job.runtime_image or job.image, *recipe.test.verify_images]
-    if recipe.test.stock_images != "never":
-        images += _default_stock(factory, recipe, wheel_tags(wheel, job.arch), log)
-    refs = list(dict.fromkeys(images))
+    """`refs`: the images as `verify_refs` chose them (None: chosen here)."""
+    refs = refs if refs is not None else verify_refs(factory, recipe, job, wheel, log)
     if len(refs) == 1 or not archs.runs_natively(job.arch):
         # emulated checks are CPU-bound (QEMU): side by side they only share the cores
         return [
             verify_in_image(factory, recipe, job, wheel, ref, log, offline=offline) for ref in refs
         ]
     return _side_by_side(factory, recipe, job, wheel, refs, log, offline)
+
+
+def verify_refs(
+    factory: ContainerFactory, recipe: Recipe, job: Job, wheel: Path, log: JobLog
+) -> list[str]:
+    """The images this wheel is verified in: the runtime image, the recipe's, and the
+    default stock image (in auto mode only when it is present)."""
+    images = [job.runtime_image or job.image, *recipe.test.verify_images]
+    if recipe.test.stock_images != "never":
+        images += _default_stock(factory, recipe, wheel_tags(wheel, job.arch), log)
+    return list(dict.fromkeys(images))
+
+
+def present_ids(factory: ContainerFactory, refs: list[str], arch: str) -> list[str] | None:
+    """Each image's id as the engine has it now, or None when one is not present (it would
+    be built or pulled first: a new image)."""
+    ids = []
+    for ref in refs:
+        info = factory.engine.inspect_image(stock_ref(ref, arch) if is_stock(ref) else ref)
+        if info is None:
+            return None
+        ids.append(info.id)
+    return ids
 
 
 def _side_by_side(
@@ -233,7 +256,7 @@ def verify_in_image(
     except StageFailed as exc:
         return VerifyOutcome(ref, "failed", f"{exc}; see the log", time.monotonic() - t0)
     done = "installed, imported and tested"
-    return VerifyOutcome(ref, "passed", done, time.monotonic() - t0, source)
+    return VerifyOutcome(ref, "passed", done, time.monotonic() - t0, source, info.id)
 
 
 def _image(factory: ContainerFactory, ref: str, job: Job, log: JobLog) -> ImageInfo:

@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import EXIT_BUILD_FAILED, EXIT_OK, ConfigError
-from orchestrator.report import checks, html, junit, markdown
-from orchestrator.report.merge import merge
 from orchestrator.report.record import REPORT_SCHEMA, write_json_atomic
 
 DESCRIPTION = (
@@ -79,6 +77,10 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # the renderers load here, not with the parser: `orch build` builds it too
+    from orchestrator.report import checks, html, junit, markdown
+    from orchestrator.report.merge import merge
+
     _check_outputs(args)
     reports = [read_report(p) for p in args.reports]
     report = reports[0] if len(reports) == 1 and not args.merge_out else merge(reports)
@@ -129,6 +131,8 @@ def _report_file(path: Path) -> Path:
 
 
 def _check(report: dict[str, Any], args: argparse.Namespace) -> int:
+    from orchestrator.report import checks
+
     problems: list[str] = []
     if args.expect_plan:
         problems += checks.expect_plan(report, _read_plan(args.expect_plan), args.wheelhouse)

@@ -324,12 +324,20 @@ def _facts(job: Job) -> str:
         ("size", common.human_size(wheel.get("size")) if wheel else None),
         ("sha256", wheel.get("sha256") if wheel else None),
         ("compile cache", _compile_cache(job.get("compile_cache"))),
+        ("checks", _checks(job.get("checks"))),
         ("log", job.get("log")),
         ("container kept", f"docker exec -it {kept} bash" if kept else None),
         ("shard", job.get("shard")),
     ]
     items = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows if v not in (None, ""))
     return _el("dl", items, {"class": "facts"})
+
+
+def _checks(checks: object) -> str | None:
+    """Whether the audit and verification ran, or were reused from an identical wheel's."""
+    if not isinstance(checks, Mapping) or checks.get("status") != "reused":
+        return None
+    return f"reused: the identical wheel passed them on {checks.get('written')}"
 
 
 def _compile_cache(counts: object) -> str | None:

@@ -70,6 +70,9 @@ def _row(job: common.Job) -> str:
     label = f"{ICONS.get(status, '')} {status}".strip()
     if job.get("failed_stage") and status != "ok":
         label += f" ({job['failed_stage']})"
+    checks = job.get("checks")
+    if isinstance(checks, dict) and checks.get("status") == "reused":
+        label += " (checks reused)"  # an identical wheel passed them before
     wheel = common.wheel_name(job)
     cause = common.cause(job) if status != "ok" else ""
     cells = [

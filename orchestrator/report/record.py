@@ -49,6 +49,7 @@ class JobResult:
     kept_container: str | None = None
     wheel_cache: dict[str, str] = field(default_factory=dict)  # build/verify -> hit | miss
     compile_cache: dict[str, int] = field(default_factory=dict)  # ccache hits/misses/uncacheable
+    checks: dict[str, str] = field(default_factory=dict)  # status: run | reused (pipeline/checks)
 
 
 @dataclass

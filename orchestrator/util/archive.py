@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import posixpath
 import shutil
 import tarfile
 import tempfile
@@ -212,3 +213,32 @@ def max_copyout_bytes() -> int:
     if mb <= 0:
         raise OrchError(f"{MAX_COPYOUT_ENV} must be positive, not {mb}")
     return mb << 20
+
+
+def rooted_tar(parts: Sequence[tuple[bytes, str]], dirs: Sequence[str] = ()) -> bytes:
+    """Tars each meant for its own target directory, as one tar for "/": `dirs` first
+    (0755, as `Session.mkdirs` makes them), then each part's members under its target.
+    A member that would leave its target is refused, as the engine's copy refuses it."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as dst:
+        for path in dirs:
+            info = tarfile.TarInfo(path.strip("/"))
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            dst.addfile(info)
+        for data, target in parts:
+            base = target.strip("/")
+            with tarfile.open(fileobj=io.BytesIO(data)) as src:
+                for member in src:
+                    body = src.extractfile(member) if member.isfile() else None
+                    member.name = _inside(base, member.name)
+                    if member.islnk():  # a hard link names a member of the same tar
+                        member.linkname = _inside(base, member.linkname)
+                    dst.addfile(member, body)
+    return out.getvalue()
+
+
+def _inside(base: str, name: str) -> str:
+    joined = posixpath.normpath(posixpath.join(base, name.lstrip("/")))
+    if base and joined != base and not joined.startswith(base + "/"):
+        raise OrchError(f"a tar member leaves {base}: {name}")
+    return joined

@@ -49,6 +49,7 @@ class FakeContainer:
     files: dict[str, bytes] = field(default_factory=dict)  # path -> the engine's tar of it
     execs: list[list[str]] = field(default_factory=list)
     copied_in: list[str] = field(default_factory=list)
+    tars: list[tuple[str, bytes]] = field(default_factory=list)  # (target, what was copied)
     removed: bool = False
 
     @property
@@ -155,6 +156,7 @@ class FakeEngine:
 
     def put_tar(self, handle: ContainerHandle, data: bytes, target_dir: str) -> None:
         self._get(handle).copied_in.append(target_dir)
+        self._get(handle).tars.append((target_dir, data))
 
     def get_tar(self, handle: ContainerHandle, path: str) -> bytes:
         c = self._get(handle)
