@@ -3,6 +3,7 @@
     python benchmarks/emulation.py [--mirror DIR] [--project NAME|PATH] [--reps 5]
                                    [--archs aarch64,armv7l,ppc64le,s390x]
                                    [--plain-archs ARCHS] [--no-compile] [--json FILE]
+                                   [--keep DIR] [--rounds N]
 
 One run measures, one after the other on this host:
 
@@ -91,6 +92,7 @@ class Run:
     deps: dict[str, float]  # each dependency's build
     load: float  # the host's 1-minute load average when the run started (others' work)
     stages: dict[str, float]
+    round: int = 1  # --rounds: which pass over the natives and accelerated runs
 
 
 # --- which project ----------------------------------------------------------------------
@@ -367,19 +369,53 @@ def run_list(
     return runs
 
 
+Planned = tuple[str, str, str, int]  # (arch, mode, suite, round)
+
+
+def with_rounds(runs: list[tuple[str, str, str]], rounds: int) -> list[Planned]:
+    """The natives and accelerated runs `rounds` times over, one pass after another, then
+    the plain ones once (tagged with the last round). A ratio is taken against the native
+    run of its own round, minutes apart: on a shared host the load swings between runs
+    (one 2.05x reading came from a native run at a different load), and the median over
+    rounds is what the table reports."""
+    fast = [r for r in runs if r[1] != "plain"]
+    slow = [r for r in runs if r[1] == "plain"]
+    return [(*r, n) for n in range(1, rounds + 1) for r in fast] + [(*r, rounds) for r in slow]
+
+
+def ratios_by_round(runs: list[Run]) -> dict[str, dict[str, list[float]]]:
+    """arch -> mode -> each round's ratio to that round's x86_64 native run of the same
+    image family (successful runs only)."""
+    native = {(r.round, r.suite): r.seconds for r in runs if r.mode == "native" and r.ok}
+    out: dict[str, dict[str, list[float]]] = {}
+    for r in runs:
+        base = native.get((r.round, r.suite))
+        if r.mode != "native" and r.ok and base:
+            out.setdefault(r.arch, {}).setdefault(r.mode, []).append(round(r.seconds / base, 2))
+    return out
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else round((ordered[mid - 1] + ordered[mid]) / 2, 2)
+
+
 def end_to_end(
     project: Path,
     mirror: Path | None,
-    runs_wanted: list[tuple[str, str, str]],
+    runs_wanted: list[Planned],
     work: Path,
     cross: Path,
     partial: Path | None = None,
+    keep: Path | None = None,
 ) -> list[Run]:
     """Each run in turn; after each, every figure so far goes to `partial` (if given), so a
-    run cut short still leaves the finished ones."""
+    run cut short still leaves the finished ones. keep: a directory that receives each
+    run's logs (job and dependency logs, report), for reading the `[time]` lines."""
     runs = []
-    for arch, mode, suite in runs_wanted:
-        name = f"{arch}-{mode}-{suite}"
+    for arch, mode, suite, n in runs_wanted:
+        name = f"{arch}-{mode}-{suite}" + (f"-{n}" if n > 1 else "")
         recipe = project_copy(project, work / name / "project", arch, suite, mirror)
         out = work / name / "wheelhouse"
         env = {
@@ -395,11 +431,16 @@ def end_to_end(
         t0 = time.monotonic()
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         seconds = time.monotonic() - t0
-        runs.append(_result(f"{arch} {mode}", arch, mode, suite, seconds, out, proc, load))
-        r = runs[-1]
+        r = _result(f"{arch} {mode}", arch, mode, suite, seconds, out, proc, load)
+        r.round = n
+        runs.append(r)
         print(
-            f"  {r.label}: {seconds:.1f} s, {'ok' if r.ok else 'FAILED'}, {r.compiler}", flush=True
+            f"  [{n}] {r.label}: {seconds:.1f} s, {'ok' if r.ok else 'FAILED'}, load {load:.1f}, "
+            f"{r.compiler}",
+            flush=True,
         )
+        if keep is not None and (out / ".orch").is_dir():
+            shutil.copytree(out / ".orch", keep / name, dirs_exist_ok=True)
         if r.ok:
             shutil.rmtree(work / name, ignore_errors=True)  # disk: caches are large
         if partial is not None:
@@ -462,33 +503,40 @@ def show(
         print("\ncompile one C file (best of reps, inside the aarch64 container):")
         for label, secs in compiles.items():
             print(f"  {label:24} {secs:7.3f} s  {secs / base:5.1f}x native")
-    native = {r.suite: r.seconds for r in runs if r.mode == "native"}
-    print("\norch build, cold dependencies (wall time; ratio to x86_64 native, same family):")
-    print(f"  {'run':20} {'total':>8} {'ratio':>6} {'deps':>8} {'build':>7} {'verify':>7} "
+    native = {(r.round, r.suite): r.seconds for r in runs if r.mode == "native"}
+    print("\norch build, cold dependencies (wall time; ratio to x86_64 native, same family")
+    print("and round):")
+    print(f"  {'run':24} {'total':>8} {'ratio':>6} {'deps':>8} {'build':>7} {'verify':>7} "
           f"{'load':>5}  wheel")  # fmt: skip
-    ratios: dict[str, dict[str, float]] = {}
     for r in runs:
-        ratio = r.seconds / native[r.suite] if native.get(r.suite) else 0.0
-        if r.mode != "native" and r.ok:
-            ratios.setdefault(r.arch, {})[r.mode] = round(ratio, 2)
+        base = native.get((r.round, r.suite))
+        ratio = r.seconds / base if base else 0.0
         print(
-            f"  {r.label:20} {r.seconds:7.1f}s {ratio:5.2f}x {r.deps_seconds:7.1f}s "
+            f"  {f'[{r.round}] {r.label}':24} {r.seconds:7.1f}s {ratio:5.2f}x {r.deps_seconds:7.1f}s "
             f"{r.stages.get('build', 0):6.1f}s {r.stages.get('verify', 0):6.1f}s {r.load:5.1f}  "
             f"{r.wheel if r.ok else 'FAILED'}"
         )
     names = sorted({n for r in runs for n in r.deps})
     if names:
         print("\neach dependency's build (seconds):")
-        print(f"  {'run':20} " + " ".join(f"{n:>8}" for n in names))
+        print(f"  {'run':24} " + " ".join(f"{n:>8}" for n in names))
         for r in runs:
-            print(f"  {r.label:20} " + " ".join(f"{r.deps.get(n, 0):8.1f}" for n in names))
+            cells = " ".join(f"{r.deps.get(n, 0):8.1f}" for n in names)
+            print(f"  {f'[{r.round}] {r.label}':24} {cells}")
     print("\ncompilers (job log):")
     for r in runs:
-        print(f"  {r.label:20} {r.compiler}")
+        if r.round == 1:
+            print(f"  {r.label:20} {r.compiler}")
     same = _same_wheels(runs)
-    print("\nper architecture (ratio to x86_64 native):")
+    by_round = ratios_by_round(runs)
+    ratios = {a: {m: median(v) for m, v in modes.items()} for a, modes in by_round.items()}
+    print("\nper architecture (ratio to x86_64 native; the median over rounds, each round's):")
     for arch, by_mode in ratios.items():
-        cells = ", ".join(f"{m} {v:.2f}x" for m, v in by_mode.items())
+        cells = ", ".join(
+            f"{m} {v:.2f}x"
+            + (f" ({', '.join(map(str, by_round[arch][m]))})" if len(by_round[arch][m]) > 1 else "")
+            for m, v in by_mode.items()
+        )
         note = "" if arch in plain else " (plain not measured: --plain-archs)"
         print(f"  {arch:8} {cells}; same wheel names: {same.get(arch, False)}{note}")
     return {
@@ -497,6 +545,7 @@ def show(
         "compile_seconds": compiles,
         "runs": [asdict(r) for r in runs],
         "ratios": ratios,
+        "ratios_by_round": by_round,
         "same_wheels": same,
         "host": {"cpus": os.cpu_count(), "load": os.getloadavg()},
     }
@@ -524,6 +573,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=5, help="repetitions of the compile timing")
     ap.add_argument("--no-compile", action="store_true", help="skip the one-file timing")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--keep", type=Path, help="copy each run's logs and report here")
+    ap.add_argument(
+        "--rounds", type=int, default=1, help="passes over the natives and accelerated runs"
+    )
     args = ap.parse_args(argv)
     mirror = Path(args.mirror).resolve() if args.mirror else None
     emulated = [a for a in args.archs.split(",") if a]
@@ -538,9 +591,12 @@ def main(argv: list[str] | None = None) -> int:
         compiles = {}
         if not args.no_compile and "aarch64" in plans:
             compiles = compile_times(plans["aarch64"], args.reps)
-        wanted = run_list(emulated, plain, plans)
+        if args.rounds < 1:
+            raise SystemExit("--rounds: at least 1")
+        wanted = with_rounds(run_list(emulated, plain, plans), args.rounds)
         partial = args.json.with_suffix(".partial.json") if args.json else None
-        runs = end_to_end(project, mirror, wanted, Path(tmp), cross_root.cross_dir(), partial)
+        cross = cross_root.cross_dir()
+        runs = end_to_end(project, mirror, wanted, Path(tmp), cross, partial, args.keep)
         figures = show(project, why, compiles, runs, plain)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))

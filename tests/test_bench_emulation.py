@@ -43,3 +43,48 @@ def test_run_order_natives_accelerated_then_plain_in_the_order_asked() -> None:
     ]
     # plain only for what was asked, never for an architecture not measured
     assert bench.run_list(["aarch64"], ["s390x"], plans)[-1] == ("aarch64", "llvm", "bullseye")
+
+
+def test_rounds_repeat_natives_and_accelerated_then_plain_once() -> None:
+    bench = _bench()
+    runs = [
+        ("x86_64", "native", "bullseye"),
+        ("armv7l", "gcc-cross", "bullseye"),
+        ("armv7l", "llvm", "bullseye"),
+        ("armv7l", "plain", "bullseye"),
+    ]
+    assert bench.with_rounds(runs, 2) == [
+        ("x86_64", "native", "bullseye", 1),
+        ("armv7l", "gcc-cross", "bullseye", 1),
+        ("armv7l", "llvm", "bullseye", 1),
+        ("x86_64", "native", "bullseye", 2),
+        ("armv7l", "gcc-cross", "bullseye", 2),
+        ("armv7l", "llvm", "bullseye", 2),
+        ("armv7l", "plain", "bullseye", 2),
+    ]
+    assert bench.with_rounds(runs, 1) == [(*r, 1) for r in runs]
+
+
+def _run(
+    bench: ModuleType, arch: str, mode: str, seconds: float, n: int, ok: bool = True
+) -> object:
+    return bench.Run(
+        f"{arch} {mode}", arch, mode, "bullseye", seconds, ok, "w.whl", "", 0.0, {}, 1.0, {}, n
+    )
+
+
+def test_each_ratio_is_against_its_own_rounds_native_and_the_median_is_reported() -> None:
+    bench = _bench()
+    runs = [
+        _run(bench, "x86_64", "native", 50.0, 1),
+        _run(bench, "armv7l", "llvm", 100.0, 1),  # 2.0x
+        _run(bench, "x86_64", "native", 100.0, 2),  # the host got busier
+        _run(bench, "armv7l", "llvm", 130.0, 2),  # 1.3x: not 2.6x against round 1's native
+        _run(bench, "x86_64", "native", 80.0, 3),
+        _run(bench, "armv7l", "llvm", 120.0, 3),  # 1.5x
+        _run(bench, "armv7l", "gcc-cross", 10.0, 3, ok=False),  # failed: no ratio
+    ]
+    by_round = bench.ratios_by_round(runs)
+    assert by_round == {"armv7l": {"llvm": [2.0, 1.3, 1.5]}}
+    assert bench.median(by_round["armv7l"]["llvm"]) == 1.5
+    assert bench.median([1.2, 1.4]) == 1.3
