@@ -509,8 +509,8 @@ def show(
     print(f"  {'run':24} {'total':>8} {'ratio':>6} {'deps':>8} {'build':>7} {'verify':>7} "
           f"{'load':>5}  wheel")  # fmt: skip
     for r in runs:
-        base = native.get((r.round, r.suite))
-        ratio = r.seconds / base if base else 0.0
+        baseline = native.get((r.round, r.suite))
+        ratio = r.seconds / baseline if baseline else 0.0
         print(
             f"  {f'[{r.round}] {r.label}':24} {r.seconds:7.1f}s {ratio:5.2f}x {r.deps_seconds:7.1f}s "
             f"{r.stages.get('build', 0):6.1f}s {r.stages.get('verify', 0):6.1f}s {r.load:5.1f}  "
