@@ -42,6 +42,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from orchestrator.container import engine  # noqa: E402
+from orchestrator.container.types import LABEL_PID  # noqa: E402
 from orchestrator.emulation import accel, cross_root  # noqa: E402
 from orchestrator.errors import OrchError  # noqa: E402
 from orchestrator.images.local import ensure_local_image  # noqa: E402
@@ -93,6 +95,7 @@ class Run:
     load: float  # the host's 1-minute load average when the run started (others' work)
     stages: dict[str, float]
     round: int = 1  # --rounds: which pass over the natives and accelerated runs
+    cpu: float = 0.0  # CPU seconds of its containers and of orch itself (ContainerCpu)
 
 
 # --- which project ----------------------------------------------------------------------
@@ -353,6 +356,60 @@ def _exec(container: Any, script: str) -> str:
 # --- 2. the project end to end ----------------------------------------------------------
 
 
+# Where a container's CPU time is accounted (cgroup v1, v2 with systemd, v2 with cgroupfs).
+CGROUP_CPU = (
+    ("/sys/fs/cgroup/cpuacct/docker/{id}/cpuacct.usage", 1e-9),
+    ("/sys/fs/cgroup/system.slice/docker-{id}.scope/cpu.stat", 1e-6),
+    ("/sys/fs/cgroup/docker/{id}/cpu.stat", 1e-6),
+)
+
+
+def cgroup_cpu_seconds(container_id: str) -> float | None:
+    """CPU seconds a running container has used so far, from its cgroup (None: not found)."""
+    for pattern, unit in CGROUP_CPU:
+        try:
+            text = Path(pattern.format(id=container_id)).read_text()
+        except OSError:
+            continue
+        if text.startswith("usage_usec"):
+            text = text.split()[1]
+        return int(text.split()[0]) * unit
+    return None
+
+
+class ContainerCpu:
+    """The CPU seconds used by the containers of one `orch build` (found by its process id
+    label), sampled from their cgroups while it runs. Unlike wall time this hardly depends
+    on what else the host runs: on a shared host the same build's wall time swung 2-4x
+    between rounds. A container that lives less than one interval is missed (probes)."""
+
+    def __init__(self, pid: int, every: float = 0.5) -> None:
+        self.pid, self.every = pid, every
+        self.seen: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.every):
+            self.sample()
+
+    def sample(self) -> None:
+        try:
+            found = engine.list_containers({LABEL_PID: str(self.pid)})
+        except Exception:  # the engine busy or a container gone mid-listing: next time
+            return
+        for info in found:
+            used = cgroup_cpu_seconds(info.handle.id)
+            if used is not None:
+                self.seen[info.handle.id] = max(used, self.seen.get(info.handle.id, 0.0))
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return round(sum(self.seen.values()), 1)
+
+
 def run_list(
     emulated: list[str],
     plain: list[str],
@@ -383,15 +440,16 @@ def with_rounds(runs: list[tuple[str, str, str]], rounds: int) -> list[Planned]:
     return [(*r, n) for n in range(1, rounds + 1) for r in fast] + [(*r, rounds) for r in slow]
 
 
-def ratios_by_round(runs: list[Run]) -> dict[str, dict[str, list[float]]]:
+def ratios_by_round(runs: list[Run], what: str = "seconds") -> dict[str, dict[str, list[float]]]:
     """arch -> mode -> each round's ratio to that round's x86_64 native run of the same
-    image family (successful runs only)."""
-    native = {(r.round, r.suite): r.seconds for r in runs if r.mode == "native" and r.ok}
+    image family (successful runs only); what: "seconds" (wall) or "cpu"."""
+    native = {(r.round, r.suite): getattr(r, what) for r in runs if r.mode == "native" and r.ok}
     out: dict[str, dict[str, list[float]]] = {}
     for r in runs:
         base = native.get((r.round, r.suite))
         if r.mode != "native" and r.ok and base:
-            out.setdefault(r.arch, {}).setdefault(r.mode, []).append(round(r.seconds / base, 2))
+            ratio = round(getattr(r, what) / base, 2)
+            out.setdefault(r.arch, {}).setdefault(r.mode, []).append(ratio)
     return out
 
 
@@ -429,13 +487,25 @@ def end_to_end(
                "--plain", "--only", f"{tag}-*", f"--emulation={emulation}"]  # fmt: skip
         load = os.getloadavg()[0]
         t0 = time.monotonic()
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        before = os.times()
+        with subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ) as popen:
+            cpu = ContainerCpu(popen.pid)
+            stdout, stderr = popen.communicate()
         seconds = time.monotonic() - t0
+        after = os.times()
+        proc = subprocess.CompletedProcess(cmd, popen.returncode, stdout, stderr)
         r = _result(f"{arch} {mode}", arch, mode, suite, seconds, out, proc, load)
         r.round = n
+        orch_cpu = (after.children_user + after.children_system) - (
+            before.children_user + before.children_system
+        )
+        r.cpu = round(cpu.stop() + orch_cpu, 1)
         runs.append(r)
         print(
-            f"  [{n}] {r.label}: {seconds:.1f} s, {'ok' if r.ok else 'FAILED'}, load {load:.1f}, "
+            f"  [{n}] {r.label}: {seconds:.1f} s, cpu {r.cpu:.1f} s, {'ok' if r.ok else 'FAILED'}, "
+            f"load {load:.1f}, "
             f"{r.compiler}",
             flush=True,
         )
@@ -506,13 +576,14 @@ def show(
     native = {(r.round, r.suite): r.seconds for r in runs if r.mode == "native"}
     print("\norch build, cold dependencies (wall time; ratio to x86_64 native, same family")
     print("and round):")
-    print(f"  {'run':24} {'total':>8} {'ratio':>6} {'deps':>8} {'build':>7} {'verify':>7} "
-          f"{'load':>5}  wheel")  # fmt: skip
+    print(f"  {'run':24} {'total':>8} {'ratio':>6} {'cpu':>7} {'deps':>8} {'build':>7} "
+          f"{'verify':>7} {'load':>5}  wheel")  # fmt: skip
     for r in runs:
         baseline = native.get((r.round, r.suite))
         ratio = r.seconds / baseline if baseline else 0.0
         print(
-            f"  {f'[{r.round}] {r.label}':24} {r.seconds:7.1f}s {ratio:5.2f}x {r.deps_seconds:7.1f}s "
+            f"  {f'[{r.round}] {r.label}':24} {r.seconds:7.1f}s {ratio:5.2f}x {r.cpu:6.1f}s "
+            f"{r.deps_seconds:7.1f}s "
             f"{r.stages.get('build', 0):6.1f}s {r.stages.get('verify', 0):6.1f}s {r.load:5.1f}  "
             f"{r.wheel if r.ok else 'FAILED'}"
         )
@@ -539,6 +610,11 @@ def show(
         )
         note = "" if arch in plain else " (plain not measured: --plain-archs)"
         print(f"  {arch:8} {cells}; same wheel names: {same.get(arch, False)}{note}")
+    cpu_by_round = ratios_by_round(runs, "cpu")
+    cpu_ratios = {a: {m: median(v) for m, v in modes.items()} for a, modes in cpu_by_round.items()}
+    print("\nCPU seconds (containers and orch) against x86_64 native's, median over rounds:")
+    for arch, by_mode in cpu_ratios.items():
+        print(f"  {arch:8} " + ", ".join(f"{m} {v:.2f}x" for m, v in by_mode.items()))
     return {
         "project": str(project),
         "why": why,
@@ -546,6 +622,8 @@ def show(
         "runs": [asdict(r) for r in runs],
         "ratios": ratios,
         "ratios_by_round": by_round,
+        "cpu_ratios": cpu_ratios,
+        "cpu_ratios_by_round": cpu_by_round,
         "same_wheels": same,
         "host": {"cpus": os.cpu_count(), "load": os.getloadavg()},
     }

@@ -8,6 +8,9 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
+
+import pytest
 
 from orchestrator.emulation.accel import Fallback
 from tests.test_accel import _fake_accel
@@ -65,9 +68,7 @@ def test_rounds_repeat_natives_and_accelerated_then_plain_once() -> None:
     assert bench.with_rounds(runs, 1) == [(*r, 1) for r in runs]
 
 
-def _run(
-    bench: ModuleType, arch: str, mode: str, seconds: float, n: int, ok: bool = True
-) -> object:
+def _run(bench: ModuleType, arch: str, mode: str, seconds: float, n: int, ok: bool = True) -> Any:
     return bench.Run(
         f"{arch} {mode}", arch, mode, "bullseye", seconds, ok, "w.whl", "", 0.0, {}, 1.0, {}, n
     )
@@ -88,3 +89,23 @@ def test_each_ratio_is_against_its_own_rounds_native_and_the_median_is_reported(
     assert by_round == {"armv7l": {"llvm": [2.0, 1.3, 1.5]}}
     assert bench.median(by_round["armv7l"]["llvm"]) == 1.5
     assert bench.median([1.2, 1.4]) == 1.3
+
+
+def test_cpu_ratios_use_the_cpu_field(tmp_path: Path) -> None:
+    bench = _bench()
+    native, llvm = _run(bench, "x86_64", "native", 50.0, 1), _run(bench, "armv7l", "llvm", 90.0, 1)
+    native.cpu, llvm.cpu = 80.0, 100.0
+    assert bench.ratios_by_round([native, llvm], "cpu") == {"armv7l": {"llvm": [1.25]}}
+
+
+def test_container_cpu_is_read_from_cgroup_v1_or_v2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = _bench()
+    v1, v2 = tmp_path / "v1-{id}", tmp_path / "v2-{id}"
+    monkeypatch.setattr(bench, "CGROUP_CPU", ((str(v1), 1e-9), (str(v2), 1e-6)))
+    assert bench.cgroup_cpu_seconds("abc") is None
+    (tmp_path / "v2-abc").write_text("usage_usec 2500000\nuser_usec 2000000\n")
+    assert bench.cgroup_cpu_seconds("abc") == 2.5
+    (tmp_path / "v1-abc").write_text("1500000000\n")  # nanoseconds, found first
+    assert bench.cgroup_cpu_seconds("abc") == 1.5
