@@ -96,6 +96,7 @@ class Run:
     stages: dict[str, float]
     round: int = 1  # --rounds: which pass over the natives and accelerated runs
     cpu: float = 0.0  # CPU seconds of its containers and of orch itself (ContainerCpu)
+    retries: int = 0  # pip's network retries in its logs: a wall time to distrust
 
 
 # --- which project ----------------------------------------------------------------------
@@ -506,7 +507,8 @@ def end_to_end(
         print(
             f"  [{n}] {r.label}: {seconds:.1f} s, cpu {r.cpu:.1f} s, {'ok' if r.ok else 'FAILED'}, "
             f"load {load:.1f}, "
-            f"{r.compiler}",
+            + (f"{r.retries} network retries, " if r.retries else "")
+            + f"{r.compiler}",
             flush=True,
         )
         if keep is not None and (out / ".orch").is_dir():
@@ -541,8 +543,24 @@ def _result(
     total = round(sum(deps.values()), 1)
     return Run(
         label, arch, mode, suite, round(seconds, 1), ok, ", ".join(wheels), compiler, total,
-        deps, load, stages,
+        deps, load, stages, retries=network_retries(out / ".orch" / "logs"),
     )  # fmt: skip
+
+
+RETRY = "Retrying (Retry("  # pip's line for a connection it will try again
+
+
+def network_retries(logs: Path) -> int:
+    """How many times pip retried a connection in a run's job logs (the prefill's
+    downloads): each can stall the run for seconds to minutes, which its wall time then
+    measures instead of the build."""
+    count = 0
+    for log in logs.glob("*.log"):
+        try:
+            count += log.read_text(errors="replace").count(RETRY)
+        except OSError:
+            continue
+    return count
 
 
 def _first_line(log: str | None) -> str:
@@ -586,6 +604,7 @@ def show(
             f"{r.deps_seconds:7.1f}s "
             f"{r.stages.get('build', 0):6.1f}s {r.stages.get('verify', 0):6.1f}s {r.load:5.1f}  "
             f"{r.wheel if r.ok else 'FAILED'}"
+            + (f" ({r.retries} network retries)" if r.retries else "")
         )
     names = sorted({n for r in runs for n in r.deps})
     if names:

@@ -109,3 +109,13 @@ def test_container_cpu_is_read_from_cgroup_v1_or_v2(
     assert bench.cgroup_cpu_seconds("abc") == 2.5
     (tmp_path / "v1-abc").write_text("1500000000\n")  # nanoseconds, found first
     assert bench.cgroup_cpu_seconds("abc") == 1.5
+
+
+def test_network_retries_are_counted_in_the_runs_logs(tmp_path: Path) -> None:
+    bench = _bench()
+    assert bench.network_retries(tmp_path) == 0
+    retry = "WARNING: Retrying (Retry(total=4, connect=None)) after connection broken by ...\n"
+    (tmp_path / "job-prefill.log").write_text("Collecting uv\n" + retry * 2)
+    (tmp_path / "job.log").write_text(retry)
+    (tmp_path / "notes.txt").write_text(retry)  # not a log
+    assert bench.network_retries(tmp_path) == 3
