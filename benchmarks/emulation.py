@@ -30,6 +30,12 @@ The output says which was used and why.
 
 Images and the toolchain roots (cross and LLVM) are prepared first and not timed (like
 images, they are built once per host); $ORCH_CROSS_DIR points every measurement at them.
+
+On a shared host wall times swing with other work: --rounds N runs the natives and the
+accelerated builds N times over and takes each ratio against its own round's native run
+(the median is reported); every run also records its CPU seconds (its containers'
+cgroups and orch's own), which hardly depend on the load, and the pip network retries in
+its logs (a stalled download lengthens the wall time, not the build).
 """
 
 from __future__ import annotations
