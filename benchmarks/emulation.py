@@ -103,6 +103,7 @@ class Run:
     round: int = 1  # --rounds: which pass over the natives and accelerated runs
     cpu: float = 0.0  # CPU seconds of its containers and of orch itself (ContainerCpu)
     retries: int = 0  # pip's network retries in its logs: a wall time to distrust
+    prefill: float = 0.0  # the build-requirement download's command time (network, pip)
 
 
 # --- which project ----------------------------------------------------------------------
@@ -514,7 +515,7 @@ def end_to_end(
             f"  [{n}] {r.label}: {seconds:.1f} s, cpu {r.cpu:.1f} s, {'ok' if r.ok else 'FAILED'}, "
             f"load {load:.1f}, "
             + (f"{r.retries} network retries, " if r.retries else "")
-            + f"{r.compiler}",
+            + f"prefill {r.prefill:.1f} s, {r.compiler}",
             flush=True,
         )
         if keep is not None and (out / ".orch").is_dir():
@@ -550,10 +551,23 @@ def _result(
     return Run(
         label, arch, mode, suite, round(seconds, 1), ok, ", ".join(wheels), compiler, total,
         deps, load, stages, retries=network_retries(out / ".orch" / "logs"),
+        prefill=prefill_seconds(out / ".orch" / "logs"),
     )  # fmt: skip
 
 
 RETRY = "Retrying (Retry("  # pip's line for a connection it will try again
+
+
+def prefill_seconds(logs: Path) -> float:
+    """The longest command of the runs' prefills (`*-prefill.log`: pip fetching the build
+    requirements while the dependencies build). A download that stalls without a retry
+    shows only here: 200 s where 40-50 s is usual for armv7l, 3-6 s for x86_64."""
+    times = [
+        float(m)
+        for log in logs.glob("*-prefill.log")
+        for m in re.findall(r"(?m)^\[time\] ([0-9.]+) s$", log.read_text(errors="replace"))
+    ]
+    return max(times, default=0.0)
 
 
 def network_retries(logs: Path) -> int:
@@ -610,7 +624,8 @@ def show(
             f"{r.deps_seconds:7.1f}s "
             f"{r.stages.get('build', 0):6.1f}s {r.stages.get('verify', 0):6.1f}s {r.load:5.1f}  "
             f"{r.wheel if r.ok else 'FAILED'}"
-            + (f" ({r.retries} network retries)" if r.retries else "")
+            + f" (prefill {r.prefill:.1f} s"
+            + (f", {r.retries} network retries)" if r.retries else ")")
         )
     names = sorted({n for r in runs for n in r.deps})
     if names:

@@ -119,3 +119,13 @@ def test_network_retries_are_counted_in_the_runs_logs(tmp_path: Path) -> None:
     (tmp_path / "job.log").write_text(retry)
     (tmp_path / "notes.txt").write_text(retry)  # not a log
     assert bench.network_retries(tmp_path) == 3
+
+
+def test_the_prefills_longest_command_is_recorded(tmp_path: Path) -> None:
+    bench = _bench()
+    assert bench.prefill_seconds(tmp_path) == 0.0
+    (tmp_path / "cp39-x-prefill.log").write_text(
+        "$ mkdir -p /orch/wheels\n[time] 0.4 s\n$ python fill.py prefetch\n[time] 207.6 s\n"
+    )
+    (tmp_path / "cp39-x.log").write_text("[time] 999.0 s\n")  # the job's own log: not counted
+    assert bench.prefill_seconds(tmp_path) == 207.6
