@@ -3,6 +3,7 @@
     python benchmarks/emulation.py [--mirror DIR] [--project NAME|PATH] [--reps 5]
                                    [--archs aarch64,armv7l,ppc64le,s390x]
                                    [--plain-archs ARCHS] [--no-compile] [--json FILE]
+                                   [--keep DIR] [--rounds N]
 
 One run measures, one after the other on this host:
 
@@ -29,6 +30,12 @@ The output says which was used and why.
 
 Images and the toolchain roots (cross and LLVM) are prepared first and not timed (like
 images, they are built once per host); $ORCH_CROSS_DIR points every measurement at them.
+
+On a shared host wall times swing with other work: --rounds N runs the natives and the
+accelerated builds N times over and takes each ratio against its own round's native run
+(the median is reported); every run also records its CPU seconds (its containers'
+cgroups and orch's own), which hardly depend on the load, and the pip network retries in
+its logs (a stalled download lengthens the wall time, not the build).
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -52,6 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from orchestrator.container import engine  # noqa: E402
+from orchestrator.container.types import LABEL_PID  # noqa: E402
 from orchestrator.emulation import accel, cross_root  # noqa: E402
 from orchestrator.errors import OrchError  # noqa: E402
 from orchestrator.images.local import ensure_local_image  # noqa: E402
@@ -91,6 +100,10 @@ class Run:
     deps: dict[str, float]  # each dependency's build
     load: float  # the host's 1-minute load average when the run started (others' work)
     stages: dict[str, float]
+    round: int = 1  # --rounds: which pass over the natives and accelerated runs
+    cpu: float = 0.0  # CPU seconds of its containers and of orch itself (ContainerCpu)
+    retries: int = 0  # pip's network retries in its logs: a wall time to distrust
+    prefill: float = 0.0  # the build-requirement download's command time (network, pip)
 
 
 # --- which project ----------------------------------------------------------------------
@@ -351,6 +364,60 @@ def _exec(container: Any, script: str) -> str:
 # --- 2. the project end to end ----------------------------------------------------------
 
 
+# Where a container's CPU time is accounted (cgroup v1, v2 with systemd, v2 with cgroupfs).
+CGROUP_CPU = (
+    ("/sys/fs/cgroup/cpuacct/docker/{id}/cpuacct.usage", 1e-9),
+    ("/sys/fs/cgroup/system.slice/docker-{id}.scope/cpu.stat", 1e-6),
+    ("/sys/fs/cgroup/docker/{id}/cpu.stat", 1e-6),
+)
+
+
+def cgroup_cpu_seconds(container_id: str) -> float | None:
+    """CPU seconds a running container has used so far, from its cgroup (None: not found)."""
+    for pattern, unit in CGROUP_CPU:
+        try:
+            text = Path(pattern.format(id=container_id)).read_text()
+        except OSError:
+            continue
+        if text.startswith("usage_usec"):
+            text = text.split()[1]
+        return int(text.split()[0]) * unit
+    return None
+
+
+class ContainerCpu:
+    """The CPU seconds used by the containers of one `orch build` (found by its process id
+    label), sampled from their cgroups while it runs. Unlike wall time this hardly depends
+    on what else the host runs: on a shared host the same build's wall time swung 2-4x
+    between rounds. A container that lives less than one interval is missed (probes)."""
+
+    def __init__(self, pid: int, every: float = 0.5) -> None:
+        self.pid, self.every = pid, every
+        self.seen: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.every):
+            self.sample()
+
+    def sample(self) -> None:
+        try:
+            found = engine.list_containers({LABEL_PID: str(self.pid)})
+        except Exception:  # the engine busy or a container gone mid-listing: next time
+            return
+        for info in found:
+            used = cgroup_cpu_seconds(info.handle.id)
+            if used is not None:
+                self.seen[info.handle.id] = max(used, self.seen.get(info.handle.id, 0.0))
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return round(sum(self.seen.values()), 1)
+
+
 def run_list(
     emulated: list[str],
     plain: list[str],
@@ -367,19 +434,54 @@ def run_list(
     return runs
 
 
+Planned = tuple[str, str, str, int]  # (arch, mode, suite, round)
+
+
+def with_rounds(runs: list[tuple[str, str, str]], rounds: int) -> list[Planned]:
+    """The natives and accelerated runs `rounds` times over, one pass after another, then
+    the plain ones once (tagged with the last round). A ratio is taken against the native
+    run of its own round, minutes apart: on a shared host the load swings between runs
+    (one 2.05x reading came from a native run at a different load), and the median over
+    rounds is what the table reports."""
+    fast = [r for r in runs if r[1] != "plain"]
+    slow = [r for r in runs if r[1] == "plain"]
+    return [(*r, n) for n in range(1, rounds + 1) for r in fast] + [(*r, rounds) for r in slow]
+
+
+def ratios_by_round(runs: list[Run], what: str = "seconds") -> dict[str, dict[str, list[float]]]:
+    """arch -> mode -> each round's ratio to that round's x86_64 native run of the same
+    image family (successful runs only); what: "seconds" (wall) or "cpu"."""
+    native = {(r.round, r.suite): getattr(r, what) for r in runs if r.mode == "native" and r.ok}
+    out: dict[str, dict[str, list[float]]] = {}
+    for r in runs:
+        base = native.get((r.round, r.suite))
+        if r.mode != "native" and r.ok and base:
+            ratio = round(getattr(r, what) / base, 2)
+            out.setdefault(r.arch, {}).setdefault(r.mode, []).append(ratio)
+    return out
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else round((ordered[mid - 1] + ordered[mid]) / 2, 2)
+
+
 def end_to_end(
     project: Path,
     mirror: Path | None,
-    runs_wanted: list[tuple[str, str, str]],
+    runs_wanted: list[Planned],
     work: Path,
     cross: Path,
     partial: Path | None = None,
+    keep: Path | None = None,
 ) -> list[Run]:
     """Each run in turn; after each, every figure so far goes to `partial` (if given), so a
-    run cut short still leaves the finished ones."""
+    run cut short still leaves the finished ones. keep: a directory that receives each
+    run's logs (job and dependency logs, report), for reading the `[time]` lines."""
     runs = []
-    for arch, mode, suite in runs_wanted:
-        name = f"{arch}-{mode}-{suite}"
+    for arch, mode, suite, n in runs_wanted:
+        name = f"{arch}-{mode}-{suite}" + (f"-{n}" if n > 1 else "")
         recipe = project_copy(project, work / name / "project", arch, suite, mirror)
         out = work / name / "wheelhouse"
         env = {
@@ -393,13 +495,31 @@ def end_to_end(
                "--plain", "--only", f"{tag}-*", f"--emulation={emulation}"]  # fmt: skip
         load = os.getloadavg()[0]
         t0 = time.monotonic()
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        before = os.times()
+        with subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ) as popen:
+            cpu = ContainerCpu(popen.pid)
+            stdout, stderr = popen.communicate()
         seconds = time.monotonic() - t0
-        runs.append(_result(f"{arch} {mode}", arch, mode, suite, seconds, out, proc, load))
-        r = runs[-1]
-        print(
-            f"  {r.label}: {seconds:.1f} s, {'ok' if r.ok else 'FAILED'}, {r.compiler}", flush=True
+        after = os.times()
+        proc = subprocess.CompletedProcess(cmd, popen.returncode, stdout, stderr)
+        r = _result(f"{arch} {mode}", arch, mode, suite, seconds, out, proc, load)
+        r.round = n
+        orch_cpu = (after.children_user + after.children_system) - (
+            before.children_user + before.children_system
         )
+        r.cpu = round(cpu.stop() + orch_cpu, 1)
+        runs.append(r)
+        print(
+            f"  [{n}] {r.label}: {seconds:.1f} s, cpu {r.cpu:.1f} s, {'ok' if r.ok else 'FAILED'}, "
+            f"load {load:.1f}, "
+            + (f"{r.retries} network retries, " if r.retries else "")
+            + f"prefill {r.prefill:.1f} s, {r.compiler}",
+            flush=True,
+        )
+        if keep is not None and (out / ".orch").is_dir():
+            shutil.copytree(out / ".orch", keep / name, dirs_exist_ok=True)
         if r.ok:
             shutil.rmtree(work / name, ignore_errors=True)  # disk: caches are large
         if partial is not None:
@@ -430,8 +550,37 @@ def _result(
     total = round(sum(deps.values()), 1)
     return Run(
         label, arch, mode, suite, round(seconds, 1), ok, ", ".join(wheels), compiler, total,
-        deps, load, stages,
+        deps, load, stages, retries=network_retries(out / ".orch" / "logs"),
+        prefill=prefill_seconds(out / ".orch" / "logs"),
     )  # fmt: skip
+
+
+RETRY = "Retrying (Retry("  # pip's line for a connection it will try again
+
+
+def prefill_seconds(logs: Path) -> float:
+    """The longest command of the runs' prefills (`*-prefill.log`: pip fetching the build
+    requirements while the dependencies build). A download that stalls without a retry
+    shows only here: 200 s where 40-50 s is usual for armv7l, 3-6 s for x86_64."""
+    times = [
+        float(m)
+        for log in logs.glob("*-prefill.log")
+        for m in re.findall(r"(?m)^\[time\] ([0-9.]+) s$", log.read_text(errors="replace"))
+    ]
+    return max(times, default=0.0)
+
+
+def network_retries(logs: Path) -> int:
+    """How many times pip retried a connection in a run's job logs (the prefill's
+    downloads): each can stall the run for seconds to minutes, which its wall time then
+    measures instead of the build."""
+    count = 0
+    for log in logs.glob("*.log"):
+        try:
+            count += log.read_text(errors="replace").count(RETRY)
+        except OSError:
+            continue
+    return count
 
 
 def _first_line(log: str | None) -> str:
@@ -462,41 +611,59 @@ def show(
         print("\ncompile one C file (best of reps, inside the aarch64 container):")
         for label, secs in compiles.items():
             print(f"  {label:24} {secs:7.3f} s  {secs / base:5.1f}x native")
-    native = {r.suite: r.seconds for r in runs if r.mode == "native"}
-    print("\norch build, cold dependencies (wall time; ratio to x86_64 native, same family):")
-    print(f"  {'run':20} {'total':>8} {'ratio':>6} {'deps':>8} {'build':>7} {'verify':>7} "
-          f"{'load':>5}  wheel")  # fmt: skip
-    ratios: dict[str, dict[str, float]] = {}
+    native = {(r.round, r.suite): r.seconds for r in runs if r.mode == "native"}
+    print("\norch build, cold dependencies (wall time; ratio to x86_64 native, same family")
+    print("and round):")
+    print(f"  {'run':24} {'total':>8} {'ratio':>6} {'cpu':>7} {'deps':>8} {'build':>7} "
+          f"{'verify':>7} {'load':>5}  wheel")  # fmt: skip
     for r in runs:
-        ratio = r.seconds / native[r.suite] if native.get(r.suite) else 0.0
-        if r.mode != "native" and r.ok:
-            ratios.setdefault(r.arch, {})[r.mode] = round(ratio, 2)
+        baseline = native.get((r.round, r.suite))
+        ratio = r.seconds / baseline if baseline else 0.0
         print(
-            f"  {r.label:20} {r.seconds:7.1f}s {ratio:5.2f}x {r.deps_seconds:7.1f}s "
+            f"  {f'[{r.round}] {r.label}':24} {r.seconds:7.1f}s {ratio:5.2f}x {r.cpu:6.1f}s "
+            f"{r.deps_seconds:7.1f}s "
             f"{r.stages.get('build', 0):6.1f}s {r.stages.get('verify', 0):6.1f}s {r.load:5.1f}  "
             f"{r.wheel if r.ok else 'FAILED'}"
+            + f" (prefill {r.prefill:.1f} s"
+            + (f", {r.retries} network retries)" if r.retries else ")")
         )
     names = sorted({n for r in runs for n in r.deps})
     if names:
         print("\neach dependency's build (seconds):")
-        print(f"  {'run':20} " + " ".join(f"{n:>8}" for n in names))
+        print(f"  {'run':24} " + " ".join(f"{n:>8}" for n in names))
         for r in runs:
-            print(f"  {r.label:20} " + " ".join(f"{r.deps.get(n, 0):8.1f}" for n in names))
+            cells = " ".join(f"{r.deps.get(n, 0):8.1f}" for n in names)
+            print(f"  {f'[{r.round}] {r.label}':24} {cells}")
     print("\ncompilers (job log):")
     for r in runs:
-        print(f"  {r.label:20} {r.compiler}")
+        if r.round == 1:
+            print(f"  {r.label:20} {r.compiler}")
     same = _same_wheels(runs)
-    print("\nper architecture (ratio to x86_64 native):")
+    by_round = ratios_by_round(runs)
+    ratios = {a: {m: median(v) for m, v in modes.items()} for a, modes in by_round.items()}
+    print("\nper architecture (ratio to x86_64 native; the median over rounds, each round's):")
     for arch, by_mode in ratios.items():
-        cells = ", ".join(f"{m} {v:.2f}x" for m, v in by_mode.items())
+        cells = ", ".join(
+            f"{m} {v:.2f}x"
+            + (f" ({', '.join(map(str, by_round[arch][m]))})" if len(by_round[arch][m]) > 1 else "")
+            for m, v in by_mode.items()
+        )
         note = "" if arch in plain else " (plain not measured: --plain-archs)"
         print(f"  {arch:8} {cells}; same wheel names: {same.get(arch, False)}{note}")
+    cpu_by_round = ratios_by_round(runs, "cpu")
+    cpu_ratios = {a: {m: median(v) for m, v in modes.items()} for a, modes in cpu_by_round.items()}
+    print("\nCPU seconds (containers and orch) against x86_64 native's, median over rounds:")
+    for arch, by_mode in cpu_ratios.items():
+        print(f"  {arch:8} " + ", ".join(f"{m} {v:.2f}x" for m, v in by_mode.items()))
     return {
         "project": str(project),
         "why": why,
         "compile_seconds": compiles,
         "runs": [asdict(r) for r in runs],
         "ratios": ratios,
+        "ratios_by_round": by_round,
+        "cpu_ratios": cpu_ratios,
+        "cpu_ratios_by_round": cpu_by_round,
         "same_wheels": same,
         "host": {"cpus": os.cpu_count(), "load": os.getloadavg()},
     }
@@ -524,6 +691,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=5, help="repetitions of the compile timing")
     ap.add_argument("--no-compile", action="store_true", help="skip the one-file timing")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--keep", type=Path, help="copy each run's logs and report here")
+    ap.add_argument(
+        "--rounds", type=int, default=1, help="passes over the natives and accelerated runs"
+    )
     args = ap.parse_args(argv)
     mirror = Path(args.mirror).resolve() if args.mirror else None
     emulated = [a for a in args.archs.split(",") if a]
@@ -538,9 +709,12 @@ def main(argv: list[str] | None = None) -> int:
         compiles = {}
         if not args.no_compile and "aarch64" in plans:
             compiles = compile_times(plans["aarch64"], args.reps)
-        wanted = run_list(emulated, plain, plans)
+        if args.rounds < 1:
+            raise SystemExit("--rounds: at least 1")
+        wanted = with_rounds(run_list(emulated, plain, plans), args.rounds)
         partial = args.json.with_suffix(".partial.json") if args.json else None
-        runs = end_to_end(project, mirror, wanted, Path(tmp), cross_root.cross_dir(), partial)
+        cross = cross_root.cross_dir()
+        runs = end_to_end(project, mirror, wanted, Path(tmp), cross, partial, args.keep)
         figures = show(project, why, compiles, runs, plain)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))

@@ -956,6 +956,26 @@ def test_bin_sh_is_a_native_dash_of_the_images_release_only(
     assert accel._native_shell(root, "ppc64le", ppc, sh, "0.5.11+git20200708+dd9ef66-5") is None
 
 
+def test_configure_runs_under_the_dash_of_the_images_release_where_one_is_mounted(
+    tmp_path: Path,
+) -> None:
+    """CONFIG_SHELL: the same-release dash mounted over /bin/sh (bullseye images: the cross
+    root's, at /usr/bin/dash), not the LLVM root's bookworm dash; the LLVM root's own
+    where that is the image's release or where no dash of it is at hand."""
+    root = _root(tmp_path)
+    gcc = _debian_gcc("arm-linux-gnueabihf")
+    cross_dash = tmp_path / "bullseye-armhf" / "usr/bin/dash"
+    bullseye = accel._llvm_accel(root, "armv7l", gcc, "w", accel.DEFAULT_PATH, cross_dash)
+    assert bullseye.env["CONFIG_SHELL"] == "/usr/bin/dash"
+    assert (str(cross_dash), "/usr/bin/dash") in [(m.source, m.target) for m in bullseye.mounts]
+    own = accel._llvm_accel(
+        root, "armv7l", gcc, "w", accel.DEFAULT_PATH, root.path / "usr/bin/dash"
+    )
+    assert own.env["CONFIG_SHELL"] == "/opt/orch-llvm/usr/bin/dash"
+    none = accel._llvm_accel(root, "armv7l", gcc, "w", accel.DEFAULT_PATH, None)
+    assert none.env["CONFIG_SHELL"] == "/opt/orch-llvm/usr/bin/dash"
+
+
 def test_big_endian_targets_get_the_native_shell_but_not_the_text_tools(tmp_path: Path) -> None:
     root = _root(tmp_path)
     gcc = _debian_gcc("s390x-linux-gnu")

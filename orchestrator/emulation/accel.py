@@ -456,7 +456,7 @@ def _llvm_accel(
     # the text tools (sort, grep...) read locales, so they do so only on little-endian ones.
     env = {
         "PATH": f"{prefix}/{wrappers}",
-        "CONFIG_SHELL": f"{prefix}/{SHELL}",
+        "CONFIG_SHELL": _config_shell(root, shell),
         **(locale_env or {}),
     }
     if shell is not None:  # /bin/sh for everything else (CMake's Makefiles, make's recipes)
@@ -478,6 +478,18 @@ def _llvm_accel(
         clang_version=root.clang_version,
         gcc_prefix=gcc.prefix,
     )
+
+
+def _config_shell(root: llvm_root.LlvmRoot, shell: Path | None) -> str:
+    """The shell configure re-executes itself with (and writes into its Makefiles and
+    libtool): the native dash of the image's own release where one is mounted over its
+    /bin/sh, so that on bullseye images configure runs under bullseye's dash as with the
+    cross gcc (the suite's cross root's dash, at /usr/bin/dash); else the LLVM root's own,
+    still native (on a bookworm image the same release; where no dash of the image's
+    release is at hand, a POSIX shell configure would accept from its own search)."""
+    if shell is not None and not shell.is_relative_to(root.path):
+        return f"/{SHELL}"
+    return f"{llvm_root.PREFIX}/{SHELL}"
 
 
 def _native_shell(
