@@ -173,7 +173,14 @@ test:
 FREE_THREADING = 'classifiers = ["Programming Language :: Python :: Free Threading :: 2 - Beta"]\n'
 
 
-@pytest.mark.parametrize("arch", ["x86_64", pytest.param("aarch64", marks=pytest.mark.emulated)])
+@pytest.mark.parametrize(
+    "arch",
+    [
+        "x86_64",
+        pytest.param("aarch64", marks=pytest.mark.emulated),
+        pytest.param("armv7l", marks=pytest.mark.emulated),
+    ],
+)
 def test_free_threaded_wheel_verified_in_its_interpreter(
     docker_engine: None, project_copy: Path, tmp_path: Path, arch: str
 ) -> None:
