@@ -177,6 +177,7 @@ FREE_THREADING = 'classifiers = ["Programming Language :: Python :: Free Threadi
     "arch",
     [
         "x86_64",
+        "i686",
         pytest.param("aarch64", marks=pytest.mark.emulated),
         pytest.param("armv7l", marks=pytest.mark.emulated),
     ],
