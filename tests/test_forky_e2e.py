@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from orchestrator import archs
 from tests.support.run import orch
 
 # The forky images are built on first use (~3 min native, much longer under QEMU): opt in,
@@ -37,13 +39,16 @@ def _recipe(project: Path, arch: str) -> Path:
     return recipe
 
 
-@pytest.mark.parametrize("arch", ["x86_64", pytest.param("aarch64", marks=pytest.mark.emulated)])
+@pytest.mark.parametrize(
+    "arch", ["x86_64", "i686", pytest.param("aarch64", marks=pytest.mark.emulated)]
+)
 def test_cp314_and_cp315_wheels_from_debians_interpreters(
     docker_engine: None, project_copy: Path, tmp_path: Path, arch: str
 ) -> None:
     # The stock image under QEMU (apt and python3's byte-compiling emulated) would double
-    # the aarch64 test: x86_64 checks the stock path; an emulated one is used if present.
-    with_stock = arch == "x86_64"
+    # the aarch64 test: the native ones check the stock path; an emulated one is used if
+    # present.
+    with_stock = archs.runs_natively(arch)
     if with_stock:
         stock = orch("images", "build-stock", "forky", "--arch", arch, timeout=3600)
         assert stock.returncode == 0, stock.stdout[-3000:] + stock.stderr[-3000:]
@@ -139,3 +144,33 @@ def test_a_symbol_newer_than_the_newest_policy_fails_the_repair(
     assert job["status"] == "failed" and job["failed_stage"] == "repair", job
     log = (out / ".orch" / "logs" / "cp314-manylinux_2_39_x86_64.log").read_text()
     assert "GLIBC_2.42" in log  # auditwheel show, after the refused repair
+
+
+TIME_T_PROBE = r"""
+set -e
+printf '#include <stdio.h>\n#include <time.h>\nint main(void) { printf("%%u\\n", (unsigned)sizeof(time_t)); return 0; }\n' > /tmp/t.c
+for tag in cp314-cp314 cp315-cp315; do
+    py=/opt/python/$tag/bin/python
+    headers=$($py -c 'import sysconfig; print(sysconfig.get_config_var("SIZEOF_TIME_T"))')
+    # what an extension's compile gets: the interpreter's CFLAGS and the compiler's default
+    gcc $($py -c 'import sysconfig; print(sysconfig.get_config_var("CFLAGS"))') /tmp/t.c -o /tmp/t
+    echo "$tag $headers $(/tmp/t)"
+done
+"""
+
+
+def test_i686_keeps_the_32_bit_time_t_of_the_cpythons_users_run(docker_engine: None) -> None:
+    """The reason i686 is in the forky family and armv7l is not: Debian's i386 kept a
+    32-bit time_t (armhf moved to 64 bits in trixie), so an extension built here shares
+    the time_t of every other i686 CPython (pypa's images, distributions)."""
+    from orchestrator.images.local import ensure_local_image
+
+    image = ensure_local_image("i686", "build", "forky", pythons=PYTHONS)
+    proc = subprocess.run(
+        ["docker", "run", "--rm", "--platform", "linux/386", image.ref, "linux32", "sh", "-c",
+         TIME_T_PROBE],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = [line.split() for line in proc.stdout.splitlines()]
+    assert lines == [["cp314-cp314", "4", "4"], ["cp315-cp315", "4", "4"]], proc.stdout

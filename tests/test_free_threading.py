@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import io
 import tarfile
+from io import StringIO
 from pathlib import Path
+from typing import Any, cast
 
+from rich.console import Console
+
+from orchestrator.pipeline.images import BuiltLocalImages, Images, ImagesInputs
 from orchestrator.plan.jobs import make_plan
 from orchestrator.recipe import load_recipe
 from orchestrator.recipe.model import ProjectSource
@@ -15,6 +20,7 @@ from orchestrator.recipe.requires_python import (
     RequiresPython,
     read_free_threading,
 )
+from orchestrator.report.progress import ProgressView
 
 FT = "Classifier: Programming Language :: Python :: Free Threading :: 2 - Beta\n"
 
@@ -82,3 +88,16 @@ def test_requires_python_treats_free_threaded_as_its_version() -> None:
     req = RequiresPython(">=3.10", "x")
     assert req.allows("3.13t")
     assert not RequiresPython("<3.13", "x").allows("3.13t")
+
+
+def test_a_waiting_free_threaded_job_names_its_own_interpreter(tmp_path: Path) -> None:
+    """The live view said "waiting: interpreter cp313" for a cp313t job (the ABI tag's
+    first half): it names the job's Python as its id does."""
+    _sdist(tmp_path, FT)
+    plan = _plan(tmp_path, "['3.13t']")
+    view = ProgressView(Console(file=StringIO()), live=False)
+    inputs = ImagesInputs(plan, cast(Any, None), view, cast(Any, None), print, print)
+    images = Images(inputs, BuiltLocalImages("plain"))
+    (job,) = plan.jobs
+    images._split[job.image] = True  # built here in steps: base, then its interpreter
+    assert images.waiting_for(job, group_ready=True) == "interpreter cp313t (queued)"

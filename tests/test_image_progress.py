@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator import archs
 from orchestrator.images import definition, interpreters
 from orchestrator.images.progress import Phases
 
@@ -221,3 +222,47 @@ def test_interpreter_compiled_once_per_source_then_reused(
     assert broken.created == broken.removed == 1
     left = {p.name for p in first.path.parent.iterdir() if not p.name.endswith(".lock")}
     assert left == {first.path.name, first.path.name.removesuffix(".tar.gz") + ".json"}
+
+
+@pytest.mark.skipif(archs.host_arch() != "x86_64", reason="aarch64 is emulated on x86_64")
+def test_the_hosts_interpreter_of_the_same_source_is_found_without_a_container(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An emulated compile byte-compiles with the host's interpreter of its source: when
+    the store has it for that sha256, no builder image, container or Sources index is
+    asked for (each one ~20-35 s of apt-get beside the emulated compile)."""
+    from orchestrator.container import engine
+    from orchestrator.images import local
+
+    monkeypatch.setenv(interpreters.ENV_INTERPRETER_DIR, str(tmp_path))
+    monkeypatch.setattr(interpreters, "_seen", {})
+    (emulated,) = definition.plan_image("aarch64", pythons=("3.13t",)).interpreters
+    host_builder = definition.plan_builder(definition.load_suite("bullseye"), archs.get("x86_64"))
+    host = definition.plan_interpreter(emulated.source, host_builder)
+    source = interpreters.Source("python3.13_3.13.5.orig.tar.xz", "ab" * 32, "3.13.5-2")
+    path = interpreters.artifact_path(host, host.artifact_key(source.sha256))
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"host interpreter")
+    asked: list[str] = []
+
+    def ensure_builder(*_args: object) -> engine.ImageInfo:
+        asked.append("builder")
+        return engine.ImageInfo("builder", "sha256:b", "amd64", "", {}, {}, ())
+
+    monkeypatch.setattr(local, "_ensure_builder", ensure_builder)
+    monkeypatch.setattr(local, "_rootfs", lambda *_a, **_k: tmp_path / "root.tar")
+    monkeypatch.setattr(
+        interpreters, "ensure_interpreter", lambda i, *_a, **_k: asked.append(i.arch.name)
+    )
+    native = local.native_python(emulated, _collect()[2])
+    assert native is not None
+    found = native(source)
+    assert found is not None and (found.path, found.status, found.arch) == (
+        path,
+        "cached",
+        "x86_64",
+    )
+    assert asked == []
+    # Another source (Debian published a new one): the host's is compiled (or fetched) first.
+    native(interpreters.Source(source.file, "cd" * 32, "3.13.5-3"))
+    assert asked == ["builder", "x86_64"]

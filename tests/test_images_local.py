@@ -136,6 +136,60 @@ def test_interpreter_key_follows_the_source_and_the_arch() -> None:
     assert _interp("x86_64", "3.13t").source.free_threaded
 
 
+# Edits that touch neither the CPython builder nor the interpreter's own entry.
+_UNRELATED_TO_AN_INTERPRETER = {
+    "base-build-package": lambda d: _replace(
+        d / "bullseye.yaml", "- cmake\n", "- cmake\n    - bison\n"
+    ),
+    "runtime-package": lambda d: _replace(
+        d / "bullseye.yaml", "runtime: [ca-certificates,", "runtime: [ca-certificates, less,"
+    ),
+    "interpreter-runtime-library": lambda d: _replace(
+        d / "bullseye.yaml", "    - libbz2-1.0\n", "    - libbz2-1.0\n    - libexpat1\n"
+    ),
+    "pip-pin": lambda d: _replace(d / "bullseye.yaml", "pip==26.0.1]", "pip==26.0.0]"),
+    "unavailable-reason": lambda d: _replace(d / "bullseye.yaml", "(404, checked", "(404; checked"),
+    "another-interpreter": lambda d: _replace(
+        d / "bullseye.yaml", "cp311-cp311: {suite: bookworm", "cp311-cp311: {suite: sid"
+    ),
+    "a-new-interpreter": lambda d: _replace(
+        d / "bullseye.yaml",
+        "source_pythons:\n",
+        "source_pythons:\n  cp312-cp312: {suite: sid, package: python3.12}\n",
+    ),
+    "base-dockerfile": lambda d: _append(d / "Dockerfile", "\nLABEL x=y\n"),
+    "base-scripts": lambda d: [
+        _append(d / "scripts" / s, "\ntrue\n") for s in ("setup-runtime.sh", "setup-build.sh")
+    ],
+    "job-image-script": lambda d: _append(d / "scripts" / "add-pythons.sh", "\ntrue\n"),
+    "other-suites": lambda d: [_append(d / f, "\n# x\n") for f in ("bookworm.yaml", "forky.yaml")],
+}
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
+@pytest.mark.parametrize("edit", list(_UNRELATED_TO_AN_INTERPRETER))
+def test_an_unrelated_definition_change_keeps_every_interpreter_key(
+    definitions_copy: Path, edit: str, arch: str
+) -> None:
+    """A compiled interpreter (native or emulated, free-threaded or not) is keyed by what
+    it is built from: a change elsewhere in the definitions leaves its key, so the stored
+    tarball is used as it is."""
+    # the edited entry itself is the one whose key may change
+    tags = ("3.13", "3.13t") if edit == "another-interpreter" else ("3.11", "3.13", "3.13t")
+    before = {t: _interp(arch, t).artifact_key("ab" * 32) for t in tags}
+    _UNRELATED_TO_AN_INTERPRETER[edit](definitions_copy)
+    assert {t: _interp(arch, t).artifact_key("ab" * 32) for t in tags} == before
+
+
+def test_byte_compiling_script_keys_only_emulated_interpreters(definitions_copy: Path) -> None:
+    """native-pyc.sh runs only in emulated compiles: editing it recompiles those, not the
+    host's (whose tarball the emulated compiles byte-compile with)."""
+    native, emulated = _interp("x86_64", "3.13t"), _interp("aarch64", "3.13t")
+    _append(definitions_copy / "scripts" / definition.NATIVE_PYC_SCRIPT, "\ntrue\n")
+    assert _interp("x86_64", "3.13t").spec_digest == native.spec_digest
+    assert _interp("aarch64", "3.13t").spec_digest != emulated.spec_digest
+
+
 def test_other_suites_file_does_not_change_the_ref(definitions_copy: Path) -> None:
     before = local_image_ref("x86_64", "build")
     _append(definitions_copy / "bookworm.yaml", "\n# unrelated\n")

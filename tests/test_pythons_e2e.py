@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.container import engine
-from tests.support.run import orch
+from tests.support.run import orch, wheel_platforms
 
 # A CPython compile from an empty store (~3-5 min on 2 cores) every run would crowd the CI
 # budget: opt in. CI still compiles cp311 on demand through the same path (scripts/test.sh).
@@ -153,3 +153,61 @@ def test_emulated_interpreter_byte_compiled_natively_is_whole(docker_engine: Non
     assert set(result["mods"].values()) == {"ok"}, result["mods"]
     assert result["checked"] > 500 and result["bad"] == 0, result
     assert result["multiarch"] == "aarch64-linux-gnu" and result["host"].startswith("aarch64")
+
+
+FREE_THREADED_RECIPE = """schema: 1
+name: bzdemo
+project: .
+python: ["3.13t"]
+platforms: [manylinux_2_31]
+archs: [{arch}]
+test:
+  imports: [bzdemo]
+  command: >-
+    python -c "import bzdemo, sys, sysconfig;
+    assert sysconfig.get_config_var('Py_GIL_DISABLED') == 1 and sys.abiflags == 't', sys.abiflags;
+    data = b'orch ' * 1000;
+    assert bzdemo.decompress(bzdemo.compress(data), len(data)) == data;
+    print('free-threaded', sys.version.split()[0], sysconfig.get_platform())"
+"""
+FREE_THREADING = 'classifiers = ["Programming Language :: Python :: Free Threading :: 2 - Beta"]\n'
+
+
+@pytest.mark.parametrize(
+    "arch",
+    [
+        "x86_64",
+        "i686",
+        pytest.param("aarch64", marks=pytest.mark.emulated),
+        pytest.param("armv7l", marks=pytest.mark.emulated),
+    ],
+)
+def test_free_threaded_wheel_verified_in_its_interpreter(
+    docker_engine: None, project_copy: Path, tmp_path: Path, arch: str
+) -> None:
+    """cp313t (configure --disable-gil; compiled on first use, accelerated where emulated):
+    a project declaring free-threading gets a cp313t job, its wheel tagged cp313-cp313t,
+    repaired, audited and tested in the runtime image's free-threaded interpreter."""
+    pyproject = project_copy / "pyproject.toml"
+    text = pyproject.read_text()
+    pyproject.write_text(text.replace("requires-python", FREE_THREADING + "requires-python", 1))
+    recipe = project_copy / "orch.yaml"
+    recipe.write_text(FREE_THREADED_RECIPE.format(arch=arch))
+    out = tmp_path / "wheelhouse"
+    proc = orch(
+        "build", "-f", str(recipe), "-o", str(out), "--plain", "--emulation", "auto",
+        timeout=7200,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    (job,) = json.loads((out / ".orch" / "report.json").read_text())["jobs"]
+    assert job["id"] == f"cp313t-manylinux_2_31_{arch}" and job["status"] == "ok", job
+    assert [v["status"] for v in job["verify"]] == ["passed"], job["verify"]
+    assert "-runtime:" in job["verify"][0]["image"]
+    (wheel,) = out.glob("*.whl")
+    assert "-cp313-cp313t-" in wheel.name and f"manylinux_2_31_{arch}" in wheel_platforms(
+        wheel.name
+    )
+    log = (out / ".orch" / "logs" / f"{job['id']}.log").read_text()
+    assert "free-threaded 3.13." in log  # the test ran in the cp313t interpreter
+    audit = orch("audit", str(wheel))
+    assert audit.returncode == 0, audit.stdout + audit.stderr

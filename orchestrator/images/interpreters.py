@@ -62,9 +62,9 @@ class CompileAid:
 Accelerator = Callable[[str, engine.ImageInfo, Report], CompileAid | None]
 
 
-# Called only when an emulated interpreter is compiled: the host's interpreter of the same
-# tag (compiled first when missing), or None.
-NativePython = Callable[[], "Built | None"]
+# Called only when an emulated interpreter is compiled, with its source: the host's
+# interpreter of the same tag and source (compiled first when missing), or None.
+NativePython = Callable[["Source"], "Built | None"]
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,9 @@ def _ensure(
                 )
                 return replace(_cached(interp, path, source), status="pulled")
             if aid is not None and native is not None:
-                aid = _with_native_pyc(container, interp, source, aid, native(), phases.on_line)
+                aid = _with_native_pyc(
+                    container, interp, source, aid, native(source), phases.on_line
+                )
             built = _compile(container, interp, source, path, key, phases, aid)
             if remote:
                 remote.share(key, path, json.loads(_meta_path(path).read_text()), phases.on_line)
@@ -207,6 +209,14 @@ def _with_native_pyc(
     }
     how = f"{aid.description}; .pyc compiled by the {native.arch} interpreter"
     return CompileAid(aid.mounts, env, how)
+
+
+def stored(interp: InterpreterPlan, source: Source) -> Built | None:
+    """The store's tarball of `interp` compiled from `source`, found without a container
+    when the source's sha256 is known already (an emulated compile's, whose .pyc files the
+    host's interpreter of the same source writes); else None."""
+    path = artifact_path(interp, interp.artifact_key(source.sha256))
+    return _cached(interp, path, source) if path.is_file() else None
 
 
 def _cached(interp: InterpreterPlan, path: Path, source: Source) -> Built:

@@ -269,10 +269,13 @@ def native_python(
         return None
     defn = _oldest_suite_with(interp.source) or interp.builder.defn
 
-    def ensure() -> Built | None:
+    def ensure(source: interpreters.Source) -> Built | None:
         base = definition.plan_base(defn, archs.get(host))
         builder_plan = definition.plan_builder(defn, base.arch)
         native = definition.plan_interpreter(interp.source, builder_plan)
+        found = interpreters.stored(native, source)
+        if found is not None:  # the Sources index was just read for the emulated compile
+            return found
         builder = _ensure_builder(builder_plan, _rootfs(base, phases, fresh=False), phases)
         return interpreters.ensure_interpreter(native, builder, phases, None, remote)
 

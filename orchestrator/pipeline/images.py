@@ -27,7 +27,7 @@ from orchestrator.emulation.compile_aid import interpreter_accelerator
 from orchestrator.errors import EnvironmentProblem
 from orchestrator.images import pull
 from orchestrator.plan import catalog
-from orchestrator.plan.jobs import Job, Plan
+from orchestrator.plan.jobs import Job, Plan, job_prefix
 from orchestrator.report.joblog import JobLog
 from orchestrator.report.progress import ProgressView
 from orchestrator.report.record import ImageResult
@@ -202,7 +202,7 @@ class Images:
         if not self.split(job):
             whole = view.stage_of(f"image:{job.image}") or "queued"
             return f"image {job.policy}_{job.arch} ({whole})"
-        tag = job.python_tag.split("-")[0]
+        tag = job_prefix(job.python)  # cp313t, as the job's id names it
         stage = _short(view.stage_of(f"image:{self.local.python_ref(job, 'build')}"))
         if not group_ready:
             base = _short(view.stage_of(f"image:{self.local.base_ref(job)}"))
@@ -254,7 +254,7 @@ class Images:
         return self._step(ref, job, f"{job.policy}_{job.arch} base", self.local.base)
 
     def _python_image(self, job: Job, ref: str) -> Ready:
-        label = f"{job.policy}_{job.arch} + {job.python_tag.split('-')[0]}"
+        label = f"{job.policy}_{job.arch} + {job_prefix(job.python)}"
         if ref != self.local.base_ref(job) and self._base_job_waits(job):
             # The CPython builder's apt-get beside the base's doubled the base's time on a
             # fresh machine (two toolchain installs on 2 cores and one disk); a job of the
@@ -267,7 +267,7 @@ class Images:
         return self._step(ref, job, label, build)
 
     def _runtime(self, job: Job, ref: str) -> Ready:
-        label = f"{job.policy}_{job.arch} + {job.python_tag.split('-')[0]} runtime"
+        label = f"{job.policy}_{job.arch} + {job_prefix(job.python)} runtime"
 
         def build(j: Job, on_line: Report, on_phase: Report) -> ImageInfo:
             return self.local.for_python(j, "runtime", on_line, on_phase)
