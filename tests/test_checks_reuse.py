@@ -134,6 +134,8 @@ def test_every_input_changes_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyP
         "an image's id": {"images": [("runtime:1", "sha256:a2"), ("stock:bookworm", "sha256:bb")]},
         "one image less": {"images": [("runtime:1", "sha256:aa")]},
         "offline": {"offline": True},
+        "what verification installs": {"installed": ["packaging-25.0-py3-none-any.whl"]},
+        "the native uv": {"uv": "/orch/native/uv-0.9.1/uv"},
     }
     keys = {what: _key(**{**base, **kw}) for what, kw in changed.items()}
     unchanged = [what for what, k in keys.items() if k == key]
@@ -266,6 +268,68 @@ def test_a_new_image_id_runs_the_checks_again(
     engine.images[runtime] = dataclasses.replace(engine.images[runtime], id="sha256:rebuilt")
     report, _ = build(recipe, plan, opts, engine)
     assert report.jobs[0].checks["status"] == "run" and _verifications(engine)
+
+
+def test_an_audit_a_tool_could_not_finish_is_not_recorded(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # auditwheel timed out (or abi3audit failed): the audit passes with a warning, but an
+    # identical wheel must be audited again, not pass on this half answer forever
+    import orchestrator.pipeline.job as job_module
+    from orchestrator.audit.model import WARNING, AuditResult, make_finding
+
+    def audit(wheel: Path, recipe: Any, log: Any, linked: Any = None) -> AuditResult:
+        f = make_finding("tag", WARNING, "auditwheel gave no answer (timeout)", partial=True)
+        return AuditResult(wheel.name, (), (f,))
+
+    monkeypatch.setattr(job_module, "audit_job_wheel", audit)
+    recipe, plan, mirror = setup(tmp_path, python=("3.9",))
+    opts = options(tmp_path, mirror, audit=True, verify=True, recheck=False)
+    first, _ = build(recipe, plan, opts, _engine(plan))
+    assert first.jobs[0].status == "ok" and first.jobs[0].checks.get("status") != "run"
+    assert not list((cache_dir / "checks").glob("*.json"))
+    again, _ = build(recipe, plan, opts, engine := _engine(plan))
+    assert again.jobs[0].status == "ok" and _verifications(engine)  # run again
+
+
+def test_a_wheel_that_is_not_a_zip_fails_at_the_audit_not_in_the_lookup(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import orchestrator.pipeline.job as job_module
+
+    real_copy_out = job_module._JobRun.copy_out
+
+    def broken(self: Any, session: Any) -> Path:
+        wheel = real_copy_out(self, session)
+        wheel.write_bytes(b"not a zip")
+        return wheel
+
+    monkeypatch.setattr(job_module._JobRun, "copy_out", broken)
+    recipe, plan, mirror = setup(tmp_path, python=("3.9",))
+    opts = options(tmp_path, mirror, audit=True, verify=True, recheck=False)
+    report, _ = build(recipe, plan, opts, _engine(plan))
+    job = report.jobs[0]
+    assert job.status == "failed" and job.failed_stage in ("audit", "verify")
+    log = Path(job.log or "").read_text()
+    assert "[checks] not looked up (BadZipFile" in log
+
+
+def test_a_refilled_verification_set_is_a_new_key(tmp_path: Path, cache_dir: Path) -> None:
+    from orchestrator.pipeline.verify import _verify_set_key, installed_sets
+    from orchestrator.pipeline.wheelcache import WheelCache
+
+    base = _key_inputs(tmp_path)
+    recipe, job, wheel = base["recipe"], base["job"], base["wheel"]
+    images = [("runtime:1", "sha256:aa")]
+    assert installed_sets(recipe, job, wheel, images) is None  # not filled: the checks run
+    key = _verify_set_key(recipe, job, wheel)
+    assert key is not None
+    cache = WheelCache.for_image("sha256:aa", job.arch)
+    cache.store(key, {"packaging-24.0-py3-none-any.whl": b"w1"}, {"purpose": "verify"})
+    first = installed_sets(recipe, job, wheel, images)
+    cache.store(key, {"packaging-25.0-py3-none-any.whl": b"w2"}, {"purpose": "verify"})
+    second = installed_sets(recipe, job, wheel, images)
+    assert first == ["packaging-24.0-py3-none-any.whl"] and second != first
 
 
 # --- the real engine --------------------------------------------------------------------
@@ -425,10 +489,34 @@ def test_the_environment_tree_is_extracted_once_and_never_outside(tmp_path: Path
     cache.env_tar("k").write_bytes(_tar({"orch-build-env/bin/python": b"py"}))
     tree = cache.env_tree("k", "orch-build-env")
     assert tree is not None and (tree / "bin" / "python").read_bytes() == b"py"
-    cache.env_tar("k").unlink()  # extracted once: the tree serves without the tar
-    assert cache.env_tree("k", "orch-build-env") == tree
+    assert cache.env_tree("k", "orch-build-env") == tree  # extracted once
+    # a refilled set's new tar never serves the old tree
+    cache.store_env("k", _tar({"orch-build-env/bin/python": b"py2"}))
+    tree2 = cache.env_tree("k", "orch-build-env")
+    assert tree2 is not None and tree2 != tree
+    assert (tree2 / "bin" / "python").read_bytes() == b"py2"
     cache.env_tar("bad").write_bytes(_tar({"../../escaped": b"x"}))
     assert cache.env_tree("bad", "orch-build-env") is None
     assert not (tmp_path / "escaped").exists() and not (cache.root / "escaped").exists()
     assert cache.env_tree("absent", "orch-build-env") is None
     assert not [p for p in (cache.root / "envs").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_stale_trees_and_half_extractions_are_swept_once_an_hour_old(tmp_path: Path) -> None:
+    import os
+
+    from orchestrator.pipeline.wheelcache import WheelCache
+
+    cache = WheelCache(tmp_path / "wc")
+    envs = cache.root / "envs"
+    envs.mkdir(parents=True)
+    old_tree, young_tree, half = envs / "k.1-1.d", envs / "k.2-2.d", envs / ".k.3-3.d.x.tmp"
+    for d in (old_tree, young_tree, half):
+        (d / "orch-build-env").mkdir(parents=True)
+    for d in (old_tree, half):
+        os.utime(d, (1, 1))  # long ago: no running job mounts it
+    cache.store_env("k", _tar({"orch-build-env/bin/python": b"py"}))
+    tree = cache.env_tree("k", "orch-build-env")
+    assert tree is not None and tree.parent.exists()
+    assert not old_tree.exists() and not half.exists()
+    assert young_tree.exists()  # a job of a run still going may have it mounted

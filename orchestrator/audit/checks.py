@@ -355,11 +355,12 @@ def check_abi3(ctx: Context) -> list[Finding]:
                 "abi3",
                 WARNING,
                 "abi3 wheel, but abi3audit is not installed: stable-ABI check skipped",
+                partial=True,
             )
         ]
     report = run_abi3audit(ctx.wheel.path)
     if report.error is not None:
-        return [_f("abi3", WARNING, f"abi3audit failed: {report.error}")]
+        return [_f("abi3", WARNING, f"abi3audit failed: {report.error}", partial=True)]
     findings: list[Finding] = []
     for obj in report.objects:
         if obj.non_abi3_symbols:

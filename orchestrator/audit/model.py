@@ -37,15 +37,19 @@ class Finding:
     message: str
     items: tuple[str, ...] = ()
     file: str | None = None
+    partial: bool = False  # a tool gave no answer: the check ran only in part
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "check": self.check,
             "severity": self.severity,
             "message": self.message,
             "items": list(self.items),
             "file": self.file,
         }
+        if self.partial:
+            doc["partial"] = True
+        return doc
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,10 @@ class AuditResult:
 
     def ok(self) -> bool:
         return not any(f.severity == ERROR for f in self.findings)
+
+    def complete(self) -> bool:
+        """Every check gave its answer (no tool failed, timed out or was missing)."""
+        return not any(f.partial for f in self.findings)
 
     def by_check(self, check: str) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.check == check)
@@ -75,8 +83,9 @@ def make_finding(
     message: str,
     items: Sequence[str] | None = None,
     file: str | None = None,
+    partial: bool = False,
 ) -> Finding:
-    return Finding(check, severity, message, tuple(items or ()), file)
+    return Finding(check, severity, message, tuple(items or ()), file, partial)
 
 
 @dataclass(frozen=True)

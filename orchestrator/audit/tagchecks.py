@@ -100,6 +100,7 @@ def _compare_claim(ctx: Context, claim: Platform) -> list[Finding]:
                 "tag",
                 WARNING,
                 f"auditwheel gave no answer ({show.error}); falling back to orch's own analysis",
+                partial=True,
             )
         )
     if show.unsupported_isa:

@@ -331,6 +331,12 @@ def prepare_build_env(
                 f"offline and the wheel cache {cache.root} has no build requirements for "
                 "this project and Python: run once with the network to fill it",
             )
+        if not copy_wheels:  # the kept environment was mounted: it cannot be filled
+            raise StageFailed(
+                "build",
+                f"the build requirements' set {key[:12]} in {cache.root} changed after this "
+                "job mounted its kept environment (another run refilled it): build again",
+            )
         return fill_set(
             session, cache, key, python=python, src=src, outdir=outdir, env=env, mode="fill"
         )

@@ -28,7 +28,8 @@ from orchestrator.util.paths import cache_dir
 
 RECORD_SCHEMA = 1
 PACKAGE = Path(__file__).resolve().parents[1]  # orchestrator/
-CHECK_TOOLS = ("auditwheel", "abi3audit")  # host-side tools the audit runs
+# host-side tools and libraries the audit's findings depend on
+CHECK_TOOLS = ("auditwheel", "abi3audit", "pyelftools", "packaging")
 
 
 def wheel_digest(wheel: Path) -> str:
@@ -93,9 +94,13 @@ def checks_key(
     *,
     offline: bool,
     digest: str | None = None,
+    installed: Iterable[str] = (),
+    uv: str | None = None,
 ) -> ChecksKey:
     """`images`: the verification images as resolved for this wheel, each with its id;
-    `linked`: the dependencies the job linked, each with its cache key."""
+    `linked`: the dependencies the job linked, each with its cache key; `installed`: what
+    verification installs in each image (verify.installed_sets); `uv`: the native uv
+    verification installs with (None: the image's own pip or uv)."""
     return ChecksKey(
         wheel=wheel.name,
         digest=digest or wheel_digest(wheel),
@@ -113,7 +118,7 @@ def checks_key(
         },
         test=dataclasses.asdict(recipe.test),
         images=tuple(images),
-        options={"offline": offline},
+        options={"offline": offline, "installed": list(installed), "uv": uv},
         orch=orch_digest(),
     )
 

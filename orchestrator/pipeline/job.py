@@ -35,7 +35,13 @@ from orchestrator.pipeline.buildenv import BUILD_ENV_DIR, TOOLS, build_key
 from orchestrator.pipeline.compilecache import CompileCache, compile_cache_for, read_stats
 from orchestrator.pipeline.land import copy_out_wheels, land_once, set_aside
 from orchestrator.pipeline.repair import REPAIRED, repair_wheel
-from orchestrator.pipeline.verify import VerifyOutcome, present_ids, verify_refs, verify_wheel
+from orchestrator.pipeline.verify import (
+    VerifyOutcome,
+    installed_sets,
+    present_ids,
+    verify_refs,
+    verify_wheel,
+)
 from orchestrator.pipeline.wheelcache import WheelCache
 from orchestrator.plan.jobs import Job
 from orchestrator.recipe.model import Recipe
@@ -334,24 +340,32 @@ class _JobRun:
             if ids is None:  # an image is built or pulled first: it is a new one
                 return False
             key = self.checks_key(wheel, list(zip(self.refs, ids, strict=True)))
-            record = checks.lookup(key)
-        except (OSError, ValueError) as exc:  # a bad zip: the checks will say what is wrong
-            self.log.line(f"[checks] not looked up ({exc}): the checks run")
+            record = checks.lookup(key) if key else None
+        except Exception as exc:  # a bad zip, an engine error: the checks will say
+            self.log.line(f"[checks] not looked up ({type(exc).__name__}: {exc}): they run")
             return False
         if record is None:
             return False
         self.inputs.view.stage(self.job.id, "checks reused")
         self.log.stage("checks reused")
         self.log.line(checks.reused_line(record, checks.records_dir() / f"{record.key}.json"))
-        self.found.audit = {**record.audit, "reused": True}
-        self.found.verify = tuple({**v, "reused": True} for v in record.verify)
+        # what was found then, not timed or fetched now
+        self.found.audit = {**record.audit, "wheel": str(wheel), "reused": True}
+        self.found.verify = tuple(
+            {**v, "seconds": 0.0, "wheel_cache": "", "reused": True} for v in record.verify
+        )
         self.found.checks = {"status": "reused", "key": record.key, "written": record.when}
         return True
 
-    def checks_key(self, wheel: Path, images: list[tuple[str, str]]) -> checks.ChecksKey:
+    def checks_key(self, wheel: Path, images: list[tuple[str, str]]) -> checks.ChecksKey | None:
+        """None when what verification installs is not in the cache: the checks run."""
+        installed = installed_sets(self.inputs.recipe, self.job, wheel, images)
+        if installed is None:
+            return None
         deps = self.inputs.deps.get(self.job.group)
         linked = dict(deps.artifacts) if deps else {}
         keys = {r.name: r.key for r in deps.results if r.name in linked} if deps else {}
+        uv = nativeuv.newest(lambda _line: None) if nativeuv.available() else None
         return checks.checks_key(
             wheel,
             self.inputs.recipe,
@@ -360,19 +374,27 @@ class _JobRun:
             keys,
             offline=self.inputs.opts.offline,
             digest=self.digest,
+            installed=installed,
+            uv=uv,
         )
 
     def record_checks(self, wheel: Path) -> None:
         """The audit and every verification passed (a refusal raised before this): the
         record lets an identical wheel skip them, keyed by the images they ran in."""
-        if self.digest is None or self.found.audit is None:
+        audit = self.found.audit
+        if self.digest is None or audit is None:
+            return
+        if any(f.get("partial") for f in audit.get("findings", ())):
+            self.log.line("[checks] not recorded: a tool of the audit gave no answer")
             return
         images = [(str(v.get("image")), str(v.get("image_id") or "")) for v in self.found.verify]
         if not images or not all(i for _r, i in images):
             return
         key = self.checks_key(wheel, images)
+        if key is None:
+            return
         try:
-            checks.store(key, self.found.audit, self.found.verify)
+            checks.store(key, audit, self.found.verify)
         except OSError as exc:  # the cache is an optimisation: the job goes on
             self.log.line(f"[checks] warning: the passed checks were not recorded: {exc}")
             return

@@ -525,6 +525,38 @@ def requires_dist(wheel: Path) -> list[str]:
     return []
 
 
+def _verify_set_key(recipe: Recipe, job: Job, wheel: Path) -> str | None:
+    """The wheel-cache set of what verification installs besides the wheel; None: nothing."""
+    wanted = {
+        "requires-dist": json.dumps(requirement_lines(requires_dist(wheel))),
+        "test": json.dumps(requirement_lines(recipe.test.requires)),
+        "coexist": json.dumps(
+            requirement_lines(r for r, _m in map(coexist_entry, recipe.test.coexist))
+        ),
+    }
+    if all(v == "[]" for v in wanted.values()):
+        return None
+    return set_key("verify", job.python_tag, wanted)
+
+
+def installed_sets(
+    recipe: Recipe, job: Job, wheel: Path, images: list[tuple[str, str]]
+) -> list[str] | None:
+    """What verification installs in each image (the cached set's wheel names, versions
+    included), for the checks key: a refilled set that resolved other versions is a new
+    key. None when an image's set is not in the cache (its checks run and fill it)."""
+    key = _verify_set_key(recipe, job, wheel)
+    if key is None:
+        return ["none" for _ in images]
+    out = []
+    for _ref, image_id in images:
+        found = WheelCache.for_image(image_id, job.arch).lookup(key)
+        if found is None:
+            return None
+        out.append(" ".join(sorted(p.name for p in found.wheels)))
+    return out
+
+
 def _verify_env(
     session: Session,
     recipe: Recipe,
@@ -537,16 +569,9 @@ def _verify_env(
 ) -> str:
     """The wheels verification installs (runtime and test requirements, coexist
     packages) at WHEELS, from the cache, filled on a miss; "none" if there are none."""
-    wanted = {
-        "requires-dist": json.dumps(requirement_lines(requires_dist(wheel))),
-        "test": json.dumps(requirement_lines(recipe.test.requires)),
-        "coexist": json.dumps(
-            requirement_lines(r for r, _m in map(coexist_entry, recipe.test.coexist))
-        ),
-    }
-    if all(v == "[]" for v in wanted.values()):
+    key = _verify_set_key(recipe, job, wheel)
+    if key is None:
         return "none"
-    key = set_key("verify", job.python_tag, wanted)
     with cache.filling(key, session.cancel):
         found = cache.lookup(key)
         if found is not None:

@@ -18,6 +18,7 @@ import os
 import shutil
 import tarfile
 import threading
+import time
 import uuid
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -101,10 +102,17 @@ class WheelCache:
         """A set's build environment extracted once beside its tar (`<key>.d/<top>`), for
         a read-only mount: a warm job then copies nothing in and leaves nothing for the
         engine to delete (its ~700 files cost the container's removal ~0.4 s). None when
-        there is no environment or it cannot be extracted (the job copies the tar in)."""
-        target = self.root / "envs" / f"{key}.d"
+        there is no environment or it cannot be extracted (the job copies the tar in).
+        The tree is named after the tar's size and mtime: a refilled set's new tar gets a
+        new tree, never the old one."""
+        try:
+            st = self.env_tar(key).stat()
+        except OSError:
+            return None
+        target = self.root / "envs" / f"{key}.{st.st_size}-{st.st_mtime_ns}.d"
         if (target / top).is_dir():
             return target / top
+        _sweep_trees(self.root / "envs", key)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
         try:
             with tarfile.open(self.env_tar(key)) as tar:
@@ -120,6 +128,7 @@ class WheelCache:
         return target / top if (target / top).is_dir() else None
 
     def store_env(self, key: str, data: bytes) -> None:
+        """The environment's tar, replaced whole (its extracted tree follows: env_tree)."""
         (self.root / "envs").mkdir(parents=True, exist_ok=True)
         _atomic_write(self.env_tar(key), data)
 
@@ -241,3 +250,17 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 def requirement_lines(reqs: Iterable[str]) -> list[str]:
     return sorted({r.strip() for r in reqs if r.strip()})
+
+
+STALE_TREE = 3600.0  # seconds: an older leftover is no job's mount any more
+
+
+def _sweep_trees(envs: Path, key: str) -> None:
+    """Trees of an earlier tar of this set, and extractions a killed run left half done:
+    removed once they are an hour old (a running job may still have a younger one
+    mounted)."""
+    now = time.time()
+    for old in [*envs.glob(f"{key}.*.d"), *envs.glob(f".{key}.*.tmp")]:
+        with contextlib.suppress(OSError):
+            if now - old.stat().st_mtime > STALE_TREE:
+                shutil.rmtree(old, ignore_errors=True)
