@@ -423,6 +423,32 @@ def test_the_project_and_the_prefix_go_in_as_one_tar_rooted_at_slash() -> None:
         rooted_tar([(_tar({"../etc/passwd": b"x"}), "/orch")])
 
 
+def test_a_large_project_goes_in_without_re_packing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.pipeline import build as build_module
+
+    calls: list[tuple[str, Any]] = []
+
+    class Recorder:
+        def put_tar(self, data: bytes, target: str) -> None:
+            calls.append(("put_tar", (len(data), target)))
+
+        def mkdirs(self, *paths: str) -> None:
+            calls.append(("mkdirs", paths))
+
+    recipe = type("R", (), {"project": type("P", (), {"kind": "tree"})()})()
+    project, prefix = _tar({"src/setup.py": b"setup()"}), _tar({"deps/lib/libz.a": b"a"})
+    build_module.copy_project(Recorder(), recipe, project, [(prefix, "/opt/orch")])  # type: ignore[arg-type]
+    assert [c[0] for c in calls] == ["put_tar"] and calls[0][1][1] == "/"  # one copy
+    calls.clear()
+    monkeypatch.setattr(build_module, "ONE_COPY_LIMIT", len(project))  # now "large"
+    build_module.copy_project(Recorder(), recipe, project, [(prefix, "/opt/orch")])  # type: ignore[arg-type]
+    assert calls == [
+        ("mkdirs", ("/orch", build_module.DIST, "/opt/orch")),
+        ("put_tar", (len(project), "/orch")),
+        ("put_tar", (len(prefix), "/opt/orch")),
+    ]
+
+
 def test_the_reports_say_checks_reused() -> None:
     from orchestrator.report import to_html, to_markdown
 
