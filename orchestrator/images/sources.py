@@ -42,7 +42,7 @@ DEBOOTSTRAP_SCRIPT = Path("/usr/sbin/debootstrap")  # its DEF_MIRROR is the root
 SERVED, UNSERVED, FAILED, UNKNOWN = "served", "unserved", "failed", "unknown"
 SERVED_TTL = 7 * 86400.0
 UNSERVED_TTL = 86400.0
-TIMEOUT = 20.0
+TIMEOUT = (5.0, 20.0)  # connect, read: a mirror that does not answer costs the plan 5 s
 RECHECK_HINT = "re-check: orch images list --recheck"
 # Sources.gz first: it decompresses 3x faster than .xz here and is only 35% bigger.
 INDEX_NAMES = ("Sources.gz", "Sources.xz")
@@ -149,6 +149,12 @@ class Prober:
         if self.offline:
             why = "offline, and no answer cached"
             return {(suite, package): SourceCheck(suite, package, UNKNOWN, self.mirror, detail=why)}
+        down = next(
+            (c for c in self._seen.values() if c.state == FAILED and c.status is None), None
+        )
+        if down is not None:  # unreachable a moment ago: one timeout per run, not per suite
+            why = f"not asked (the mirror was unreachable a moment ago: {down.detail})"
+            return {(suite, package): SourceCheck(suite, package, FAILED, self.mirror, detail=why)}
         wanted = {package} | {p for s, p in self.interest if s == suite}
         found = probe_suite(self.mirror, suite, sorted(wanted), self.now)
         for check in found.values():
