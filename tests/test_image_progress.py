@@ -121,6 +121,7 @@ def test_images_list_shows_available_and_built_pythons(
     )
     monkeypatch.setattr(engine, "list_images", lambda _label: [image])
     console = Console(width=250, record=True)
+
     def forky_unserved(suite: str, package: str) -> SourceCheck:  # this mirror's answer
         return SourceCheck(suite, package, "unserved" if suite == "forky" else "served")
 
