@@ -170,6 +170,22 @@ def test_a_failed_probe_plans_the_job_says_so_and_caches_nothing(
     assert not list(cache_dir.rglob("*.json"))
 
 
+def test_an_expired_answer_is_not_used_when_the_mirror_is_down(tmp_path: Path) -> None:
+    root = tmp_path / "m"
+    _mirror(root, {"python3.13": True})
+    with serve_directory(root) as url:
+        mirror = f"{url}/debian"
+        first = sources.Prober(mirror, now=lambda: T0, cache=tmp_path / "c")
+        assert first("forky", "python3.14").state == sources.UNSERVED
+    # the server is gone: the day-old "not served" is not repeated as today's answer
+    later = sources.Prober(mirror, now=lambda: T0 + 25 * HOUR, cache=tmp_path / "c")
+    check = later("forky", "python3.14")
+    assert check.state == sources.FAILED and not check.excludes
+    assert "last answer (expired): not served (404), 2026-" in check.detail
+    kept = json.loads(next((tmp_path / "c").rglob("forky_python3.14.json")).read_text())
+    assert kept["state"] == "unserved" and kept["checked"] == T0  # untouched
+
+
 def test_offline_asks_nothing(tmp_path: Path, host_mirror: tuple[Path, ServerURL]) -> None:
     root, url = host_mirror
     _mirror(root, {"python3.13": True})

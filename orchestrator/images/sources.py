@@ -157,10 +157,19 @@ class Prober:
             return {(suite, package): SourceCheck(suite, package, FAILED, self.mirror, detail=why)}
         wanted = {package} | {p for s, p in self.interest if s == suite}
         found = probe_suite(self.mirror, suite, sorted(wanted), self.now)
-        for check in found.values():
-            if check.state in (SERVED, UNSERVED):  # a failed probe is never cached
-                _write(self._path(check.suite, check.package), check)
+        for name, check in found.items():
+            if check.state in (SERVED, UNSERVED):
+                _write(self._path(suite, name), check)
+            else:  # a failed probe is never cached; an expired answer is only mentioned
+                found[name] = self._with_last(check)
         return {(suite, p): c for p, c in found.items()}
+
+    def _with_last(self, failed: SourceCheck) -> SourceCheck:
+        last = _read(self._path(failed.suite, failed.package))
+        if last is None:
+            return failed
+        detail = f"{failed.detail}; last answer (expired): {last.summary()}"
+        return SourceCheck(**{**asdict(failed), "detail": detail})
 
     def _fresh(self, check: SourceCheck) -> bool:
         ttl = SERVED_TTL if check.state == SERVED else UNSERVED_TTL
