@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from orchestrator import cli
+from orchestrator import archs, cli
 from orchestrator.errors import ConfigError
-from orchestrator.images import commands, sources
+from orchestrator.images import commands, definition, sources
 from orchestrator.plan.jobs import make_plan
 from orchestrator.recipe import load_recipe
 from tests.support.sourceserver import ServerURL, serve_directory, unused_port
@@ -286,3 +286,24 @@ def test_build_local_refuses_an_unserved_python_before_building(
 def test_versions_compare_as_dpkg_does(a: str, b: str, sign: int) -> None:
     got = sources.compare_versions(a, b)
     assert (got > 0) - (got < 0) == sign
+
+
+def test_listing_more_source_pythons_moves_no_image_tag(definitions_copy: Path) -> None:
+    """The forky entries are new lines in bullseye.yaml: every image named without them
+    (base, builder, job images of the other Pythons) keeps its tag."""
+    combos = [None, ("3.9",), ("3.11",), ("3.13", "3.13t"), ("3.11", "3.13")]
+
+    def refs() -> list[str]:
+        out = []
+        for arch in ("x86_64", "aarch64"):
+            defn = definition.load_suite("bullseye")
+            out.append(definition.plan_builder(defn, archs.get(arch)).ref)
+            out += [definition.plan_image(arch, "bullseye", c).ref("build") for c in combos]
+        return out
+
+    with_forky = refs()
+    path = definitions_copy / "bullseye.yaml"
+    kept = [ln for ln in path.read_text().splitlines(keepends=True) if "suite: forky" not in ln]
+    path.write_text("".join(kept))
+    assert "cp314-cp314" not in definition.load_suite("bullseye").source_pythons
+    assert refs() == with_forky
