@@ -274,7 +274,7 @@ def test_every_suite_offers_the_reachable_cpythons() -> None:
         for tag, source in defn.source_pythons.items():
             assert source.free_threaded == tag.endswith("t")
             assert source.package == f"python{definition.version_of(tag).rstrip('t')}"
-            assert source.suite == {"3.11": "bookworm", "3.13": "trixie"}.get(
+            assert source.suite == {"3.9": "bullseye", "3.11": "bookworm", "3.13": "trixie"}.get(
                 definition.version_of(tag).rstrip("t"), "forky"
             )
 
