@@ -293,6 +293,13 @@ def _plan_commands(sub: Sub) -> None:
     _selection_args(p)
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.add_argument(
+        "--offline",
+        action="store_true",
+        help="ask the package mirror nothing: whether it serves a source-built interpreter's "
+        "source comes from the cache, else is unknown (planned, with a warning; env "
+        "ORCH_OFFLINE=1)",
+    )
+    p.add_argument(
         "--deps",
         action="store_true",
         help="print the dependency DAG per group as a tree, with cache hit/miss when the "
@@ -372,13 +379,19 @@ def _images_command(sub: Sub) -> None:
     )
     bs.add_argument("suites", nargs="+", metavar="SUITE", help="bullseye, bookworm, trixie")
     _arch_arg(bs, "architecture(s), repeatable or comma-separated (default: x86_64)")
-    _add(
+    ls = _add(
         isub,
         "list",
         "list the catalog, each image's Pythons, and the images present",
         "List every pypa and local image: policy, libc, architecture, Pythons, end of life, "
         "reference and whether it is present on this engine.",
-        "orch images list",
+        "orch images list --recheck",
+    )
+    ls.add_argument(
+        "--recheck",
+        action="store_true",
+        help="ask the package mirror again whether it serves each source-built "
+        "interpreter's source (answers are cached: served for a week, not served for a day)",
     )
     _add(
         isub,
@@ -578,13 +591,15 @@ def _recipe_path(arg: str) -> Path:
 
 
 def _load_plan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from orchestrator.images.sources import for_host
     from orchestrator.plan.engines import engine_routes, with_engines
     from orchestrator.plan.jobs import make_plan
     from orchestrator.plan.runners import parse_runners
     from orchestrator.recipe import load_recipe
 
     recipe = load_recipe(_recipe_path(args.file))
-    plan = with_engines(make_plan(recipe), engine_routes(options.env()))
+    sources = for_host(offline=getattr(args, "offline", False))
+    plan = with_engines(make_plan(recipe, sources=sources), engine_routes(options.env()))
     plan = plan.select_archs(getattr(args, "arch", []) or [])
     plan = plan.select(getattr(args, "only", []) or [])
     if getattr(args, "shard", None):
@@ -802,7 +817,7 @@ def cmd_images(args: argparse.Namespace, console: Console) -> int:
         removed = remove_stale_local_images(lambda line: console.print(line, markup=False))
         console.print(f"removed {len(removed)} stale image(s)")
         return EXIT_OK
-    return commands.list_images(console)
+    return commands.list_images(console, recheck=getattr(args, "recheck", False))
 
 
 def cmd_doctor(args: argparse.Namespace, console: Console) -> int:

@@ -38,6 +38,8 @@ NATIVE_REPAIR = "ORCH_NATIVE_REPAIR"  # 0: emulated jobs repair with the image's
 WHEEL_PREFILL = "ORCH_WHEEL_PREFILL"  # 0: a cold job fetches its build requirements itself
 RECHECK = "ORCH_RECHECK"  # 1: audit and verify every wheel even if identical checks passed
 ROOTFS_TOOL = "ORCH_ROOTFS_TOOL"  # auto (mmdebstrap when usable), debootstrap (images/rootfs)
+# 0: plan every source-built interpreter without asking the mirror for its source (images/sources)
+SOURCE_PROBE = "ORCH_SOURCE_PROBE"
 
 # Variables naming a CA bundle, in the order they are honoured.
 CA_BUNDLE_VARS = (CA_BUNDLE, "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT")
@@ -74,6 +76,7 @@ class EnvSettings:
     wheel_prefill: bool = True
     recheck: bool = False
     rootfs_tool: str = "auto"
+    source_probe: bool = True
     proxies: Mapping[str, str] = field(default_factory=lambda: _frozen({}))  # as spelled
     pip: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
     process: Mapping[str, str] = field(default_factory=lambda: _frozen({}))  # subprocesses
@@ -108,6 +111,7 @@ class EnvSettings:
             wheel_prefill=environ.get(WHEEL_PREFILL, "1").strip() != "0",
             recheck=get(RECHECK) == "1",
             rootfs_tool=get(ROOTFS_TOOL) or "auto",
+            source_probe=get(SOURCE_PROBE) != "0",
             proxies=_frozen(
                 {
                     key: environ[key]

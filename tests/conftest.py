@@ -34,6 +34,10 @@ if not os.environ.get("ORCH_INTERPRETER_DIR"):
 # printed or created must see it run, so the suite re-checks unless a test says otherwise
 # (tests/test_checks_reuse.py sets ORCH_RECHECK=0 with its own cache).
 os.environ.setdefault("ORCH_RECHECK", "1")
+# `orch plan` asks the package mirror whether it serves each source-built interpreter's
+# source (images/sources.py); tests ask only their own 127.0.0.1 mirror
+# (tests/test_source_probe.py), never the machine's.
+os.environ.setdefault("ORCH_SOURCE_PROBE", "0")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

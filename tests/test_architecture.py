@@ -15,9 +15,9 @@ PACKAGE = ROOT / "orchestrator"
 # The pipeline's layers, earliest first: a module may import its own layer or earlier.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("orchestrator", "errors", "archs", "options", "util"),
-    # reference data read from images/ (policies, image definitions): recipes are checked
-    # against it, plans name images by it
-    ("plan.catalog", "images.definition"),
+    # reference data read from images/ (policies, image definitions, whether the mirror
+    # serves a definition's sources): recipes are checked against it, plans name images by it
+    ("plan.catalog", "images.definition", "images.sources"),
     ("recipe",),
     ("plan",),
     ("container", "report"),

@@ -12,6 +12,7 @@ import pytest
 from orchestrator import archs
 from orchestrator.errors import ConfigError
 from orchestrator.images import definition, local, rootfs, stock
+from orchestrator.images.sources import SourceCheck
 from orchestrator.plan import catalog
 from orchestrator.plan.jobs import make_plan
 from orchestrator.recipe import load_recipe
@@ -150,19 +151,30 @@ def _recipe(tmp_path: Path, python: str, platforms: str, requires: str | None = 
     return f
 
 
+def _unserved_forky(suite: str, package: str) -> SourceCheck:
+    """The answer this machine's mirror gives (tests/test_source_probe.py asks a real one)."""
+    url = f"http://mirror.invalid/debian/pool/main/p/{package}/{package}_1-1.dsc"
+    state = "unserved" if suite == "forky" else "served"
+    return SourceCheck(suite, package, state, "http://mirror.invalid/debian", "1-1", url, 404)
+
+
 def test_plan_builds_314_and_315_in_forky_and_says_why_not_elsewhere(tmp_path: Path) -> None:
     recipe = _recipe(tmp_path, "['3.13', '3.14', '3.14t', '3.15']", "[manylinux_2_31]")
-    plan = make_plan(load_recipe(recipe), host_arch="x86_64")
+    plan = make_plan(load_recipe(recipe), host_arch="x86_64", sources=_unserved_forky)
     assert [j.id for j in plan.jobs] == ["cp313-manylinux_2_31_x86_64"]
     reasons = {e.id: e.reason for e in plan.excluded}
     why = reasons["cp314-manylinux_2_31_x86_64"]
-    assert "serves no python3.14 source" in why and "add manylinux_2_39 to platforms" in why
-    assert "serves no python3.15 source" in reasons["cp315-manylinux_2_31_x86_64"]
+    assert "does not serve the source of python3.14 1-1" in why and "404" in why
+    assert "add manylinux_2_39 to platforms" in why
+    assert "source of python3.15" in reasons["cp315-manylinux_2_31_x86_64"]
+    # a mirror that serves forky's sources: compiled into the manylinux_2_31 image
+    served = make_plan(load_recipe(recipe), host_arch="x86_64", sources=None)
+    assert "cp314t-manylinux_2_31_x86_64" in [j.id for j in served.jobs]
 
     both = _recipe(
         tmp_path, "['3.13', '3.14', '3.14t', '3.15']", "[manylinux_2_31, manylinux_2_39]"
     )
-    plan = make_plan(load_recipe(both), host_arch="x86_64")
+    plan = make_plan(load_recipe(both), host_arch="x86_64", sources=_unserved_forky)
     jobs = {j.id: j for j in plan.jobs}
     assert sorted(jobs) == [
         "cp313-manylinux_2_31_x86_64",
@@ -211,9 +223,9 @@ def test_no_forky_armv7l_jobs_and_the_plan_says_why(tmp_path: Path) -> None:
     assert "64-bit time_t" in why and "no local manylinux_2_39 armv7l image" in why
 
 
-def test_build_local_names_the_reason_for_an_unserved_python() -> None:
-    with pytest.raises(ConfigError, match=r"cp314-cp314: the package mirror serves no python3\.14"):
-        definition.plan_image("x86_64", "bullseye", ("3.14",))
+def test_a_forky_free_threaded_python_names_the_reason() -> None:
+    with pytest.raises(ConfigError, match=r"cp314-cp314t: Debian ships no free-threaded"):
+        definition.plan_image("x86_64", "forky", ("3.14t",))
 
 
 def test_stock_forky_verifies_314_wheels() -> None:

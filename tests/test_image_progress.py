@@ -105,6 +105,7 @@ def test_images_list_shows_available_and_built_pythons(
 
     from orchestrator.container import engine
     from orchestrator.images import commands
+    from orchestrator.images.sources import SourceCheck
     from orchestrator.plan import catalog
 
     monkeypatch.setenv(interpreters.ENV_INTERPRETER_DIR, str(tmp_path))
@@ -120,7 +121,14 @@ def test_images_list_shows_available_and_built_pythons(
     )
     monkeypatch.setattr(engine, "list_images", lambda _label: [image])
     console = Console(width=250, record=True)
+
+    def forky_unserved(suite: str, package: str) -> SourceCheck:  # this mirror's answer
+        return SourceCheck(suite, package, "unserved" if suite == "forky" else "served")
+
     console.print(commands.local_pythons_table(catalog.load()))
+    unchecked = console.export_text()  # nobody asked the mirror: the definition's list
+    assert "cp39 cp311 cp313 cp313t cp314 cp314t cp315 cp315t" in unchecked
+    console.print(commands.local_pythons_table(catalog.load(), forky_unserved))
     text = console.export_text()  # clears the record
     rows = [ln for ln in text.splitlines() if "bullseye" in ln]
     aarch64 = next(ln for ln in rows if "aarch64" in ln)

@@ -10,7 +10,7 @@ from orchestrator.images import definition, interpreters
 def _interp() -> definition.InterpreterPlan:
     defn = definition.load_suite("bullseye")
     builder = definition.plan_builder(defn, archs.get("x86_64"))
-    # listed in forky's Sources index, its tarball not served (images/local/*.yaml: unavailable)
+    # listed in forky's Sources index; a mirror may not serve its tarball (images/sources.py)
     source = definition.SourcePython("cp314-cp314", "forky", "python3.14")
     return definition.plan_interpreter(source, builder)
 

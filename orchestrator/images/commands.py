@@ -9,13 +9,15 @@ from rich.table import Table
 
 from orchestrator.container import engine
 from orchestrator.errors import EXIT_OK, ConfigError
-from orchestrator.images import definition, interpreters
+from orchestrator.images import definition, interpreters, sources
 from orchestrator.images.interpreters import Accelerator
+from orchestrator.images.sources import SourceChecks
 from orchestrator.plan import catalog
 
 
-def list_images(console: Console) -> int:
+def list_images(console: Console, recheck: bool = False) -> int:
     cat = catalog.load()
+    checks = sources.for_host(recheck=recheck)
     table = Table(title="image catalog")
     for col in ("policy", "source", "libc", "arch", "pythons", "eol", "image", "present"):
         table.add_column(col)
@@ -26,13 +28,41 @@ def list_images(console: Console) -> int:
             table.add_row(p.name, "pypa", libc, arch, pythons, p.eol or "", ref, _present(ref))
     wide = Console(width=max(Console().width, 160))  # not wrapped into a column of dots
     wide.print(table)
-    wide.print(local_pythons_table(cat))
+    wide.print(local_pythons_table(cat, checks))
+    if checks is not None:
+        wide.print(sources_table(checks))
     return EXIT_OK
 
 
-def local_pythons_table(cat: catalog.Catalog) -> Table:
-    """Per local image family and architecture: the Pythons it offers, those compiled (in the
-    interpreter store), and the images present with the Pythons each carries."""
+def sources_table(checks: SourceChecks) -> Table:
+    """Each Debian source package a local image compiles an interpreter from, and whether
+    the package mirror serves it (what `orch plan` decides by)."""
+    table = Table(title="sources of the compiled interpreters (the package mirror's answer)")
+    for col in ("suite", "package", "version", "for", "answer"):
+        table.add_column(col, overflow="fold")
+    users = _source_users()
+    for suite, package in sources.named_sources():
+        check = checks(suite, package)
+        answer = check.summary()
+        if check.state == sources.UNSERVED:
+            answer += f"\n{check.url}"
+        table.add_row(suite, package, check.version, " ".join(users[suite, package]), answer)
+    return table
+
+
+def _source_users() -> dict[tuple[str, str], list[str]]:
+    """(suite, package) -> the families and tags compiled from it: manylinux_2_31:cp314t."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for loc in catalog.load().local.values():
+        for tag, src in definition.load_suite(loc.suite).source_pythons.items():
+            out.setdefault((src.suite, src.package), []).append(f"{loc.policy}:{_short(tag)}")
+    return out
+
+
+def local_pythons_table(cat: catalog.Catalog, checks: SourceChecks | None = None) -> Table:
+    """Per local image family and architecture: the Pythons it offers (a compiled one only
+    when the mirror serves its source, or nobody asked), those compiled (in the interpreter
+    store), and the images present with the Pythons each carries."""
     present = _present_local_images()
     table = Table(title="local images: Pythons (source-built ones are compiled on demand)")
     for col in ("policy", "suite", "arch", "available", "built", "images present"):
@@ -43,15 +73,22 @@ def local_pythons_table(cat: catalog.Catalog) -> Table:
             plat = f"{loc.policy}_{arch}"
             built = {r["tag"] for r in interpreters.built_interpreters(plat)}
             debian = defn.debian_tags()
+            offered = [
+                t for t in defn.available() if cat.offers(loc.policy, arch, _version(t), checks)
+            ]
             table.add_row(
                 loc.policy,
                 loc.suite,
                 arch,
-                " ".join(_short(t) for t in defn.available()),
+                " ".join(_short(t) for t in offered),
                 " ".join(_short(t) for t in defn.available() if t in built or t in debian),
                 "\n".join(present.get(plat, [])),
             )
     return table
+
+
+def _version(tag: str) -> str:
+    return definition.version_of(tag)
 
 
 def _short(tag: str) -> str:
@@ -119,6 +156,9 @@ def build_local(
         console.print(f"[{time.monotonic() - t0:7.1f}s] {text}", markup=False, highlight=False)
 
     for arch in arch_names:
+        _check_sources(arch, suites[arch], pythons, console)
+
+    for arch in arch_names:
         for variant in ("runtime", "build"):
             console.print(f"[bold]{arch} {variant}[/] ({suites[arch]})")
             info = ensure_local_image(
@@ -133,6 +173,24 @@ def build_local(
             )
             console.print(f"  -> {info.ref} ({info.architecture})")
     return EXIT_OK
+
+
+def _check_sources(
+    arch: str, suite: str, pythons: tuple[str, ...] | None, console: Console
+) -> None:
+    """A compiled interpreter whose source the mirror does not serve is refused before
+    anything is built (with the mirror's answer); an unchecked one is built with a note."""
+    checks = sources.for_host()
+    if checks is None:
+        return
+    defn = definition.load_suite(suite)
+    for tag in definition.resolve_pythons(defn, arch, pythons):
+        src = defn.source_pythons.get(tag)
+        check = checks(src.suite, src.package) if src else None
+        if check is not None and check.excludes:
+            raise ConfigError(f"--python {definition.version_of(tag)} ({suite}): {check.reason()}")
+        if check is not None and check.state != sources.SERVED:
+            console.print(f"[yellow]note:[/] {check.note()}", highlight=False)
 
 
 def build_stock(suites: list[str], arch_names: list[str], console: Console) -> int:

@@ -28,10 +28,11 @@ from filelock import FileLock
 from orchestrator import archs, options
 from orchestrator.archs import Arch
 from orchestrator.errors import EnvironmentProblem, OrchError
+from orchestrator.images import sources
 from orchestrator.util import paths, stoppers
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
-DEBOOTSTRAP_SCRIPT = Path("/usr/sbin/debootstrap")  # its default mirror is read from here
+DEBOOTSTRAP_SCRIPT = sources.DEBOOTSTRAP_SCRIPT  # its default mirror is read from here
 # debootstrap's shell functions: mmdebstrap merges /usr with its setup_merged_usr, as
 # debootstrap does. (mmdebstrap's own merged-usr hook also installs a dummy usr-is-merged
 # package, which debootstrap's roots do not have.)
@@ -189,15 +190,9 @@ def _host_debian_arch() -> str:
 
 
 def _debootstrap_mirror() -> str | None:
-    """debootstrap's default mirror (DEF_MIRROR in its script), so both tools read one."""
-    try:
-        text = DEBOOTSTRAP_SCRIPT.read_text(errors="replace")
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("DEF_MIRROR="):
-            return line.split("=", 1)[1].strip().strip("\"'") or None
-    return None
+    """debootstrap's default mirror (DEF_MIRROR in its script), so both tools read one (and
+    `orch plan` asks the same mirror whether it serves a source: sources.py)."""
+    return sources.debootstrap_mirror(DEBOOTSTRAP_SCRIPT)
 
 
 def ensure_rootfs(suite: str, arch: Arch, key: str, on_line: Log, refresh: bool = False) -> Path:

@@ -15,7 +15,14 @@ import yaml
 
 from orchestrator import archs
 from orchestrator.errors import ConfigError
-from orchestrator.images.definition import load_suite, normalize_python, plan_image, version_of
+from orchestrator.images.definition import (
+    SourcePython,
+    load_suite,
+    normalize_python,
+    plan_image,
+    version_of,
+)
+from orchestrator.images.sources import SourceCheck, SourceChecks
 from orchestrator.util.resources import data_dir
 
 # PEP 600 names of the legacy aliases, both ways.
@@ -68,6 +75,17 @@ class LocalInfo:
         """Why the definition knowingly lacks CPython `version` ("3.14t"), or None."""
         defn = load_suite(self.suite)
         return defn.unavailable.get(normalize_python(version))
+
+    def source(self, version: str) -> SourcePython | None:
+        """The Debian source package CPython `version` is compiled from, or None (Debian's
+        own interpreter, or not offered)."""
+        return load_suite(self.suite).source_pythons.get(normalize_python(version))
+
+    def source_check(self, version: str, checks: SourceChecks | None) -> SourceCheck | None:
+        """Whether the mirror serves the source `version` is compiled from (None: not
+        source-built, or nobody asked)."""
+        source = self.source(version)
+        return checks(source.suite, source.package) if source and checks else None
 
 
 @dataclass(frozen=True)
@@ -156,7 +174,12 @@ class Catalog:
         raise NoImage(self._no_image_reason(pep600, arch, preference))
 
     def missing_python(
-        self, pep600: str, arch: str, version: str, planned: Sequence[str] = ()
+        self,
+        pep600: str,
+        arch: str,
+        version: str,
+        planned: Sequence[str] = (),
+        checks: SourceChecks | None = None,
     ) -> str:
         """What to add to "the local image has no CPython X": why the definition lacks it,
         and which other local family carries it (the fix, unless `planned` has it), or ""."""
@@ -165,7 +188,7 @@ class Catalog:
         others = [
             p
             for p, info in self.local.items()
-            if p != pep600 and arch in info.archs and version in info.pythons(arch)
+            if p != pep600 and arch in info.archs and self.offers(p, arch, version, checks)
         ]
         text = f": {why}" if why else ""
         built = [p for p in others if p in planned]
@@ -177,6 +200,16 @@ class Catalog:
                 f"({self.local[others[0]].suite}): add {others[0]} to platforms"
             )
         return text
+
+    def offers(
+        self, pep600: str, arch: str, version: str, checks: SourceChecks | None = None
+    ) -> bool:
+        """The local family lists CPython `version`, and its source is not known unserved."""
+        info = self.local[pep600]
+        if version not in info.pythons(arch):
+            return False
+        check = info.source_check(version, checks)
+        return check is None or not check.excludes
 
     def _no_image_reason(self, pep600: str, arch: str, preference: str | None) -> str:
         local = self.local.get(pep600)

@@ -15,6 +15,7 @@ from typing import Any
 
 from orchestrator import archs
 from orchestrator.errors import ConfigError
+from orchestrator.images.sources import SourceChecks
 from orchestrator.plan import catalog
 from orchestrator.plan.runners import Runners
 from orchestrator.recipe.graph import topological_order
@@ -321,10 +322,15 @@ def fit_local_images(jobs: tuple[Job, ...]) -> tuple[Job, ...]:
     return tuple(fitted)
 
 
-def make_plan(recipe: Recipe, host_arch: str | None = None) -> Plan:
+def make_plan(
+    recipe: Recipe, host_arch: str | None = None, sources: SourceChecks | None = None
+) -> Plan:
     """Every (policy, arch, python) combination: a job, or an exclusion with its reason.
-    Selectors (build, skip) that match no combination at all are errors."""
+    Selectors (build, skip) that match no combination at all are errors. `sources` says
+    whether the mirror serves a source-built interpreter's source (images/sources.py);
+    without it every one the image definitions list is planned."""
     cat = catalog.load()
+    notes: dict[str, None] = {}  # failed or skipped source checks, in order
     host = host_arch or archs.host_arch()
     dep_order = tuple(topological_order({d.name: d.requires for d in recipe.dependencies}))
     requires = read_requires_python(recipe.project)
@@ -356,6 +362,10 @@ def make_plan(recipe: Recipe, host_arch: str | None = None) -> Plan:
                         reason += cat.missing_python(pep600, arch, py, planned)
                     excluded.append(Excluded(_job_id(py, tag), reason))
                     continue
+                unserved = _unserved(cat, image, pep600, arch, py, (planned, sources), notes)
+                if unserved:
+                    excluded.append(Excluded(_job_id(py, tag), unserved))
+                    continue
                 unsupported = _unsupported_by(recipe, tag)
                 if unsupported:
                     excluded.append(Excluded(_job_id(py, tag), unsupported))
@@ -378,9 +388,33 @@ def make_plan(recipe: Recipe, host_arch: str | None = None) -> Plan:
                 jobs.append(job)
     online = tuple(d.name for d in recipe.dependencies if d.network)
     warnings = _requires_python_warnings(recipe, requires) + _free_threaded_warnings(recipe, free)
+    warnings += tuple(notes)
     dag = tuple((d.name, tuple(d.requires)) for d in recipe.dependencies)
     plan = Plan(str(recipe.path), tuple(jobs), tuple(excluded), dep_order, online, warnings, dag)
     return _apply_selectors(plan, recipe)
+
+
+def _unserved(
+    cat: catalog.Catalog,
+    image: catalog.ImageChoice,
+    pep600: str,
+    arch: str,
+    python: str,
+    asked: tuple[Sequence[str], SourceChecks | None],
+    notes: dict[str, None],
+) -> str | None:
+    """Why a local image cannot compile `python` (its source is not served), with the
+    family that has it; a failed or skipped check plans the job and leaves a note."""
+    planned, sources = asked
+    if image.source != "local":
+        return None
+    check = cat.local[pep600].source_check(python, sources)
+    if check is None or check.state == "served":
+        return None
+    if not check.excludes:
+        notes[check.note()] = None
+        return None
+    return check.reason() + cat.missing_python(pep600, arch, python, planned, sources)
 
 
 def _unsupported_by(recipe: Recipe, tag: str) -> str | None:
