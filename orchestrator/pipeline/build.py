@@ -13,6 +13,7 @@ from orchestrator.errors import OrchError
 from orchestrator.pipeline.buildenv import (
     BUILD_ENV_DIR,
     EnvSource,
+    NativeFetch,
     build_command,
     build_key,
     hook_backend,
@@ -151,6 +152,7 @@ def build_wheel(
         native=native,
         with_tar=script_tar(),
         copy_wheels=not env_mounted,
+        native_fetch=NativeFetch.of(recipe, job) if native else None,
     )
     session.log.line(source.line("build requirements", cache))
     if source.built:

@@ -17,6 +17,7 @@ from orchestrator.container.session import Cancelled
 from orchestrator.container.types import Mount
 from orchestrator.deps.buildsys import DEP_PREFIX, flags_for_project
 from orchestrator.errors import OrchError
+from orchestrator.pipeline import nativeuv
 from orchestrator.pipeline.build import (
     DIST,
     SRC,
@@ -26,7 +27,7 @@ from orchestrator.pipeline.build import (
     merge_env,
     python_bin,
 )
-from orchestrator.pipeline.buildenv import TOOLS, build_key, fill_set
+from orchestrator.pipeline.buildenv import TOOLS, NativeFetch, build_key, fill_set
 from orchestrator.pipeline.job import JobInputs
 from orchestrator.pipeline.wheelcache import WheelCache
 from orchestrator.plan.jobs import Job
@@ -75,13 +76,18 @@ def _fill(
     log: JobLog,
 ) -> None:
     cache.tools.mkdir(parents=True, exist_ok=True)
+    # emulated: the host fetches and the x86_64 uv installs; the hook alone is emulated
+    native = nativeuv.applies(job.arch)
     session = inputs.factory.session(
         job.image,
         platform=archs.get(job.arch).platform,
         job=f"prefill-{job.id}",
         log=log,
         personality=archs.personality(job.arch),
-        mounts=(Mount(str(cache.tools), TOOLS, read_only=True),),
+        mounts=(
+            Mount(str(cache.tools), TOOLS, read_only=True),
+            *((nativeuv.mount(),) if native else ()),
+        ),
         remove_later=True,  # the next step need not wait for the engine
     )
     deps_env = flags_for_project(DEP_PREFIX) if inputs.recipe.dependencies else {}
@@ -97,6 +103,7 @@ def _fill(
             outdir=DIST,
             env=env,
             mode="prefetch",
+            native=NativeFetch.of(inputs.recipe, job) if native else None,
         )
         log.line(source.line("build requirements (prefill)", cache))
         if cache.lookup(key) is not None:  # stored: its environment with it

@@ -1,0 +1,144 @@
+"""An emulated job's build requirements fetched by the host's pip (pipeline/natfetch.py):
+the tags and pip arguments chosen per architecture, and when the emulated fetch stays
+(no Docker, no index: pip is not run here)."""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from orchestrator import options
+from orchestrator.pipeline import natfetch
+from orchestrator.plan.jobs import Job
+
+
+def _job(arch: str, policy: str = "manylinux_2_31", tag: str = "cp39-cp39", py: str = "3.9") -> Job:
+    return Job(
+        id=f"x-{arch}",
+        python=py,
+        python_tag=tag,
+        policy=policy,
+        platform_tag=f"{policy}_{arch}",
+        arch=arch,
+        image="img",
+        image_source="local",
+        runtime_image="rt",
+        emulated=True,
+    )
+
+
+@pytest.mark.parametrize("arch", ["aarch64", "ppc64le", "s390x", "armv7l"])
+def test_manylinux_tags_run_from_the_image_glibc_down_to_2_17_then_the_aliases(arch: str) -> None:
+    target = natfetch.target_for(_job(arch, "manylinux_2_36", "cp311-cp311", "3.11"))
+    assert isinstance(target, natfetch.Target)
+    assert target.platforms[0] == f"manylinux_2_36_{arch}"
+    assert target.platforms[-3:] == (
+        f"manylinux_2_17_{arch}",
+        f"manylinux2014_{arch}",
+        f"linux_{arch}",
+    )
+    assert len(target.platforms) == 36 - 17 + 1 + 2
+    assert target.machine == arch
+    args = target.pip_args()
+    assert args[:4] == ["--only-binary", ":all:", "--implementation", "cp"]
+    assert args[args.index("--python-version") + 1] == "3.11"
+    assert args[args.index("--abi") + 1] == "cp311"
+    assert args.count("--platform") == len(target.platforms)
+
+
+def test_musllinux_and_unmodelled_policies() -> None:
+    assert natfetch.platform_tags("musllinux_1_2", "aarch64") == (
+        "musllinux_1_2_aarch64",
+        "musllinux_1_1_aarch64",
+        "musllinux_1_0_aarch64",
+        "linux_aarch64",
+    )
+    assert natfetch.platform_tags("manylinux2014", "s390x")[0] == "manylinux_2_17_s390x"
+    assert natfetch.platform_tags("manylinux_2_5", "aarch64") == ()
+    assert natfetch.platform_tags("weird", "aarch64") == ()
+
+
+@pytest.mark.parametrize(
+    ("tag", "why"),
+    [("cp313-cp313t", "free-threaded"), ("pp310-pypy310_pp73", "not CPython")],
+)
+def test_interpreters_the_host_cannot_stand_in_for_fall_back(tag: str, why: str) -> None:
+    found = natfetch.target_for(_job("aarch64", tag=tag))
+    assert isinstance(found, str) and why in found
+
+
+def test_static_requires_as_build_reads_them() -> None:
+    assert natfetch.static_requires(None) == natfetch.DEFAULT_REQUIRES
+    assert natfetch.static_requires(b"[project]\nname='x'\n") == natfetch.DEFAULT_REQUIRES
+    table = b'[build-system]\nrequires = ["b", "a>=1"]\nbuild-backend = "x"\n'
+    assert natfetch.static_requires(table) == ("a>=1", "b")
+    assert natfetch.static_requires(b"[build-system]\nbuild-backend = 'x'\n") is None
+    assert natfetch.static_requires(b"[build-system\n") is None  # build reports it
+
+
+def _wheel(path: Path, *requires: str) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        meta = "Metadata-Version: 2.1\nName: x\nVersion: 1\n"
+        meta += "".join(f"Requires-Dist: {r}\n" for r in requires)
+        zf.writestr("x-1.dist-info/METADATA", meta)
+    return path
+
+
+def test_a_marker_the_target_evaluates_otherwise_falls_back(tmp_path: Path) -> None:
+    old = natfetch.target_for(_job("aarch64", tag="cp38-cp38", py="3.8"))
+    assert isinstance(old, natfetch.Target)
+    plain = _wheel(tmp_path / "a.whl", "packaging", 'pytest; extra == "test"')
+    assert natfetch.marker_difference(["a"], [plain], old) is None
+    tomli = _wheel(tmp_path / "b.whl", 'tomli>=1; python_version < "3.11"')
+    assert "tomli" in (natfetch.marker_difference([], [tomli], old) or "")
+    machine = 'foo; platform_machine == "x86_64"'
+    assert "foo" in (natfetch.marker_difference([machine], [], old) or "")
+    full = 'bar; python_full_version >= "3.8.1"'
+    assert "only the target" in (natfetch.marker_difference([full], [], old) or "")
+    # an extra asked for in the closure is evaluated too
+    extra = _wheel(tmp_path / "c.whl", 'tomli; python_version < "3.11" and extra == "toml"')
+    assert natfetch.marker_difference(["c"], [extra], old) is None
+    assert natfetch.marker_difference(["c[toml]"], [extra], old) is not None
+
+
+def test_the_index_is_the_containers_not_the_hosts_pip_config(tmp_path: Path) -> None:
+    settings = replace(
+        options.EnvSettings(),
+        pip={
+            "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
+            "PIP_EXTRA_INDEX_URL": "file:///opt/x",  # a host path: containers get none
+            "PIP_DEFAULT_TIMEOUT": "7",
+            "PIP_TRUSTED_HOST": "127.0.0.1",
+        },
+        no_host_ca=True,
+    )
+    args = natfetch.index_args(settings)
+    assert args[0] == "--isolated"  # no pip.conf, no PIP_FIND_LINKS of the host
+    assert args[args.index("--index-url") + 1] == "http://127.0.0.1:9/simple"
+    assert "--extra-index-url" not in args and args[args.index("--timeout") + 1] == "7"
+    assert args[args.index("--trusted-host") + 1] == "127.0.0.1"
+    assert "--cert" not in args
+    target = natfetch.target_for(_job("ppc64le"))
+    assert isinstance(target, natfetch.Target)
+    uv = natfetch.download_command(target, ["uv"], tmp_path, args, no_deps=True)
+    assert uv[1:4] == ["-m", "pip", "download"] and "--no-deps" in uv and uv[-1] == "uv"
+    reqs = natfetch.download_command(target, ["a", "b"], tmp_path, args, no_deps=False)
+    assert "--no-deps" not in reqs and reqs[-2:] == ["a", "b"]
+
+
+def test_a_failed_download_leaves_dest_empty(tmp_path: Path) -> None:
+    target = natfetch.target_for(_job("s390x"))
+    assert isinstance(target, natfetch.Target)
+    settings = replace(
+        options.EnvSettings(),
+        pip={"PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_DEFAULT_TIMEOUT": "1"},
+        no_host_ca=True,
+    )
+    lines: list[str] = []
+    why = natfetch.fetch(target, ["nothing-here"], tmp_path, lines.append, settings=settings)
+    assert why is not None and "no wheel set" in why
+    assert list(tmp_path.iterdir()) == []
+    assert any("--platform manylinux_2_31_s390x" in line for line in lines)
