@@ -4,6 +4,8 @@ the tags and pip arguments chosen per architecture, and when the emulated fetch 
 
 from __future__ import annotations
 
+import json
+import subprocess
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -79,29 +81,72 @@ def test_static_requires_as_build_reads_them() -> None:
     assert natfetch.static_requires(b"[build-system\n") is None  # build reports it
 
 
-def _wheel(path: Path, *requires: str) -> Path:
+def _wheel(folder: Path, name: str, *requires: str, tag: str = "py3-none-any") -> Path:
+    """A minimal wheel pip accepts (METADATA, WHEEL)."""
+    path = folder / f"{name}-1.0-{tag}.whl"
     with zipfile.ZipFile(path, "w") as zf:
-        meta = "Metadata-Version: 2.1\nName: x\nVersion: 1\n"
+        meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n"
         meta += "".join(f"Requires-Dist: {r}\n" for r in requires)
-        zf.writestr("x-1.dist-info/METADATA", meta)
+        zf.writestr(f"{name}-1.0.dist-info/METADATA", meta)
+        wheel = f"Wheel-Version: 1.0\nGenerator: t\nRoot-Is-Purelib: true\nTag: {tag}\n"
+        zf.writestr(f"{name}-1.0.dist-info/WHEEL", wheel)
+        zf.writestr(f"{name}-1.0.dist-info/RECORD", "")
     return path
 
 
-def test_a_marker_the_target_evaluates_otherwise_falls_back(tmp_path: Path) -> None:
+def test_a_marker_needing_the_targets_patch_release_falls_back(tmp_path: Path) -> None:
     old = natfetch.target_for(_job("aarch64", tag="cp38-cp38", py="3.8"))
     assert isinstance(old, natfetch.Target)
-    plain = _wheel(tmp_path / "a.whl", "packaging", 'pytest; extra == "test"')
+    plain = _wheel(tmp_path, "a", "packaging", 'tomli; python_version < "3.11"')
     assert natfetch.marker_difference(["a"], [plain], old) is None
-    tomli = _wheel(tmp_path / "b.whl", 'tomli>=1; python_version < "3.11"')
-    assert "tomli" in (natfetch.marker_difference([], [tomli], old) or "")
-    machine = 'foo; platform_machine == "x86_64"'
-    assert "foo" in (natfetch.marker_difference([machine], [], old) or "")
     full = 'bar; python_full_version >= "3.8.1"'
     assert "only the target" in (natfetch.marker_difference([full], [], old) or "")
-    # an extra asked for in the closure is evaluated too
-    extra = _wheel(tmp_path / "c.whl", 'tomli; python_version < "3.11" and extra == "toml"')
-    assert natfetch.marker_difference(["c"], [extra], old) is None
-    assert natfetch.marker_difference(["c[toml]"], [extra], old) is not None
+    assert "cannot read" in (natfetch.marker_difference(["bad req ;;"], [], old) or "")
+
+
+def _index(tmp_path: Path) -> Path:
+    links = tmp_path / "links"
+    links.mkdir()
+    _wheel(links, "top", 'tomli; python_version < "3.11"', 'armonly; platform_machine == "armv7l"')
+    _wheel(links, "tomli")
+    _wheel(links, "armonly")
+    _wheel(links, "native", tag="cp39-cp39-manylinux_2_17_aarch64.manylinux2014_aarch64")
+    return links
+
+
+@pytest.mark.parametrize(
+    ("arch", "tag", "py", "expect"),
+    [
+        ("aarch64", "cp39-cp39", "3.9", {"top", "tomli"}),
+        ("armv7l", "cp311-cp311", "3.11", {"top", "armonly"}),
+        ("ppc64le", "cp312-cp312", "3.12", {"top"}),
+    ],
+)
+def test_the_host_pip_evaluates_markers_with_the_targets_values(
+    tmp_path: Path, arch: str, tag: str, py: str, expect: set[str]
+) -> None:
+    target = natfetch.target_for(_job(arch, tag=tag, py=py))
+    assert isinstance(target, natfetch.Target)
+    index = ["--isolated", "--no-index", "--find-links", str(_index(tmp_path))]
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    cmd = natfetch.download_command(target, ["top"], dest, index, no_deps=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert {p.name.split("-")[0] for p in dest.glob("*.whl")} == expect
+
+
+def test_a_platform_wheel_is_picked_by_the_targets_tags_only(tmp_path: Path) -> None:
+    index = ["--isolated", "--no-index", "--find-links", str(_index(tmp_path))]
+    for arch, found in (("aarch64", True), ("s390x", False)):
+        target = natfetch.target_for(_job(arch))
+        assert isinstance(target, natfetch.Target)
+        dest = tmp_path / arch
+        dest.mkdir()
+        cmd = natfetch.download_command(target, ["native"], dest, index, no_deps=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        assert (proc.returncode == 0) == found, proc.stderr
+        assert bool(list(dest.glob("native-*.whl"))) == found
 
 
 def test_the_index_is_the_containers_not_the_hosts_pip_config(tmp_path: Path) -> None:
@@ -124,7 +169,9 @@ def test_the_index_is_the_containers_not_the_hosts_pip_config(tmp_path: Path) ->
     target = natfetch.target_for(_job("ppc64le"))
     assert isinstance(target, natfetch.Target)
     uv = natfetch.download_command(target, ["uv"], tmp_path, args, no_deps=True)
-    assert uv[1:4] == ["-m", "pip", "download"] and "--no-deps" in uv and uv[-1] == "uv"
+    assert uv[1:3] == ["-c", natfetch.PIP_FOR_TARGET] and uv[4] == "download"
+    assert json.loads(uv[3])["platform_machine"] == "ppc64le"
+    assert "--no-deps" in uv and uv[-1] == "uv"
     reqs = natfetch.download_command(target, ["a", "b"], tmp_path, args, no_deps=False)
     assert "--no-deps" not in reqs and reqs[-2:] == ["a", "b"]
 

@@ -5,12 +5,14 @@ pip's imports: tens of CPU-seconds that compete with the accelerated dependency 
 Fetching a wheel needs no target interpreter, only its tags: the host's pip downloads with
 `--only-binary :all:` and the target's platforms, Python version and ABI, and the same
 wheels land in the set. What cannot be had that way falls back to the emulated fetch:
-a requirement with no wheel for the target (pip would build it), a marker that the host
-evaluates differently from the target (pip evaluates markers with the host's values), or
-an interpreter whose tags this does not model (PyPy, free-threaded builds)."""
+a requirement with no wheel for the target (pip would build it), a marker that needs a
+value only the target interpreter knows (its patch release), or an interpreter whose
+tags this does not model (PyPy, free-threaded builds). Markers are evaluated with the
+target's values (PIP_FOR_TARGET), as the emulated pip would."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
@@ -21,7 +23,6 @@ from pathlib import Path
 from typing import Any
 from zipfile import BadZipFile, ZipFile
 
-from packaging.markers import Marker, default_environment
 from packaging.requirements import InvalidRequirement, Requirement
 
 from orchestrator import options
@@ -127,6 +128,7 @@ def index_args(settings: options.EnvSettings) -> list[str]:
     """The index the containers use (the PIP_* variables orch passes them, hostenv; the CA
     bundle it mounts), not the host's own pip configuration (file indexes, find-links)."""
     args = ["--isolated", "--disable-pip-version-check", "--no-input", "--progress-bar", "off"]
+    args += ["--retries", "1"]  # a stalled index: the emulated fetch (its own retries) soon
     pip = {k: v for k, v in host_env(settings, use_ca=False).env.items() if k.startswith("PIP_")}
     if "PIP_INDEX_URL" in pip:
         args += ["--index-url", pip["PIP_INDEX_URL"]]
@@ -142,10 +144,25 @@ def index_args(settings: options.EnvSettings) -> list[str]:
     return args
 
 
+# pip evaluates environment markers with its own interpreter's values, whatever
+# --python-version says: `tomli; python_version < "3.11"` would be left out of a cp39 set
+# fetched by a 3.11 host. Its marker module asks default_environment() on every
+# evaluation, so the target's values (Target.marker_env) are put there for this run.
+PIP_FOR_TARGET = """
+import json, sys
+from pip._vendor.packaging import markers
+target, host = json.loads(sys.argv[1]), markers.default_environment
+markers.default_environment = lambda: {**host(), **target}
+from pip._internal.cli.main import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
 def download_command(
     target: Target, requirements: Sequence[str], dest: Path, index: Sequence[str], no_deps: bool
 ) -> list[str]:
-    cmd = [sys.executable, "-m", "pip", "download", *index]
+    marker_env = json.dumps(target.marker_env(), sort_keys=True)
+    cmd = [sys.executable, "-c", PIP_FOR_TARGET, marker_env, "download", *index]
     cmd += [*target.pip_args(), "--dest", str(dest), *(["--no-deps"] if no_deps else [])]
     return [*cmd, *requirements]
 
@@ -198,31 +215,17 @@ def _download(cmd: list[str], log: Log) -> str | None:
 def marker_difference(
     requirements: Iterable[str], wheels: Iterable[Path], target: Target
 ) -> str | None:
-    """A requirement (given, or of a fetched wheel) whose marker the target evaluates
-    differently from the host, whose values pip used; None if there is none."""
+    """A requirement (given, or of a fetched wheel) whose marker needs a value of the
+    target interpreter that the job does not tell (its patch release, its kernel): pip
+    evaluated it with a stand-in. None if there is none."""
     reqs = [*requirements, *(r for w in wheels for r in requires_dist(w))]
-    parsed = [_parse(r) for r in reqs]
-    extras = {""} | {e for p in parsed if p is not None for e in p.extras}
-    host = {k: str(v) for k, v in default_environment().items()}
-    want = {**host, **target.marker_env()}
-    for text, req in zip(reqs, parsed, strict=True):
+    for text in reqs:
+        req = _parse(text)
         if req is None:
             return f"cannot read requirement {text!r}"
-        if req.marker is None:
-            continue
-        why = _differs(req.marker, host, want, extras)
-        if why:
-            return f"{text!r}: {why}"
+        if req.marker is not None and any(v in str(req.marker) for v in UNKNOWN_VARS):
+            return f"{text!r}: its marker names a value only the target interpreter knows"
     return None
-
-
-def _differs(marker: Marker, host: dict[str, str], want: dict[str, str], extras: set[str]) -> str:
-    if any(var in str(marker) for var in UNKNOWN_VARS):
-        return "its marker names a value only the target interpreter knows"
-    for extra in sorted(extras):
-        if marker.evaluate({**host, "extra": extra}) != marker.evaluate({**want, "extra": extra}):
-            return "its marker is true on one of host and target only"
-    return ""
 
 
 def _parse(text: str) -> Requirement | None:
