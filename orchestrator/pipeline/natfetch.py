@@ -13,9 +13,11 @@ target's values (PIP_FOR_TARGET), as the emulated pip would."""
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from email.parser import BytesParser
@@ -196,13 +198,18 @@ def fetch(
 
 
 def _download(cmd: list[str], log: Log) -> str | None:
-    log(f"[natfetch] {' '.join(cmd[1:])}")
+    log(f"[natfetch] pip {' '.join(cmd[4:])}")  # after the interpreter, script, markers
+    started, before = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         proc = subprocess.run(
             cmd, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL
         )
     except OSError as exc:
         return f"the host's pip could not run: {exc}"
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    # CPU: all of orch's children that ended meanwhile (pip, mostly); for the benchmark
+    log(f"[natfetch] host pip {time.monotonic() - started:.1f} s, cpu {cpu:.1f} s")
     for line in proc.stdout.splitlines():
         if line.startswith(("Saved ", "File was already")):
             log(f"[natfetch] {line}")

@@ -10,6 +10,7 @@ the set as before (nothing is stored unless the fill succeeded)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from orchestrator import archs
@@ -78,6 +79,8 @@ def _fill(
     cache.tools.mkdir(parents=True, exist_ok=True)
     # emulated: the host fetches and the x86_64 uv installs; the hook alone is emulated
     native = nativeuv.applies(job.arch)
+    fetch = NativeFetch.of(inputs.recipe, job) if native and inputs.opts.env.native_fetch else None
+    started = time.monotonic()
     session = inputs.factory.session(
         job.image,
         platform=archs.get(job.arch).platform,
@@ -103,11 +106,12 @@ def _fill(
             outdir=DIST,
             env=env,
             mode="prefetch",
-            native=NativeFetch.of(inputs.recipe, job) if native else None,
+            native=fetch,
         )
         log.line(source.line("build requirements (prefill)", cache))
         if cache.lookup(key) is not None:  # stored: its environment with it
             keep_env(session, cache, key)
+    log.line(f"[prefill] total {time.monotonic() - started:.1f} s")  # benchmarks/emulation.py
 
 
 def log_path(inputs: JobInputs, job: Job) -> Path:
