@@ -160,6 +160,7 @@ def test_the_index_is_the_containers_not_the_hosts_pip_config(tmp_path: Path) ->
         },
         no_host_ca=True,
     )
+    assert "--trusted-host" not in natfetch.index_args(settings, {"PIP_TRUSTED_HOST": ""})
     args = natfetch.index_args(settings)
     assert args[0] == "--isolated"  # no pip.conf, no PIP_FIND_LINKS of the host
     assert args[args.index("--index-url") + 1] == "http://127.0.0.1:9/simple"

@@ -407,7 +407,7 @@ def fill_set(
     build) only makes the environment. `native`: fetched on the host where it can be."""
     session.run("build", ["mkdir", "-p", WHEELS])
     session.put_tar(_script_tar(), "/orch")
-    fetched = _fetch_static(session, native) if native else None
+    fetched = _fetch_static(session, native, env) if native else None
     session.run(
         "build",
         [python, FILL_PATH, mode, src, WHEELS, outdir, BUILD_ENV_DIR],
@@ -436,7 +436,9 @@ def fill_set(
     return EnvSource("miss", len(stored.wheels), key, _uv(cache, stored.wheels), built=True)
 
 
-def _fetch_static(session: Session, native: NativeFetch) -> dict[str, str] | None:
+def _fetch_static(
+    session: Session, native: NativeFetch, env: Mapping[str, str]
+) -> dict[str, str] | None:
     """The static requirements and the target's uv wheel, fetched by the host into the
     container's WHEELS; the script's environment for that, or None (the emulated fetch)."""
     log = session.log.line
@@ -449,7 +451,7 @@ def _fetch_static(session: Session, native: NativeFetch) -> dict[str, str] | Non
         log(f"[wheels] emulated pip fetches the build requirements: {why}")
         return None
     with tempfile.TemporaryDirectory(prefix="orch-natfetch-") as tmp:
-        why = natfetch.fetch(target, static, Path(tmp), log, uv=True)
+        why = natfetch.fetch(target, static, Path(tmp), log, uv=True, env=env)
         wheels = sorted(Path(tmp).glob("*.whl"))
         versions = [v for v in (version_of(w.name) for w in wheels) if v]
         uv = native_uv(versions[0], log) if versions and not why else None
@@ -477,7 +479,7 @@ def _fill_dynamic(
     target = natfetch.target_for(native.job)
     assert not isinstance(target, str)  # _fetch_static checked it
     with tempfile.TemporaryDirectory(prefix="orch-natfetch-") as tmp:
-        why = natfetch.fetch(target, dynamic, Path(tmp), session.log.line)
+        why = natfetch.fetch(target, dynamic, Path(tmp), session.log.line, env=env)
         if why is None:
             session.put_tar(_wheels_tar(sorted(Path(tmp).glob("*.whl"))), WHEELS)
     if why is not None:

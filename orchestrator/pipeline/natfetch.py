@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.parser import BytesParser
 from pathlib import Path
@@ -126,12 +126,14 @@ def static_requires(pyproject: bytes | None) -> tuple[str, ...] | None:
     return tuple(sorted(requires))
 
 
-def index_args(settings: options.EnvSettings) -> list[str]:
-    """The index the containers use (the PIP_* variables orch passes them, hostenv; the CA
-    bundle it mounts), not the host's own pip configuration (file indexes, find-links)."""
+def index_args(settings: options.EnvSettings, env: Mapping[str, str] | None = None) -> list[str]:
+    """The index the containers use (the PIP_* variables orch passes them, hostenv, and
+    the recipe's `environment` in `env`; the CA bundle it mounts), not the host's own pip
+    configuration (file indexes, find-links)."""
     args = ["--isolated", "--disable-pip-version-check", "--no-input", "--progress-bar", "off"]
     args += ["--retries", "1"]  # a stalled index: the emulated fetch (its own retries) soon
-    pip = {k: v for k, v in host_env(settings, use_ca=False).env.items() if k.startswith("PIP_")}
+    given = {**host_env(settings, use_ca=False).env, **(env or {})}
+    pip = {k: v for k, v in given.items() if k.startswith("PIP_")}
     if "PIP_INDEX_URL" in pip:
         args += ["--index-url", pip["PIP_INDEX_URL"]]
     for url in pip.get("PIP_EXTRA_INDEX_URL", "").split():
@@ -177,10 +179,11 @@ def fetch(
     *,
     uv: bool = False,
     settings: options.EnvSettings | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> str | None:
     """Download `requirements` (with their dependencies) and, with `uv`, the target's uv
     wheel into `dest`; None when done, else why not (then `dest` gained nothing)."""
-    index = index_args(settings or options.env())
+    index = index_args(settings or options.env(), env)
     with tempfile.TemporaryDirectory(dir=dest) as tmp:
         got = Path(tmp)
         asks = [(list(requirements), False)] if requirements else []
