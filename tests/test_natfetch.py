@@ -1,20 +1,30 @@
 """An emulated job's build requirements fetched by the host's pip (pipeline/natfetch.py):
-the tags and pip arguments chosen per architecture, and when the emulated fetch stays
-(no Docker, no index: pip is not run here)."""
+the tags and pip arguments chosen per architecture, markers evaluated for the target (the
+host's pip against a local find-links directory: no index), when the emulated fetch
+stays, and buildenv.fill_set's order of work on the in-memory engine."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import zipfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from orchestrator import options
-from orchestrator.pipeline import natfetch
+from orchestrator.container.session import Session
+from orchestrator.container.types import ContainerHandle, ContainerSpec, ExecResult
+from orchestrator.pipeline import buildenv, natfetch
+from orchestrator.pipeline.buildenv import FILL_PATH, REQUIRES, WHEELS
+from orchestrator.pipeline.wheelcache import WheelCache
 from orchestrator.plan.jobs import Job
+from orchestrator.report.joblog import JobLog
+from tests.support.fakeengine import FakeContainer, FakeEngine, image, tar_of
 
 
 def _job(arch: str, policy: str = "manylinux_2_31", tag: str = "cp39-cp39", py: str = "3.9") -> Job:
@@ -190,3 +200,117 @@ def test_a_failed_download_leaves_dest_empty(tmp_path: Path) -> None:
     assert why is not None and "no wheel set" in why
     assert list(tmp_path.iterdir()) == []
     assert any("--platform manylinux_2_31_s390x" in line for line in lines)
+
+
+# --- buildenv.fill_set's order of work, on the in-memory engine ---------------------------
+
+
+class _EnvEngine(FakeEngine):
+    """Records each command's environment too."""
+
+    def __init__(self, script: Any) -> None:
+        super().__init__([image("img", "arm64")], script)
+        self.envs: list[tuple[list[str], dict[str, str]]] = []
+
+    def exec(
+        self,
+        handle: ContainerHandle,
+        cmd: Sequence[str],
+        on_output: Callable[[bytes], None],
+        env: Mapping[str, str] | None = None,
+        workdir: str | None = None,
+    ) -> ExecResult:
+        self.envs.append((list(cmd), dict(env or {})))
+        return super().exec(handle, cmd, on_output, env, workdir)
+
+
+def _container_script(dynamic: list[str]) -> Any:
+    """The fill script: with ORCH_FETCHED it leaves `dynamic` to the host (REQUIRES)."""
+
+    def script(engine: _EnvEngine, c: FakeContainer, cmd: Sequence[str]) -> int:
+        if FILL_PATH in cmd and cmd[cmd.index(FILL_PATH) + 1] != "build":
+            _, env = engine.envs[-1]
+            record = json.dumps({"static": ["setuptools>=61"], "dynamic": dynamic}).encode()
+            c.files[f"{WHEELS}/{REQUIRES}"] = tar_of({REQUIRES: record})
+            c.files[WHEELS] = tar_of(
+                {"wheels/setuptools-1-py3-none-any.whl": b"w", f"wheels/{REQUIRES}": record}
+            )
+            assert ("ORCH_FETCHED" in env) == ("UV" in env)
+        return 0
+
+    return script
+
+
+def _fill(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dynamic: list[str], host_fails: str | None
+) -> tuple[_EnvEngine, list[tuple[list[str], Path]]]:
+    fetched: list[tuple[list[str], Path]] = []
+
+    def fetch(target: Any, reqs: Sequence[str], dest: Path, log: Any, **kw: Any) -> str | None:
+        fetched.append((list(reqs) + (["uv"] if kw.get("uv") else []), dest))
+        if host_fails and reqs and reqs[0] == host_fails:
+            return "no wheel for the target"
+        for name in (*reqs, *(["uv"] if kw.get("uv") else [])):
+            version = "0.9.1" if name == "uv" else "1"
+            (dest / f"{name.split('>')[0]}-{version}-py3-none-any.whl").write_bytes(b"w")
+        return None
+
+    monkeypatch.setattr(natfetch, "fetch", fetch)
+    monkeypatch.setattr(buildenv, "native_uv", lambda v, log: f"/orch/native/uv-{v}/uv")
+    engine = _EnvEngine(_container_script(dynamic))
+    cache = WheelCache(tmp_path / "cache")
+    log = JobLog(tmp_path / "job.log")
+    spec = ContainerSpec(image="img", platform="linux/arm64")
+    native = buildenv.NativeFetch(_job("aarch64"), b'[build-system]\nrequires=["setuptools>=61"]\n')
+    with Session(engine, spec, log=log, cancel=threading.Event()) as session:
+        source = buildenv.fill_set(
+            session, cache, "k" * 64, python="/py", src="/src", outdir="/dist", env={},
+            mode="fill", native=native,
+        )  # fmt: skip
+    log.close()
+    assert source.status == "miss" and source.built
+    return engine, fetched
+
+
+def test_a_native_fill_fetches_on_the_host_and_installs_the_dynamic_with_the_x86_64_uv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, fetched = _fill(tmp_path, monkeypatch, ["packaging"], host_fails=None)
+    assert [reqs for reqs, _ in fetched] == [["setuptools>=61", "uv"], ["packaging"]]
+    cmds = [" ".join(cmd) for cmd, _ in engine.envs]
+    [script] = [i for i, c in enumerate(cmds) if f"{FILL_PATH} fill" in c]
+    _, env = engine.envs[script]
+    assert json.loads(env["ORCH_FETCHED"]) == ["setuptools>=61"]
+    assert env["UV"] == "/orch/native/uv-0.9.1/uv"
+    after = cmds[script + 1 :]
+    assert after[0].startswith("/orch/native/uv-0.9.1/uv pip install packaging --python")
+    assert f"{FILL_PATH} build" in after[1]  # the build, in the environment just made
+    assert engine.envs[script + 2][1]["ORCH_ENV_RESTORED"] == "1"
+    assert not any(" -m pip " in c for c in cmds)  # no emulated pip at all
+    text = (tmp_path / "job.log").read_text()
+    assert "fetched natively for manylinux_2_31_aarch64 cp39" in text
+    [stored] = (tmp_path / "cache" / "sets").glob("*.json")
+    assert json.loads(stored.read_text())["dynamic"] == ["packaging"]
+
+
+def test_a_dynamic_requirement_without_a_wheel_is_fetched_by_emulated_pip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, _ = _fill(tmp_path, monkeypatch, ["sdistonly"], host_fails="sdistonly")
+    cmds = [" ".join(cmd) for cmd, _ in engine.envs]
+    [pip] = [c for c in cmds if " -m pip " in c]
+    assert pip.startswith("/py -m pip --disable-pip-version-check wheel") and "sdistonly" in pip
+    assert cmds.index(pip) < next(i for i, c in enumerate(cmds) if "uv pip install sdistonly" in c)
+    text = (tmp_path / "job.log").read_text()
+    assert "emulated pip fetches the dynamic requirements: no wheel for the target" in text
+
+
+def test_static_requirements_without_wheels_leave_the_whole_fill_emulated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, fetched = _fill(tmp_path, monkeypatch, [], host_fails="setuptools>=61")
+    [env] = [e for c, e in engine.envs if FILL_PATH in c]
+    assert "ORCH_FETCHED" not in env and "UV" not in env  # the script fetches, as before
+    assert len(fetched) == 1
+    text = (tmp_path / "job.log").read_text()
+    assert "emulated pip fetches the build requirements: no wheel for the target" in text
