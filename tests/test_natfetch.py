@@ -314,3 +314,31 @@ def test_static_requirements_without_wheels_leave_the_whole_fill_emulated(
     assert len(fetched) == 1
     text = (tmp_path / "job.log").read_text()
     assert "emulated pip fetches the build requirements: no wheel for the target" in text
+
+
+def test_a_newer_release_with_only_an_sdist_falls_back(tmp_path: Path) -> None:
+    """The emulated pip would build `top` 2.0 from its sdist; the host's --only-binary
+    would quietly take 1.0. An older sdist, or a newer one the requirement excludes, is
+    no reason."""
+    links = tmp_path / "links"
+    links.mkdir()
+    for name in ("top", "old", "pinned"):
+        _wheel(links, name)
+    for sdist in ("top-2.0.tar.gz", "old-0.5.tar.gz", "pinned-2.0.tar.gz"):
+        (links / sdist).write_bytes(b"")
+    target = natfetch.target_for(_job("ppc64le", "manylinux_2_36", "cp311-cp311", "3.11"))
+    assert isinstance(target, natfetch.Target)
+    index = ["--isolated", "--no-index", "--find-links", str(links)]
+
+    def check(reqs: list[str]) -> str | None:
+        dest = tmp_path / "-".join(reqs).replace("<", "")
+        dest.mkdir()
+        sdists: list[tuple[str, str]] = []
+        cmd = natfetch.download_command(target, reqs, dest, index, no_deps=False)
+        assert natfetch._download(cmd, lambda _line: None, sdists) is None
+        return natfetch.newer_sdist(sdists, dest.glob("*.whl"), reqs, target)
+
+    assert "top 2.0 has no wheel for the target" in (check(["top"]) or "")
+    assert check(["old"]) is None
+    assert check(["pinned<2"]) is None
+    assert "pinned 2.0" in (check(["pinned"]) or "")

@@ -25,7 +25,11 @@ from pathlib import Path
 from typing import Any
 from zipfile import BadZipFile, ZipFile
 
+from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
 
 from orchestrator import options
 from orchestrator.container.hostenv import find_ca_bundle, host_env
@@ -152,11 +156,29 @@ def index_args(settings: options.EnvSettings, env: Mapping[str, str] | None = No
 # --python-version says: `tomli; python_version < "3.11"` would be left out of a cp39 set
 # fetched by a 3.11 host. Its marker module asks default_environment() on every
 # evaluation, so the target's values (Target.marker_env) are put there for this run.
+# It also lists the sdists `--only-binary` skipped that would have been candidates (right
+# format aside: the target's Python accepted), so that a newer release with no wheel for
+# the target, which the emulated pip would build, is noticed (SDISTS line).
 PIP_FOR_TARGET = """
-import json, sys
+import atexit, json, sys
 from pip._vendor.packaging import markers
 target, host = json.loads(sys.argv[1]), markers.default_environment
 markers.default_environment = lambda: {**host(), **target}
+from pip._internal.index import package_finder as pf
+evaluate, skipped = pf.LinkEvaluator.evaluate_link, []
+def evaluate_link(self, link):
+    result = evaluate(self, link)
+    if result[0] == pf.LinkType.format_unsupported and result[1].startswith("No sources"):
+        formats, self._formats = self._formats, frozenset({"source", "binary"})
+        try:
+            again = evaluate(self, link)
+        finally:
+            self._formats = formats
+        if again[0] == pf.LinkType.candidate:
+            skipped.append((self.project_name, again[1]))
+    return result
+pf.LinkEvaluator.evaluate_link = evaluate_link
+atexit.register(lambda: print("SDISTS", json.dumps(sorted(set(skipped))), flush=True))
 from pip._internal.cli.main import main
 sys.exit(main(sys.argv[2:]))
 """
@@ -188,11 +210,14 @@ def fetch(
         got = Path(tmp)
         asks = [(list(requirements), False)] if requirements else []
         asks += [(["uv"], True)] if uv else []
+        sdists: list[tuple[str, str]] = []
         for reqs, no_deps in asks:
-            why = _download(download_command(target, reqs, got, index, no_deps), log)
+            why = _download(download_command(target, reqs, got, index, no_deps), log, sdists)
             if why:
                 return why
-        why = marker_difference(requirements, got.glob("*.whl"), target)
+        wheels = sorted(got.glob("*.whl"))
+        why = marker_difference(requirements, wheels, target)
+        why = why or newer_sdist(sdists, wheels, requirements, target)
         if why:
             return why
         for wheel in sorted(got.glob("*.whl")):
@@ -200,7 +225,7 @@ def fetch(
     return None
 
 
-def _download(cmd: list[str], log: Log) -> str | None:
+def _download(cmd: list[str], log: Log, sdists: list[tuple[str, str]]) -> str | None:
     log(f"[natfetch] pip {' '.join(cmd[4:])}")  # after the interpreter, script, markers
     started, before = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
@@ -216,6 +241,8 @@ def _download(cmd: list[str], log: Log) -> str | None:
     for line in proc.stdout.splitlines():
         if line.startswith(("Saved ", "File was already")):
             log(f"[natfetch] {line}")
+        elif line.startswith("SDISTS "):
+            sdists.extend((str(n), str(v)) for n, v in json.loads(line[7:]))
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return f"the host's pip found no wheel set for the target ({last})"
@@ -235,6 +262,43 @@ def marker_difference(
             return f"cannot read requirement {text!r}"
         if req.marker is not None and any(v in str(req.marker) for v in UNKNOWN_VARS):
             return f"{text!r}: its marker names a value only the target interpreter knows"
+    return None
+
+
+def newer_sdist(
+    sdists: Iterable[tuple[str, str]],
+    wheels: Iterable[Path],
+    requirements: Iterable[str],
+    target: Target,
+) -> str | None:
+    """A release newer than the wheel taken, allowed by every requirement on it, that has
+    only an sdist for the target: the emulated pip would build it, so the host's pick
+    would differ. None if there is none (pre-releases aside, as pip leaves them)."""
+    wheels = list(wheels)
+    chosen: dict[str, Version] = {}
+    for wheel in wheels:
+        try:
+            name, version, _, _ = parse_wheel_filename(wheel.name)
+        except (InvalidWheelFilename, InvalidVersion):
+            continue
+        chosen[name] = version
+    allowed: dict[str, SpecifierSet] = {}
+    env = {**{k: str(v) for k, v in default_environment().items()}, **target.marker_env()}
+    for text in [*requirements, *(r for w in wheels for r in requires_dist(w))]:
+        req = _parse(text)
+        if req and (req.marker is None or req.marker.evaluate({**env, "extra": ""})):
+            name = canonicalize_name(req.name)
+            allowed[name] = allowed.get(name, SpecifierSet()) & req.specifier
+    for project, text in sdists:
+        name = canonicalize_name(project)
+        try:
+            version = Version(text)
+        except InvalidVersion:
+            continue
+        if name not in chosen or version.is_prerelease or version <= chosen[name]:
+            continue
+        if allowed.get(name, SpecifierSet()).contains(version, prereleases=False):
+            return f"{project} {version} has no wheel for the target (pip would build its sdist)"
     return None
 
 
