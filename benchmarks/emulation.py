@@ -60,7 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from orchestrator.container import engine  # noqa: E402
-from orchestrator.container.types import LABEL_PID  # noqa: E402
+from orchestrator.container.types import LABEL_JOB, LABEL_PID  # noqa: E402
 from orchestrator.emulation import accel, cross_root  # noqa: E402
 from orchestrator.errors import OrchError  # noqa: E402
 from orchestrator.images.local import ensure_local_image  # noqa: E402
@@ -103,7 +103,10 @@ class Run:
     round: int = 1  # --rounds: which pass over the natives and accelerated runs
     cpu: float = 0.0  # CPU seconds of its containers and of orch itself (ContainerCpu)
     retries: int = 0  # pip's network retries in its logs: a wall time to distrust
-    prefill: float = 0.0  # the build-requirement download's command time (network, pip)
+    prefill: float = 0.0  # the build-requirement prefill's wall time (network, pip)
+    # its CPU seconds: the prefill container's, plus the host's pip for emulated jobs
+    # (natfetch); part of `cpu` already
+    prefill_cpu: float = 0.0
 
 
 # --- which project ----------------------------------------------------------------------
@@ -394,6 +397,7 @@ class ContainerCpu:
     def __init__(self, pid: int, every: float = 0.5) -> None:
         self.pid, self.every = pid, every
         self.seen: dict[str, float] = {}
+        self.jobs: dict[str, str] = {}  # container id -> its job label (prefill-...)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
@@ -411,6 +415,13 @@ class ContainerCpu:
             used = cgroup_cpu_seconds(info.handle.id)
             if used is not None:
                 self.seen[info.handle.id] = max(used, self.seen.get(info.handle.id, 0.0))
+                self.jobs[info.handle.id] = info.labels.get(LABEL_JOB, "")
+
+    def of_jobs(self, prefix: str) -> float:
+        """CPU seconds of the containers whose job label starts with `prefix`."""
+        return round(
+            sum(s for c, s in self.seen.items() if self.jobs.get(c, "").startswith(prefix)), 1
+        )
 
     def stop(self) -> float:
         self._stop.set()
@@ -510,12 +521,13 @@ def end_to_end(
             before.children_user + before.children_system
         )
         r.cpu = round(cpu.stop() + orch_cpu, 1)
+        r.prefill_cpu = round(cpu.of_jobs("prefill-") + host_fetch_cpu(out / ".orch" / "logs"), 1)
         runs.append(r)
         print(
             f"  [{n}] {r.label}: {seconds:.1f} s, cpu {r.cpu:.1f} s, {'ok' if r.ok else 'FAILED'}, "
             f"load {load:.1f}, "
             + (f"{r.retries} network retries, " if r.retries else "")
-            + f"prefill {r.prefill:.1f} s, {r.compiler}",
+            + f"prefill {r.prefill:.1f} s (cpu {r.prefill_cpu:.1f} s), {r.compiler}",
             flush=True,
         )
         if keep is not None and (out / ".orch").is_dir():
@@ -559,15 +571,35 @@ RETRY = "Retrying (Retry("  # pip's line for a connection it will try again
 
 
 def prefill_seconds(logs: Path) -> float:
-    """The longest command of the runs' prefills (`*-prefill.log`: pip fetching the build
-    requirements while the dependencies build). A download that stalls without a retry
-    shows only here: 200 s where 40-50 s is usual for armv7l, 3-6 s for x86_64."""
+    """The runs' longest prefill (`*-prefill.log`: the build requirements fetched while
+    the dependencies build), its `[prefill] total` line; in older logs the longest
+    command. A download that stalls without a retry shows only here: 200 s where 40-50 s
+    was usual for armv7l, 3-6 s for x86_64."""
+    totals = [
+        float(m)
+        for log in logs.glob("*-prefill.log")
+        for m in re.findall(r"(?m)^\[prefill\] total ([0-9.]+) s$", log.read_text(errors="replace"))
+    ]
+    if totals:
+        return max(totals)
     times = [
         float(m)
         for log in logs.glob("*-prefill.log")
         for m in re.findall(r"(?m)^\[time\] ([0-9.]+) s$", log.read_text(errors="replace"))
     ]
     return max(times, default=0.0)
+
+
+def host_fetch_cpu(logs: Path) -> float:
+    """CPU seconds of the host's pip fetching for the prefills (natfetch's log lines)."""
+    return sum(
+        float(m)
+        for log in logs.glob("*-prefill.log")
+        for m in re.findall(
+            r"(?m)^\[natfetch\] host pip [0-9.]+ s, cpu ([0-9.]+) s$",
+            log.read_text(errors="replace"),
+        )
+    )
 
 
 def network_retries(logs: Path) -> int:
@@ -624,7 +656,7 @@ def show(
             f"{r.deps_seconds:7.1f}s "
             f"{r.stages.get('build', 0):6.1f}s {r.stages.get('verify', 0):6.1f}s {r.load:5.1f}  "
             f"{r.wheel if r.ok else 'FAILED'}"
-            + f" (prefill {r.prefill:.1f} s"
+            + f" (prefill {r.prefill:.1f} s, cpu {r.prefill_cpu:.1f} s"
             + (f", {r.retries} network retries)" if r.retries else ")")
         )
     names = sorted({n for r in runs for n in r.deps})

@@ -36,6 +36,7 @@ CONFIG = "ORCH_CONFIG"  # the user config file (default: $XDG_CONFIG_HOME/orch/c
 COMPILE_CACHE = "ORCH_COMPILE_CACHE"  # 0: project builds without ccache (pipeline/compilecache)
 NATIVE_REPAIR = "ORCH_NATIVE_REPAIR"  # 0: emulated jobs repair with the image's auditwheel
 WHEEL_PREFILL = "ORCH_WHEEL_PREFILL"  # 0: a cold job fetches its build requirements itself
+NATIVE_FETCH = "ORCH_NATIVE_FETCH"  # 0: emulated jobs fetch build requirements with emulated pip
 RECHECK = "ORCH_RECHECK"  # 1: audit and verify every wheel even if identical checks passed
 ROOTFS_TOOL = "ORCH_ROOTFS_TOOL"  # auto (mmdebstrap when usable), debootstrap (images/rootfs)
 # 0: plan every source-built interpreter without asking the mirror for its source (images/sources)
@@ -74,6 +75,7 @@ class EnvSettings:
     compile_cache: bool = True
     native_repair: bool = True
     wheel_prefill: bool = True
+    native_fetch: bool = True
     recheck: bool = False
     rootfs_tool: str = "auto"
     source_probe: bool = True
@@ -109,6 +111,7 @@ class EnvSettings:
             compile_cache=environ.get(COMPILE_CACHE, "1").strip() != "0",
             native_repair=environ.get(NATIVE_REPAIR, "1").strip() != "0",
             wheel_prefill=environ.get(WHEEL_PREFILL, "1").strip() != "0",
+            native_fetch=environ.get(NATIVE_FETCH, "1").strip() != "0",
             recheck=get(RECHECK) == "1",
             rootfs_tool=get(ROOTFS_TOOL) or "auto",
             source_probe=get(SOURCE_PROBE) != "0",

@@ -90,8 +90,9 @@ def engine_for(plan: Plan, script: Any = succeed) -> FakeEngine:
 
 def options(tmp_path: Path, mirror: Path, **kw: Any) -> BuildOptions:
     # the prefill container (pipeline/prefill.py) races the jobs: tests that count
-    # containers turn it off; test_prefill.py covers it
-    settings = EnvSettings(source_mirrors=(str(mirror),), wheel_prefill=False)
+    # containers turn it off; test_prefill.py covers it. No host-side fetch for emulated
+    # jobs either: it needs the index (test_natfetch.py, test_natfetch_e2e.py cover it)
+    settings = EnvSettings(source_mirrors=(str(mirror),), wheel_prefill=False, native_fetch=False)
     base: dict[str, Any] = dict(
         output_dir=tmp_path / "wheelhouse",
         jobs=2,

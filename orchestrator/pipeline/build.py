@@ -13,6 +13,7 @@ from orchestrator.errors import OrchError
 from orchestrator.pipeline.buildenv import (
     BUILD_ENV_DIR,
     EnvSource,
+    NativeFetch,
     build_command,
     build_key,
     hook_backend,
@@ -133,10 +134,12 @@ def build_wheel(
     offline: bool = False,
     native: bool = False,
     env_mounted: bool = False,
+    native_fetch: bool = False,
 ) -> EnvSource:
     """before-build, then the build with its isolated environment installed from the
     wheel cache (no index). `env_mounted`: the set's kept environment is mounted
-    read-only at BUILD_ENV_DIR (job.py: only when the set is a hit)."""
+    read-only at BUILD_ENV_DIR (job.py: only when the set is a hit). `native_fetch`: a
+    miss fetches on the host and installs with the x86_64 uv (natfetch)."""
     for command in recipe.before_build:
         session.run("before-build", command, env=env, workdir=SRC)
     source = prepare_build_env(
@@ -151,6 +154,7 @@ def build_wheel(
         native=native,
         with_tar=script_tar(),
         copy_wheels=not env_mounted,
+        native_fetch=NativeFetch.of(recipe, job) if native_fetch else None,
     )
     session.log.line(source.line("build requirements", cache))
     if source.built:

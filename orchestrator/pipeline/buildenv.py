@@ -11,12 +11,14 @@ import io
 import json
 import sys
 import tarfile
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator.container.session import Session, StageFailed
+from orchestrator.pipeline import natfetch
 from orchestrator.pipeline.nativeuv import FALLBACK_VERSION, available, native_uv, version_of
 from orchestrator.pipeline.wheelcache import WheelCache, set_key, wheels_from_tar
 from orchestrator.plan.jobs import Job
@@ -85,6 +87,16 @@ def uv_binary():
                     os.chmod("/tmp/orch-uv", 0o755)
                     return "/tmp/orch-uv"
     return None
+def host_uv():
+    # the x86_64 uv the host named (UV); with a `build` that cannot use uv, pip installs
+    # and the set holds no uv wheel, as the emulated fetch would have left it
+    try:
+        from build.env import Installer  # build >= 1.2 installs with uv
+    except ImportError:
+        for wheel in glob.glob(os.path.join(fill, "uv-*.whl")):
+            os.remove(wheel)
+        return None
+    return os.environ.get("UV") or None
 class Restored:
     # the environment of an earlier build of this set, restored from the cache with the
     # bytecode its imports compiled: nothing to install, nothing to compile again
@@ -130,13 +142,27 @@ def main():
     if mode == "build":
         return build()
     static = sorted(ProjectBuilder(src).build_system_requires)
-    fetch(static)
-    uv = uv_binary()
+    fetched = os.environ.get("ORCH_FETCHED")  # the host fetched them (and uv) natively
+    if fetched is None:
+        fetch(static)
+        uv = uv_binary()
+    else:
+        uv = host_uv()
+        if sorted(json.loads(fetched)) != static:
+            print("[wheels] build reads other static requirements than the host:", static,
+                  "- fetched with emulated pip", flush=True)
+            fetch(static)
     os.environ.update(OFFLINE, **({"UV": uv} if uv else {}))
     with DefaultIsolatedEnv(**({"installer": "uv"} if uv else {})) as env:
         builder = ProjectBuilder.from_isolated_env(env, src)
         env.install(static)
         dynamic = sorted(builder.get_requires_for_build("wheel"))
+        if dynamic and fetched is not None:  # the host fetches them, then installs them
+            with open(os.path.join(fill, REQUIRES), "w") as f:
+                json.dump({"static": static, "dynamic": dynamic}, f)
+            print("[wheels] static:", static, "dynamic:", dynamic, "(for the host to fetch)",
+                  flush=True)
+            return
         if dynamic:
             for name in ("PIP_NO_INDEX", "UV_OFFLINE", "UV_NO_INDEX"):
                 del os.environ[name]
@@ -304,6 +330,7 @@ def prepare_build_env(
     native: bool = False,
     with_tar: bytes = b"",
     copy_wheels: bool = True,
+    native_fetch: NativeFetch | None = None,
 ) -> EnvSource:
     """Put the build requirements' wheels at WHEELS; on a miss fill the cache from the
     index and build the wheel on the way (`built`). `native`: an emulated container,
@@ -338,8 +365,29 @@ def prepare_build_env(
                 "job mounted its kept environment (another run refilled it): build again",
             )
         return fill_set(
-            session, cache, key, python=python, src=src, outdir=outdir, env=env, mode="fill"
+            session,
+            cache,
+            key,
+            python=python,
+            src=src,
+            outdir=outdir,
+            env=env,
+            mode="fill",
+            native=native_fetch,
         )
+
+
+@dataclass(frozen=True)
+class NativeFetch:
+    """An emulated job whose fill fetches with the host's pip and installs with the
+    x86_64 uv (natfetch): only the backend's hook needs the target interpreter."""
+
+    job: Job
+    pyproject: bytes | None  # None: the project has none (build's default table)
+
+    @staticmethod
+    def of(recipe: Recipe, job: Job) -> NativeFetch:
+        return NativeFetch(job, project_files(recipe, ("pyproject.toml",)).get("pyproject.toml"))
 
 
 def fill_set(
@@ -352,15 +400,31 @@ def fill_set(
     outdir: str,
     env: dict[str, str],
     mode: str,
+    native: NativeFetch | None = None,
 ) -> EnvSource:
     """A miss, with the set's lock held: fetch the build requirements from the index into
     the cache; "fill" also builds the wheel, "prefetch" (run.py, while the dependencies
-    build) only makes the environment."""
+    build) only makes the environment. `native`: fetched on the host where it can be."""
     session.run("build", ["mkdir", "-p", WHEELS])
     session.put_tar(_script_tar(), "/orch")
+    fetched = _fetch_static(session, native, env) if native else None
     session.run(
-        "build", [python, FILL_PATH, mode, src, WHEELS, outdir, BUILD_ENV_DIR], env=env, workdir=src
+        "build",
+        [python, FILL_PATH, mode, src, WHEELS, outdir, BUILD_ENV_DIR],
+        env={**env, **(fetched or {})},
+        workdir=src,
     )
+    if native and fetched:
+        dynamic = _requires(session.get(f"{WHEELS}/{REQUIRES}")).get("dynamic", [])
+        if dynamic:  # the script left them to the host: fetch, install, then build
+            _fill_dynamic(session, native, dynamic, python=python, uv=fetched["UV"], env=env)
+            if mode == "fill":
+                session.run(
+                    "build",
+                    build_command(python, outdir, src, tuple(dynamic)),
+                    env={**env, **offline_env(WHEELS), "ORCH_ENV_RESTORED": "1"},
+                    workdir=src,
+                )
     fetched_tar = session.get(WHEELS)
     wheels = wheels_from_tar(fetched_tar)
     note = {"purpose": "build", **_requires(fetched_tar)}
@@ -370,6 +434,71 @@ def fill_set(
     if available():  # for this job's verification already
         _native_uv(stored.wheels, session.log.line)
     return EnvSource("miss", len(stored.wheels), key, _uv(cache, stored.wheels), built=True)
+
+
+def _fetch_static(
+    session: Session, native: NativeFetch, env: Mapping[str, str]
+) -> dict[str, str] | None:
+    """The static requirements and the target's uv wheel, fetched by the host into the
+    container's WHEELS; the script's environment for that, or None (the emulated fetch)."""
+    log = session.log.line
+    target = natfetch.target_for(native.job)
+    static = natfetch.static_requires(native.pyproject)
+    why = target if isinstance(target, str) else None
+    if static is None:
+        why = "the build-system table is not readable here"
+    if isinstance(target, str) or static is None:
+        log(f"[wheels] emulated pip fetches the build requirements: {why}")
+        return None
+    with tempfile.TemporaryDirectory(prefix="orch-natfetch-") as tmp:
+        why = natfetch.fetch(target, static, Path(tmp), log, uv=True, env=env)
+        wheels = sorted(Path(tmp).glob("*.whl"))
+        versions = [v for v in (version_of(w.name) for w in wheels) if v]
+        uv = native_uv(versions[0], log) if versions and not why else None
+        if uv is None:
+            log(f"[wheels] emulated pip fetches the build requirements: {why or 'no native uv'}")
+            return None
+        session.put_tar(_wheels_tar(wheels), WHEELS)
+    log(
+        f"[wheels] {len(wheels)} wheel(s) fetched natively for {target.platforms[0]} cp{target.abi[2:]}"
+    )
+    return {"ORCH_FETCHED": json.dumps(list(static)), "UV": uv}
+
+
+def _fill_dynamic(
+    session: Session,
+    native: NativeFetch,
+    dynamic: list[str],
+    *,
+    python: str,
+    uv: str,
+    env: dict[str, str],
+) -> None:
+    """The backend's dynamic requirements: fetched by the host (else by emulated pip, as
+    without natfetch) and installed into the environment by the x86_64 uv."""
+    target = natfetch.target_for(native.job)
+    assert not isinstance(target, str)  # _fetch_static checked it
+    with tempfile.TemporaryDirectory(prefix="orch-natfetch-") as tmp:
+        why = natfetch.fetch(target, dynamic, Path(tmp), session.log.line, env=env)
+        if why is None:
+            session.put_tar(_wheels_tar(sorted(Path(tmp).glob("*.whl"))), WHEELS)
+    if why is not None:
+        session.log.line(f"[wheels] emulated pip fetches the dynamic requirements: {why}")
+        pip = [python, "-m", "pip", "--disable-pip-version-check", "wheel"]
+        session.run(
+            "build", [*pip, "--wheel-dir", WHEELS, "--find-links", WHEELS, *dynamic], env=env
+        )
+    offline = {"UV_OFFLINE": "1", "UV_NO_INDEX": "1", "UV_FIND_LINKS": WHEELS}
+    install = [uv, "pip", "install", *dynamic, "--python", f"{BUILD_ENV_DIR}/bin/python"]
+    session.run("build", install, env={**env, **offline})
+
+
+def _wheels_tar(wheels: list[Path]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for wheel in wheels:
+            tar.add(str(wheel), arcname=wheel.name)
+    return buf.getvalue()
 
 
 def _requires(tar: bytes) -> dict[str, list[str]]:

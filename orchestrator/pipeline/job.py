@@ -196,6 +196,7 @@ class _JobRun:
             offline=self.inputs.opts.offline,
             native=self.native_uv,
             env_mounted=self.env_mount is not None,
+            native_fetch=self.native_uv and self.inputs.opts.env.native_fetch,
         )
         self.found.wheel_cache = {**self.found.wheel_cache, "build": source.status}
         if self.ccache is not None:

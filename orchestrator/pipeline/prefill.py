@@ -10,6 +10,7 @@ the set as before (nothing is stored unless the fill succeeded)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from orchestrator import archs
@@ -17,6 +18,7 @@ from orchestrator.container.session import Cancelled
 from orchestrator.container.types import Mount
 from orchestrator.deps.buildsys import DEP_PREFIX, flags_for_project
 from orchestrator.errors import OrchError
+from orchestrator.pipeline import nativeuv
 from orchestrator.pipeline.build import (
     DIST,
     SRC,
@@ -26,7 +28,7 @@ from orchestrator.pipeline.build import (
     merge_env,
     python_bin,
 )
-from orchestrator.pipeline.buildenv import TOOLS, build_key, fill_set
+from orchestrator.pipeline.buildenv import TOOLS, NativeFetch, build_key, fill_set
 from orchestrator.pipeline.job import JobInputs
 from orchestrator.pipeline.wheelcache import WheelCache
 from orchestrator.plan.jobs import Job
@@ -75,13 +77,20 @@ def _fill(
     log: JobLog,
 ) -> None:
     cache.tools.mkdir(parents=True, exist_ok=True)
+    # emulated: the host fetches and the x86_64 uv installs; the hook alone is emulated
+    native = nativeuv.applies(job.arch)
+    fetch = NativeFetch.of(inputs.recipe, job) if native and inputs.opts.env.native_fetch else None
+    started = time.monotonic()
     session = inputs.factory.session(
         job.image,
         platform=archs.get(job.arch).platform,
         job=f"prefill-{job.id}",
         log=log,
         personality=archs.personality(job.arch),
-        mounts=(Mount(str(cache.tools), TOOLS, read_only=True),),
+        mounts=(
+            Mount(str(cache.tools), TOOLS, read_only=True),
+            *((nativeuv.mount(),) if native else ()),
+        ),
         remove_later=True,  # the next step need not wait for the engine
     )
     deps_env = flags_for_project(DEP_PREFIX) if inputs.recipe.dependencies else {}
@@ -97,10 +106,12 @@ def _fill(
             outdir=DIST,
             env=env,
             mode="prefetch",
+            native=fetch,
         )
         log.line(source.line("build requirements (prefill)", cache))
         if cache.lookup(key) is not None:  # stored: its environment with it
             keep_env(session, cache, key)
+    log.line(f"[prefill] total {time.monotonic() - started:.1f} s")  # benchmarks/emulation.py
 
 
 def log_path(inputs: JobInputs, job: Job) -> Path:
