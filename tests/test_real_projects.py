@@ -100,6 +100,16 @@ PROJECTS = {
 }
 
 
+@pytest.fixture()
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh cache per test (every library cold), or ORCH_TEST_REAL_CACHE: one kept
+    across runs, to build a project again after a failure without its libraries."""
+    kept = os.environ.get("ORCH_TEST_REAL_CACHE")
+    d = Path(kept) if kept else tmp_path / "cache"
+    monkeypatch.setenv("ORCH_CACHE_DIR", str(d))
+    return d
+
+
 @pytest.fixture(scope="session")
 def library_mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The libraries' upstream tarballs, as Debian ships them byte-identical."""
