@@ -10,8 +10,9 @@ function to its newest version within the policy with `.symver`, which is what l
 on that old glibc gives. Functions that only exist in a newer glibc have no older version
 and still fail the repair, as they must.
 
-The header is made in the build container from the image's own libc and libm (readelf
-reads any architecture's ELF, so it also runs under an emulated image's native tools).
+The header is made in the build container from the libc and libm the compiler links
+(readelf reads any architecture's ELF, so it also runs under an emulated image's native
+tools; an accelerated container also holds the host's libraries, which must not count).
 """
 
 from __future__ import annotations
@@ -71,12 +72,15 @@ END {
 def script(limit: str) -> str:
     """Bash writing HEADER: a `.symver` line per SAME_FUNCTION of the image's libc/libm
     whose default version is newer than `limit` and which has a version within it."""
-    libs = " ".join(f"/usr/lib/*-linux-gnu*/{lib}" for lib in LIBS)
+    # The compiler's own libc/libm: an accelerated container also has the host's.
+    libs = "$(for l in " + " ".join(LIBS) + '; do "${CC:-cc}" -print-file-name=$l; done)'
     allow = "^(" + "|".join(SAME_FUNCTION) + ")$"
     return "\n".join(
         [
             "set -euo pipefail",
-            f"libs=$(ls {libs})",
+            f"libs={libs}",
+            "ls $libs >/dev/null  # a bare name: the compiler did not find it",
+            'echo "glibc pin: reading" $libs',
             f"body=$(readelf --dyn-syms -W $libs | awk -v ceil={limit} -v 'allow={allow}' "
             f"'{_AWK}' | sort)",
             "{",
