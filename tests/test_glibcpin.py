@@ -86,4 +86,4 @@ def test_the_header_binds_sqrtf_to_its_old_version_in_the_forky_image(tmp_path: 
     assert "sqrtf@GLIBC_2.43" in lines  # without the pin: the policy cannot have it
     assert "sqrtf@GLIBC_2.2.5" in lines  # with it: what an old glibc links
     assert lines[-1] == "assembled"
-    assert "glibc pin: 20 function(s)" in lines[0]
+    assert any(ln.startswith("glibc pin: 20 function(s)") for ln in lines), lines
