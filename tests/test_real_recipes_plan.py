@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.images import sources
 from orchestrator.plan.jobs import make_plan
 from orchestrator.recipe import load_recipe
 from orchestrator.util.hashing import sha256_file
@@ -21,6 +22,18 @@ from tests.conftest import EXAMPLES
 from tests.support.real_pythons import EXPECTED, FACTS, SdistFacts
 
 FT = "Programming Language :: Python :: Free Threading :: 2 - Beta"
+NOT_SERVED = ("python3.14", "python3.15")  # the mirror's answer on this host, Nov 2026
+
+
+def _mirror_says(suite: str, package: str) -> sources.SourceCheck:
+    """The package mirror as it answers here: no 3.14/3.15 source (so those come from
+    forky's binaries, manylinux_2_39); a served one would also be compiled for 2_31."""
+    state = sources.UNSERVED if package in NOT_SERVED else sources.SERVED
+    return sources.SourceCheck(suite, package, state, "http://127.0.0.1:9/debian", "1", status=404)
+
+
+def _plan(recipe: Path):  # type: ignore[no-untyped-def]
+    return make_plan(load_recipe(recipe), host_arch="x86_64", sources=_mirror_says)
 
 
 def _sdist(dest: Path, filename: str, facts: SdistFacts) -> Path:
@@ -57,7 +70,7 @@ def _recipe_with(name: str, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("name", sorted(FACTS))
 def test_real_recipe_plans_every_allowed_python_on_its_family(name: str, tmp_path: Path) -> None:
-    plan = make_plan(load_recipe(_recipe_with(name, tmp_path)), host_arch="x86_64")
+    plan = _plan(_recipe_with(name, tmp_path))
     assert {j.id for j in plan.jobs} == EXPECTED[name]
     for job in plan.jobs:
         assert (job.policy == "manylinux_2_39") == job.id.startswith(("cp314-", "cp315-"))
@@ -66,6 +79,8 @@ def test_real_recipe_plans_every_allowed_python_on_its_family(name: str, tmp_pat
     # nothing left out without a reason that names the image family or requires-python
     for ex in plan.excluded:
         assert "built in the local manylinux_2" in ex.reason or "requires-python" in ex.reason, ex
+        if ex.id.startswith(("cp314-manylinux_2_31", "cp315-manylinux_2_31")):
+            assert "answered 404" in ex.reason, ex
     assert plan.warnings == ()
 
 
@@ -83,7 +98,7 @@ def test_an_undeclared_module_keeps_3_13t_out_with_the_file_named(tmp_path: Path
         SdistFacts(**{**vars(facts), "gil_sources": (*facts.gil_sources, bare)}),
     )
     recipe.write_text(recipe.read_text().replace(old, sha256_file(sdist)))
-    plan = make_plan(load_recipe(recipe), host_arch="x86_64")
+    plan = _plan(recipe)
     assert {j.id for j in plan.jobs} == {
         i for i in EXPECTED["pillow"] if not i.startswith("cp313t")
     }
