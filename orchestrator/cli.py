@@ -720,6 +720,7 @@ def _dep_cache_answers(recipe: Recipe, plan: Plan) -> Callable[[str, str], str |
     """Cache hit/miss per (group, dependency) where it can be known without building: the
     group's toolchain image is present (the key needs its id) and it is not emulated (an
     accelerated build's key also names the cross root, decided at run time)."""
+    from orchestrator.deps import glibcpin
     from orchestrator.deps.cache import DepCache
     from orchestrator.deps.stage import dependency_keys
     from orchestrator.util import paths
@@ -727,8 +728,10 @@ def _dep_cache_answers(recipe: Recipe, plan: Plan) -> Callable[[str, str], str |
     cache = DepCache(paths.cache_dir())
     keys: dict[str, dict[str, str] | None] = {}
     for group, jobs in plan.groups():
-        image_id = None if jobs[0].emulated else _toolchain_id(jobs[0])
-        keys[group] = dependency_keys(recipe, image_id, jobs[0].arch) if image_id else None
+        first = jobs[0]
+        image_id = None if first.emulated else _toolchain_id(first)
+        pin = glibcpin.ceiling(first.policy, first.image_source)
+        keys[group] = dependency_keys(recipe, image_id, first.arch, pin) if image_id else None
 
     def answer(group: str, name: str) -> str | None:
         found = keys.get(group)

@@ -101,3 +101,79 @@ def test_a_waiting_free_threaded_job_names_its_own_interpreter(tmp_path: Path) -
     (job,) = plan.jobs
     images._split[job.image] = True  # built here in steps: base, then its interpreter
     assert images.waiting_for(job, group_ready=True) == "interpreter cp313t (queued)"
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+DECLARED_C = "static PyModuleDef_Slot s[] = {{Py_mod_gil, Py_MOD_GIL_NOT_USED}};\n"
+
+
+def test_sources_declaring_the_gil_unused_count_as_the_declaration(tmp_path: Path) -> None:
+    """Without a classifier, every extension module source declaring Py_MOD_GIL_NOT_USED
+    (C) or freethreading_compatible (Cython) is the project saying it supports it; a
+    helper file (no PyInit_), Cython's generated .c beside its .pyx, an `include`d .pyx
+    and a build tree are not modules."""
+    proj = _tree(
+        tmp_path / "p",
+        {
+            "pyproject.toml": '[project]\nname = "p"\nversion = "1"\nclassifiers = []\n',
+            "src/a.c": DECLARED_C + "PyMODINIT_FUNC PyInit_a(void) {}\n",
+            "src/helper.c": "int helper(void) { return 1; }\n",
+            "p/_fast.pyx": '# cython: freethreading_compatible = True\ninclude "part.pyx"\n',
+            "p/part.pyx": "cdef int x = 1\n",
+            "p/_fast.c": "PyMODINIT_FUNC PyInit__fast(void) {}  /* old Cython output */\n",
+            "build/lib/old.c": "PyMODINIT_FUNC PyInit_old(void) {}\n",
+        },
+    )
+    found = read_free_threading(ProjectSource(proj, "directory"))
+    assert found is not None and found.declared
+    assert "each of its 2 extension module source(s): p/_fast.pyx, src/a.c" in found.declared
+
+
+def test_one_undeclared_module_is_no_declaration_and_is_named(tmp_path: Path) -> None:
+    proj = _tree(
+        tmp_path / "p",
+        {
+            "pyproject.toml": '[project]\nname = "p"\nversion = "1"\n',
+            "src/a.c": DECLARED_C + "PyMODINIT_FUNC PyInit_a(void) {}\n",
+            "src/b.cpp": "PyMODINIT_FUNC PyInit_b(void) {}\n",
+            "p/_c.pyx": "# cython: language_level=3\n",
+        },
+    )
+    found = read_free_threading(ProjectSource(proj, "directory"))
+    assert found is not None and not found.declared
+    reason = found.reason("3.13t")
+    assert "2 of its 3 extension module source(s) do not declare" in reason
+    assert "p/_c.pyx, src/b.cpp" in reason
+
+
+def test_a_pure_python_project_without_classifier_is_not_declared(tmp_path: Path) -> None:
+    _sdist(tmp_path, "Classifier: Programming Language :: Python :: 3.13\n")
+    found = read_free_threading(ProjectSource(tmp_path / "demo-1.0.tar.gz", "sdist"))
+    assert found is not None and not found.declared
+    assert "demo-1.0.tar.gz: no extension module source found" in found.reason("3.13t")
+
+
+def test_the_gil_probe_imports_the_modules_and_its_answer_is_read() -> None:
+    """The probe runs in the wheel's free-threaded interpreter (the e2e tests); here: it
+    imports exactly the modules before asking, and its answer is found among warnings."""
+    import ast
+
+    from orchestrator.pipeline.verify import GIL_MARK, gil_probe, gil_state
+
+    body = ast.parse(gil_probe(["yaml", "yaml._yaml"])).body
+    imported = [a.name for node in body if isinstance(node, ast.Import) for a in node.names]
+    assert imported == ["sys", "yaml", "yaml._yaml"]
+    assert "sys._is_gil_enabled()" in gil_probe(["x"])
+    warned = [
+        "<string>:1: RuntimeWarning: The global interpreter lock (GIL) has been enabled ...",
+        f"{GIL_MARK} enabled",
+    ]
+    assert gil_state(warned) == "enabled"
+    assert gil_state([f"{GIL_MARK} disabled"]) == "disabled"
+    assert gil_state(["Traceback ...", "ModuleNotFoundError: No module named 'yaml'"]) == ""

@@ -188,10 +188,12 @@ class Session:
             gone = "" if self.engine.running(self.handle) else " (the container was stopped)"
             raise StageFailed(stage, f"{stage} failed with exit code {result.exit_code}{gone}")
 
-    def output(self, cmd: Sequence[str], env: Mapping[str, str] | None = None) -> list[str]:
+    def output(
+        self, cmd: Sequence[str], env: Mapping[str, str] | None = None, workdir: str | None = None
+    ) -> list[str]:
         """A command's output lines, whatever its exit code (probes)."""
         chunks: list[bytes] = []
-        self.engine.exec(self.handle, list(cmd), chunks.append, env=env)
+        self.engine.exec(self.handle, list(cmd), chunks.append, env=env, workdir=workdir)
         return b"".join(chunks).decode(errors="replace").splitlines()
 
     def mkdirs(self, *paths: str) -> None:

@@ -31,6 +31,7 @@ EXCLUDE_LIBS = "-Wl,--exclude-libs,ALL"
 DEP_PREFIX = "/opt/orch/deps"
 DEP_WORK = "/orch/dep"
 
+_C_FLAGS = ("CFLAGS", "CXXFLAGS")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LIB_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
 _PLAIN_PATH = re.compile(r"^/[A-Za-z0-9_.+/-]*$")
@@ -83,9 +84,16 @@ def meson_args(prefix: str) -> list[str]:
 
 
 def build_script(
-    dep: DependencySpec, *, src_dir: str, build_dir: str, prefix: str, jobs: int
+    dep: DependencySpec,
+    *,
+    src_dir: str,
+    build_dir: str,
+    prefix: str,
+    jobs: int,
+    extra_cflags: str = "",
 ) -> str:
-    """A bash script that builds ``dep`` from ``src_dir`` and installs it into ``prefix``."""
+    """A bash script that builds ``dep`` from ``src_dir`` and installs it into ``prefix``.
+    ``extra_cflags``: added to CFLAGS and CXXFLAGS (the glibc pin's -include)."""
     if dep.build_system not in BUILD_SYSTEMS:
         raise ConfigError(
             f"{_label(dep)}: unknown build system {dep.build_system!r} "
@@ -119,7 +127,10 @@ def build_script(
         "",
         "# A static, position-independent library with hidden symbols.",
     ]
-    out += [f"export {k}={q(v)}" for k, v in build_env(prefix)]
+    out += [
+        f"export {k}={q(f'{v} {extra_cflags}' if extra_cflags and k in _C_FLAGS else v)}"
+        for k, v in build_env(prefix)
+    ]
     if dep.env:
         out.append("# The recipe's own environment (build.env).")
         out += [f"export {k}={q(v)}" for k, v in dep.env]

@@ -21,7 +21,7 @@ from typing import Any
 from orchestrator import archs, options
 from orchestrator.container.factory import ContainerFactory
 from orchestrator.container.session import Cancelled, Session, wait_removals
-from orchestrator.deps import registry
+from orchestrator.deps import glibcpin, registry
 from orchestrator.deps.artifact import copy_out_artifact
 from orchestrator.deps.buildsys import (
     DEP_PREFIX,
@@ -63,11 +63,14 @@ class DepGroup:
     arch: str
     accel: Accel | None = None  # native cross compiler for an emulated image
     factory: ContainerFactory | None = None  # the routed engine's (None: the run's own)
+    glibc_ceiling: str = ""  # the policy's glibc when the image's is newer (glibcpin)
 
     @property
     def toolchain(self) -> str:
-        """The image pins the compiler; its id covers it, plus the cross root when accelerated."""
-        return f"{self.image_id}+{self.accel.cache_tag}" if self.accel else self.image_id
+        """The image pins the compiler; its id covers it, plus the cross root when
+        accelerated, plus the glibc pin (it changes what the objects reference)."""
+        tool = f"{self.image_id}+{self.accel.cache_tag}" if self.accel else self.image_id
+        return f"{tool}+glibc<={self.glibc_ceiling}" if self.glibc_ceiling else tool
 
 
 @dataclass(frozen=True)
@@ -247,12 +250,14 @@ def _copy(src: Future[tuple[Path, DepResult]], dst: Future[tuple[Path, DepResult
         dst.set_result(src.result())
 
 
-def dependency_keys(recipe: Recipe, toolchain_id: str, arch: str) -> dict[str, str]:
+def dependency_keys(
+    recipe: Recipe, toolchain_id: str, arch: str, glibc_ceiling: str = ""
+) -> dict[str, str]:
     """Every dependency's cache key for a native group whose toolchain image has this id
     (what `orch plan --deps` looks up)."""
     specs = {d.name: d for d in recipe.dependencies}
     order = topological_order({d.name: d.requires for d in recipe.dependencies})
-    ctx = DepGroup("", "", toolchain_id, arch)
+    ctx = DepGroup("", "", toolchain_id, arch, glibc_ceiling=glibc_ceiling)
     return _keys(ctx, order, specs, recipe)
 
 
@@ -413,12 +418,15 @@ def _build(
         session.run("unpack", unpack_script(dep, source.name, WORK, PREFIX))
         inputs.view.stage(task, f"build -j{jobs}")
         log.line(f"[orch] -j{jobs}: the builds running now share the {inputs.jobs} job(s)")
+        if ctx.glibc_ceiling:
+            session.run("glibc pin", glibcpin.script(ctx.glibc_ceiling))
         script = build_script(
             dep,
             src_dir=f"{WORK}/src",
             build_dir=f"{WORK}/build",
             prefix=PREFIX,
             jobs=jobs,
+            extra_cflags=glibcpin.FLAG if ctx.glibc_ceiling else "",
         )
         session.run("build", script, workdir=f"{WORK}/src")
         inputs.view.stage(task, "package")

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 from orchestrator.container.session import Session
+from orchestrator.deps import glibcpin
 from orchestrator.errors import OrchError
 from orchestrator.pipeline.buildenv import (
     BUILD_ENV_DIR,
@@ -140,6 +141,9 @@ def build_wheel(
     wheel cache (no index). `env_mounted`: the set's kept environment is mounted
     read-only at BUILD_ENV_DIR (job.py: only when the set is a hit). `native_fetch`: a
     miss fetches on the host and installs with the x86_64 uv (natfetch)."""
+    pin = glibcpin.ceiling(job.policy, job.image_source)
+    if pin:  # the header the job's CFLAGS -include (job.py), made from the image's glibc
+        session.run("glibc pin", glibcpin.script(pin))
     for command in recipe.before_build:
         session.run("before-build", command, env=env, workdir=SRC)
     source = prepare_build_env(

@@ -21,6 +21,7 @@ from orchestrator import archs, options
 from orchestrator.container.factory import ContainerFactory
 from orchestrator.container.session import Cancelled, Session, StageFailed
 from orchestrator.container.types import Mount
+from orchestrator.deps import glibcpin
 from orchestrator.deps.stage import GroupDeps
 from orchestrator.emulation.accel import Accel
 from orchestrator.emulation.ccache_kit import ready_kit
@@ -235,9 +236,10 @@ class _JobRun:
 
     def build_env(self, deps: GroupDeps) -> dict[str, str]:
         image_env = self.inputs.image_env.get(self.job.image, {})
-        return job_env(
-            self.job, image_env, merge_env(deps.build_env, self.inputs.recipe.environment)
-        )
+        base = dict(deps.build_env)
+        if glibcpin.ceiling(self.job.policy, self.job.image_source):
+            base = merge_env(base, {"CFLAGS": glibcpin.FLAG, "CXXFLAGS": glibcpin.FLAG})
+        return job_env(self.job, image_env, merge_env(base, self.inputs.recipe.environment))
 
     @contextlib.contextmanager
     def container(self) -> Iterator[Session]:

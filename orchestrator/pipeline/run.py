@@ -25,6 +25,7 @@ from orchestrator.container.hostenv import host_env
 from orchestrator.container.routing import EngineRouter, route_engines
 from orchestrator.container.session import wait_removals
 from orchestrator.container.types import Engine, ImageInfo
+from orchestrator.deps import glibcpin
 from orchestrator.deps.stage import DepGroup, DepsInputs, DepsScheduler, GroupDeps
 from orchestrator.emulation import binfmt
 from orchestrator.pipeline import prefill
@@ -167,6 +168,7 @@ class Schedule:
             job.arch,
             ready.accelerated,
             factory=self.router.routed_factory(job.arch),
+            glibc_ceiling=glibcpin.ceiling(job.policy, job.image_source),
         )
         return self.deps.start(ctx).result()
 

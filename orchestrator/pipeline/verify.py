@@ -51,6 +51,7 @@ class VerifyOutcome:
     seconds: float
     wheel_cache: str = ""  # hit | miss | none (nothing to install besides the wheel)
     image_id: str = ""  # the image it ran in (a passed check is reused only in that image)
+    gil: str = ""  # free-threaded wheels: "disabled" | "enabled" after importing its modules
 
     @property
     def ok(self) -> bool:
@@ -249,14 +250,17 @@ def verify_in_image(
         remove_later=True,  # the next image's check need not wait for the engine
     )
     cache = WheelCache.for_image(info.id, job.arch)
-    source = ""
+    checked = Checked("")
     try:
         with session:
-            source = _run_checks(session, recipe, job, wheel, tags, cache, offline, native)
+            checked = _run_checks(session, recipe, job, wheel, tags, cache, offline, native)
     except StageFailed as exc:
         return VerifyOutcome(ref, "failed", f"{exc}; see the log", time.monotonic() - t0)
     done = "installed, imported and tested"
-    return VerifyOutcome(ref, "passed", done, time.monotonic() - t0, source, info.id)
+    if checked.gil:
+        done += f"; the GIL {checked.gil} after import"
+    seconds = time.monotonic() - t0
+    return VerifyOutcome(ref, "passed", done, seconds, checked.source, info.id, checked.gil)
 
 
 def _image(factory: ContainerFactory, ref: str, job: Job, log: JobLog) -> ImageInfo:
@@ -296,7 +300,7 @@ def _run_checks(
     cache: WheelCache,
     offline: bool,
     native: bool = False,
-) -> str:
+) -> Checked:
     env = {"PATH": f"{VENV}/bin:/usr/local/bin:/usr/bin:/bin", "PIP_NO_INPUT": "1"}
     session.mkdirs(WHEEL_DIR, TEST_DIR, WHEELS)
     session.put(wheel, WHEEL_DIR, arcname=wheel.name)
@@ -342,7 +346,47 @@ def _run_checks(
         session.run("verify: test-command", recipe.test.command, env=env, workdir=TEST_DIR)
     if recipe.test.coexist:
         _coexist(session, recipe, modules, installs)
-    return source
+    gil = _gil_after_import(session, modules, env) if tags.free_threaded and modules else ""
+    return Checked(source, gil)
+
+
+@dataclass(frozen=True)
+class Checked:
+    source: str  # where the test requirements came from (VerifyOutcome.wheel_cache)
+    gil: str = ""  # free-threaded wheels: the GIL's state after importing its modules
+
+
+GIL_MARK = "orch-gil-after-import:"
+
+
+def gil_probe(modules: list[str]) -> str:
+    """Python code printing whether the GIL is on after importing the modules: a
+    free-threaded interpreter turns it back on for an extension that does not declare
+    Py_MOD_GIL_NOT_USED (with a RuntimeWarning naming it), and the wheel is still valid."""
+    imports = "".join(f"import {m}; " for m in modules)
+    return (
+        f"import sys; {imports}"
+        f"print({GIL_MARK!r}, 'enabled' if sys._is_gil_enabled() else 'disabled')"
+    )
+
+
+def gil_state(lines: list[str]) -> str:
+    """The probe's answer in its output, or "" when it printed none (it failed)."""
+    found = [ln.split(GIL_MARK, 1)[1].split() for ln in lines if GIL_MARK in ln]
+    return found[-1][0] if found and found[-1] else ""
+
+
+def _gil_after_import(session: Session, modules: list[str], env: dict[str, str]) -> str:
+    """Reported, never failed on: whether the project's extensions run without the GIL is
+    the project's claim; the log and report say what the interpreter did."""
+    lines = session.output(["python", "-c", gil_probe(modules)], env=env, workdir=TEST_DIR)
+    for line in lines:
+        session.log.line(f"[verify] {line}")
+    state = gil_state(lines) or "unknown (the probe printed nothing)"
+    session.log.line(
+        f"[verify] free-threaded: the GIL is {state} after importing {', '.join(modules)}"
+    )
+    return state
 
 
 VENV = "/orch/venv"

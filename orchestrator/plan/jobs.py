@@ -21,7 +21,6 @@ from orchestrator.plan.runners import Runners
 from orchestrator.recipe.graph import topological_order
 from orchestrator.recipe.model import Recipe
 from orchestrator.recipe.requires_python import (
-    FREE_THREADING_CLASSIFIER,
     FreeThreading,
     RequiresPython,
     read_free_threading,
@@ -464,9 +463,9 @@ def _free_threaded_warnings(recipe: Recipe, free: FreeThreading | None) -> tuple
         return ()
     return (
         f"{origin}: python lists {', '.join(listed)}, but the project does not declare "
-        f"free-threading support (no '{FREE_THREADING_CLASSIFIER} :: ...' classifier in "
-        f"{free.origin}): not built; remove {'them' if len(listed) > 1 else 'it'} from "
-        "`python:`, or ask the project to support and declare it",
+        f"free-threading support {free.why_not()}: not built; remove "
+        f"{'them' if len(listed) > 1 else 'it'} from `python:`, or ask the project to "
+        "support and declare it",
     )
 
 

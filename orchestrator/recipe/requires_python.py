@@ -23,6 +23,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
 from orchestrator.errors import ConfigError
+from orchestrator.recipe import gil_sources
 from orchestrator.recipe.model import ProjectSource
 
 
@@ -147,24 +148,30 @@ FREE_THREADING_CLASSIFIER = "Programming Language :: Python :: Free Threading"
 
 @dataclass(frozen=True)
 class FreeThreading:
-    """Whether the project declares free-threaded support (a trove classifier
-    'Programming Language :: Python :: Free Threading :: <level>'), and where that was read.
+    """Whether the project declares free-threaded support, and where that was read: a
+    trove classifier 'Programming Language :: Python :: Free Threading :: <level>', or,
+    without one, `Py_MOD_GIL_NOT_USED` in every extension module source (gil_sources).
     An extension not written for it re-enables the GIL on import or crashes, so a
     free-threaded wheel is built only for a project that says it supports one."""
 
-    declared: str  # the classifier's level ("2 - Beta"), "" when none is declared
+    declared: str  # the classifier's level ("2 - Beta") or the sources' summary; "" if none
     origin: str
+    sources: str = ""  # without a classifier: what the extension sources say (both cases)
 
     def reason(self, python: str) -> str:
-        return (
-            f"free-threaded {python}: the project does not declare free-threading support "
-            f"(no '{FREE_THREADING_CLASSIFIER} :: ...' classifier in {self.origin})"
+        return f"free-threaded {python}: the project does not declare free-threading support " + (
+            self.why_not()
         )
+
+    def why_not(self) -> str:
+        said = f"; {self.sources}" if self.sources else ""
+        return f"(no '{FREE_THREADING_CLASSIFIER} :: ...' classifier in {self.origin}{said})"
 
 
 def read_free_threading(project: ProjectSource) -> FreeThreading | None:
     """The project's classifiers, from the sdist's PKG-INFO or pyproject.toml's
-    [project] classifiers; None when it has neither (nothing to go by: then build)."""
+    [project] classifiers, else its extension sources' own declaration; None when it
+    has no classifiers to read (nothing to go by: then build)."""
     found = _classifiers_sdist(project.path) if project.kind == "sdist" else None
     if project.kind != "sdist":
         pyproject = project.path / "pyproject.toml"
@@ -175,7 +182,18 @@ def read_free_threading(project: ProjectSource) -> FreeThreading | None:
     classifiers, origin = found
     prefix = FREE_THREADING_CLASSIFIER + " :: "
     levels = [c.removeprefix(prefix).strip() for c in classifiers if c.startswith(prefix)]
-    return FreeThreading(levels[0] if levels else "", origin)
+    if levels:
+        return FreeThreading(levels[0], origin)
+    gil = (
+        gil_sources.scan_sdist(project.path)
+        if project.kind == "sdist"
+        else gil_sources.scan_directory(project.path)
+    )
+    if gil is None:
+        return FreeThreading("", origin)
+    where = f"{project.path.name}: " if project.kind == "sdist" else ""
+    summary = gil.summary()
+    return FreeThreading(summary if gil.declared else "", origin, where + summary)
 
 
 def _classifiers_sdist(path: Path) -> tuple[list[str], str] | None:
