@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator import archs
 from orchestrator.container import engine
+from orchestrator.images.local import local_image_ref
 from tests.support.run import orch, wheel_platforms
 
 # A CPython compile from an empty store (~3-5 min on 2 cores) every run would crowd the CI
@@ -159,7 +161,7 @@ FREE_THREADED_RECIPE = """schema: 1
 name: bzdemo
 project: .
 python: ["3.13t"]
-platforms: [manylinux_2_31]
+platforms: [{policy}]
 archs: [{arch}]
 test:
   imports: [bzdemo]
@@ -180,6 +182,9 @@ FREE_THREADING = 'classifiers = ["Programming Language :: Python :: Free Threadi
         "i686",
         pytest.param("aarch64", marks=pytest.mark.emulated),
         pytest.param("armv7l", marks=pytest.mark.emulated),
+        # bookworm (manylinux_2_36), the only local family of these two: compiled by clang
+        pytest.param("ppc64le", marks=pytest.mark.emulated),
+        pytest.param("s390x", marks=pytest.mark.emulated),
     ],
 )
 def test_free_threaded_wheel_verified_in_its_interpreter(
@@ -192,7 +197,8 @@ def test_free_threaded_wheel_verified_in_its_interpreter(
     text = pyproject.read_text()
     pyproject.write_text(text.replace("requires-python", FREE_THREADING + "requires-python", 1))
     recipe = project_copy / "orch.yaml"
-    recipe.write_text(FREE_THREADED_RECIPE.format(arch=arch))
+    policy = _policy(arch)
+    recipe.write_text(FREE_THREADED_RECIPE.format(arch=arch, policy=policy))
     out = tmp_path / "wheelhouse"
     proc = orch(
         "build", "-f", str(recipe), "-o", str(out), "--plain", "--emulation", "auto",
@@ -200,14 +206,167 @@ def test_free_threaded_wheel_verified_in_its_interpreter(
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     (job,) = json.loads((out / ".orch" / "report.json").read_text())["jobs"]
-    assert job["id"] == f"cp313t-manylinux_2_31_{arch}" and job["status"] == "ok", job
+    assert job["id"] == f"cp313t-{policy}_{arch}" and job["status"] == "ok", job
     assert [v["status"] for v in job["verify"]] == ["passed"], job["verify"]
     assert "-runtime:" in job["verify"][0]["image"]
     (wheel,) = out.glob("*.whl")
-    assert "-cp313-cp313t-" in wheel.name and f"manylinux_2_31_{arch}" in wheel_platforms(
-        wheel.name
-    )
+    assert "-cp313-cp313t-" in wheel.name and f"{policy}_{arch}" in wheel_platforms(wheel.name)
     log = (out / ".orch" / "logs" / f"{job['id']}.log").read_text()
     assert "free-threaded 3.13." in log  # the test ran in the cp313t interpreter
     audit = orch("audit", str(wheel))
     assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def _policy(arch: str) -> str:
+    """Bullseye's archive no longer serves ppc64el and s390x: bookworm is their family."""
+    return "manylinux_2_36" if arch in ("ppc64le", "s390x") else "manylinux_2_31"
+
+
+CP39_RECIPE = """schema: 1
+name: bzdemo
+project: .
+python: ["3.9"]
+platforms: [manylinux_2_36]
+archs: [{arch}]
+test:
+  imports: [bzdemo]
+  command: >-
+    python -c "import bzdemo, sys, ssl, hashlib;
+    data = b'orch ' * 1000;
+    assert bzdemo.decompress(bzdemo.compress(data), len(data)) == data;
+    print('cp39 on bookworm', sys.version.split()[0], ssl.OPENSSL_VERSION)"
+"""
+
+BOOKWORM = [
+    "x86_64",
+    pytest.param("ppc64le", marks=pytest.mark.emulated),
+    pytest.param("s390x", marks=pytest.mark.emulated),
+]
+
+
+@pytest.mark.parametrize("arch", BOOKWORM)
+def test_cp39_wheel_on_bookworm(
+    docker_engine: None, project_copy: Path, tmp_path: Path, arch: str
+) -> None:
+    """Bookworm ships no python3.9: orch compiles bullseye's source against bookworm's
+    libraries (OpenSSL 3.0, libffi8) on first use; the cp39 wheel is repaired, audited and
+    tested in the runtime image's cp39, whose OpenSSL is bookworm's."""
+    recipe = project_copy / "orch.yaml"
+    recipe.write_text(CP39_RECIPE.format(arch=arch))
+    out = tmp_path / "wheelhouse"
+    proc = orch(
+        "build", "-f", str(recipe), "-o", str(out), "--plain", "--emulation", "auto",
+        timeout=7200,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    (job,) = json.loads((out / ".orch" / "report.json").read_text())["jobs"]
+    assert job["id"] == f"cp39-manylinux_2_36_{arch}" and job["status"] == "ok", job
+    # the runtime image first; a stock image (bullseye's python3.9) too where one is built
+    assert {v["status"] for v in job["verify"]} == {"passed"}, job["verify"]
+    assert "-runtime:" in job["verify"][0]["image"]
+    (wheel,) = out.glob("*.whl")
+    assert "-cp39-cp39-" in wheel.name and f"manylinux_2_36_{arch}" in wheel_platforms(wheel.name)
+    log = (out / ".orch" / "logs" / f"{job['id']}.log").read_text()
+    assert "cp39 on bookworm 3.9.2 OpenSSL 3.0." in log
+    audit = orch("audit", str(wheel))
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+WHOLE_PROBE = r"""
+import sys
+gil = getattr(sys, "_is_gil_enabled", lambda: True)()  # before any extension could turn it on
+import hashlib, importlib, json, os, socket, ssl, sysconfig, tempfile, threading
+exec(os.environ["ORCH_PROBE"])  # the stdlib-extension and .pyc probe, printed as JSON first
+names = ("_hashlib", "_uuid", "_dbm", "_gdbm", "_curses", "pyexpat", "_sqlite3", "_ctypes")
+extra = {}
+for name in names:
+    try:
+        importlib.import_module(name)
+        extra[name] = "ok"
+    except Exception as exc:
+        extra[name] = repr(exc)
+# a TLS 1.3 handshake with the image's OpenSSL, between two local sockets
+tmp = tempfile.mkdtemp()
+for name in ("cert", "key"):
+    with open(os.path.join(tmp, name), "w") as fh:
+        fh.write(os.environ["ORCH_TLS_" + name.upper()])
+server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+server.load_cert_chain(os.path.join(tmp, "cert"), os.path.join(tmp, "key"))
+client = ssl.create_default_context(cafile=os.path.join(tmp, "cert"))
+a, b = socket.socketpair()
+def serve():
+    with server.wrap_socket(b, server_side=True) as s:
+        s.sendall(s.recv(5)[::-1])
+thread = threading.Thread(target=serve)
+thread.start()
+with client.wrap_socket(a, server_hostname="localhost") as s:
+    s.sendall(b"hello")
+    echoed, tls = s.recv(5), s.version()
+thread.join()
+print(json.dumps({
+    "extra": extra, "tls": [echoed.decode(), tls], "openssl": ssl.OPENSSL_VERSION,
+    "scrypt": hashlib.scrypt(b"pw", salt=b"s", n=16, r=8, p=1).hex()[:8],
+    "gil": gil, "abiflags": sys.abiflags, "version": sys.version.split()[0],
+    "ft": sysconfig.get_config_var("Py_GIL_DISABLED") or 0,
+}))
+"""
+
+
+def _tls_pair(tmp_path: Path) -> dict[str, str]:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return {"ORCH_TLS_CERT": cert.read_text(), "ORCH_TLS_KEY": key.read_text()}
+
+
+@pytest.mark.parametrize(
+    ("arch", "python"),
+    [
+        ("x86_64", "3.9"),
+        pytest.param("ppc64le", "3.9", marks=pytest.mark.emulated),
+        pytest.param("s390x", "3.9", marks=pytest.mark.emulated),
+        pytest.param("ppc64le", "3.13t", marks=pytest.mark.emulated),
+        pytest.param("s390x", "3.13t", marks=pytest.mark.emulated),
+    ],
+)
+def test_bookworm_interpreter_is_whole(
+    docker_engine: None, tmp_path: Path, arch: str, python: str
+) -> None:
+    """cp39 (bullseye's source) and cp313t on bookworm, as orch compiled them (accelerated
+    where emulated): every stdlib extension a user needs imports (only _tkinter is not
+    built, as everywhere), pip's TLS and hashes work with OpenSSL 3.0, the standard
+    library's .pyc files are valid, and cp313t runs without the GIL."""
+    built = orch(
+        "images", "build-local", "--arch", arch, "--suite", "bookworm", "--python", python,
+        timeout=7200,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    tag = "cp313-cp313t" if python == "3.13t" else "cp39-cp39"
+    store = Path(os.environ["ORCH_INTERPRETER_DIR"]) / f"manylinux_2_36_{arch}"
+    records = [json.loads(p.read_text()) for p in store.glob(f"{tag}-*.json")]
+    assert records, f"no {tag} in {store}"
+    if arch != "x86_64":
+        assert any(r.get("accelerated") for r in records), records
+    image = local_image_ref(arch, "runtime", "bookworm", (python,))
+    env = {"ORCH_PROBE": PROBE, **_tls_pair(tmp_path)}
+    proc = subprocess.run(
+        ["docker", "run", "--rm", "--platform", archs.get(arch).platform,
+         *(a for k in env for a in ("-e", k)), image,
+         f"/opt/python/{tag}/bin/python", "-c", WHOLE_PROBE],
+        capture_output=True, text=True, timeout=900, env={**os.environ, **env},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    first, result = (json.loads(line) for line in proc.stdout.strip().splitlines()[-2:])
+    assert set(first["mods"].values()) | set(result["extra"].values()) == {"ok"}, (first, result)
+    assert first["checked"] > 500 and first["bad"] == 0, first
+    assert result["tls"] == ["olleh", "TLSv1.3"] and result["openssl"].startswith("OpenSSL 3.0.")
+    assert len(result["scrypt"]) == 8
+    free = python.endswith("t")
+    assert (result["gil"], result["abiflags"], result["ft"]) == (
+        (False, "t", 1) if free else (True, "", 0)
+    ), result
+    assert result["version"].startswith("3.13." if free else "3.9.2")
