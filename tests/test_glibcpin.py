@@ -53,9 +53,25 @@ def test_a_pinned_group_builds_with_the_header_and_has_its_own_keys() -> None:
     assert f"-fvisibility-inlines-hidden {glibcpin.FLAG}'" in pinned  # CXXFLAGS too
     group = DepGroup("g", "img", "sha256:1", "x86_64")
     assert group.toolchain == "sha256:1"  # every other family's keys are unchanged
-    assert DepGroup("g", "img", "sha256:1", "x86_64", glibc_ceiling="2.39").toolchain == (
-        "sha256:1+glibc<=2.39"
+    pinned_id = DepGroup("g", "img", "sha256:1", "x86_64", glibc_ceiling="2.39").toolchain
+    assert pinned_id.startswith("sha256:1+glibc<=2.39:")  # and the pin script's digest
+
+
+def test_the_pin_survives_a_recipes_own_cflags_and_its_script_is_in_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """libwebp and openjpeg set CFLAGS in build.env: the pin is added after them; a
+    changed list of pinned functions gives the pinned groups new keys."""
+    dep = load_dependency_file(ROOT / "recipes" / "libwebp.yaml")
+    assert "CFLAGS" in dict(dep.env)
+    script = build_script(
+        dep, src_dir="/s", build_dir="/b", prefix="/p", jobs=1, extra_cflags=glibcpin.FLAG
     )
+    own = script.index("# The recipe's own environment (build.env).")
+    assert f"export CFLAGS=\"${{CFLAGS}} \"'{glibcpin.FLAG}'" in script[own:]
+    before = DepGroup("g", "img", "sha256:1", "x86_64", glibc_ceiling="2.39").toolchain
+    monkeypatch.setattr(glibcpin, "SAME_FUNCTION", (*glibcpin.SAME_FUNCTION, "cbrtf"))
+    assert DepGroup("g", "img", "sha256:1", "x86_64", glibc_ceiling="2.39").toolchain != before
 
 
 @pytest.mark.docker

@@ -342,3 +342,30 @@ def test_a_newer_release_with_only_an_sdist_falls_back(tmp_path: Path) -> None:
     assert check(["old"]) is None
     assert check(["pinned<2"]) is None
     assert "pinned 2.0" in (check(["pinned"]) or "")
+
+
+def test_a_forky_job_accepts_the_images_own_glibc_tags_as_its_pip_does() -> None:
+    """forky repairs to manylinux_2_39 but its glibc is 2.43: the emulated pip there takes
+    build requirements tagged up to manylinux_2_43, so the host's download does too."""
+    target = natfetch.target_for(_job("aarch64", "manylinux_2_39", "cp314-cp314", "3.14"))
+    assert isinstance(target, natfetch.Target)
+    assert target.platforms[0] == "manylinux_2_43_aarch64"
+    assert "manylinux_2_39_aarch64" in target.platforms
+    pypa = replace(_job("aarch64", "manylinux_2_28", "cp311-cp311", "3.11"), image_source="pypa")
+    found = natfetch.target_for(pypa)
+    assert isinstance(found, natfetch.Target)
+    assert found.platforms[0] == "manylinux_2_28_aarch64"
+
+
+@pytest.mark.parametrize("var", ["PIP_CONSTRAINT", "PIP_PRE", "PIP_NO_BINARY", "PIP_FIND_LINKS"])
+def test_a_pip_setting_the_host_does_not_apply_keeps_the_emulated_fetch(
+    tmp_path: Path, var: str
+) -> None:
+    target = natfetch.target_for(_job("s390x"))
+    assert isinstance(target, natfetch.Target)
+    settings = replace(options.EnvSettings(), no_host_ca=True)
+    lines: list[str] = []
+    why = natfetch.fetch(target, ["a"], tmp_path, lines.append, settings=settings, env={var: "x"})
+    assert why == f"{var} set: the emulated pip applies it"
+    assert not lines and not list(tmp_path.iterdir())  # nothing asked, nothing fetched
+    assert natfetch.unmodelled_pip(settings, {"PIP_DEFAULT_TIMEOUT": "9"}) is None

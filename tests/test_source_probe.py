@@ -307,3 +307,60 @@ def test_listing_more_source_pythons_moves_no_image_tag(definitions_copy: Path) 
     path.write_text("".join(kept))
     assert "cp314-cp314" not in definition.load_suite("bullseye").source_pythons
     assert refs() == with_forky
+
+
+class _CutIndex:
+    """A 127.0.0.1 server whose Sources index stops short: half the compressed body, with
+    the full Content-Length (the connection drops) or with none (it just ends)."""
+
+    def __init__(self, body: bytes, length: bool) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/debian"
+        self.body, self.length = body, length
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                head = "HTTP/1.1 200 OK\r\nConnection: close\r\n"
+                if self.length:
+                    head += f"Content-Length: {len(self.body)}\r\n"
+                conn.sendall((head + "\r\n").encode() + self.body[: len(self.body) // 2])
+
+
+@pytest.mark.parametrize("length", [True, False], ids=["dropped", "ended-early"])
+def test_an_index_cut_short_fails_the_probe_and_is_not_cached(tmp_path: Path, length: bool) -> None:
+    """Neither a dropped connection (urllib3's error, below requests) nor a body that just
+    ends is "the index lists no python3.14": both fail the probe, and nothing is cached."""
+    text = "\n".join(_stanza(f"pkg{i:04d}", "1", "1") for i in range(2000)).encode()
+    server = _CutIndex(
+        gzip.compress(text + b"\n" + _stanza("python3.14", "3.14.8-1", "3.14.8").encode()), length
+    )
+    try:
+        check = sources.Prober(server.url, now=lambda: T0, cache=tmp_path / "c")(
+            "forky", "python3.14"
+        )
+    finally:
+        server.sock.close()
+    assert check.state == sources.FAILED and not check.excludes, check
+    assert not list((tmp_path / "c").rglob("*.json"))
+
+
+def test_a_corrupt_xz_index_fails_the_probe(tmp_path: Path) -> None:
+    root = tmp_path / "m"
+    index = root / "debian" / "dists" / "forky" / "main" / "source"
+    index.mkdir(parents=True)
+    (index / "Sources.xz").write_bytes(lzma.compress(b"Package: x\n")[:12] + b"garbage" * 50)
+    with serve_directory(root) as url:
+        found = sources.probe_suite(f"{url}/debian", "forky", ["python3.14"])
+    assert found["python3.14"].state == sources.FAILED

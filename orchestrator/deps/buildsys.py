@@ -134,6 +134,12 @@ def build_script(
     if dep.env:
         out.append("# The recipe's own environment (build.env).")
         out += [f"export {k}={q(v)}" for k, v in dep.env]
+        # A recipe's own CFLAGS replace the defaults above, not the pin: its key says pinned.
+        out += [
+            f'export {k}="${{{k}}} "{q(extra_cflags)}'
+            for k, _ in dep.env
+            if extra_cflags and k in _C_FLAGS
+        ]
     out += ["", f"mkdir -p {q(prefix)}/lib {q(prefix)}/include {q(build_dir)}", ""]
 
     steps = {

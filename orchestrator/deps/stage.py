@@ -10,6 +10,7 @@ returns a `GroupDeps` per group.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -70,7 +71,11 @@ class DepGroup:
         """The image pins the compiler; its id covers it, plus the cross root when
         accelerated, plus the glibc pin (it changes what the objects reference)."""
         tool = f"{self.image_id}+{self.accel.cache_tag}" if self.accel else self.image_id
-        return f"{tool}+glibc<={self.glibc_ceiling}" if self.glibc_ceiling else tool
+        if not self.glibc_ceiling:
+            return tool
+        # the pin's script too: a changed list of functions must rebuild what it bound
+        pin = hashlib.sha256(glibcpin.script(self.glibc_ceiling).encode()).hexdigest()[:12]
+        return f"{tool}+glibc<={self.glibc_ceiling}:{pin}"
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import lzma
 import os
 import re
 import tempfile
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3
 
 from orchestrator import options
 from orchestrator.images import definition
@@ -255,7 +257,14 @@ def _read_index(
                 status = resp.status_code
                 if status == 200:
                     return url, _newest(_stanzas(_decompressed(resp, name), wanted))
-        except (requests.RequestException, zlib.error, OSError, EOFError) as exc:
+        except (
+            requests.RequestException,
+            urllib3.exceptions.HTTPError,  # resp.raw.stream is urllib3's, not wrapped
+            zlib.error,
+            lzma.LZMAError,
+            OSError,
+            EOFError,
+        ) as exc:
             raise _Answer(FAILED, url, None, f"{url}: {_short(exc)}") from exc
         if status not in (404, 410):
             raise _Answer(FAILED, url, status, f"{url} answered {status}")
@@ -264,14 +273,15 @@ def _read_index(
 
 
 def _decompressed(resp: requests.Response, name: str) -> Iterator[bytes]:
-    if name.endswith(".xz"):
-        import lzma
-
-        unpack: Any = lzma.LZMADecompressor()
-    else:
-        unpack = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    unpack: Any = (
+        lzma.LZMADecompressor() if name.endswith(".xz") else zlib.decompressobj(16 + zlib.MAX_WBITS)
+    )
     for chunk in resp.raw.stream(1 << 16, decode_content=False):
         yield unpack.decompress(chunk)
+    # Only reached after the whole body was read: a body cut short without a
+    # Content-Length must fail the probe, not read as "the index lists no such package".
+    if not unpack.eof:
+        raise EOFError(f"{resp.url}: the index ended before its compressed stream did")
 
 
 def _stanzas(chunks: Iterable[bytes], wanted: set[str]) -> Iterator[tuple[str, str]]:

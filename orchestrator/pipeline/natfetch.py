@@ -33,6 +33,7 @@ from packaging.version import InvalidVersion, Version
 
 from orchestrator import options
 from orchestrator.container.hostenv import find_ca_bundle, host_env
+from orchestrator.plan import catalog
 from orchestrator.plan.jobs import Job
 
 if sys.version_info >= (3, 11):
@@ -89,10 +90,24 @@ def target_for(job: Job) -> Target | str:
     if abi.endswith("t"):  # abi3 and its tag order differ for free-threaded builds
         return f"{job.python_tag} is free-threaded"
     arch = job.platform_tag[len(job.policy) + 1 :]
-    platforms = platform_tags(job.policy, arch)
+    platforms = platform_tags(_image_libc_policy(job), arch)
     if not arch or not platforms:
         return f"policy {job.policy} has no modelled platform tags"
     return Target(job.python, abi, platforms, job.arch)
+
+
+def _image_libc_policy(job: Job) -> str:
+    """The tags the job image's own pip accepts: its glibc's, which in a local image can be
+    newer than the policy it repairs to (forky: glibc 2.43 for manylinux_2_39)."""
+    info = catalog.load().local.get(job.policy) if job.image_source == "local" else None
+    if info is None or not job.policy.startswith("manylinux_2_"):
+        return job.policy
+    major, _, minor = info.libc_version.partition(".")
+    policy_minor = int(job.policy.rsplit("_", 1)[1])
+    minor = minor.split(".")[0]
+    if major == "2" and minor.isdigit() and int(minor) > policy_minor:
+        return f"manylinux_2_{minor}"
+    return job.policy
 
 
 def platform_tags(policy: str, arch: str) -> tuple[str, ...]:
@@ -128,6 +143,40 @@ def static_requires(pyproject: bytes | None) -> tuple[str, ...] | None:
     if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
         return None
     return tuple(sorted(requires))
+
+
+# PIP_* settings the host's download either applies (index_args) or that do not change
+# which wheels are chosen; any other (PIP_CONSTRAINT, PIP_PRE, PIP_NO_BINARY ...) would
+# apply to the emulated pip only, so such a job keeps the emulated fetch.
+NEUTRAL_PIP = frozenset(
+    {
+        "PIP_INDEX_URL",
+        "PIP_EXTRA_INDEX_URL",
+        "PIP_TRUSTED_HOST",
+        "PIP_DEFAULT_TIMEOUT",
+        "PIP_TIMEOUT",
+        "PIP_RETRIES",
+        "PIP_CERT",
+        "PIP_CLIENT_CERT",
+        "PIP_DISABLE_PIP_VERSION_CHECK",
+        "PIP_NO_INPUT",
+        "PIP_PROGRESS_BAR",
+        "PIP_ROOT_USER_ACTION",
+        "PIP_NO_CACHE_DIR",
+        "PIP_CACHE_DIR",
+        "PIP_NO_COLOR",
+        "PIP_QUIET",
+        "PIP_VERBOSE",
+        "PIP_BREAK_SYSTEM_PACKAGES",
+    }
+)
+
+
+def unmodelled_pip(settings: options.EnvSettings, env: Mapping[str, str] | None) -> str | None:
+    """Why the host cannot stand in for the container's pip settings, or None."""
+    given = {**host_env(settings, use_ca=False).env, **(env or {})}
+    other = sorted(k for k in given if k.startswith("PIP_") and k not in NEUTRAL_PIP)
+    return f"{', '.join(other)} set: the emulated pip applies it" if other else None
 
 
 def index_args(settings: options.EnvSettings, env: Mapping[str, str] | None = None) -> list[str]:
@@ -205,7 +254,11 @@ def fetch(
 ) -> str | None:
     """Download `requirements` (with their dependencies) and, with `uv`, the target's uv
     wheel into `dest`; None when done, else why not (then `dest` gained nothing)."""
-    index = index_args(settings or options.env(), env)
+    settings = settings or options.env()
+    unmodelled = unmodelled_pip(settings, env)
+    if unmodelled:
+        return unmodelled
+    index = index_args(settings, env)
     with tempfile.TemporaryDirectory(dir=dest) as tmp:
         got = Path(tmp)
         asks = [(list(requirements), False)] if requirements else []

@@ -26,6 +26,9 @@ _MODULE_INIT = re.compile(r"\bPyInit_\w+\s*\(")
 _GIL_NOT_USED = re.compile(r"\bPy_MOD_GIL_NOT_USED\b")
 # A Cython directive comment: only before the first statement, so only at the top.
 _CYTHON_FT = re.compile(r"^#\s*cython:.*\bfreethreading_compatible\s*=\s*True\b", re.M)
+# Cython >= 3.2's generated C defines this three times (a user's CYTHON_FREETHREADING_
+# COMPATIBLE either way, then the directive's default last): only the last one says.
+_CYTHON_C_DEFAULT = re.compile(r"^#define __Pyx_FREETHREADING_COMPATIBLE (\w+)", re.M)
 
 
 @dataclass(frozen=True)
@@ -82,8 +85,10 @@ def scan_directory(root: Path) -> GilSources:
         dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
         for name in sorted(files):
             seen += 1
-            if seen > MAX_FILES:
-                return _classify(found)
+            if seen > MAX_FILES:  # unread modules cannot count as declared
+                part = _classify(found)
+                cut = f"(the files past the first {MAX_FILES}, not read)"
+                return GilSources((*part.modules, cut), (*part.undeclared, cut))
             path = Path(top) / name
             if _is_source(name) and path.stat().st_size <= MAX_FILE:
                 found[str(path.relative_to(root))] = path.read_text(errors="replace")
@@ -105,10 +110,18 @@ def _classify(texts: dict[str, str]) -> GilSources:
         if cython and _is_included(name, texts):
             continue
         modules.append(name)
-        marker = _CYTHON_FT if cython else _GIL_NOT_USED
-        if not marker.search(text):
+        if not _declares(text, cython):
             undeclared.append(name)
     return GilSources(tuple(modules), tuple(undeclared))
+
+
+def _declares(text: str, cython: bool) -> bool:
+    if cython:
+        return bool(_CYTHON_FT.search(text))
+    defaults: list[str] = _CYTHON_C_DEFAULT.findall(text)
+    if defaults:  # Cython's output shipped without its .pyx
+        return defaults[-1] == "Py_MOD_GIL_NOT_USED"
+    return bool(_GIL_NOT_USED.search(text))
 
 
 def _generated(name: str, texts: dict[str, str]) -> bool:
