@@ -590,7 +590,10 @@ def _recipe_path(arg: str) -> Path:
     return path / "orch.yaml" if path.is_dir() else path
 
 
-def _load_plan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _load_plan(args: argparse.Namespace, probe: bool = True):  # type: ignore[no-untyped-def]
+    """The recipe and its plan, selected and sharded as the flags say. `probe` False: no
+    source is asked about (`orch matrix`: its split must not depend on this machine's
+    view of the mirror; each shard's runner asks its own)."""
     from orchestrator.images.sources import for_host
     from orchestrator.plan.engines import engine_routes, with_engines
     from orchestrator.plan.jobs import make_plan
@@ -598,13 +601,24 @@ def _load_plan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from orchestrator.recipe import load_recipe
 
     recipe = load_recipe(_recipe_path(args.file))
-    sources = for_host(offline=getattr(args, "offline", False))
-    plan = with_engines(make_plan(recipe, sources=sources), engine_routes(options.env()))
-    plan = plan.select_archs(getattr(args, "arch", []) or [])
-    plan = plan.select(getattr(args, "only", []) or [])
+    routes = engine_routes(options.env())
+    sources = for_host(offline=getattr(args, "offline", False)) if probe else None
+
+    def selected(plan: Plan) -> Plan:
+        plan = plan.select_archs(getattr(args, "arch", []) or [])
+        return plan.select(getattr(args, "only", []) or [])
+
+    plan = selected(with_engines(make_plan(recipe, sources=sources), routes))
     if getattr(args, "shard", None):
         k, n = args.shard
-        plan = plan.shard(k, n, parse_runners(args.runner))
+        runners = parse_runners(args.runner)
+        if sources is None:
+            plan = plan.shard(k, n, runners)
+        else:  # cut as `orch matrix` does, from the plan every runner computes alike
+            # (one runner's probe may fail where another's answers): then this runner's
+            # probe removes what its mirror does not serve
+            cut = selected(with_engines(make_plan(recipe), routes)).shard(k, n, runners)
+            plan = plan.keep_ids({j.id for j in cut.jobs}, f"in another shard than {k}/{n}")
     if not plan.jobs and not args.allow_empty:
         raise ConfigError(plan.why_empty())
     return recipe, plan
@@ -796,7 +810,7 @@ def cmd_matrix(args: argparse.Namespace, console: Console) -> int:
     from orchestrator.plan.github import github_matrix
     from orchestrator.plan.runners import parse_runners
 
-    _recipe, plan = _load_plan(args)
+    _recipe, plan = _load_plan(args, probe=False)
     print(json.dumps(github_matrix(plan, args.max_shards, parse_runners(args.runner))))
     return EXIT_OK
 

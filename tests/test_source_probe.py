@@ -9,6 +9,7 @@ import json
 import lzma
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -364,3 +365,40 @@ def test_a_corrupt_xz_index_fails_the_probe(tmp_path: Path) -> None:
     with serve_directory(root) as url:
         found = sources.probe_suite(f"{url}/debian", "forky", ["python3.14"])
     assert found["python3.14"].state == sources.FAILED
+
+
+def test_shards_are_cut_alike_whatever_each_runners_probe_answered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`orch matrix` asks no mirror; each `orch build --shard K/N` cuts the same unprobed
+    plan, then drops what its own mirror does not serve: a runner whose probe failed and
+    one that got a 404 build the same shard, less the unserved jobs (cut from each one's
+    probed plan, shards 1 and 3 of 4 would differ here: a job built twice, one never)."""
+    import argparse
+
+    recipe = tmp_path / "orch.yaml"
+    _recipe(tmp_path, "['3.13', '3.14']", "[manylinux_2_31, manylinux_2_39]")
+    recipe.write_text(recipe.read_text() + "archs: [x86_64, i686, aarch64]\n")
+
+    def runner(state: str) -> Any:
+        def check(suite: str, package: str) -> sources.SourceCheck:
+            got = state if package == "python3.14" else sources.SERVED
+            return sources.SourceCheck(suite, package, got, "m", "1", "u", 404, T0, "down")
+
+        return lambda offline=False, recheck=False: check
+
+    def jobs(state: str, k: int) -> set[str]:
+        monkeypatch.setattr(sources, "for_host", runner(state))
+        args = argparse.Namespace(
+            file=str(recipe), arch=[], only=[], shard=(k, 4), runner=[], allow_empty=True
+        )
+        return {j.id for j in cli._load_plan(args)[1].jobs}
+
+    matrix = argparse.Namespace(file=str(recipe), arch=[], only=[], runner=[], allow_empty=True)
+    full = {j.id for j in cli._load_plan(matrix, probe=False)[1].jobs}
+    failed = [jobs(sources.FAILED, k) for k in (1, 2, 3, 4)]
+    unserved = [jobs(sources.UNSERVED, k) for k in (1, 2, 3, 4)]
+    assert set().union(*failed) == full and sum(map(len, failed)) == len(full)
+    gone = {f"cp314-manylinux_2_31_{a}" for a in ("x86_64", "i686", "aarch64")}
+    assert gone <= full
+    assert unserved == [f - gone for f in failed]

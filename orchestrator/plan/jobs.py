@@ -128,6 +128,10 @@ class Plan:
         keep = tuple(j for j in self.jobs if j.arch in wanted)
         return self._keeping(keep, f"not selected by --arch {' '.join(wanted)}")
 
+    def keep_ids(self, ids: set[str], reason: str) -> Plan:
+        """Keep the jobs whose id is in `ids`; the others are excluded with `reason`."""
+        return self._keeping(tuple(j for j in self.jobs if j.id in ids), reason)
+
     def _keeping(self, keep: tuple[Job, ...], reason: str) -> Plan:
         dropped = tuple(Excluded(j.id, reason, DESELECTED) for j in self.jobs if j not in keep)
         return replace(self, jobs=fit_local_images(keep), excluded=self.excluded + dropped)
