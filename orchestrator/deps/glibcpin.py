@@ -37,15 +37,9 @@ SAME_FUNCTION = (
 
 def ceiling(policy: str, image_source: str) -> str:
     """The policy's glibc ("2.39") when the job's local image has a newer one, else ""."""
-    if image_source != "local":
+    if catalog.newer_local_glibc(policy, image_source) is None:
         return ""
-    info = catalog.load().local.get(policy)
-    parts = policy.split("_")
-    if info is None or len(parts) != 3 or parts[0] != "manylinux":
-        return ""
-    allowed = (int(parts[1]), int(parts[2]))
-    have = tuple(int(x) for x in info.libc_version.split(".")[:2])
-    return f"{allowed[0]}.{allowed[1]}" if have > allowed else ""
+    return ".".join(policy.split("_")[1:])
 
 
 _AWK = r"""

@@ -99,15 +99,8 @@ def target_for(job: Job) -> Target | str:
 def _image_libc_policy(job: Job) -> str:
     """The tags the job image's own pip accepts: its glibc's, which in a local image can be
     newer than the policy it repairs to (forky: glibc 2.43 for manylinux_2_39)."""
-    info = catalog.load().local.get(job.policy) if job.image_source == "local" else None
-    if info is None or not job.policy.startswith("manylinux_2_"):
-        return job.policy
-    major, _, minor = info.libc_version.partition(".")
-    policy_minor = int(job.policy.rsplit("_", 1)[1])
-    minor = minor.split(".")[0]
-    if major == "2" and minor.isdigit() and int(minor) > policy_minor:
-        return f"manylinux_2_{minor}"
-    return job.policy
+    have = catalog.newer_local_glibc(job.policy, job.image_source)
+    return f"manylinux_{have[0]}_{have[1]}" if have else job.policy
 
 
 def platform_tags(policy: str, arch: str) -> tuple[str, ...]:

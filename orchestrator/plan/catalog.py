@@ -258,6 +258,18 @@ def load() -> Catalog:
     return Catalog(pypa=pypa, local=local)
 
 
+def newer_local_glibc(policy: str, image_source: str) -> tuple[int, int] | None:
+    """The local image's glibc when it is newer than the manylinux `policy` it repairs to
+    (forky: 2.43 for manylinux_2_39), else None."""
+    info = load().local.get(policy) if image_source == "local" else None
+    parts = policy.split("_")
+    if info is None or len(parts) != 3 or parts[0] != "manylinux":
+        return None
+    have = tuple(int(x) for x in info.libc_version.split(".")[:2])
+    newer = have > (int(parts[1]), int(parts[2])) and len(have) == 2
+    return (have[0], have[1]) if newer else None
+
+
 def policy_error(policy: str, where: str, field: str) -> ConfigError:
     import difflib
 
